@@ -1,0 +1,121 @@
+"""Progress reporting: the append-only `events.jsonl` of a run, and the hooks long work calls.
+
+Every long step (classifier epochs, generator steps, sampling) reports through a `Reporter`.
+The reporter appends one JSON object per line to `<run_dir>/events.jsonl`, mirrors messages to
+`log.txt`, forwards each event to an optional callback (the CLI's progress bar), and raises
+`Cancelled` from `check_cancel()` once a file `<run_dir>/CANCEL` exists (how the job runner asks a
+worker to stop without killing it mid-write).
+
+Event kinds used across the project:
+  stage     {"stage": str, "message": str}                       a new phase begins
+  progress  {"stage": str, "step": int, "total": int, ...metrics} inside a phase
+  epoch     {"model": str, "epoch": int, "epochs": int, "loss": float, ...}   classifier curve
+  monitor   {"method": str, "class": str|None, "step": int, ...}  generative training monitors
+  image     {"method": str, "path": str, "step": int}            a sample grid written under the run
+  warning   {"message": str}
+  done      {"message": str}
+  error     {"message": str}
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .errors import Cancelled
+
+CANCEL_FILE = "CANCEL"
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe value (numpy scalars, NaN/inf as strings so the file stays valid JSON)."""
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+class Reporter:
+    """Writes events of one run. `run_dir=None` keeps everything in memory (tests, library use)."""
+
+    def __init__(self, run_dir: str | Path | None = None,
+                 callback: Callable[[dict], None] | None = None) -> None:
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.callback = callback
+        self.events: list[dict] = []
+        self.warnings: list[str] = []
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- writing -----------------------------------------------------------------------------
+    def emit(self, kind: str, **fields: Any) -> dict:
+        event = {"t": round(time.time(), 3), "kind": kind, **_clean(fields)}
+        self.events.append(event)
+        if self.run_dir is not None:
+            with open(self.run_dir / "events.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(event, ensure_ascii=False) + "\n")
+            if kind in ("stage", "warning", "error", "done"):
+                self.log(f"[{kind}] {fields.get('stage', '')} {fields.get('message', '')}".strip())
+        if self.callback is not None:
+            self.callback(event)
+        return event
+
+    def log(self, line: str) -> None:
+        if self.run_dir is not None:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            with open(self.run_dir / "log.txt", "a", encoding="utf-8") as fh:
+                fh.write(f"{stamp} {line}\n")
+
+    def stage(self, stage: str, message: str = "") -> None:
+        self.check_cancel()
+        self.emit("stage", stage=stage, message=message)
+
+    def progress(self, stage: str, step: int, total: int, **metrics: Any) -> None:
+        self.check_cancel()
+        self.emit("progress", stage=stage, step=int(step), total=int(total), **metrics)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.emit("warning", message=message)
+
+    # -- files under the run -------------------------------------------------------------------
+    def path(self, *parts: str) -> Path | None:
+        """A folder under the run directory (created), or None when there is no run directory."""
+        if self.run_dir is None:
+            return None
+        p = self.run_dir.joinpath(*parts)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    # -- cancellation ----------------------------------------------------------------------------
+    def cancel_requested(self) -> bool:
+        return self.run_dir is not None and (self.run_dir / CANCEL_FILE).exists()
+
+    def check_cancel(self) -> None:
+        if self.cancel_requested():
+            raise Cancelled("the job was cancelled; what it wrote so far is kept")
+
+
+def read_events(run_dir: str | Path) -> Iterator[dict]:
+    """The events of a run, skipping a half-written last line (a writer may be mid-append)."""
+    path = Path(run_dir) / "events.jsonl"
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue

@@ -1,0 +1,4 @@
+"""Imports every method module once; each registers itself. Adding a method = one line here."""
+from . import classic  # noqa: F401  none, random_oversample, augment
+from . import interpolation  # noqa: F401  smote, borderline_smote, adasyn
+from . import mixing  # noqa: F401  mixup, cutmix
