@@ -1,0 +1,896 @@
+"""Data in: turn a folder or an uploaded .zip of class folders into an `ImageSet`, safely.
+
+    ds, report = load_dataset("data/magnetic_tile", image_size=64)      # or "upload.zip"
+    print(report.summary())                                             # counts + every skipped file
+    train_pool, test = split(ds, test_per_class=20, seed=0)
+    train = simulate_imbalance(train_pool, ratio=0.1, seed=0)
+    need = balance_targets(train.counts())                              # synthetic images per class
+
+Layout: `root/<class>/**/*.{png,jpg,jpeg,bmp,tif,tiff,webp}` (extension case-insensitive). Classes are the
+sorted folder names; each image's `source` is its posix path relative to the root ("crack/sub/a.png").
+
+What a user can get wrong never crashes the loader:
+- a file that cannot be used (empty, truncated, not an image, too small, a decompression bomb, outside any
+  class folder, another extension) is skipped and listed with its reason in `DataReport.skipped`;
+- a dataset that cannot be used at all (missing, no class folders, one class, a class with no readable
+  image, too many classes) raises `DataError` saying what to do;
+- an unsafe or broken archive raises `ArchiveError` before anything leaves the extraction folder.
+
+Decisions (documented here because the UI and the CLI show their effects):
+- Channels "auto": 1 when every loaded image is stored grayscale (Pillow modes 1, L, LA, I, I;16*, F);
+  any other mode (RGB, palette, CMYK, ...) makes the dataset 3-channel, grayscale images then repeated on
+  3 channels. An RGB file whose channels happen to be equal still counts as colour (no pixel inspection).
+  Forcing 1 converts colour with Pillow's ITU-R 601-2 luma.
+- Every image is squashed to image_size x image_size (aspect ratio not kept, as torchvision's
+  Resize((s, s))): LANCZOS when shrinking, BILINEAR when only enlarging. JPEGs are first decoded at a
+  reduced DCT scale no smaller than the target (Pillow's draft), which is much faster on big photos.
+- Normalisation: EXIF orientation applied; 16-bit (and 32-bit int) grayscale divided by 257 (65535 -> 255,
+  scaled, never clipped; values outside 0..65535 are min-max scaled); float images in 0..1 times 255, else
+  min-max; palette -> RGB (RGBA when it has transparency); CMYK/YCbCr/LAB/HSV -> RGB; 1-bit -> L (0/255);
+  transparency composited on white (defect images are usually photographed on a plain background; white
+  keeps transparent margins from reading as dark defects).
+- Duplicates: images whose decoded pixels are identical but that sit in two different classes are loaded
+  and reported in `DataReport.duplicates` (a labelling problem the user should look at).
+- Zip archives: a single top folder is unwrapped when it holds sub-folders; `__MACOSX/`, `.DS_Store`,
+  `Thumbs.db`, `desktop.ini` and `._*` are ignored. Nested archives (.zip, .tar, .7z, .rar... inside the
+  zip) are not extracted: they are listed as skipped ("nested archive: not supported, unzip it first"),
+  and an archive that holds nothing but other archives raises `ArchiveError`. Symbolic links inside a
+  dataset folder are followed only for files whose target stays inside the folder; linked folders are not
+  followed (both reported as skipped).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import lzma
+import math
+import numbers
+import os
+import re
+import shutil
+import stat
+import struct
+import tempfile
+import warnings
+import zipfile
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ArchiveError, DataError, ParamError
+from .imageset import ImageSet
+
+__all__ = ["Limits", "SkippedFile", "DataReport", "safe_extract_zip", "load_dataset", "split",
+           "simulate_imbalance", "balance_targets", "resolve_data_path", "IMAGE_EXTENSIONS"]
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+ARCHIVE_EXTENSIONS = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz", ".gz", ".7z", ".rar")
+# Operating-system droppings that are never data (macOS resource forks, Finder/Explorer caches).
+JUNK_NAMES = frozenset({"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"})
+MIN_SIDE = 8
+
+REASON_EXTENSION = "not an image extension"
+REASON_NESTED = "nested archive: not supported, unzip it first and put its images in class folders"
+REASON_EMPTY = "empty file (0 bytes)"
+REASON_ROOT = "not in a class folder (move it into one of the class folders)"
+REASON_NOT_IMAGE = "not an image (Pillow cannot identify it) despite its extension"
+
+_MIB = 1024 ** 2
+_CHUNK = _MIB
+
+
+@dataclass
+class Limits:
+    """Bounds on what an upload may cost; the defaults suit a web upload of a defect dataset."""
+    max_archive_bytes: int = 2 * 1024 ** 3      # size of the zip file itself
+    max_total_bytes: int = 4 * 1024 ** 3        # sum of uncompressed sizes
+    max_entries: int = 100_000
+    max_ratio: float = 200.0                    # per-entry compression ratio of a bomb (entries > 1 MiB only)
+    max_image_pixels: int = 64_000_000          # Pillow decompression-bomb guard (Image.MAX_IMAGE_PIXELS)
+    max_classes: int = 500
+
+
+@dataclass
+class SkippedFile:
+    path: str
+    reason: str
+
+
+@dataclass
+class DataReport:
+    root: str
+    classes: list[str]
+    counts: dict[str, int]
+    skipped: list[SkippedFile] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
+    channels: int = 0
+    image_size: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-able form (tuples become lists)."""
+        d = asdict(self)
+        d["duplicates"] = [list(p) for p in self.duplicates]
+        d["total"] = sum(self.counts.values())
+        return d
+
+    def summary(self) -> str:
+        """Human text: the class table, then every skipped file with its reason, duplicates and notes."""
+        total = sum(self.counts.values())
+        lines = [f"Dataset: {self.root}",
+                 f"{len(self.classes)} classes, {total} images, {self.image_size}x{self.image_size} px, "
+                 f"{self.channels} channel{'s' if self.channels != 1 else ''}"]
+        width = max([len("class")] + [len(c) for c in self.classes])
+        lines.append(f"  {'class'.ljust(width)}  images")
+        for c in self.classes:
+            lines.append(f"  {c.ljust(width)}  {self.counts.get(c, 0):>6}")
+        if self.skipped:
+            lines.append(f"Skipped {len(self.skipped)} file{'s' if len(self.skipped) != 1 else ''}:")
+            lines += [f"  {s.path}: {s.reason}" for s in self.skipped]
+        else:
+            lines.append("Skipped: none")
+        if self.duplicates:
+            lines.append(f"Identical images in two classes ({len(self.duplicates)}), check their labels:")
+            lines += [f"  {a} == {b}" for a, b in self.duplicates]
+        if self.notes:
+            lines.append("Notes:")
+            lines += [f"  - {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # unreachable
+
+
+def _is_junk(name: str) -> bool:
+    return name in JUNK_NAMES or name.startswith("._")
+
+
+def _is_archive_name(name: str) -> bool:
+    return name.lower().endswith(ARCHIVE_EXTENSIONS)
+
+
+def _limits(limits: Limits | None) -> Limits:
+    return limits if limits is not None else Limits()
+
+
+# --------------------------------------------------------------------------------------------------
+# safe zip extraction
+# --------------------------------------------------------------------------------------------------
+# Everything zipfile and its decompressors raise on a hostile or damaged archive. zipfile has no single
+# error type: a bad header can surface as struct.error, a bad name as UnicodeDecodeError (a ValueError),
+# bad deflate data as zlib.error, a truncated stream as EOFError, an unknown method as NotImplementedError,
+# an encrypted entry as RuntimeError.
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, struct.error, ValueError,
+               NotImplementedError, RuntimeError, KeyError, IndexError, OverflowError, zlib.error,
+               lzma.LZMAError)
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+@dataclass
+class _Entry:
+    info: zipfile.ZipInfo
+    parts: tuple[str, ...]
+    is_dir: bool
+
+
+def _plan(zf: zipfile.ZipFile, zip_name: str, limits: Limits) -> tuple[list[_Entry], list[SkippedFile]]:
+    """Validate every entry before a single byte is written; return what to write and what to skip."""
+    infos = zf.infolist()
+    if len(infos) > limits.max_entries:
+        raise ArchiveError(f"{zip_name} has {len(infos)} entries, more than the limit of {limits.max_entries}; "
+                           "upload fewer files (or ask the administrator to raise the limit)")
+    plan: list[_Entry] = []
+    skipped: list[SkippedFile] = []
+    files: set[tuple[str, ...]] = set()
+    dirs: set[tuple[str, ...]] = set()
+    total = 0
+    for info in infos:
+        raw = info.filename
+        # Windows tools sometimes write backslashes; treat them as separators so "..\\x" is caught too.
+        name = raw.replace("\\", "/")
+        if name.startswith("/") or _DRIVE.match(name):
+            raise ArchiveError(f"unsafe archive {zip_name}: entry {raw!r} has an absolute path; nothing was "
+                               "extracted. Zip the dataset folder itself so that entries are relative paths.")
+        parts = tuple(p for p in name.split("/") if p not in ("", "."))
+        if ".." in parts:
+            raise ArchiveError(f"unsafe archive {zip_name}: entry {raw!r} points outside the extraction folder "
+                               "('..'); nothing was extracted. Zip the dataset folder itself and upload again.")
+        mode = info.external_attr >> 16
+        kind = stat.S_IFMT(mode)
+        if kind == stat.S_IFLNK:
+            raise ArchiveError(f"unsafe archive {zip_name}: entry {raw!r} is a symbolic link; links are not "
+                               "extracted for safety. Replace links with the real files and zip again.")
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+            raise ArchiveError(f"unsafe archive {zip_name}: entry {raw!r} is a special file (device, pipe or "
+                               "socket); only regular files and folders can be extracted.")
+        if not parts or any(_is_junk(p) for p in parts):
+            continue
+        is_dir = name.endswith("/") or kind == stat.S_IFDIR
+        if info.flag_bits & 0x1:
+            raise ArchiveError(f"{zip_name} is encrypted (entry {raw!r}); password-protected archives are not "
+                               "supported: zip the folder again without a password.")
+        for p in parts:
+            if len(os.fsencode(p)) > 255:
+                raise ArchiveError(f"{zip_name}: entry {raw!r} has a name longer than the file system allows "
+                                   "(255 bytes per name); rename it and zip again.")
+        if is_dir:
+            plan.append(_Entry(info, parts, True))
+            dirs.update(parts[:i] for i in range(1, len(parts) + 1))
+            continue
+        if _is_archive_name(parts[-1]):
+            skipped.append(SkippedFile("/".join(parts), REASON_NESTED))
+            continue
+        if info.file_size > _MIB and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+            ratio = info.file_size / max(info.compress_size, 1)
+            raise ArchiveError(f"{zip_name} looks like a zip bomb: entry {raw!r} expands {ratio:.0f}:1 "
+                               f"(limit {limits.max_ratio:.0f}:1) to {_human(info.file_size)}; nothing was "
+                               "extracted.")
+        total += info.file_size
+        if total > limits.max_total_bytes:
+            raise ArchiveError(f"{zip_name} would expand to more than {_human(limits.max_total_bytes)} (the limit); "
+                               "upload a smaller dataset, or resize the images before zipping.")
+        if parts in files:
+            raise ArchiveError(f"{zip_name} holds two entries named {raw!r}; re-create the zip from the folder.")
+        files.add(parts)
+        dirs.update(parts[:i] for i in range(1, len(parts)))
+        plan.append(_Entry(info, parts, False))
+    clash = files & dirs
+    if clash:
+        raise ArchiveError(f"{zip_name} holds {'/'.join(sorted(clash)[0])!r} both as a file and as a folder; "
+                           "re-create the zip from the folder.")
+    return plan, skipped
+
+
+def _copy_entry(zf: zipfile.ZipFile, entry: _Entry, target: Path, budget: int, zip_name: str) -> int:
+    """Stream one entry to `target`, never past its declared size nor past the remaining byte budget."""
+    info = entry.info
+
+    def corrupt(err: BaseException) -> ArchiveError:
+        return ArchiveError(f"{zip_name} is corrupt: entry {info.filename!r} cannot be extracted ({err}); "
+                            "re-create the zip and upload it again. Nothing was kept.")
+
+    def unwritable(err: OSError) -> ArchiveError:
+        return ArchiveError(f"cannot write {info.filename!r} from {zip_name} ({err.strerror or err}); "
+                            "check the free disk space. Nothing was kept.")
+
+    cap = min(info.file_size, budget)
+    written = 0
+    try:
+        src = zf.open(info)
+    except _ZIP_ERRORS as err:
+        raise corrupt(err) from None
+    with src:
+        try:
+            # "xb": never overwrite and never write through an existing link.
+            dst = open(target, "xb")
+        except OSError as err:
+            raise unwritable(err) from None
+        with dst:
+            while True:
+                try:
+                    chunk = src.read(_CHUNK)
+                except _ZIP_ERRORS as err:  # CRC mismatch, bad deflate data, truncated stream...
+                    raise corrupt(err) from None
+                if not chunk:
+                    break
+                written += len(chunk)
+                if written > cap:
+                    # zipfile already stops at the declared size; this guard holds even if that changes.
+                    raise ArchiveError(f"{zip_name}: entry {info.filename!r} is larger than its header says "
+                                       f"({info.file_size} bytes) or than the size limit; the archive is corrupt "
+                                       "or malicious. Nothing was kept.")
+                try:
+                    dst.write(chunk)
+                except OSError as err:
+                    raise unwritable(err) from None
+    return written
+
+
+def _clear(folder: Path, remove_folder: bool) -> None:
+    """Remove what an aborted extraction wrote (the folder is ours: empty or created by us)."""
+    if remove_folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for child in list(folder.iterdir()) if folder.is_dir() else []:
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                child.unlink()
+
+
+def _extract(zip_path: str | Path, dest: str | Path,
+             limits: Limits | None) -> tuple[Path, list[SkippedFile], list[str]]:
+    """`safe_extract_zip` plus what was skipped (nested archives) and notes, for `load_dataset`'s report."""
+    limits = _limits(limits)
+    zip_path = Path(zip_path)
+    zip_name = zip_path.name
+    try:
+        size = zip_path.stat().st_size
+    except OSError:
+        raise ArchiveError(f"archive not found: {zip_path}") from None
+    if not zip_path.is_file():
+        raise ArchiveError(f"{zip_path} is not a file; give the path of a .zip archive")
+    if size > limits.max_archive_bytes:
+        raise ArchiveError(f"{zip_name} is {_human(size)}, more than the limit of "
+                           f"{_human(limits.max_archive_bytes)}; upload a smaller archive.")
+    if size == 0:
+        raise ArchiveError(f"{zip_name} is an empty file (0 bytes), not a zip archive; upload it again.")
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except _ZIP_ERRORS as err:
+        raise ArchiveError(f"{zip_name} is not a zip archive, or it is corrupt or truncated ({err}); "
+                           "re-create it with a zip tool and upload it again.") from None
+    with zf:
+        try:
+            plan, skipped = _plan(zf, zip_name, limits)
+        except _ZIP_ERRORS as err:  # e.g. a name that cannot be decoded
+            raise ArchiveError(f"{zip_name} is corrupt ({err}); re-create it and upload it again.") from None
+        if not any(not e.is_dir for e in plan):
+            if skipped:
+                raise ArchiveError(f"{zip_name} holds only other archives ({', '.join(s.path for s in skipped[:3])}); "
+                                   "nested archives are not supported: unzip it and upload the inner archive, "
+                                   "or zip the class folders themselves.")
+            raise ArchiveError(f"{zip_name} is empty: it holds no files. Zip the dataset folder (one sub-folder "
+                               "per class, e.g. normal/ and crack/) and upload again.")
+
+        dest = Path(dest)
+        created = not dest.exists()
+        if not created and not dest.is_dir():
+            raise ArchiveError(f"cannot extract into {dest}: it is a file, not a folder")
+        if created:
+            dest.mkdir(parents=True)
+        elif any(dest.iterdir()):
+            # Never mix with (or overwrite) what is already there: use a fresh folder inside it.
+            dest = Path(tempfile.mkdtemp(prefix="extract-", dir=dest))
+            created = True
+        base = dest.resolve()
+        try:
+            budget = limits.max_total_bytes
+            for entry in plan:
+                out = base.joinpath(*entry.parts)
+                # Belt and braces: the plan already refused '..' and absolute names.
+                if os.path.commonpath([base, out.resolve()]) != str(base):
+                    raise ArchiveError(f"unsafe archive {zip_name}: entry {entry.info.filename!r} points "
+                                       "outside the extraction folder; nothing was kept.")
+                try:
+                    (out if entry.is_dir else out.parent).mkdir(parents=True, exist_ok=True)
+                except OSError as err:
+                    raise ArchiveError(f"cannot create the folder for {entry.info.filename!r} from {zip_name} "
+                                       f"({err.strerror or err}). Nothing was kept.") from None
+                if not entry.is_dir:
+                    budget -= _copy_entry(zf, entry, out, budget, zip_name)
+        except BaseException:
+            _clear(dest, remove_folder=created)
+            raise
+
+    # Unwrap a single top folder ("dataset/normal/...") when it holds sub-folders; a single top folder
+    # of loose images is one class and stays, so the user gets the "only one class" message.
+    root = dest
+    tops = {e.parts[0] for e in plan}
+    if len(tops) == 1:
+        (top,) = tops
+        if all(len(e.parts) > 1 or e.is_dir for e in plan) and any(
+                len(e.parts) > 2 or (e.is_dir and len(e.parts) == 2) for e in plan):
+            root = dest / top
+    notes = [f"extracted from {zip_name}"]
+    return root, skipped, notes
+
+
+def safe_extract_zip(zip_path: str | Path, dest: str | Path, limits: Limits | None = None) -> Path:
+    """Extract a zip archive safely into `dest` and return the dataset root inside it.
+
+    Every entry is checked before anything is written: no absolute or '..' paths, no symbolic links or
+    special files, at most `max_entries` entries and `max_total_bytes` declared bytes, no entry over 1 MiB
+    compressed more than `max_ratio`:1. While writing, each entry is read in chunks and stopped at its
+    declared size (and CRC-checked by zipfile), so a header that lies cannot inflate past the limits.
+    On any failure everything written is removed and `ArchiveError` says why. If `dest` already holds
+    files, a fresh folder is made inside it (nothing is ever overwritten). Nested archives are not
+    extracted (`load_dataset` lists them as skipped); an archive of only archives is an error.
+    """
+    root, _, _ = _extract(zip_path, dest, limits)
+    return root
+
+
+# --------------------------------------------------------------------------------------------------
+# reading images
+# --------------------------------------------------------------------------------------------------
+_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
+
+
+def _is_gray_mode(mode: str) -> bool:
+    return mode in _GRAY_MODES or mode.startswith("I;16")
+
+
+@contextlib.contextmanager
+def _pillow_guard(max_pixels: int) -> Iterator[None]:
+    """Pillow's decompression-bomb limit set from `Limits`, and its warning raised as an error."""
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def _high_depth_to_l(im: Image.Image) -> Image.Image:
+    """16/32-bit integer or float grayscale -> 8-bit L, scaled (never clipped)."""
+    a = np.asarray(im)
+    if im.mode == "F":
+        a = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = float(a.min()), float(a.max())
+        if lo >= 0 and hi <= 1:
+            a = a * 255.0
+        elif not (lo >= 0 and hi <= 255):
+            a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    else:
+        a = a.astype(np.int64)
+        lo, hi = int(a.min()), int(a.max())
+        if lo >= 0 and hi <= 65535:
+            a = a / 257.0  # 65535 -> 255 exactly, proportional in between
+        else:
+            a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros(a.shape)
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+
+
+def _on_white(im: Image.Image, mode: str) -> Image.Image:
+    """Composite an image with alpha (mode LA or RGBA) over white."""
+    a = np.asarray(im.convert(mode), dtype=np.float32)
+    alpha = a[..., -1:] / 255.0
+    out = a[..., :-1] * alpha + 255.0 * (1.0 - alpha)
+    out = np.rint(out).astype(np.uint8)
+    return Image.fromarray(out[..., 0] if mode == "LA" else out, "L" if mode == "LA" else "RGB")
+
+
+def _normalise(im: Image.Image, flags: dict[str, int]) -> tuple[Image.Image, bool]:
+    """Any Pillow mode -> (L or RGB image, was stored grayscale). Counts what it did in `flags`."""
+    mode = im.mode
+    gray = _is_gray_mode(mode)
+    if mode == "1":
+        return im.convert("L"), True
+    if mode == "L":
+        return im, True
+    if mode in ("I", "F") or mode.startswith("I;"):
+        flags["high_depth"] += 1
+        return _high_depth_to_l(im), True
+    if mode in ("LA", "La"):
+        flags["alpha"] += 1
+        return _on_white(im, "LA"), True
+    if mode in ("P", "PA"):
+        if mode == "PA" or "transparency" in im.info:
+            im = im.convert("RGBA")
+        else:
+            return im.convert("RGB"), gray
+    if im.mode in ("RGBA", "RGBa"):
+        flags["alpha"] += 1
+        return _on_white(im, "RGBA"), gray
+    if im.mode == "RGB":
+        return im, gray
+    return im.convert("RGB"), gray  # CMYK, YCbCr, LAB, HSV, RGBX
+
+
+def _upright(im: Image.Image, flags: dict[str, int]) -> Image.Image:
+    """Apply the EXIF orientation; a damaged EXIF block leaves the image as stored rather than losing it."""
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+        upright = ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001  (EXIF parsers raise many types on damaged metadata)
+        return im
+    if orientation not in (None, 1):
+        flags["rotated"] += 1
+    return upright
+
+
+def _read_image(path: Path, size: int, flags: dict[str, int]) -> tuple[Image.Image, bool, str]:
+    """Decode, normalise and resize one file. Returns (resized L/RGB image, grayscale?, pixel hash).
+
+    Raises `_Skip` with the reason when the file cannot be used.
+    """
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and w * h > limit:
+                raise _Skip(f"decompression bomb: {w}x{h} = {w * h} pixels is over the limit of {limit}")
+            if min(w, h) < MIN_SIDE:
+                raise _Skip(f"too small: {w}x{h} px (at least {MIN_SIDE} px on a side)")
+            if im.format == "JPEG":
+                im.draft(im.mode, (size, size))  # decode at a reduced DCT scale, never below `size`
+            im.load()
+            norm, gray = _normalise(_upright(im, flags), flags)
+            digest = hashlib.blake2b(f"{norm.mode}{norm.size}".encode() + norm.tobytes(),
+                                     digest_size=16).hexdigest()
+            shrink = norm.width > size or norm.height > size
+            resample = Image.Resampling.LANCZOS if shrink else Image.Resampling.BILINEAR
+            return norm.resize((size, size), resample), gray, digest
+    except _Skip:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise _Skip(f"decompression bomb: {err}") from None
+    except UnidentifiedImageError:
+        raise _Skip(REASON_NOT_IMAGE) from None
+    except Exception as err:  # noqa: BLE001
+        if isinstance(err, OSError) and err.errno is not None:  # permissions, I/O: not the file's content
+            raise _Skip(f"cannot read the file ({err.strerror or err})") from None
+        # Decoders fail on damaged files with many exception types (OSError for truncation, SyntaxError
+        # for broken PNG chunks, ValueError, struct.error, EOFError...). Any failure to decode one user
+        # file means that file is unusable, not that loading should stop.
+        raise _Skip(f"truncated or corrupt image ({type(err).__name__}: {err})") from None
+
+
+class _Skip(Exception):
+    """A file that cannot be used; carries the reason shown to the user."""
+
+
+# --------------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------------
+def _parse_channels(channels: str | int) -> str | int:
+    if isinstance(channels, str) and channels.strip().lower() == "auto":
+        return "auto"
+    if isinstance(channels, bool):
+        raise ParamError(f"channels must be 'auto', 1 or 3, got {channels!r}")
+    try:
+        c = int(channels)
+    except (TypeError, ValueError):
+        raise ParamError(f"channels must be 'auto', 1 or 3, got {channels!r}") from None
+    if c not in (1, 3) or (isinstance(channels, float) and channels != c):
+        raise ParamError(f"channels must be 'auto', 1 or 3, got {channels!r}")
+    return c
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
+def _scan(root: Path) -> tuple[list[str], list[SkippedFile], list[str], int]:
+    """Class folders and their candidate files (sorted); files at the root and links are skipped."""
+    skipped: list[SkippedFile] = []
+    notes: list[str] = []
+    classes: list[str] = []
+    ignored: list[str] = []
+    root_images = 0
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as err:
+        raise DataError(f"cannot read the dataset folder {root}: {err.strerror or err}") from None
+    for e in entries:
+        if _is_junk(e.name):
+            continue
+        if e.is_symlink() and e.is_dir():
+            skipped.append(SkippedFile(e.name + "/", "symbolic link to a folder (not followed)"))
+        elif e.is_dir(follow_symlinks=False):
+            if e.name.startswith("."):
+                ignored.append(e.name)
+            else:
+                classes.append(e.name)
+        else:
+            if Path(e.name).suffix.lower() in IMAGE_EXTENSIONS:
+                root_images += 1
+            skipped.append(SkippedFile(e.name, REASON_ROOT))
+    if ignored:
+        notes.append(f"ignored hidden folders: {', '.join(ignored)}")
+    return classes, skipped, notes, root_images
+
+
+def _class_files(root: Path, cls: str, skipped: list[SkippedFile], hidden: list[str]) -> list[tuple[str, Path]]:
+    """Candidate image files of one class, as (source path, file path), sorted by source path."""
+    out: list[tuple[str, Path]] = []
+    base = root / cls
+    def unreadable(err: OSError) -> None:
+        where = Path(err.filename).relative_to(root).as_posix() if err.filename else cls
+        skipped.append(SkippedFile(where + "/", f"cannot read the folder ({err.strerror or err})"))
+
+    for dirpath, dirnames, filenames in os.walk(base, onerror=unreadable, followlinks=False):
+        d = Path(dirpath)
+        rel_dir = d.relative_to(root).as_posix()
+        keep = []
+        for name in sorted(dirnames):
+            if name.startswith(".") or name in JUNK_NAMES:
+                hidden.append(f"{rel_dir}/{name}")
+            elif (d / name).is_symlink():
+                skipped.append(SkippedFile(f"{rel_dir}/{name}/", "symbolic link to a folder (not followed)"))
+            else:
+                keep.append(name)
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            if _is_junk(name):
+                continue
+            rel = f"{rel_dir}/{name}"
+            p = d / name
+            if p.is_symlink() and not (p.exists() and _inside(p, root)):
+                skipped.append(SkippedFile(rel, "symbolic link pointing outside the dataset folder (not followed)"))
+                continue
+            if _is_archive_name(name):
+                skipped.append(SkippedFile(rel, REASON_NESTED))
+            elif Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                skipped.append(SkippedFile(rel, REASON_EXTENSION))
+            else:
+                out.append((rel, p))
+    out.sort(key=lambda t: t[0])
+    return out
+
+
+def _load_folder(root: Path, image_size: int, channels: str | int, limits: Limits,
+                 progress: Callable[[int, int], None] | None, shown_root: str) -> tuple[ImageSet, DataReport]:
+    classes, skipped, notes, root_images = _scan(root)
+    if not classes:
+        hint = (f" ({root_images} image{'s' if root_images != 1 else ''} lie directly in it; move them into "
+                "class folders)" if root_images else "")
+        raise DataError(f"no class folders found in {shown_root}{hint}: DefectAug expects one sub-folder per "
+                        "class, e.g. normal/*.png and crack/*.png")
+    if len(classes) > limits.max_classes:
+        raise DataError(f"found {len(classes)} class folders in {shown_root}, more than the limit of "
+                        f"{limits.max_classes}; check that it is the dataset folder (one sub-folder per class) "
+                        "and not a folder above or below it")
+    if len(classes) < 2:
+        only = classes[0]
+        hint = ""
+        if any(p.is_dir() for p in (root / only).iterdir()):
+            hint = f" (if '{only}' holds the class folders, load '{only}' itself)"
+        raise DataError(f"found only one class '{only}'; DefectAug needs at least two, e.g. normal/ and crack/"
+                        f"{hint}")
+
+    hidden: list[str] = []
+    per_class = {c: _class_files(root, c, skipped, hidden) for c in classes}
+    if hidden:
+        notes.append(f"ignored hidden folders: {', '.join(hidden[:10])}" + (" ..." if len(hidden) > 10 else ""))
+    total = sum(len(v) for v in per_class.values())
+    flags = {"rotated": 0, "high_depth": 0, "alpha": 0}
+    loaded: list[tuple[int, str, Image.Image, bool]] = []
+    seen: dict[str, dict[int, str]] = {}  # pixel hash -> {class index: first path in that class}
+    duplicates: list[tuple[str, str]] = []
+    same_class_dups = 0
+    sizes: list[tuple[int, int]] = []
+    done = 0
+    if progress is not None:
+        progress(0, total)
+    with _pillow_guard(limits.max_image_pixels):
+        for ci, cls in enumerate(classes):
+            before = len(loaded)
+            for rel, p in per_class[cls]:
+                try:
+                    if p.stat().st_size == 0:
+                        raise _Skip(REASON_EMPTY)
+                    img, gray, digest = _read_image(p, image_size, flags)
+                except _Skip as why:
+                    skipped.append(SkippedFile(rel, str(why)))
+                except OSError as err:
+                    skipped.append(SkippedFile(rel, f"cannot read the file ({err.strerror or err})"))
+                else:
+                    loaded.append((ci, rel, img, gray))
+                    where = seen.setdefault(digest, {})
+                    if ci in where:
+                        same_class_dups += 1
+                    else:
+                        if where:  # one pair per class pair: the first copy of each class
+                            duplicates.append((next(iter(where.values())), rel))
+                        where[ci] = rel
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            if len(loaded) == before:
+                raise DataError(_empty_class_message(cls, per_class[cls], skipped))
+
+    n_gray = sum(1 for t in loaded if t[3])
+    if channels == "auto":
+        c = 1 if n_gray == len(loaded) else 3
+        notes.append("channels auto: 1 (every image is grayscale)" if c == 1 else
+                     f"channels auto: 3 ({len(loaded) - n_gray} of {len(loaded)} images are colour"
+                     + (f"; {n_gray} grayscale ones repeated on 3 channels)" if n_gray else ")"))
+    else:
+        c = int(channels)
+        if c == 1 and n_gray < len(loaded):
+            notes.append(f"{len(loaded) - n_gray} colour images converted to grayscale (ITU-R 601-2 luma)")
+    mode = "L" if c == 1 else "RGB"
+    images = np.stack([np.asarray(t[2].convert(mode)) for t in loaded])
+    if c == 1:
+        images = images[..., None]
+    labels = np.array([t[0] for t in loaded], dtype=np.int64)
+    ds = ImageSet(images.astype(np.uint8, copy=False), labels, classes, [t[1] for t in loaded])
+
+    notes.append(f"images squashed to {image_size}x{image_size} px (aspect ratio not kept)")
+    if flags["rotated"]:
+        notes.append(f"{flags['rotated']} images rotated upright from their EXIF orientation")
+    if flags["high_depth"]:
+        notes.append(f"{flags['high_depth']} high bit-depth images scaled to 8 bits")
+    if flags["alpha"]:
+        notes.append(f"{flags['alpha']} images with transparency composited on white")
+    if same_class_dups:
+        notes.append(f"{same_class_dups} images are exact copies of another image in the same class")
+    report = DataReport(root=shown_root, classes=list(classes), counts=ds.counts(), skipped=skipped,
+                        duplicates=duplicates, channels=c, image_size=image_size, notes=notes)
+    return ds, report
+
+
+def _empty_class_message(cls: str, files: list[tuple[str, Path]], skipped: list[SkippedFile]) -> str:
+    prefix = cls + "/"
+    mine = [s for s in skipped if s.path.startswith(prefix)]
+    if not mine:
+        why = "the folder is empty"
+    else:
+        shown = "; ".join(f"{s.path} ({s.reason})" for s in mine[:3])
+        more = f"; and {len(mine) - 3} more" if len(mine) > 3 else ""
+        why = f"its {len(mine)} file{'s were' if len(mine) != 1 else ' was'} skipped: {shown}{more}"
+    exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+    return (f"class folder '{cls}' has no readable image: {why}. Put images ({exts}) in it, "
+            "or remove the folder.")
+
+
+def load_dataset(path: str | Path, image_size: int = 64, channels: str | int = "auto",
+                 limits: Limits | None = None, extract_dir: str | Path | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> tuple[ImageSet, DataReport]:
+    """Load a folder of class folders, or a .zip of one, as an `ImageSet` of image_size x image_size.
+
+    `channels`: "auto" (1 when every image is grayscale, else 3), 1 or 3. A zip is extracted into
+    `extract_dir` (kept) or into a temporary folder removed after loading. `progress(done, total)` is
+    called after each file. Unusable files are skipped and listed in the report; a dataset that cannot be
+    used raises `DataError` (or `ArchiveError` for the archive) with what to do.
+    """
+    limits = _limits(limits)
+    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) \
+            or not MIN_SIDE <= int(image_size) <= 4096:
+        raise ParamError(f"image_size must be a whole number of pixels between {MIN_SIDE} and 4096, "
+                         f"got {image_size!r}")
+    image_size = int(image_size)
+    channels = _parse_channels(channels)
+    path = Path(path)
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):
+        exists = False
+    if not exists:
+        raise DataError(f"dataset not found: {path}; give a folder of class folders or a .zip of one")
+    if path.is_dir():
+        return _load_folder(path, image_size, channels, limits, progress, str(path))
+    if not (path.suffix.lower() == ".zip" or zipfile.is_zipfile(path)):
+        raise DataError(f"{path} is a file but not a .zip archive; give a folder with one sub-folder per "
+                        "class, or a .zip of such a folder")
+    if extract_dir is not None:
+        root, zskipped, znotes = _extract(path, extract_dir, limits)
+        ds, report = _load_folder(root, image_size, channels, limits, progress, str(root))
+    else:
+        with tempfile.TemporaryDirectory(prefix="defectaug-zip-") as tmp:
+            root, zskipped, znotes = _extract(path, tmp, limits)
+            ds, report = _load_folder(root, image_size, channels, limits, progress, str(path))
+    report.skipped = zskipped + report.skipped
+    report.notes = znotes + report.notes
+    return ds, report
+
+
+# --------------------------------------------------------------------------------------------------
+# split, imbalance, targets
+# --------------------------------------------------------------------------------------------------
+def _class_rng(seed: int, name: str) -> np.random.Generator:
+    # Seeded per class by name, so one class's draw does not change when another class is added.
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(name.encode("utf-8"))])
+
+
+def split(ds: ImageSet, test_per_class: int | float = 20, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """(train_pool, test), stratified and fixed by `seed`; both keep the original image order.
+
+    int k: min(k, n // 2) test images per class; float f in (0, 1): round(f * n), capped at n // 2.
+    A class of one image keeps it in train (0 test images).
+    """
+    if isinstance(test_per_class, bool) or not isinstance(test_per_class, numbers.Real):
+        raise ParamError(f"test_per_class must be a count (e.g. 20) or a fraction in (0, 1), got {test_per_class!r}")
+    is_int = isinstance(test_per_class, numbers.Integral)
+    if is_int and test_per_class <= 0:
+        raise ParamError(f"test_per_class must be at least 1 image per class, got {test_per_class}")
+    if not is_int and not (0 < float(test_per_class) < 1):
+        raise ParamError(f"a fractional test_per_class must be between 0 and 1 (exclusive), got {test_per_class}; "
+                         "use a whole number for a count per class")
+    test_idx: list[np.ndarray] = []
+    for ci, name in enumerate(ds.classes):
+        idx = np.flatnonzero(ds.labels == ci)
+        n = len(idx)
+        k = int(test_per_class) if is_int else int(round(float(test_per_class) * n))
+        k = min(k, n // 2)
+        if k:
+            test_idx.append(idx[_class_rng(seed, name).permutation(n)[:k]])
+    chosen = np.sort(np.concatenate(test_idx)) if test_idx else np.zeros(0, np.int64)
+    mask = np.zeros(len(ds), bool)
+    mask[chosen] = True
+    return ds.subset(np.flatnonzero(~mask)), ds.subset(np.flatnonzero(mask))
+
+
+def _check_ratio(value: float, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0 < float(value) <= 1):
+        raise ParamError(f"{what} must be in (0, 1], e.g. 0.1 for one minority image per ten majority images; "
+                         f"got {value!r}")
+    return float(value)
+
+
+def simulate_imbalance(ds: ImageSet, ratio: float, seed: int = 0, majority: str | None = None) -> ImageSet:
+    """Keep the majority class; cut every other class to at most max(1, floor(ratio * majority count)).
+
+    The majority is the largest class (first in class order on ties) or the one named. Which images are
+    kept is a random subset fixed by `seed`; the result keeps the original image order.
+    """
+    ratio = _check_ratio(ratio, "ratio")
+    counts = ds.counts()
+    if majority is None:
+        majority = max(ds.classes, key=lambda c: counts[c]) if ds.classes else None
+    elif majority not in counts:
+        raise ParamError(f"unknown majority class {majority!r}; classes are {ds.classes}")
+    if majority is None:
+        return ds
+    # The epsilon keeps 0.29 * 100 (= 28.999999999999996 in floating point) at 29.
+    cap = max(1, math.floor(ratio * counts[majority] + 1e-9))
+    keep: list[np.ndarray] = []
+    for ci, name in enumerate(ds.classes):
+        idx = np.flatnonzero(ds.labels == ci)
+        if name != majority and len(idx) > cap:
+            idx = _class_rng(seed, name).choice(idx, size=cap, replace=False)
+        keep.append(idx)
+    return ds.subset(np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64))
+
+
+def balance_targets(counts: dict[str, int], target_ratio: float = 1.0) -> dict[str, int]:
+    """Synthetic images each class needs to reach ceil(target_ratio * largest count); 0 when already there."""
+    target_ratio = _check_ratio(target_ratio, "target_ratio")
+    for name, n in counts.items():
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+            raise ParamError(f"class counts must be whole numbers >= 0, got {n!r} for {name!r}")
+    if not counts:
+        return {}
+    # The epsilon keeps 0.7 * 10 (= 7.000000000000001) at 7 instead of 8.
+    target = math.ceil(target_ratio * max(counts.values()) - 1e-9)
+    return {name: max(0, target - int(n)) for name, n in counts.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# user-typed paths
+# --------------------------------------------------------------------------------------------------
+def resolve_data_path(user_path: str, roots: list[str | Path]) -> Path:
+    """The real path of a folder (or .zip) typed by a user, which must lie inside one of `roots`.
+
+    Symbolic links and '..' are resolved before the check. A relative path is taken relative to each root
+    in turn (the first where it exists). Raises `DataError` when it is outside every root or does not exist.
+    """
+    allowed = []
+    for r in roots:
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
+            allowed.append(Path(r).expanduser().resolve())
+    shown = ", ".join(str(r) for r in allowed) or "(none configured)"
+    if not allowed:
+        raise DataError("no data folders are configured; ask the administrator to set the allowed data folders")
+    text = (user_path or "").strip()
+    if not text or "\x00" in text:
+        raise DataError(f"give the path of a dataset folder inside the allowed data folders: {shown}")
+    given = Path(text)
+    candidates = [given] if given.is_absolute() else [r / given for r in allowed]
+    resolved: Path | None = None
+    for cand in candidates:
+        try:
+            real = cand.resolve()
+        except (OSError, RuntimeError, ValueError):
+            continue
+        if resolved is None:
+            resolved = real
+        if real.exists() and any(real.is_relative_to(r) for r in allowed):
+            resolved = real
+            break
+    if resolved is None or not any(resolved.is_relative_to(r) for r in allowed):
+        raise DataError(f"{text} is outside the allowed data folders: {shown}")
+    if not resolved.exists():
+        raise DataError(f"{text} does not exist (looked for {resolved}); the allowed data folders are: {shown}")
+    return resolved
