@@ -1,0 +1,234 @@
+"""Charts of a run (plotly figures) and its one-page HTML report.
+
+The same figure functions serve the app's pages and the report, so what a user sees in the browser
+is what they send to a colleague:
+
+    fig_confusion(cm, classes, "baseline", normalize=True)
+    fig_per_class({"baseline": m1, "smote": m2}, classes, "f1")
+    html = build_report(run_dir)          # self-contained: plotly.js embedded once, works offline
+    write_report(run_dir, "report.html")
+"""
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from .errors import RunError
+from . import runs
+
+PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------
+def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
+    fig.update_layout(title=title, height=height, margin=dict(l=40, r=20, t=50, b=40),
+                      template="plotly_white", legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def fig_class_counts(before: dict[str, int], after: dict[str, int] | None = None,
+                     title: str = "Images per class") -> go.Figure:
+    """Bars of the class counts, and beside them the counts after simulating the imbalance."""
+    classes = list(before)
+    fig = go.Figure()
+    fig.add_bar(name="dataset", x=classes, y=[before[c] for c in classes], marker_color=PALETTE[0],
+                text=[before[c] for c in classes], textposition="outside")
+    if after is not None:
+        fig.add_bar(name="after imbalance", x=classes, y=[after.get(c, 0) for c in classes],
+                    marker_color=PALETTE[1], text=[after.get(c, 0) for c in classes], textposition="outside")
+    fig.update_layout(barmode="group", yaxis_title="images")
+    return _layout(fig, title)
+
+
+def fig_confusion(cm: list[list[float]], classes: list[str], title: str, normalize: bool = False) -> go.Figure:
+    """Heatmap, rows = true class, columns = predicted; counts or row-normalised fractions."""
+    counts = [[float(v) for v in row] for row in cm]
+    if normalize:
+        z = [[v / sum(row) if sum(row) else 0.0 for v in row] for row in counts]
+        text = [[f"{v:.2f}" for v in row] for row in z]
+    else:
+        z = counts
+        text = [[f"{int(v)}" for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(z=z, x=classes, y=classes, text=text, texttemplate="%{text}",
+                               colorscale="Blues", showscale=False, zmin=0,
+                               zmax=1.0 if normalize else max(1.0, max(max(r) for r in z) if z else 1.0),
+                               hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
+    fig.update_xaxes(title="predicted", side="bottom", type="category")
+    fig.update_yaxes(title="true", autorange="reversed", type="category")
+    size = 140 + 60 * len(classes)
+    return _layout(fig, title, height=min(700, max(320, size)))
+
+
+def fig_per_class(models: dict[str, dict], classes: list[str], metric: str = "f1") -> go.Figure:
+    """Grouped bars of one per-class metric (precision, recall or f1) for several models."""
+    fig = go.Figure()
+    for i, (label, m) in enumerate(models.items()):
+        pc = m.get("per_class", {})
+        fig.add_bar(name=label, x=classes, y=[pc.get(c, {}).get(metric, 0.0) for c in classes],
+                    marker_color=PALETTE[i % len(PALETTE)])
+    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.05], title=metric))
+    return _layout(fig, f"Per-class {metric}")
+
+
+def fig_leaderboard(metrics: dict) -> go.Figure:
+    """Macro F1 of every method and baseline, mean with the seed-to-seed std as error bar."""
+    rows = metrics.get("leaderboard", [])
+    names = [r["name"] for r in rows]
+    colors = [PALETTE[1] if r["kind"] == "method" else PALETTE[0] for r in rows]
+    fig = go.Figure(go.Bar(x=names, y=[r["f1_macro"] for r in rows], marker_color=colors,
+                           error_y=dict(type="data", array=[r.get("f1_std", 0.0) for r in rows])))
+    fig.update_layout(yaxis=dict(range=[0, 1.05], title="macro F1"))
+    return _layout(fig, "Macro F1 (mean ± std over seeds)")
+
+
+def fig_lines(rows: list[dict], x: str, group: list[str], title: str, y_title: str = "") -> go.Figure:
+    """Line chart of long-form rows: one line per distinct `group` value tuple."""
+    series: dict[str, tuple[list, list]] = {}
+    for r in rows:
+        key = " · ".join(str(r[g]) for g in group)
+        xs, ys = series.setdefault(key, ([], []))
+        xs.append(r[x])
+        ys.append(r["value"])
+    fig = go.Figure()
+    for i, (key, (xs, ys)) in enumerate(series.items()):
+        fig.add_scatter(x=xs, y=ys, mode="lines+markers" if len(xs) < 30 else "lines", name=key,
+                        line=dict(color=PALETTE[i % len(PALETTE)]))
+    fig.update_layout(xaxis_title=x, yaxis_title=y_title)
+    return _layout(fig, title)
+
+
+def fig_losses(rows: list[dict], series: tuple[str, ...] = ("d_loss", "g_loss")) -> go.Figure:
+    """Generative training losses (monitor events) per method and class."""
+    return fig_lines([r for r in rows if r["series"] in series], "step", ["method", "class", "series"],
+                     "Generator / discriminator losses", "loss")
+
+
+def fig_epochs(rows: list[dict], series: str = "loss") -> go.Figure:
+    return fig_lines([r for r in rows if r["series"] == series], "epoch", ["model"],
+                     f"Classifier {series} per epoch", series)
+
+
+# ---------------------------------------------------------------------------------------------
+# The HTML report
+# ---------------------------------------------------------------------------------------------
+_CSS = """
+body { font-family: -apple-system, 'Segoe UI', Roboto, sans-serif; margin: 2em auto; max-width: 1100px;
+       color: #222; padding: 0 1em; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: right; }
+th { background: #f4f6f8; } td:first-child, th:first-child { text-align: left; }
+.muted { color: #666; } .verdict { background: #f6f8fa; border-left: 4px solid #4C78A8; padding: 0.5em 1em; }
+.grid { display: flex; flex-wrap: wrap; gap: 1em; } .grid > div { flex: 1 1 480px; min-width: 0; }
+.warn { color: #8a5300; }
+"""
+
+
+def _table(rows: list[dict], columns: list[str] | None = None) -> str:
+    if not rows:
+        return "<p class='muted'>(none)</p>"
+    columns = columns or list(rows[0])
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = []
+    for r in rows:
+        cells = []
+        for c in columns:
+            v = r.get(c, "")
+            if isinstance(v, float):
+                v = f"{v:.3f}"
+            cells.append(f"<td>{html.escape(str(v))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+class _Figures:
+    """Turns figures into HTML divs; plotly.js goes inline with the first one only."""
+
+    def __init__(self) -> None:
+        self.first = True
+
+    def __call__(self, fig: go.Figure) -> str:
+        out = fig.to_html(full_html=False, include_plotlyjs=self.first, config={"displaylogo": False})
+        self.first = False
+        return f"<div>{out}</div>"
+
+
+def build_report(run_dir: str | Path) -> str:
+    """The report of a finished run as one self-contained HTML page."""
+    run_dir = Path(run_dir)
+    metrics = runs.load_metrics(run_dir)
+    if metrics is None:
+        raise RunError("this run has no results yet (metrics.json is missing); wait for it to finish")
+    cfg = runs.load_config(run_dir)
+    classes = metrics.get("classes", [])
+    proto = metrics.get("protocol", {})
+    strongest = metrics.get("strongest_baseline") or next(iter(metrics.get("baselines", {})), None)
+    fig = _Figures()
+    parts = [f"<h1>DefectAug report</h1><p class='muted'>run {html.escape(run_dir.name)} · "
+             f"generated {time.strftime('%Y-%m-%d %H:%M')}</p>"]
+
+    settings = [{"setting": k, "value": v} for k, v in (
+        ("data", Path(str(cfg.get("data", ""))).name), ("methods", ", ".join(cfg.get("methods", []))),
+        ("seeds", ", ".join(str(s) for s in cfg.get("seeds", []))), ("imbalance ratio", cfg.get("ratio")),
+        ("target balance ratio", cfg.get("target_ratio")), ("image size", cfg.get("image_size")),
+        ("preset", cfg.get("preset")), ("classifier epochs", proto.get("epochs")),
+        ("run time", runs.format_seconds(metrics.get("seconds_total"))))]
+    parts.append("<h2>Setup</h2>" + _table(settings))
+    counts_rows = [{"class": c, "train (real)": proto.get("train_counts", {}).get(c, ""),
+                    "synthetic needed": proto.get("needed", {}).get(c, ""),
+                    "test (real)": proto.get("test_counts", {}).get(c, "")} for c in classes]
+    parts.append("<h2>Data</h2>" + _table(counts_rows))
+
+    parts.append("<h2>Verdict</h2>")
+    lines = runs.verdict_lines(metrics)
+    parts.append("".join(f"<p class='verdict'>{html.escape(t)}</p>" for t in lines) or
+                 "<p class='muted'>No method results.</p>")
+    parts.append("<h2>Leaderboard</h2>" + _table(runs.leaderboard_rows(metrics)))
+    if metrics.get("leaderboard"):
+        parts.append(fig(fig_leaderboard(metrics)))
+
+    if strongest:
+        base = metrics["baselines"][strongest]
+        for name, m in metrics.get("methods", {}).items():
+            if name == "none":
+                continue
+            parts.append(f"<h2>{html.escape(name)} vs baseline ({html.escape(strongest)})</h2><div class='grid'>")
+            parts.append(fig(fig_confusion(runs.seed_confusion(metrics, strongest, None), classes,
+                                           f"baseline {strongest} (all seeds)")))
+            parts.append(fig(fig_confusion(runs.seed_confusion(metrics, name, None), classes,
+                                           f"{name} (all seeds)")))
+            parts.append("</div>")
+            parts.append(fig(fig_per_class({f"baseline {strongest}": base, name: m}, classes, "f1")))
+            rows = []
+            for c in classes:
+                b, a = base["per_class"][c], m["per_class"][c]
+                rows.append({"class": c, "support": a.get("support", ""),
+                             "precision (base)": b["precision"], f"precision ({name})": a["precision"],
+                             "recall (base)": b["recall"], f"recall ({name})": a["recall"],
+                             "F1 (base)": b["f1"], f"F1 ({name})": a["f1"]})
+            parts.append(_table(rows))
+
+    warns = list(metrics.get("warnings") or [])
+    warns += [f"{f.get('method')} / {f.get('class')}: {f.get('reason')} -> {f.get('fallback')}"
+              for f in metrics.get("fallbacks") or []]
+    if warns:
+        parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li class='warn'>{html.escape(str(w))}</li>"
+                                                       for w in warns) + "</ul>")
+    body = "\n".join(parts)
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>DefectAug report {run_dir.name[:8]}</title>"
+            f"<style>{_CSS}</style></head><body>{body}</body></html>")
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write `build_report` to `out` (default `<run_dir>/report.html`); returns the path."""
+    out = Path(out) if out is not None else Path(run_dir) / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_text(build_report(run_dir), encoding="utf-8")
+    tmp.replace(out)
+    return out
