@@ -77,6 +77,10 @@ class _ImblearnSampler(_KeepsImages):
         self.fallbacks_: list[dict] = []
         return self
 
+    def set_state(self, tensors, meta):
+        super().set_state(tensors, meta)
+        self.fallbacks_ = []
+
     def _make(self, n_class: int, seed: int):
         raise NotImplementedError
 

@@ -1,0 +1,222 @@
+"""The evaluation classifier: trains the same CNN on the baseline and on each augmented set.
+
+Fairness and stability, which decide whether a verdict can be trusted:
+- Same architecture, same initial weights (built under `torch.manual_seed(seed)`), same data-order
+  seed for the baseline and every augmented run of one seed; only the data differs.
+- `steps` can be set explicitly, so the imbalanced baseline can get as many gradient steps as a
+  balanced run (the `equal_steps` baseline), and `class_weights` gives the `class_weighted` one.
+- The learning rate decays to zero (cosine) and the model evaluated is an exponential moving
+  average of the weights: with a constant rate and the last-epoch model, test F1 on a small real
+  set swings by tens of points from one epoch to the next, so a last-epoch comparison ranks noise.
+- The whole training set lives on the device as one tensor (no DataLoader per step).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ParamError
+from .imageset import ImageSet
+from .methods.base import param, pick_device
+
+
+@dataclass
+class ClassifierParams:
+    arch: str = param("small_cnn", "small_cnn: the papers' 3-conv + 2-FC CNN; resnet18: torchvision "
+                                   "ResNet-18 (random init unless weights_path is set).",
+                      choices=["small_cnn", "resnet18"])
+    stem_stride: int = param(2, "Stride of small_cnn's first conv (2 = 4x faster on CPU; 1 = full resolution).",
+                             min=1, max=4)
+    width: int = param(16, "Channels of the first conv block of small_cnn (doubled per block).", min=4, max=256)
+    epochs: int = param(35, "Passes over the training set (35 in the papers' protocol).", min=1, max=1000)
+    batch_size: int = param(64, "Images per gradient step.", min=2, max=4096)
+    lr: float = param(3e-3, "Peak learning rate of AdamW.", min=1e-6, max=1.0)
+    weight_decay: float = param(1e-4, "AdamW weight decay.", min=0.0, max=1.0)
+    schedule: str = param("cosine", "cosine decays the rate to zero (stable); constant reproduces the "
+                                    "unstable last-epoch protocol.", choices=["cosine", "constant"])
+    ema_halflife: float = param(0.05, "Half-life of the weight average, as a fraction of all steps "
+                                      "(0 = evaluate the last weights).", min=0.0, max=1.0)
+    weights_path: str = param("", "Optional local file with ResNet-18 weights (state dict) to start from.")
+
+
+PRESETS = {"quick": {}, "paper": {"epochs": 35, "width": 32}}
+
+
+def make_model(p: ClassifierParams, channels: int, num_classes: int, seed: int) -> nn.Module:
+    """The classifier with initial weights fixed by `seed` (same seed = same start)."""
+    from models.cnn import SmallCNN, resnet18
+    torch.manual_seed(seed)
+    if p.arch == "small_cnn":
+        return SmallCNN(channels, num_classes, width=p.width, stem_stride=p.stem_stride)
+    if p.arch == "resnet18":
+        net = resnet18(channels, num_classes)
+        if p.weights_path:
+            load_weights(net, p.weights_path)
+        return net
+    raise ParamError(f"unknown classifier arch {p.arch!r}; use small_cnn or resnet18")
+
+
+def load_weights(net: nn.Module, path: str) -> None:
+    """Load a local state dict (.pt/.pth via torch.load, or .safetensors), skipping shape mismatches
+    (e.g. the first conv for grayscale or the final layer for another class count)."""
+    from pathlib import Path
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ParamError(f"classifier weights file {path!r} not found; give a local .pt/.pth/.safetensors file")
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            state = load_file(str(p))
+        else:
+            state = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise ParamError(f"could not read classifier weights {path!r}: {err}") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    own = net.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ParamError(f"{path!r} holds no weights that fit a ResNet-18")
+    net.load_state_dict(usable, strict=False)
+
+
+def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 [N,H,W,C] -> float [N,C,H,W] in [-1, 1] on `device`."""
+    t = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    # channels_last: the NHWC layout we already have is the fast one for convs on CPU and CUDA
+    return t.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)
+
+
+def steps_for(n_images: int, p: ClassifierParams) -> int:
+    """Gradient steps of `p.epochs` passes over `n_images` (what equal_steps baselines are matched to)."""
+    return p.epochs * max(1, math.ceil(n_images / p.batch_size))
+
+
+def inverse_frequency_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    w = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    return w.astype(np.float32)
+
+
+class WeightAverage:
+    """Exponential moving average of parameters (BatchNorm statistics copied), with fused
+    `_foreach` ops: torch's AveragedModel costs more than the training step of a small CNN on CPU."""
+
+    def __init__(self, model: nn.Module, halflife_steps: float) -> None:
+        import copy
+        self.module = copy.deepcopy(model)
+        self.module.requires_grad_(False)
+        self.decay = 0.5 ** (1.0 / max(1.0, halflife_steps))
+        self.n = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        mine = [p for p in self.module.parameters()]
+        theirs = [p.detach() for p in model.parameters()]
+        # warm-up: average uniformly at first, so the start weights do not linger in short runs
+        self.n += 1
+        weight = max(1.0 - self.decay, 1.0 / self.n)
+        torch._foreach_lerp_(mine, theirs, weight)
+        for b_mine, b_theirs in zip(self.module.buffers(), model.buffers()):
+            b_mine.copy_(b_theirs)
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module          # the evaluated (weight-averaged) model
+    steps: int
+    seconds: float
+    curve: list[dict]
+
+
+def train(train_set: ImageSet, p: ClassifierParams, seed: int, *, steps: int | None = None,
+          class_weights: np.ndarray | None = None, device: torch.device | str | None = None,
+          eval_set: ImageSet | None = None, name: str = "model",
+          on_epoch: Callable[[dict], None] | None = None,
+          check_cancel: Callable[[], None] | None = None) -> TrainResult:
+    """Train a classifier from the seed's initial weights; return the weight-averaged model.
+
+    `eval_set` only feeds the monitoring curve (`on_epoch`); it never chooses anything.
+    """
+    dev = pick_device(device) if isinstance(device, (str, type(None))) else device
+    if len(train_set) == 0:
+        raise ParamError("the training set is empty")
+    k = len(train_set.classes)
+    model = make_model(p, train_set.channels, k, seed).to(dev, memory_format=torch.channels_last)
+    total = int(steps) if steps is not None else steps_for(len(train_set), p)
+    per_epoch = max(1, math.ceil(total / p.epochs))
+    x = to_tensor(train_set.images, dev)
+    y = torch.from_numpy(train_set.labels).to(dev)
+    n = len(x)
+    bs = min(p.batch_size, n)
+    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+             if p.schedule == "cosine" else None)
+    weight = torch.as_tensor(class_weights, device=dev) if class_weights is not None else None
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    avg = WeightAverage(model, halflife_steps=p.ema_halflife * total) if p.ema_halflife > 0 else None
+    gen = torch.Generator(device="cpu").manual_seed(seed + 1)
+    order, pos = torch.randperm(n, generator=gen), 0
+    curve: list[dict] = []
+    t0 = time.time()
+    run_loss, run_n = 0.0, 0
+    model.train()
+    for step in range(1, total + 1):
+        if pos + bs > n:                      # a fresh permutation; every batch is full-size
+            order, pos = torch.randperm(n, generator=gen), 0
+        idx = order[pos:pos + bs].to(dev)
+        pos += bs
+        out = model(x[idx])
+        loss = loss_fn(out, y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        if avg is not None:
+            avg.update(model)
+        run_loss += float(loss.detach()) * bs
+        run_n += bs
+        if step % per_epoch == 0 or step == total:
+            point = {"model": name, "epoch": math.ceil(step / per_epoch), "epochs": p.epochs, "step": step,
+                     "steps": total, "loss": run_loss / max(run_n, 1),
+                     "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 2)}
+            run_loss, run_n = 0.0, 0
+            if eval_set is not None and len(eval_set):
+                from .metrics import macro_f1
+                point["test_f1_raw"] = macro_f1(eval_set.labels, predict(model, eval_set, dev).argmax(1), k)
+                if avg is not None:
+                    point["test_f1"] = macro_f1(eval_set.labels, predict(avg.module, eval_set, dev).argmax(1), k)
+                else:
+                    point["test_f1"] = point["test_f1_raw"]
+                model.train()
+            curve.append(point)
+            if on_epoch is not None:
+                on_epoch(point)
+            if check_cancel is not None:
+                check_cancel()
+    final = avg.module if avg is not None else model
+    final.eval()
+    return TrainResult(final, total, time.time() - t0, curve)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: ImageSet | np.ndarray, device: torch.device | str | None = None,
+            batch_size: int = 256) -> np.ndarray:
+    """Class probabilities [N, K] (softmax), in eval mode."""
+    arr = images.images if isinstance(images, ImageSet) else images
+    dev = next(model.parameters()).device if device is None else torch.device(device)
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(arr), batch_size):
+        out.append(torch.softmax(model(to_tensor(arr[i:i + batch_size], dev)).float(), 1).cpu())
+    if was_training:
+        model.train()
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)

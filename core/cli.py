@@ -1,0 +1,219 @@
+"""The headless command line: the same calls the app makes.
+
+python -m core methods
+python -m core inspect DATA [--image-size 64]
+python -m core run --data DATA --methods smote,adasyn --ratio 0.1 --seeds 0,1,2 --preset quick --out runs/x \
+                   [--set smote.k_neighbors=3 --set classifier.epochs=5] [--image-size 64] [--test-per-class 20]
+                   [--target-ratio 1.0] [--device auto] [--threads 2]
+python -m core export RUN --method smote --out balanced.zip [--seed 0]
+python -m core sample RUN --method dcgan --class MT_Crack --n 100 [--seed 0] [--out folder]
+python -m core worker [--workspace W] [--once]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .errors import DefectAugError, ParamError
+
+
+def _parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        owner, dot, name = key.partition(".")
+        if not sep or not dot or not owner or not name:
+            raise ParamError(f"--set takes METHOD.PARAM=VALUE (e.g. smote.k_neighbors=3), got {item!r}")
+        out.setdefault(owner.strip(), {})[name.strip()] = value.strip()
+    return out
+
+
+class _Bar:
+    """One-line terminal progress: overall %, stage, elapsed and remaining time; warnings on their own line."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream, self.t0, self.last, self.frac, self.stage = stream, time.time(), 0.0, 0.0, ""
+        self.tty = stream.isatty()
+
+    def __call__(self, ev: dict) -> None:
+        kind = ev.get("kind")
+        if kind == "warning":
+            self._line(f"warning: {ev.get('message')}")
+            return
+        if kind == "error":
+            self._line(f"error: {ev.get('message')}")
+            return
+        if "overall" in ev:
+            self.frac = float(ev["overall"])
+        if kind == "stage":
+            self.stage = ev.get("stage", "")
+            if not self.tty:
+                self._line(f"[{self.frac * 100:5.1f}%] {self.stage}: {ev.get('message', '')}")
+        now = time.time()
+        if self.tty and (now - self.last > 0.2 or kind in ("stage", "done")):
+            self.last = now
+            el = now - self.t0
+            eta = el / self.frac - el if self.frac > 0.01 else float("nan")
+            filled = int(30 * self.frac)
+            msg = (f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.frac * 100:5.1f}% {self.stage[:40]:40s} "
+                   f"{el:6.0f}s elapsed" + (f", ~{eta:.0f}s left" if eta == eta else ""))
+            self.stream.write(msg)
+            self.stream.flush()
+
+    def _line(self, text: str) -> None:
+        self.stream.write(("\r\n" if self.tty else "") + text + "\n")
+        self.stream.flush()
+
+
+def cmd_methods(args) -> int:
+    from .methods import all_methods
+    rows = [(m.name, m.family, m.paper) for m in all_methods()]
+    w = max(len(r[0]) for r in rows)
+    wf = max(len(r[1]) for r in rows)
+    for name, fam, paper in rows:
+        print(f"{name:{w}s}  {fam:{wf}s}  {paper}")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .data import load_dataset
+    ds, report = load_dataset(args.data, image_size=args.image_size)
+    print(report.summary())
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .experiment import ExperimentConfig, run
+    overrides = _parse_sets(args.set)
+    ratio = None if str(args.ratio).lower() in ("none", "0", "off") else float(args.ratio)
+    tpc = float(args.test_per_class)
+    cfg = ExperimentConfig.from_dict(dict(
+        data=args.data, methods=args.methods, seeds=args.seeds, ratio=ratio, target_ratio=args.target_ratio,
+        image_size=args.image_size, test_per_class=int(tpc) if tpc >= 1 else tpc, split_seed=args.split_seed,
+        preset=args.preset, overrides=overrides, device=args.device, num_threads=args.threads,
+        save_images=not args.no_images))
+    out = Path(args.out)
+    if (out / "metrics.json").exists() and not args.force:
+        raise ParamError(f"{out} already holds a finished run; choose another --out or add --force")
+    if out.exists() and args.force:
+        shutil.rmtree(out)
+    metrics = run(cfg, out, callback=_Bar())
+    print()
+    print(format_leaderboard(metrics))
+    print(f"\nrun directory: {out}")
+    return 0
+
+
+def format_leaderboard(metrics: dict) -> str:
+    lines = [f"{'model':28s} {'macro F1':>16s} {'recall':>7s} {'prec.':>7s}  gain vs strongest baseline "
+             f"({metrics.get('strongest_baseline')})"]
+    for r in metrics["leaderboard"]:
+        f1 = f"{r['f1_macro']:.3f}" + (f" ±{r['f1_std']:.3f}" if r.get("f1_std") else "")
+        gain = ""
+        if r["kind"] == "method":
+            v = metrics["methods"][r["name"]]["verdict"]
+            gain = f"{v['gain']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}] {v['label']}"
+        lines.append(f"{r['name']:28s} {f1:>16s} {r['recall_macro']:7.3f} {r['precision_macro']:7.3f}  {gain}")
+    for name, why in metrics.get("failed", {}).items():
+        lines.append(f"{name:28s} FAILED: {why}")
+    return "\n".join(lines)
+
+
+def cmd_export(args) -> int:
+    from .export import export_zip, manifest_counts
+    path = export_zip(args.run, args.method, args.out, seed=args.seed)
+    counts = manifest_counts(path)
+    for cls, c in counts.items():
+        print(f"{cls:24s} real {c.get('real', 0):6d}  synthetic {c.get('synthetic', 0):6d}")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    import numpy as np
+    from PIL import Image
+    from .errors import RunError
+    from .methods import Context, get_method
+    from .methods.base import pick_device
+    run_dir = Path(args.run)
+    cfg_path = run_dir / "config.json"
+    seeds = json.loads(cfg_path.read_text())["seeds"] if cfg_path.exists() else [0]
+    seed = seeds[0] if args.seed is None else args.seed
+    ckpt = run_dir / "checkpoints" / args.method / f"seed{seed}"
+    if not (ckpt / "meta.json").exists():
+        raise RunError(f"no trained {args.method} (seed {seed}) in {run_dir}; run it first")
+    spec = get_method(args.method)
+    sampler = spec.load_sampler(ckpt, Context(device=pick_device(args.device), seed=seed, method=args.method))
+    if args.cls not in sampler.classes_:
+        raise ParamError(f"unknown class {args.cls!r}; classes: {', '.join(sampler.classes_)}")
+    batch = sampler.sample(args.cls, args.n, seed=args.sample_seed)
+    out = Path(args.out) if args.out else run_dir / "sampled" / args.method / args.cls
+    out.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(batch.images):
+        Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(out / f"{args.method}_{i:05d}.png")
+    print(f"wrote {len(batch.images)} images of {args.cls} to {out}")
+    return int(len(batch.images) != args.n or not np.isfinite(batch.images).all())
+
+
+def cmd_worker(args) -> int:
+    from .jobs import worker_main
+    worker_main(Path(args.workspace), once=args.once)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m core", description="DefectAug: synthetic defect images, "
+                                 "measured on real held-out images.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("methods", help="list the registered methods")
+    p = sub.add_parser("inspect", help="class counts and problems of a dataset folder or zip")
+    p.add_argument("data")
+    p.add_argument("--image-size", type=int, default=64)
+    p = sub.add_parser("run", help="run an experiment")
+    p.add_argument("--data", required=True)
+    p.add_argument("--methods", default="smote")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--ratio", default="0.1", help="imbalance ratio in (0,1], or none to keep the data's own")
+    p.add_argument("--target-ratio", type=float, default=1.0)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--test-per-class", default="20")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--preset", default="quick", choices=["quick", "paper"])
+    p.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    p.add_argument("--no-images", action="store_true", help="do not write synthetic PNGs")
+    p = sub.add_parser("export", help="balanced dataset zip of one method")
+    p.add_argument("run")
+    p.add_argument("--method", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=None)
+    p = sub.add_parser("sample", help="more images from a trained generator")
+    p.add_argument("run")
+    p.add_argument("--method", required=True)
+    p.add_argument("--class", dest="cls", required=True)
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--seed", type=int, default=None, help="which trained seed to load")
+    p.add_argument("--sample-seed", type=int, default=12345)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None)
+    p = sub.add_parser("worker", help="the background job worker (started by the app)")
+    p.add_argument("--workspace", default="workspace")
+    p.add_argument("--once", action="store_true", help="run queued jobs, then exit")
+    args = ap.parse_args(argv)
+    handlers = {"methods": cmd_methods, "inspect": cmd_inspect, "run": cmd_run, "export": cmd_export,
+                "sample": cmd_sample, "worker": cmd_worker}
+    try:
+        return handlers[args.cmd](args)
+    except DefectAugError as err:
+        print(f"\nerror: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; the run directory keeps what was written", file=sys.stderr)
+        return 130

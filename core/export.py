@@ -1,0 +1,113 @@
+"""Export a run as a balanced dataset zip in ImageFolder layout.
+
+    export_zip("runs/x", "smote", "balanced.zip")
+
+<class>/real_<n>_<name>.png      the real training images of the run (as the run used them)
+<class>/syn_<method>_s<seed>_<n>.png  the synthetic images of one seed (the first by default)
+manifest.csv                     file, class, origin (real|synthetic), method, seed, parents, source
+metrics.json, config.json        what the run measured and how it was configured
+File names carry an origin prefix and a running number, so they can never collide.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RunError
+
+_SAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
+
+
+def _safe_stem(path: str) -> str:
+    stem = Path(path).stem
+    return (_SAFE.sub("_", stem).strip("._") or "img")[:60]
+
+
+def _png(img: np.ndarray) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def available_methods(run_dir: str | Path) -> list[str]:
+    base = Path(run_dir) / "synthetic"
+    return sorted(p.name for p in base.iterdir() if (p / "provenance.csv").exists()) if base.exists() else []
+
+
+def export_zip(run_dir: str | Path, method: str, out: str | Path, seed: int | None = None,
+               quality_filtered: bool = False) -> Path:
+    """Write the balanced dataset of `method` to the zip `out`; returns its path."""
+    from .experiment import load_npz
+    run_dir, out = Path(run_dir), Path(out)
+    if not (run_dir / "data" / "train.npz").exists():
+        raise RunError(f"{run_dir} is not a finished run directory (no data/train.npz); run an experiment first")
+    if quality_filtered:
+        raise RunError("this run has no quality-filtered set; export the full set instead")
+    train = load_npz(run_dir / "data" / "train.npz")
+    rows: list[list] = []
+    entries: list[tuple[str, bytes]] = []
+    counters: dict[str, int] = {}
+
+    def add(cls: str, name: str, data: bytes, row: list) -> None:
+        counters[cls] = counters.get(cls, 0) + 1
+        arc = f"{cls}/{name}"
+        entries.append((arc, data))
+        rows.append([arc, cls] + row)
+
+    for i, (img, lab, src) in enumerate(zip(train.images, train.labels, train.sources)):
+        cls = train.classes[lab]
+        add(cls, f"real_{i:05d}_{_safe_stem(src)}.png", _png(img), ["real", "", "", "", src])
+
+    if method != "none":
+        prov = run_dir / "synthetic" / method / "provenance.csv"
+        if not prov.exists():
+            have = available_methods(run_dir)
+            raise RunError(f"no synthetic images of {method!r} in this run; "
+                           + (f"it has: {', '.join(have)}" if have else "it has none (was it run with save_images off?)"))
+        with open(prov, newline="", encoding="utf-8") as fh:
+            prov_rows = list(csv.DictReader(fh))
+        seeds = sorted({int(r["seed"]) for r in prov_rows})
+        use = seeds[0] if seed is None else int(seed)
+        if use not in seeds:
+            raise RunError(f"seed {use} has no synthetic images of {method}; seeds with images: {seeds}")
+        for r in prov_rows:
+            if int(r["seed"]) != use:
+                continue
+            cls = r["class"]
+            data = (prov.parent / r["file"]).read_bytes()
+            n = counters.get(cls, 0)
+            add(cls, f"syn_{method}_s{use}_{n:05d}.png", data, ["synthetic", method, use, r["parents"], r["file"]])
+
+    manifest = io.StringIO()
+    w = csv.writer(manifest)
+    w.writerow(["file", "class", "origin", "method", "seed", "parents", "source"])
+    w.writerows(rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for arc, data in entries:
+            zf.writestr(arc, data)
+        zf.writestr("manifest.csv", manifest.getvalue())
+        for extra in ("metrics.json", "config.json"):
+            if (run_dir / extra).exists():
+                zf.write(run_dir / extra, extra)
+    os.replace(tmp, out)   # never leave a half-written zip under the final name
+    return out
+
+
+def manifest_counts(zip_path: str | Path) -> dict[str, dict[str, int]]:
+    """{class: {origin: count}} from an exported zip's manifest (used by tests and the UI)."""
+    with zipfile.ZipFile(zip_path) as zf:
+        reader = csv.DictReader(io.StringIO(zf.read("manifest.csv").decode("utf-8")))
+        out: dict[str, dict[str, int]] = {}
+        for r in reader:
+            out.setdefault(r["class"], {}).setdefault(r["origin"], 0)
+            out[r["class"]][r["origin"]] += 1
+    return out

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install the app's dependencies on a fresh machine, then start it (http://localhost:8501).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install -q -r requirements.txt
+exec .venv/bin/streamlit run app.py "$@"

@@ -1,0 +1,151 @@
+"""The pipeline end to end on tiny generated class folders (16 px, one or two epochs)."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from core.errors import Cancelled, ParamError
+from core.events import read_events
+from core.experiment import ExperimentConfig, estimate, load_npz, run
+
+FAST = {"classifier": {"epochs": 1, "batch_size": 8, "width": 4}}
+
+
+@pytest.fixture
+def data(tmp_path, make_dataset):
+    return make_dataset(tmp_path, {"normal": 30, "crack": 12, "spot": 9}, size=16)
+
+
+def cfg(data, **kw):
+    base = dict(data=str(data), methods=["smote", "random_oversample"], seeds=[0], ratio=0.2, image_size=16,
+                test_per_class=4, overrides=FAST, device="cpu")
+    base.update(kw)
+    return base
+
+
+def test_run_writes_the_run_directory_and_metrics(tmp_path, data):
+    out = tmp_path / "run"
+    m = run(cfg(data), out)
+    for f in ("config.json", "events.jsonl", "log.txt", "metrics.json", "data_report.json", "split.json",
+              "data/train.npz", "data/test.npz", "synthetic/smote/provenance.csv"):
+        assert (out / f).exists(), f
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(m))
+    # imbalance then balance: 26 normal train images, minorities cut to floor(0.2*26)=5, topped up to 26
+    split = json.loads((out / "split.json").read_text())
+    assert split["train_counts"] == {"crack": 5, "normal": 26, "spot": 5}
+    assert split["test_counts"] == {"crack": 4, "normal": 4, "spot": 4}
+    assert split["needed"] == {"crack": 21, "normal": 0, "spot": 21}
+    assert not set(split["train"]) & set(split["test"]), "a test image leaked into training"
+    for kind in ("paper", "equal_steps", "class_weighted"):
+        b = m["baselines"][kind]
+        for key in ("f1_macro", "precision_macro", "recall_macro", "accuracy", "per_class", "confusion_matrix",
+                    "classes", "mean", "std", "f1_ci"):
+            assert key in b
+        assert np.asarray(b["confusion_matrix"]).sum() == 12
+    assert m["baselines"]["equal_steps"]["seeds"]["0"]["steps"] == m["methods"]["smote"]["seeds"]["0"]["steps"]
+    assert m["baselines"]["paper"]["seeds"]["0"]["steps"] < m["baselines"]["equal_steps"]["seeds"]["0"]["steps"]
+    for name in ("smote", "random_oversample"):
+        mm = m["methods"][name]
+        assert set(mm["gain"]) == {"paper", "equal_steps", "class_weighted"}
+        assert mm["verdict"]["against"] == m["strongest_baseline"]
+        assert mm["verdict"]["label"] in ("helps", "hurts", "no clear difference")
+        assert mm["seeds"]["0"]["train_size"] == 78
+    assert [r["f1_macro"] for r in m["leaderboard"]] == sorted((r["f1_macro"] for r in m["leaderboard"]), reverse=True)
+    # synthetic images on disk, with provenance naming real training images
+    with open(out / "synthetic/smote/provenance.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 42
+    train_sources = set(split["train"])
+    assert all(set(r["parents"].split("|")) <= train_sources for r in rows)
+    assert len(list((out / "synthetic/smote/crack").glob("*.png"))) == 21
+    # predictions: every test image traced with a probability per class
+    with open(out / "predictions/smote_s0.csv", encoding="utf-8") as fh:
+        preds = list(csv.DictReader(fh))
+    assert [p["file"] for p in preds] == split["test"]
+    assert abs(sum(float(preds[0][f"p_{c}"]) for c in ("crack", "normal", "spot")) - 1) < 1e-3
+    kinds = {e["kind"] for e in read_events(out)}
+    assert {"stage", "progress", "epoch", "done"} <= kinds
+    assert load_npz(out / "data/test.npz").sources == split["test"]
+
+
+def test_seeds_give_mean_std_and_paired_gains(tmp_path, data):
+    m = run(cfg(data, methods=["mixup"], seeds=[0, 1]), tmp_path / "r")
+    mm = m["methods"]["mixup"]
+    assert set(mm["seeds"]) == {"0", "1"}
+    f1s = [mm["seeds"][s]["f1_macro"] for s in ("0", "1")]
+    assert mm["f1_macro"] == pytest.approx(np.mean(f1s))
+    assert mm["std"]["f1_macro"] == pytest.approx(np.std(f1s, ddof=1))
+    assert mm["gain"]["paper"]["n_seeds"] == 2
+
+
+def test_same_config_same_results(tmp_path, data):
+    a = run(cfg(data, methods=["smote"]), tmp_path / "a")
+    b = run(cfg(data, methods=["smote"]), tmp_path / "b")
+    assert a["methods"]["smote"]["f1_macro"] == b["methods"]["smote"]["f1_macro"]
+    assert a["baselines"]["paper"]["confusion_matrix"] == b["baselines"]["paper"]["confusion_matrix"]
+
+
+def test_a_failing_method_does_not_lose_the_others(tmp_path, data, monkeypatch):
+    from core.methods import get_method
+    spec = get_method("mixup")
+
+    def broken(self, train, needed):
+        raise RuntimeError("out of ideas")
+    monkeypatch.setattr(spec.sampler_cls, "fit", broken)
+    m = run(cfg(data, methods=["mixup", "smote"]), tmp_path / "r")
+    assert "out of ideas" in m["failed"]["mixup"]
+    assert "smote" in m["methods"] and "mixup" not in m["methods"]
+    assert any("mixup failed" in w for w in m["warnings"])
+
+
+def test_cancel_stops_and_keeps_what_was_written(tmp_path, data):
+    out = tmp_path / "r"
+
+    def cancel_after_first_model(ev):
+        if ev["kind"] == "result":
+            (out / "CANCEL").touch()
+    with pytest.raises(Cancelled):
+        run(cfg(data), out, callback=cancel_after_first_model)
+    assert (out / "predictions/baseline_paper_s0.csv").exists()
+    assert not (out / "metrics.json").exists()
+    assert list(read_events(out))[-1]["kind"] == "error"
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"ratio": 0}, "imbalance ratio must be in"),
+    ({"ratio": 1.5}, "imbalance ratio must be in"),
+    ({"target_ratio": 2}, "target ratio"),
+    ({"image_size": 50}, "image size 50 is not supported"),
+    ({"methods": ["nope"]}, "unknown method 'nope'"),
+    ({"methods": []}, "at least one method"),
+    ({"seeds": []}, "distinct seeds"),
+    ({"preset": "huge"}, "unknown preset"),
+    ({"test_per_class": 0}, "test_per_class"),
+    ({"overrides": {"smote": {"k_neighbors": 0}}}, "at least 1"),
+    ({"overrides": {"smote": {"zzz": 1}}}, "has no parameter zzz"),
+    ({"overrides": {"classifier": {"epochs": 0}}}, "classifier.epochs must be at least 1"),
+    ({"overrides": {"adasyn": {}}}, "not among the chosen methods"),
+    ({"baselines": ["magic"]}, "unknown baseline"),
+    ({"colour": "red"}, "unknown setting"),
+])
+def test_config_errors_are_clear(data, bad, message):
+    with pytest.raises(ParamError, match=message):
+        ExperimentConfig.from_dict(cfg(data, **bad))
+
+
+def test_synthetic_memory_bound_is_checked_before_training(tmp_path, data):
+    with pytest.raises(ParamError, match="MB"):
+        run(cfg(data, max_synthetic_mb=0), tmp_path / "r")
+    assert not (tmp_path / "r" / "predictions").exists()
+
+
+def test_none_method_is_the_paper_baseline(tmp_path, data):
+    m = run(cfg(data, methods=["none"]), tmp_path / "r")
+    assert m["methods"]["none"]["f1_macro"] == m["baselines"]["paper"]["f1_macro"]
+
+
+def test_estimate_counts_trainings(data):
+    e = estimate(cfg(data, seeds=[0, 1, 2]), counts={"normal": 26, "crack": 5, "spot": 5})
+    assert e["trainings"] == 3 * (3 + 2)
+    assert e["synthetic_per_method"] == 42 and e["balanced_size"] == 78

@@ -1,0 +1,120 @@
+"""Export zip and the command line (run as a real subprocess, as a user would)."""
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from core.errors import RunError
+from core.experiment import run
+from core.export import export_zip, manifest_counts
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = ["--set", "classifier.epochs=1", "--set", "classifier.width=4", "--image-size", "16",
+        "--test-per-class", "4", "--ratio", "0.2", "--device", "cpu"]
+
+
+def cli(*args, cwd=REPO):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "core", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from tests.conftest import write_dataset
+    tmp = tmp_path_factory.mktemp("exp")
+    data = write_dataset(tmp, {"normal": 30, "crack": 12, "spöt ü": 9}, size=16)
+    out = tmp / "run"
+    run(dict(data=str(data), methods=["smote", "mixup"], seeds=[0, 1], ratio=0.2, image_size=16, test_per_class=4,
+             overrides={"classifier": {"epochs": 1, "width": 4}}, device="cpu"), out)
+    return out
+
+
+def test_export_zip_is_balanced_imagefolder_with_manifest(finished_run, tmp_path):
+    path = export_zip(finished_run, "smote", tmp_path / "b.zip")
+    counts = manifest_counts(path)
+    assert counts == {"crack": {"real": 5, "synthetic": 21}, "normal": {"real": 26},
+                      "spöt ü": {"real": 5, "synthetic": 21}}
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        rows = list(csv.DictReader(io.StringIO(zf.read("manifest.csv").decode())))
+        assert {"metrics.json", "config.json", "manifest.csv"} <= set(names)
+        images = [n for n in names if n.endswith(".png")]
+        assert len(images) == len(rows) == len(set(images)) == 78
+        assert {r["file"] for r in rows} == set(images)
+        assert all(r["seed"] == "0" for r in rows if r["origin"] == "synthetic")
+        assert all(r["parents"] for r in rows if r["origin"] == "synthetic")
+    # torchvision reads it as an ImageFolder
+    from torchvision.datasets import ImageFolder
+    zipfile.ZipFile(path).extractall(tmp_path / "x")
+    (tmp_path / "x" / "manifest.csv").unlink()
+    ds = ImageFolder(str(tmp_path / "x"))
+    assert len(ds) == 78 and ds.classes == ["crack", "normal", "spöt ü"]
+
+
+def test_export_other_seed_and_errors(finished_run, tmp_path):
+    p = export_zip(finished_run, "mixup", tmp_path / "m.zip", seed=1)
+    with zipfile.ZipFile(p) as zf:
+        rows = list(csv.DictReader(io.StringIO(zf.read("manifest.csv").decode())))
+    assert {r["seed"] for r in rows if r["origin"] == "synthetic"} == {"1"}
+    with pytest.raises(RunError, match="it has: mixup, smote"):
+        export_zip(finished_run, "adasyn", tmp_path / "x.zip")
+    with pytest.raises(RunError, match="seed 7"):
+        export_zip(finished_run, "smote", tmp_path / "x.zip", seed=7)
+    with pytest.raises(RunError, match="not a finished run"):
+        export_zip(tmp_path, "smote", tmp_path / "x.zip")
+    assert not (tmp_path / "x.zip").exists()
+
+
+def test_cli_methods_lists_the_registry():
+    r = cli("methods")
+    assert r.returncode == 0
+    names = [line.split()[0] for line in r.stdout.splitlines()]
+    for n in ("none", "random_oversample", "augment", "smote", "borderline_smote", "adasyn", "mixup", "cutmix"):
+        assert n in names
+
+
+def test_cli_run_export_sample_inspect(tmp_path, make_dataset):
+    data = make_dataset(tmp_path, {"normal": 30, "crack": 12}, size=16)
+    out = tmp_path / "runs" / "x"
+    r = cli("run", "--data", data, "--methods", "smote,augment", "--seeds", "0", "--out", out, *FAST)
+    assert r.returncode == 0, r.stderr
+    assert "baseline:equal_steps" in r.stdout and "smote" in r.stdout
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["methods"]) == {"smote", "augment"}
+    r = cli("run", "--data", data, "--methods", "smote", "--out", out, *FAST)
+    assert r.returncode == 2 and "already holds a finished run" in r.stderr
+    r = cli("export", out, "--method", "augment", "--out", tmp_path / "b.zip")
+    assert r.returncode == 0, r.stderr
+    assert manifest_counts(tmp_path / "b.zip")["crack"] == {"real": 5, "synthetic": 21}
+    r = cli("sample", out, "--method", "smote", "--class", "crack", "--n", "7", "--out", tmp_path / "more")
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "more").glob("*.png"))) == 7
+    r = cli("sample", out, "--method", "smote", "--class", "nope", "--n", "2")
+    assert r.returncode == 2 and "unknown class" in r.stderr
+    r = cli("inspect", data)
+    assert r.returncode == 0 and "crack" in r.stdout and "normal" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "smote.k_neighbors"], "--set takes METHOD.PARAM=VALUE"),
+    (["--set", "smote.k_neighbors=abc"], "expects int"),
+    (["--ratio", "3"], "imbalance ratio must be in"),
+    (["--methods", "smote,wat"], "unknown method 'wat'"),
+])
+def test_cli_bad_settings_exit_2_with_message(tmp_path, make_dataset, args, message):
+    data = make_dataset(tmp_path, {"normal": 6, "crack": 3}, size=16)
+    r = cli("run", "--data", data, "--methods", "smote", "--out", tmp_path / "o", *args)
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_missing_data_is_a_message_not_a_traceback(tmp_path):
+    r = cli("inspect", tmp_path / "nothing-here")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.strip()

@@ -1,0 +1,32 @@
+"""The pipeline on the real magnetic-tile set (read in place from ../shared), kept short: 32 px, 1 epoch."""
+import json
+
+import numpy as np
+import pytest
+
+from core.experiment import run
+from core.export import export_zip, manifest_counts
+from tests.conftest import MAGNETIC_TILE
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not MAGNETIC_TILE.exists(), reason="../shared/datasets/magnetic_tile is absent")]
+
+
+def test_magnetic_tile_end_to_end(tmp_path):
+    out = tmp_path / "mt"
+    m = run(dict(data=str(MAGNETIC_TILE), methods=["smote", "random_oversample"], seeds=[0], ratio=0.1,
+                 image_size=32, test_per_class=20, overrides={"classifier": {"epochs": 1}}, device="cpu"), out)
+    split = json.loads((out / "split.json").read_text())
+    # 20 test images per class (Fray: 32 images -> capped at half, 16), the rest is the pool;
+    # ratio 0.1 of the 932 remaining normal images caps every defect class at 93
+    assert split["test_counts"] == {"MT_Blowhole": 20, "MT_Break": 20, "MT_Crack": 20, "MT_Fray": 16,
+                                    "MT_Free": 20, "MT_Uneven": 20}
+    assert split["train_counts"] == {"MT_Blowhole": 93, "MT_Break": 65, "MT_Crack": 37, "MT_Fray": 16,
+                                     "MT_Free": 932, "MT_Uneven": 83}
+    assert sum(split["needed"].values()) == 932 * 6 - sum(split["train_counts"].values())
+    for name in ("paper", "equal_steps", "class_weighted"):
+        assert 0.0 <= m["baselines"][name]["f1_macro"] <= 1.0
+    assert np.asarray(m["methods"]["smote"]["confusion_matrix"]).sum() == 116
+    assert m["methods"]["smote"]["seeds"]["0"]["train_size"] == 932 * 6
+    zp = export_zip(out, "smote", tmp_path / "b.zip")
+    assert all(sum(c.values()) == 932 for c in manifest_counts(zp).values())
