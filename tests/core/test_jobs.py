@@ -1,0 +1,351 @@
+"""The job queue and the local worker: statuses, cancel, kill, restart, concurrency, isolation.
+
+Most tests use the trivial `sleep` job kind (no torch, starts in a fraction of a second) to test the
+runner itself; the ones marked `slow` run the real pipeline (quick preset, one epoch, tiny images).
+Every test has its own DEFECTAUG_HOME, so its workers, slots and workspaces are its own.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from core.errors import DataError, ParamError, RunError
+from core.events import read_events
+from core.jobs import (FAILED, WORKER_DIED, JobStore, ensure_worker, quick_counts, wait_for,
+                       worker_main)
+from core.sample_data import write_sample_dataset
+from core.workspace import Workspace, is_valid_id
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    h = tmp_path / "home"
+    monkeypatch.setenv("DEFECTAUG_HOME", str(h))
+    monkeypatch.setenv("DEFECTAUG_WORKER_IDLE", "30")
+    monkeypatch.setenv("DEFECTAUG_WORKER_POLL", "0.1")
+    monkeypatch.setenv("DEFECTAUG_CANCEL_GRACE", "1.5")
+    monkeypatch.setenv("DEFECTAUG_MAX_PARALLEL", "1")
+    monkeypatch.delenv("DEFECTAUG_SHARED_WORKSPACE", raising=False)
+    monkeypatch.delenv("DEFECTAUG_MAX_JOB_MEMORY", raising=False)
+    monkeypatch.setenv("DEFECTAUG_DATA_ROOTS", "")
+    return h
+
+
+_started: list[JobStore] = []
+
+
+@pytest.fixture
+def store(home):
+    s = JobStore(Workspace.create())
+    _started.append(s)
+    yield s
+    _stop_workers()
+
+
+def _stop_workers() -> None:
+    """Stop the workers this test started (by their pid), so nothing outlives the test."""
+    while _started:
+        s = _started.pop()
+        try:
+            with sqlite3.connect(s.db_path) as db:
+                pids = [r[0] for r in db.execute("SELECT pid FROM workers")]
+        except sqlite3.Error:
+            pids = []
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        end = time.time() + 10
+        while s.worker_alive() and time.time() < end:
+            time.sleep(0.1)
+
+
+def _pid_gone(pid: int, timeout: float = 5) -> bool:
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+            if state == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def tiny_config(ws: Workspace, epochs: int = 1, **extra) -> dict:
+    root = ws.uploads / "tiny"
+    if not root.exists():
+        write_sample_dataset(root, {"normal": 16, "scratch": 6, "crack": 6}, size=32, seed=0)
+    return {"data": str(root), "methods": ["smote"], "seeds": [0], "ratio": None, "image_size": 32,
+            "test_per_class": 2, "overrides": {"classifier": {"epochs": epochs}}, "num_threads": 1, **extra}
+
+
+# ---------------------------------------------------------------------------------------------
+# Store basics
+# ---------------------------------------------------------------------------------------------
+def test_submit_makes_a_queued_job_with_a_random_id_inside_the_workspace(store):
+    job_id = store.submit({"seconds": 0.1}, kind="sleep")
+    job = store.status(job_id)
+    assert is_valid_id(job_id) and job.status == "queued" and job.label == "sleep"
+    assert Path(job.run_dir) == store.workspace.runs / job_id and Path(job.run_dir).is_dir()
+    assert json.loads((Path(job.run_dir) / "job.json").read_text())["status"] == "queued"
+    assert [j.id for j in store.list()] == [job_id]
+    # another process (a reload, a second tab, an app restart) sees the same job
+    assert JobStore(Workspace.open(store.workspace.id)).status(job_id).status == "queued"
+
+
+def test_unknown_ids_and_kinds_are_refused(store):
+    with pytest.raises(RunError, match="not a job id"):
+        store.get("../../etc")
+    with pytest.raises(RunError, match="no job"):
+        store.get("0" * 32)
+    with pytest.raises(ParamError, match="unknown job kind"):
+        store.submit({}, kind="shell")
+
+
+def test_bad_experiment_settings_are_refused_before_queueing(store):
+    cfg = tiny_config(store.workspace)
+    with pytest.raises(ParamError, match=r"imbalance ratio must be in \(0, 1\]"):
+        store.submit({**cfg, "ratio": 1.5})
+    with pytest.raises(ParamError, match="unknown method"):
+        store.submit({**cfg, "methods": ["nope"]})
+    assert store.list() == []
+
+
+def test_data_path_must_be_inside_the_workspace_or_data_roots(store, tmp_path, monkeypatch):
+    cfg = tiny_config(store.workspace)
+    outside = write_sample_dataset(tmp_path / "elsewhere", {"normal": 4, "crack": 4}, size=16)
+    with pytest.raises(DataError, match="inside the allowed data folders"):
+        store.submit({**cfg, "data": str(outside)})
+    with pytest.raises(DataError):
+        store.submit({**cfg, "data": str(store.workspace.uploads / ".." / ".." / "x")})
+    # another user's uploads are outside this workspace too
+    other = Workspace.create()
+    theirs = write_sample_dataset(other.uploads / "theirs", {"normal": 4, "crack": 4}, size=16)
+    with pytest.raises(DataError):
+        store.submit({**cfg, "data": str(theirs)})
+    monkeypatch.setenv("DEFECTAUG_DATA_ROOTS", str(tmp_path / "elsewhere"))
+    assert store.submit({**cfg, "data": str(outside)})   # configured root: allowed
+    assert len(store.list()) == 1
+
+
+def test_memory_bound_is_checked_before_the_job_starts(store, monkeypatch):
+    cfg = tiny_config(store.workspace)
+    monkeypatch.setenv("DEFECTAUG_MAX_JOB_MEMORY", "100000")
+    with pytest.raises(ParamError, match="would need about .* of memory .* Lower the target balance ratio"):
+        store.submit(cfg)
+    with pytest.raises(ParamError, match="memory"):
+        store.submit(cfg, counts={"normal": 100_000, "crack": 5})
+    assert store.list() == []
+
+
+def test_quick_counts_reads_folders_and_zips(store, tmp_path):
+    from core.sample_data import write_sample_zip
+    root = write_sample_dataset(tmp_path / "f", {"normal": 5, "crack": 2}, size=16)
+    assert quick_counts(root) == {"normal": 5, "crack": 2}
+    z = write_sample_zip(tmp_path / "s.zip", {"normal": 3, "spot": 1}, size=16)
+    assert quick_counts(z) == {"normal": 3, "spot": 1}
+    assert quick_counts(tmp_path / "missing") == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# The worker
+# ---------------------------------------------------------------------------------------------
+def test_jobs_end_done_failed_or_failed_with_bug_reason(store):
+    ok = store.submit({"seconds": 0.2, "steps": 2}, kind="sleep")
+    bad = store.submit({"seconds": 0.2, "steps": 4, "fail": "use a smaller ratio"}, kind="sleep")
+    bug = store.submit({"seconds": 0.2, "steps": 4, "crash": True}, kind="sleep")
+    worker_main(store.workspace.root, once=True)
+    assert store.status(ok).status == "done" and store.status(ok).reason == ""
+    assert store.status(bad).status == FAILED and store.status(bad).reason == "use a smaller ratio"
+    job = store.status(bug)
+    assert job.status == FAILED and "internal error (ZeroDivisionError" in job.reason
+    assert "Traceback" in (Path(job.run_dir) / "log.txt").read_text()
+    assert list(read_events(job.run_dir))[-1]["kind"] == "error"
+
+
+def test_one_worker_per_workspace(store):
+    assert ensure_worker(store) is True
+    end = time.time() + 10
+    while not store.worker_alive() and time.time() < end:
+        time.sleep(0.05)
+    assert store.worker_alive()
+    assert ensure_worker(store) is False
+    t0 = time.time()
+    assert worker_main(store.workspace.root) == 0    # a second one gives up at once (after ~2 s of retries)
+    assert time.time() - t0 < 5
+
+
+def test_cancel_queued_is_immediate_and_running_stops_within_seconds(store):
+    running = store.submit({"seconds": 60, "steps": 600}, kind="sleep")
+    queued = store.submit({"seconds": 0.1}, kind="sleep")
+    assert store.cancel(queued).status == "cancelled"
+    ensure_worker(store)
+    wait_for(store, running, 20, statuses=("running",))
+    time.sleep(0.5)
+    t0 = time.time()
+    store.cancel(running)
+    job = wait_for(store, running, 15)
+    assert job.status == "cancelled" and time.time() - t0 < 5
+    assert "kept" in job.reason
+    assert (Path(job.run_dir) / "partial.txt").exists()           # what it wrote is kept
+    # the worker is free again: the next job runs
+    nxt = store.submit({"seconds": 0.2, "steps": 2}, kind="sleep")
+    assert wait_for(store, nxt, 20).status == "done"
+    assert store.status(queued).status == "cancelled"             # never started
+
+
+def test_a_job_that_ignores_cancel_is_killed_after_the_grace_period(store):
+    job_id = store.submit({"seconds": 60, "steps": 600, "ignore_cancel": True}, kind="sleep")
+    ensure_worker(store)
+    job = wait_for(store, job_id, 20, statuses=("running",))
+    time.sleep(0.5)
+    t0 = time.time()
+    store.cancel(job_id)
+    job = wait_for(store, job_id, 20)
+    assert job.status == "cancelled" and time.time() - t0 < 8     # grace 1.5 s + terminate
+    assert _pid_gone(job.pid)
+
+
+def test_three_jobs_at_once_are_queued_never_oversubscribed(store):
+    ids = [store.submit({"seconds": 1.0, "steps": 5}, kind="sleep") for _ in range(3)]
+    seen_running: list[int] = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            seen_running.append(sum(1 for j in store.list() if j.status == "running"))
+            time.sleep(0.05)
+
+    t = threading.Thread(target=watch)
+    t.start()
+    try:
+        worker_main(store.workspace.root, once=True)
+    finally:
+        stop.set()
+        t.join()
+    jobs = [store.status(i) for i in ids]
+    assert all(j.status == "done" for j in jobs)
+    assert max(seen_running) == 1 and 1 in seen_running
+    starts = [j.started for j in jobs]
+    assert starts == sorted(starts)                                # first in, first out
+    for a, b in zip(jobs, jobs[1:]):
+        assert b.started >= a.finished - 0.05                      # one after the other
+
+
+def test_slots_are_shared_between_workspaces(home):
+    a, b = JobStore(Workspace.create()), JobStore(Workspace.create())
+    _started.extend([a, b])
+    try:
+        ids = [(a, a.submit({"seconds": 1.5, "steps": 5}, kind="sleep")),
+               (b, b.submit({"seconds": 1.5, "steps": 5}, kind="sleep"))]
+        ensure_worker(a)
+        ensure_worker(b)
+        peak = 0
+        end = time.time() + 30
+        while time.time() < end:
+            statuses = [s.status(i).status for s, i in ids]
+            peak = max(peak, statuses.count("running"))
+            if all(x == "done" for x in statuses):
+                break
+            time.sleep(0.05)
+        assert all(s.status(i).status == "done" for s, i in ids)
+        assert peak == 1                   # two workspaces, one machine-wide slot: never two at once
+    finally:
+        _stop_workers()
+
+
+def test_worker_killed_mid_job_marks_it_failed_and_the_next_job_runs(store):
+    job_id = store.submit({"seconds": 60, "steps": 600}, kind="sleep")
+    ensure_worker(store)
+    job = wait_for(store, job_id, 20, statuses=("running",))
+    while not (Path(job.run_dir) / "partial.txt").exists():
+        time.sleep(0.05)
+    worker_pid = store.worker_info()["pid"]
+    os.kill(worker_pid, signal.SIGKILL)
+    assert _pid_gone(worker_pid)
+    job = wait_for(store, job_id, 10)          # any reader marks it: no worker holds the lock
+    assert job.status == "failed" and job.reason == WORKER_DIED
+    assert _pid_gone(job.pid)                  # the job process died with its worker
+    assert (Path(job.run_dir) / "partial.txt").exists()
+    last = list(read_events(job.run_dir))[-1]
+    assert last["kind"] == "error" and last["message"] == WORKER_DIED
+    assert json.loads((Path(job.run_dir) / "job.json").read_text())["status"] == "failed"
+    nxt = store.submit({"seconds": 0.2, "steps": 2}, kind="sleep")
+    ensure_worker(store)
+    assert wait_for(store, nxt, 20).status == "done"
+
+
+def test_restart_keeps_queued_jobs_and_stopped_worker_marks_running_interrupted(store):
+    first = store.submit({"seconds": 60, "steps": 600}, kind="sleep")
+    later = [store.submit({"seconds": 0.2, "steps": 2}, kind="sleep") for _ in range(2)]
+    ensure_worker(store)
+    wait_for(store, first, 20, statuses=("running",))
+    pid = store.worker_info()["pid"]
+    os.kill(pid, signal.SIGTERM)               # the server shuts down
+    assert _pid_gone(pid, 15)
+    fresh = JobStore(Workspace.open(store.workspace.id))   # the app comes back
+    assert fresh.status(first).status == "interrupted" and "Re-run" in fresh.status(first).reason
+    assert [fresh.status(i).status for i in later] == ["queued", "queued"]   # nothing vanished
+    ensure_worker(fresh)
+    assert [wait_for(fresh, i, 20).status for i in later] == ["done", "done"]
+    again = fresh.rerun(first)
+    assert fresh.get(again).config == fresh.get(first).config and fresh.get(again).status == "queued"
+
+
+def test_delete_refuses_active_jobs_and_removes_finished_runs(store):
+    job_id = store.submit({"seconds": 0.1}, kind="sleep")
+    with pytest.raises(RunError, match="cancel it first"):
+        store.delete(job_id)
+    store.cancel(job_id)
+    run_dir = Path(store.get(job_id).run_dir)
+    store.delete(job_id)
+    assert not run_dir.exists() and store.list() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The real pipeline
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_real_experiment_job_runs_to_completion(store):
+    job_id = store.submit(tiny_config(store.workspace))
+    worker_main(store.workspace.root, once=True)
+    job = store.status(job_id)
+    assert job.status == "done", job.reason
+    run_dir = Path(job.run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert "smote" in metrics["methods"] and (run_dir / "predictions" / "smote_s0.csv").exists()
+    assert (run_dir / "synthetic" / "smote" / "provenance.csv").exists()
+
+
+@pytest.mark.slow
+def test_worker_killed_during_real_training_then_a_new_job_completes(store):
+    job_id = store.submit(tiny_config(store.workspace, epochs=400))
+    ensure_worker(store)
+    job = wait_for(store, job_id, 60, statuses=("running",))
+    end = time.time() + 120
+    while not any(e.get("kind") == "epoch" for e in read_events(job.run_dir)):
+        assert time.time() < end, "training never started"
+        assert store.status(job_id).status == "running", store.status(job_id).reason
+        time.sleep(0.2)
+    os.kill(store.worker_info()["pid"], signal.SIGKILL)
+    job = wait_for(store, job_id, 15)
+    assert job.status == "failed" and job.reason == WORKER_DIED
+    assert _pid_gone(job.pid)
+    run_dir = Path(job.run_dir)
+    assert (run_dir / "config.json").exists() and (run_dir / "data" / "train.npz").exists()   # partial kept
+    assert not (run_dir / "metrics.json").exists()
+    nxt = store.submit(tiny_config(store.workspace))
+    ensure_worker(store)
+    done = wait_for(store, nxt, 180)
+    assert done.status == "done", done.reason
+    assert (Path(done.run_dir) / "metrics.json").exists()
