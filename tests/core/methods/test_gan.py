@@ -1,0 +1,236 @@
+"""The GAN family (core/methods/gan.py on core/generative.py), on tiny real images and real torch.
+
+What the common checks do not cover: monitors and sample grids in the run directory, finite losses,
+resume after a cancel continues the same run (bit-identical weights on CPU), longer runs continue from a
+kept training state, saved generators sample without retraining, unsupported sizes, the losses and
+DiffAugment.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from core.errors import Cancelled, ParamError
+from core.events import CANCEL_FILE, Reporter, read_events
+from core.generative import (DIFFAUGMENT_CHOICES, AdversarialTrainer, d_loss_fn, diff_augment, g_loss_fn,
+                             parse_policy)
+from core.imageset import ImageSet
+from core.methods import Context, get_method
+
+GANS = ["gan", "dcgan", "cgan", "wgan_gp", "acgan"]
+TINY = {"steps": 3, "batch_size": 4, "monitor_every": 1, "sample_every": 2, "g_width": 4, "d_width": 4,
+        "latent_dim": 8}
+MONITOR_KEYS = {"d_loss", "g_loss", "g_grad_norm", "d_real", "d_fake", "diversity", "diversity_real"}
+
+
+def tiny_set(size: int = 16, channels: int = 1, counts=(10, 6, 4)) -> ImageSet:
+    rng = np.random.default_rng(0)
+    imgs, labels = [], []
+    for c, n in enumerate(counts):
+        for i in range(n):
+            img = rng.normal(100 + 50 * c, 20, (size, size, channels))
+            img[:, (3 * i) % size] = 255 * (c % 2)
+            imgs.append(np.clip(img, 0, 255).astype(np.uint8))
+            labels.append(c)
+    return ImageSet(np.stack(imgs), np.array(labels), ["normal", "crack", "spot"])
+
+
+def fit(name: str, train: ImageSet, reporter: Reporter | None = None, work_dir=None, seed: int = 0, **over):
+    spec = get_method(name)
+    params = spec.make_params("quick", {**TINY, **over})
+    ctx = Context(reporter=reporter or Reporter(), device=torch.device("cpu"), seed=seed, method=name,
+                  work_dir=work_dir)
+    return spec.sampler_cls(params, ctx).fit(train, {"normal": 0, "crack": 4, "spot": 6})
+
+
+@pytest.mark.parametrize("name", GANS)
+def test_trains_with_monitors_grids_and_finite_losses(name, tmp_path):
+    rep = Reporter(run_dir=tmp_path)
+    sampler = fit(name, tiny_set(channels=3), rep)
+    batch = sampler.sample("spot", 6, seed=0)
+    assert batch.images.shape == (6, 16, 16, 3) and batch.images.dtype == np.uint8
+    assert batch.parents == [[]] * 6
+    events = list(read_events(tmp_path))
+    monitors = [e for e in events if e["kind"] == "monitor"]
+    trained = [None] if get_method(name).conditional else ["crack", "spot"]   # normal needed nothing
+    assert sorted({m["class"] for m in monitors}, key=str) == sorted(trained, key=str)
+    assert len(monitors) == 3 * len(trained)
+    for m in monitors:
+        assert MONITOR_KEYS <= set(m) and m["method"] == name and m["total"] == 3
+        assert all(isinstance(m[k], float) and math.isfinite(m[k]) for k in MONITOR_KEYS)
+    if name == "acgan":
+        assert all("aux_acc" in m for m in monitors)
+    images = [e for e in events if e["kind"] == "image"]
+    assert len(images) == 2 * len(trained)                    # step 2 and the end
+    for e in images:
+        assert (tmp_path / e["path"]).is_file() and e["path"].startswith(f"samples/{name}/")
+    assert any(e["kind"] == "progress" and e["step"] == 3 for e in events)
+
+
+@pytest.mark.parametrize("name", ["dcgan", "cgan"])
+def test_resume_after_cancel_continues_the_same_run(name, tmp_path):
+    train = tiny_set()
+    straight = fit(name, train, seed=1, steps=4)
+
+    run = tmp_path / "run"
+
+    def cancel_at_step_2(event):
+        if event["kind"] == "progress" and event["step"] == 2:
+            (run / CANCEL_FILE).write_text("")
+
+    with pytest.raises(Cancelled):
+        fit(name, train, Reporter(run, callback=cancel_at_step_2), work_dir=tmp_path / "work", seed=1, steps=4)
+    (run / CANCEL_FILE).unlink()
+    ckpts = list((tmp_path / "work").glob("*.safetensors"))
+    assert ckpts, "a cancelled run leaves a checkpoint"
+    resumed = fit(name, train, Reporter(run), work_dir=tmp_path / "work", seed=1, steps=4)
+    monitors = [e for e in read_events(run) if e["kind"] == "monitor"]
+    assert [m["step"] for m in monitors][-2:] == [3, 4]       # steps 3 and 4 ran after the resume
+    for a, b in zip(straight.get_state()[0].items(), resumed.get_state()[0].items()):
+        assert a[0] == b[0]
+        torch.testing.assert_close(a[1], b[1], rtol=0, atol=0)
+    np.testing.assert_array_equal(straight.sample("crack", 5, 3).images, resumed.sample("crack", 5, 3).images)
+
+
+def test_more_steps_continue_a_kept_training_state(tmp_path):
+    train = tiny_set()
+    straight = fit("dcgan", train, steps=4)
+    fit("dcgan", train, work_dir=tmp_path, steps=2, keep_train_state=True)
+    rep = Reporter(tmp_path / "run")
+    longer = fit("dcgan", train, rep, work_dir=tmp_path, steps=4, keep_train_state=True)
+    assert [e["step"] for e in rep.events if e["kind"] == "monitor"] == [3, 4, 3, 4]   # two classes
+    for (ka, a), (kb, b) in zip(straight.get_state()[0].items(), longer.get_state()[0].items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_finished_checkpoint_keeps_only_the_generator_and_is_reused(tmp_path):
+    train = tiny_set()
+    fit("dcgan", train, work_dir=tmp_path, steps=2)
+    ck = sorted(tmp_path.glob("*.safetensors"))
+    assert len(ck) == 2
+    assert all(k.startswith("G.") for k in load_file(str(ck[0])))
+    rep = Reporter(tmp_path / "run")
+    fit("dcgan", train, rep, work_dir=tmp_path, steps=2)           # same settings: nothing to train
+    assert not [e for e in rep.events if e["kind"] == "monitor"]
+    rep = Reporter(tmp_path / "run2")
+    fit("dcgan", train, rep, work_dir=tmp_path, steps=2, lr_g=1e-3)  # other settings: trains anew
+    assert [e["step"] for e in rep.events if e["kind"] == "monitor"] == [1, 2, 1, 2]
+
+
+@pytest.mark.parametrize("name", ["dcgan", "acgan"])
+def test_saved_generator_samples_without_retraining(name, tmp_path):
+    sampler = fit(name, tiny_set(size=32))
+    folder = sampler.save(tmp_path / "checkpoints" / name / "seed0")
+    loaded = get_method(name).load_sampler(folder, Context(device=torch.device("cpu")))
+    a = sampler.sample("crack", 300, seed=4).images                  # more than one generation chunk
+    np.testing.assert_array_equal(a, loaded.sample("crack", 300, seed=4).images)
+    assert a.shape == (300, 32, 32, 1)
+    assert not np.array_equal(a, loaded.sample("crack", 300, seed=5).images)
+
+
+def test_untrained_class_and_unknown_class_are_clear_errors():
+    sampler = fit("dcgan", tiny_set())
+    with pytest.raises(ParamError, match="no generator for class 'normal'"):
+        sampler.sample("normal", 3, seed=0)
+    with pytest.raises(ParamError, match="unknown class"):
+        sampler.sample("dent", 3, seed=0)
+    assert sampler.sample("normal", 0, seed=0).images.shape == (0, 16, 16, 1)
+
+
+@pytest.mark.parametrize("name,size", [("dcgan", 24), ("cgan", 12), ("wgan_gp", 48)])
+def test_unsupported_size_is_a_param_error(name, size):
+    with pytest.raises(ParamError, match="power of two"):
+        fit(name, tiny_set(size=size))
+
+
+def test_non_square_images_are_a_param_error():
+    ds = tiny_set()
+    ds = ImageSet(ds.images[:, :, :8], ds.labels, ds.classes)
+    with pytest.raises(ParamError, match="square"):
+        fit("gan", ds)
+
+
+def test_mlp_gan_takes_any_square_size():
+    assert fit("gan", tiny_set(size=20)).sample("crack", 2, 0).images.shape == (2, 20, 20, 1)
+
+
+def test_epochs_set_the_number_of_steps():
+    rep = Reporter()
+    fit("dcgan", tiny_set(), rep, epochs=2, hflip=True)   # crack: 6 images x 2 mirrors / batch 4 = 3 per epoch
+    totals = {e["class"]: e["total"] for e in rep.events if e["kind"] == "monitor"}
+    assert totals == {"crack": 6, "spot": 4}
+
+
+def test_few_images_warn_as_the_paper_found():
+    rep = Reporter()
+    fit("dcgan", tiny_set(counts=(10, 6, 4)), rep)
+    assert any("fewer than" in w and "oversampling" in w for w in rep.warnings)
+
+
+def test_params_share_names_and_presets_follow_the_papers():
+    fields = {n: {f.name for f in dataclasses.fields(get_method(n).params_cls)} for n in GANS}
+    common = {"latent_dim", "steps", "epochs", "batch_size", "d_steps", "loss", "lr_g", "lr_d", "b1", "b2",
+              "g_width", "d_width", "hflip", "diffaugment", "sample_every"}
+    assert all(common <= f for f in fields.values())
+    dc = get_method("dcgan").make_params("paper")
+    assert dc.epochs == 500 and dc.diffaugment == "none" and dc.lr_g == 2e-4 and dc.b1 == 0.5
+    wg = get_method("wgan_gp").make_params("paper")
+    assert (wg.d_steps, wg.lr_d, wg.b1, wg.b2, wg.gp_weight) == (5, 1e-4, 0.0, 0.9, 10.0)
+    with pytest.raises(ParamError):
+        get_method("dcgan").make_params("quick", {"loss": "wasserstein_gp"})   # BatchNorm D: no penalty
+    with pytest.raises(ParamError):
+        get_method("dcgan").make_params("quick", {"diffaugment": "rotate"})
+
+
+def test_losses_match_their_definitions():
+    real, fake = torch.tensor([2.0, 1.0]), torch.tensor([-1.0, 0.5])
+    sig = torch.sigmoid
+    bce_d = -(torch.log(sig(real)).mean() + torch.log(1 - sig(fake)).mean())
+    torch.testing.assert_close(d_loss_fn("non_saturating", real, fake), bce_d)
+    torch.testing.assert_close(g_loss_fn("saturating", fake), torch.log(1 - sig(fake)).mean())
+    torch.testing.assert_close(g_loss_fn("non_saturating", fake), -torch.log(sig(fake)).mean())
+    torch.testing.assert_close(d_loss_fn("hinge", real, fake), torch.tensor((0 + 0) / 2 + (0 + 1.5) / 2))
+    torch.testing.assert_close(d_loss_fn("wasserstein_gp", real, fake), fake.mean() - real.mean())
+    # paper 000: when D rejects fakes confidently, the saturating loss gives G almost no gradient
+    confident = torch.tensor([-8.0], requires_grad=True)
+    (gs,) = torch.autograd.grad(g_loss_fn("saturating", confident), confident)
+    (gn,) = torch.autograd.grad(g_loss_fn("non_saturating", confident), confident)
+    assert abs(float(gs)) < 1e-3 < abs(float(gn))
+
+
+@pytest.mark.parametrize("policy", DIFFAUGMENT_CHOICES)
+def test_diffaugment_is_seeded_differentiable_and_keeps_shape(policy):
+    x = torch.rand(4, 3, 16, 16, requires_grad=True)
+    a = diff_augment(x, parse_policy(policy), torch.Generator().manual_seed(0))
+    b = diff_augment(x, parse_policy(policy), torch.Generator().manual_seed(0))
+    assert a.shape == x.shape
+    torch.testing.assert_close(a, b)
+    a.sum().backward()
+    assert x.grad is not None
+    if policy == "none":
+        assert a is x
+
+
+def test_cutout_and_translation_move_pixels():
+    x = torch.ones(8, 1, 16, 16)
+    cut = diff_augment(x, ("cutout",), torch.Generator().manual_seed(0))
+    assert 0 < float((cut == 0).float().mean()) <= 0.25 + 1e-6     # at most a half-side square
+    moved = diff_augment(torch.arange(256.0).view(1, 1, 16, 16).repeat(8, 1, 1, 1), ("translation",),
+                         torch.Generator().manual_seed(1))
+    assert not torch.equal(moved[0], moved[1]) or not torch.equal(moved[0], moved[2])
+
+
+def test_trainer_runs_alone_and_rejects_bad_settings():
+    p = get_method("dcgan").make_params("quick", TINY)
+    from models.dcgan import build_dcgan
+    G, D = build_dcgan(8, 1, 16, 4, 4)
+    tr = AdversarialTrainer(G, D, p, tiny_set().images[:5])
+    out = tr.run()
+    assert out["steps"] == 3 and out["images"] == 10 and math.isfinite(out["d_loss"])
+    with pytest.raises(ParamError):
+        AdversarialTrainer(G, D, p, tiny_set().images[:0])
