@@ -256,7 +256,9 @@ def list_runs(runs_root: str | Path) -> list[dict]:
     root = Path(runs_root)
     if not root.is_dir():
         return []
-    out = [run_summary(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    marks = ("events.jsonl", "config.json", "job.json")
+    out = [run_summary(p) for p in root.iterdir()
+           if p.is_dir() and not p.name.startswith(".") and any((p / m).exists() for m in marks)]
     return sorted(out, key=lambda r: -float(r["created"] or 0))
 
 

@@ -82,7 +82,8 @@ def is_valid_id(value: str) -> bool:
 
 def safe_name(name: str, fallback: str = "dataset") -> str:
     """A file or folder name built from user text: no separators, no dots-only, bounded length."""
-    name = _SAFE_NAME.sub("_", name.replace("/", "_").replace("\\", "_")).strip(" ._")
+    name = _SAFE_NAME.sub("_", name.replace("/", "_").replace("\\", "_"))
+    name = re.sub(r"\.{2,}", "_", name).strip(" ._")
     return name[:60] or fallback
 
 

@@ -1,0 +1,55 @@
+"""Charts and the one-page HTML report of a run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core import report
+from core.errors import RunError
+from core.sample_data import write_sample_dataset
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    from core.experiment import run
+    base = tmp_path_factory.mktemp("report")
+    data = write_sample_dataset(base / "data", {"normal": 16, "spot": 6, "crack": 6}, size=32, seed=2)
+    run_dir = base / "run"
+    run({"data": str(data), "methods": ["smote"], "seeds": [0], "ratio": None, "image_size": 32,
+         "test_per_class": 2, "overrides": {"classifier": {"epochs": 1}}, "num_threads": 1}, run_dir)
+    return run_dir
+
+
+def test_confusion_heatmap_counts_and_row_normalised():
+    cm = [[3, 1], [0, 0]]
+    counts = report.fig_confusion(cm, ["a", "b"], "t")
+    assert counts.data[0].z[0] == (3.0, 1.0) or list(counts.data[0].z[0]) == [3.0, 1.0]
+    norm = report.fig_confusion(cm, ["a", "b"], "t", normalize=True)
+    z = [list(r) for r in norm.data[0].z]
+    assert z[0] == [0.75, 0.25] and z[1] == [0.0, 0.0]      # an empty row stays 0, no division by zero
+    assert norm.layout.yaxis.autorange == "reversed"         # first class on top, like a table
+
+
+def test_class_count_and_per_class_bars():
+    fig = report.fig_class_counts({"normal": 10, "crack": 2}, {"normal": 10, "crack": 1})
+    assert [list(t.y) for t in fig.data] == [[10, 2], [10, 1]]
+    m = {"per_class": {"a": {"f1": 0.5}, "b": {"f1": 1.0}}}
+    fig = report.fig_per_class({"x": m}, ["a", "b"], "f1")
+    assert list(fig.data[0].y) == [0.5, 1.0]
+
+
+def test_report_is_one_self_contained_page(finished_run, tmp_path):
+    html = report.build_report(finished_run)
+    for section in ("Setup", "Data", "Verdict", "Leaderboard", "smote vs baseline", "Per-class"):
+        assert section in html
+    assert html.count("plotly.js v") == 1                     # plotly.js embedded once
+    assert "<script src=" not in html                         # nothing fetched: works offline
+    out = report.write_report(finished_run, tmp_path / "r.html")
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert report.write_report(finished_run) == finished_run / "report.html"
+
+
+def test_report_of_an_unfinished_run_says_so(tmp_path):
+    with pytest.raises(RunError, match="no results yet"):
+        report.build_report(tmp_path)
