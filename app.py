@@ -1,0 +1,78 @@
+"""DefectAug web app. Start it with:
+
+    streamlit run app.py
+
+Pages (pages/): Data -> Synthesize -> Jobs -> Gallery -> Compare -> Export. Training never runs in
+this process: Synthesize submits a job to the background worker (started here when none runs), and
+the other pages read the run folders. Settings: DEFECTAUG_HOME (where workspaces live),
+DEFECTAUG_DATA_ROOTS (server folders users may pick), DEFECTAUG_SHARED_WORKSPACE (one workspace for
+everyone), DEFECTAUG_MAX_PARALLEL (jobs at once; default one per GPU, or one on CPU).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # core/ and ui/ importable from any cwd
+
+import streamlit as st  # noqa: E402
+
+from ui import common  # noqa: E402
+
+
+def home() -> None:
+    from core import runs
+    ws = common.workspace()
+    st.title("DefectAug")
+    st.markdown(
+        "Make a small, imbalanced set of defect images bigger with synthetic images, and see whether a "
+        "classifier trained on the result really gets better on **real** test images.")
+    st.subheader("Start here")
+    c1, c2 = st.columns(2)
+    with c1:
+        st.markdown("**1. Data** - use the built-in sample dataset, upload a zip of class folders, or "
+                    "upload the class folders themselves.")
+        st.page_link(PAGES["data"], label="Open Data", icon="📁")
+        st.markdown("**2. Synthesize** - pick methods (SMOTE is a fast first choice), see the estimate, "
+                    "launch. The job runs in the background; you can close the tab.")
+        st.page_link(PAGES["synthesize"], label="Open Synthesize", icon="🧪")
+        st.markdown("**3. Jobs** - live progress, losses and log; cancel or re-run.")
+        st.page_link(PAGES["jobs"], label="Open Jobs", icon="⏱️")
+    with c2:
+        st.markdown("**4. Gallery** - synthetic images beside real ones, with where each came from.")
+        st.page_link(PAGES["gallery"], label="Open Gallery", icon="🖼️")
+        st.markdown("**5. Compare** - baseline vs augmented: confusion matrices, per-class scores, "
+                    "leaderboard and a plain verdict.")
+        st.page_link(PAGES["compare"], label="Open Compare", icon="⚖️")
+        st.markdown("**6. Export** - the balanced dataset as a zip, and a one-page HTML report.")
+        st.page_link(PAGES["export"], label="Open Export", icon="📦")
+    st.divider()
+    with common.guard():
+        summaries = runs.list_runs(ws.runs)
+        datasets = ws.datasets()
+        m1, m2, m3 = st.columns(3)
+        m1.metric("Datasets in this workspace", len(datasets))
+        m2.metric("Runs", len(summaries))
+        m3.metric("Finished runs", sum(1 for r in summaries if r["status"] == "done"))
+        chosen = common.current_dataset()
+        if chosen is None:
+            st.info("No dataset chosen yet: start on the Data page (the sample dataset takes one click).")
+        else:
+            st.caption(f"Current dataset: `{common.dataset_name(chosen)}`")
+
+
+st.set_page_config(page_title="DefectAug", page_icon="🔍", layout="wide")
+PAGES = {
+    "home": st.Page(home, title="Home", icon="🏠", default=True),
+    "data": st.Page("pages/data.py", title="Data", icon="📁", url_path="data"),
+    "synthesize": st.Page("pages/synthesize.py", title="Synthesize", icon="🧪", url_path="synthesize"),
+    "jobs": st.Page("pages/jobs.py", title="Jobs", icon="⏱️", url_path="jobs"),
+    "gallery": st.Page("pages/gallery.py", title="Gallery", icon="🖼️", url_path="gallery"),
+    "compare": st.Page("pages/compare.py", title="Compare", icon="⚖️", url_path="compare"),
+    "export": st.Page("pages/export.py", title="Export", icon="📦", url_path="export"),
+}
+page = st.navigation(list(PAGES.values()))
+with common.guard():
+    common.workspace()
+    common.sidebar()
+page.run()

@@ -1,0 +1,117 @@
+"""Compare: baseline vs augmented classifier on the same real test images."""
+from __future__ import annotations
+
+import streamlit as st
+
+from core import report, runs
+from ui import common
+
+VERDICT_BOX = {"helps": st.success, "hurts": st.error}
+
+
+def default_cell(cm: list[list[int]]) -> tuple[int, int]:
+    """The baseline's largest mistake (true row, predicted column); the first cell when it makes none."""
+    best, cell = 0, (0, 0)
+    for i, row in enumerate(cm):
+        for j, v in enumerate(row):
+            if i != j and v > best:
+                best, cell = v, (i, j)
+    return cell
+
+
+def cell_images(run_dir, model: str, true_cls: str, pred_cls: str, title: str) -> None:
+    rows = runs.cell(run_dir, model, true_cls, pred_cls)
+    st.markdown(f"**{title}**: {len(rows)} image(s)")
+    if not rows:
+        return
+    found = runs.images_by_source(run_dir, [r["file"] for r in rows[:24]])
+    imgs, caps = [], []
+    for r in rows[:24]:
+        if r["file"] in found:
+            imgs.append(found[r["file"]])
+            caps.append(f"p({pred_cls})={r['probs'].get(pred_cls, 0):.2f} · p({true_cls})="
+                        f"{r['probs'].get(true_cls, 0):.2f}")
+    common.image_grid(imgs, caps, cols=4, width=90)
+
+
+def build() -> None:
+    picked = common.pick_run(need="metrics")
+    if picked is None:
+        st.info("No finished run yet. Results appear here when a job is done.")
+        st.page_link("pages/jobs.py", label="See the jobs", icon="⏱️")
+        return
+    run_id, run_dir = picked
+    metrics = runs.load_metrics(run_dir)
+    classes = metrics["classes"]
+    methods = [m for m in metrics.get("methods", {}) if m != "none"]
+    baselines = list(metrics.get("baselines", {}))
+    strongest = metrics.get("strongest_baseline") or baselines[0]
+
+    st.subheader("Verdict")
+    for name in methods:
+        v = metrics["methods"][name].get("verdict") or {}
+        VERDICT_BOX.get(v.get("label"), st.info)(v.get("text", name))
+    for name, why in (metrics.get("failed") or {}).items():
+        st.error(f"{name} failed and is not compared: {why}")
+    if not methods:
+        st.warning("This run has no method results to compare (only baselines).")
+
+    st.subheader("Leaderboard")
+    st.caption(f"Methods first, ordered by their gain over the strongest baseline ({strongest}); mean ± std over "
+               "seeds, with the 95% bootstrap interval over test images.")
+    st.dataframe(runs.leaderboard_rows(metrics), hide_index=True, width="stretch")
+
+    if not methods:
+        return
+    st.subheader("Confusion matrices")
+    c1, c2, c3, c4 = st.columns(4)
+    method = c1.selectbox("Method", methods, key="c_method")
+    baseline = c2.selectbox("Baseline", baselines, index=baselines.index(strongest), key="c_base",
+                            help="paper: same epochs; equal_steps: as many gradient steps as the augmented run; "
+                                 "class_weighted: equal steps with a class-weighted loss.")
+    seeds = runs.seeds_of(metrics) or [0]
+    seed = c3.selectbox("Seed", ["all seeds"] + seeds, key="c_seed")
+    normalize = c4.radio("Show", ["counts", "row-normalised"], key="c_norm") == "row-normalised"
+    s = None if seed == "all seeds" else int(seed)
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(report.fig_confusion(runs.seed_confusion(metrics, baseline, s), classes,
+                                             f"Baseline ({baseline})", normalize),
+                        width="stretch", key="cm_base")
+    with right:
+        st.plotly_chart(report.fig_confusion(runs.seed_confusion(metrics, method, s), classes,
+                                             f"Augmented ({method})", normalize),
+                        width="stretch", key="cm_method")
+
+    st.markdown("**Test images in one cell** (before and after)")
+    d1, d2, d3 = st.columns(3)
+    t0, p0 = default_cell(runs.seed_confusion(metrics, baseline, s))
+    true_cls = d1.selectbox("True class", classes, index=t0, key="c_true")
+    pred_cls = d2.selectbox("Predicted class", classes, index=p0, key="c_pred")
+    cell_seed = seeds[0] if s is None else s
+    d3.caption(f"Images of seed {cell_seed}" + (" (choose a seed to see another)" if s is None else ""))
+    b, a = st.columns(2)
+    with b:
+        cell_images(run_dir, runs.model_id(baseline, cell_seed), true_cls, pred_cls, f"Baseline ({baseline})")
+    with a:
+        cell_images(run_dir, runs.model_id(method, cell_seed), true_cls, pred_cls, f"Augmented ({method})")
+
+    st.subheader("Per-class scores")
+    metric = st.radio("Score", ["f1", "recall", "precision"], horizontal=True, key="c_metric")
+    models = {f"baseline {b}": metrics["baselines"][b] for b in baselines}
+    models.update({m: metrics["methods"][m] for m in methods})
+    st.plotly_chart(report.fig_per_class(models, classes, metric), width="stretch", key="per_class")
+    if metrics.get("leaderboard"):
+        st.plotly_chart(report.fig_leaderboard(metrics), width="stretch", key="leader_chart")
+    notes = list(metrics.get("warnings") or [])
+    notes += [f"{f.get('method')} / {f.get('class')}: {f.get('reason')}; {f.get('fallback')} was used"
+              for f in metrics.get("fallbacks") or []]
+    if notes:
+        with st.expander(f"Warnings and fallbacks ({len(notes)})"):
+            for n in notes:
+                st.caption(n)
+
+
+st.title("Compare")
+with common.guard():
+    build()

@@ -1,0 +1,81 @@
+"""Gallery: synthetic images of a run beside real ones of the same class, with their provenance."""
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from core import runs
+from ui import common
+
+PER_PAGE = 24
+
+
+def provenance(run_dir, item: runs.GalleryItem) -> None:
+    st.image(runs.to_display(_read(item.path)), caption=item.file, width=160)
+    if not item.parents:
+        st.caption("No parent images: this image was generated from noise by a trained model "
+                   "(or the method keeps no provenance).")
+        return
+    found = runs.images_by_source(run_dir, item.parents)
+    st.caption(f"Made from {len(item.parents)} real image(s) (seed {item.seed}):")
+    cols = st.columns(max(2, len(item.parents)))
+    for col, src in zip(cols, item.parents):
+        with col:
+            if src in found:
+                st.image(runs.to_display(found[src]), caption=src, width=120)
+            else:
+                st.caption(f"{src} (not in this run's data)")
+
+
+def _read(path):
+    import numpy as np
+    from PIL import Image
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+def build() -> None:
+    picked = common.pick_run(need="synthetic")
+    if picked is None:
+        st.info("No run with synthetic images yet. Launch one on the Synthesize page; its images appear "
+                "here as soon as a method has made them.")
+        st.page_link("pages/synthesize.py", label="Go to Synthesize", icon="🧪")
+        return
+    run_id, run_dir = picked
+    methods = runs.synthetic_methods(run_dir)
+    c1, c2, c3 = st.columns(3)
+    method = c1.selectbox("Method", methods, key="g_method")
+    items_all = runs.gallery(run_dir, method)
+    classes = sorted({it.cls for it in items_all})
+    if not classes:
+        st.info("This method has not written images yet.")
+        return
+    cls = c2.selectbox("Class", classes, key="g_class")
+    seeds = sorted({it.seed for it in items_all if it.cls == cls})
+    seed = c3.selectbox("Seed", ["all"] + seeds, key="g_seed")
+    items = [it for it in items_all if it.cls == cls and (seed == "all" or it.seed == seed)]
+    pages = max(1, math.ceil(len(items) / PER_PAGE))
+
+    left, right = st.columns([1, 3])
+    with left:
+        real, sources = runs.real_images(run_dir, cls)
+        st.markdown(f"**Real {cls}** ({len(real)} training images)")
+        common.image_grid(real[:12], [s.split("/")[-1] for s in sources[:12]], cols=2, width=90)
+    with right:
+        page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"g_page_{method}_{cls}_{seed}")
+        shown = items[(page - 1) * PER_PAGE: page * PER_PAGE]
+        st.markdown(f"**Synthetic {cls}** by {method}: {len(items)} images")
+        common.image_grid([_read(it.path) for it in shown],
+                          [f"s{it.seed} · {it.file.split('/')[-1].split('_')[-1].split('.')[0]}" for it in shown],
+                          cols=6, width=90)
+    if shown:
+        st.subheader("Where an image came from")
+        choice = st.selectbox("Synthetic image", range(len(shown)), format_func=lambda i: shown[i].file,
+                              key="g_pick")
+        provenance(run_dir, shown[choice])
+
+
+st.title("Gallery")
+with common.guard():
+    build()

@@ -1,0 +1,157 @@
+"""Jobs: the live list of this workspace's jobs, and the progress, curves and log of one of them."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from core import report, runs
+from core.jobs import ACTIVE, FINISHED, Job
+from ui import common
+
+
+def _status_line(job: Job, p: runs.Progress, position: int | None) -> None:
+    if job.status == "running":
+        text = p.stage or "starting"
+        if p.total:
+            text += f" · step {p.step}/{p.total}"
+        st.progress(p.fraction, text=text)
+        st.caption(f"elapsed {runs.format_seconds(job.elapsed)} · remaining ~{runs.format_seconds(p.remaining)}"
+                   + (" · stopping..." if job.cancel_requested else ""))
+    elif job.status == "queued":
+        st.caption(f"waiting for a free slot (position {position} in the queue)" if position else "waiting")
+    elif job.status == "done":
+        st.caption(f"finished in {runs.format_seconds(job.elapsed)} at {common.when(job.finished)}")
+    elif job.status == "failed":
+        st.error(f"Failed: {job.reason}")
+    else:
+        st.warning(f"{job.status.capitalize()}: {job.reason}")
+
+
+def _actions(job: Job) -> None:
+    s = common.store()
+    b1, b2 = st.columns(2)
+    if b1.button("Details", key=f"open_{job.id}"):
+        common.select_run(job.id)
+        st.rerun()
+    if job.status in ACTIVE:
+        if b2.button("Cancel", key=f"cancel_{job.id}", disabled=job.cancel_requested):
+            with common.guard():
+                s.cancel(job.id)
+                st.rerun()
+    else:
+        if b2.button("Re-run", key=f"rerun_{job.id}", help="A new job with the same settings"):
+            with common.guard():
+                new = s.rerun(job.id)
+                from core.jobs import ensure_worker
+                if common.autostart_worker():
+                    ensure_worker(s)
+                common.select_run(new)
+                st.rerun()
+        if st.button("Delete", key=f"delete_{job.id}", help="Forget the job and delete its run folder"):
+            with common.guard():
+                s.delete(job.id)
+                if common.selected_run() == job.id:
+                    common.select_run(None)
+                st.rerun()
+
+
+@st.fragment(run_every="2s")
+def job_list() -> None:
+    s = common.store()
+    jobs = s.list()
+    if not jobs:
+        st.info("No jobs yet. Launch one on the Synthesize page.")
+        st.page_link("pages/synthesize.py", label="Go to Synthesize", icon="🧪")
+        return
+    counts = {k: sum(1 for j in jobs if j.status == k) for k in ("running", "queued", "done", "failed")}
+    info = s.worker_info()
+    worker = "running" if info and info.get("alive") else "not running (starts when a job is queued)"
+    st.caption(f"{counts['running']} running · {counts['queued']} queued · {counts['done']} done · "
+               f"{counts['failed']} failed · background worker: {worker}")
+    queued = sorted((j for j in jobs if j.status == "queued"), key=lambda j: j.created)
+    position = {j.id: i + 1 for i, j in enumerate(queued)}
+    for job in jobs:
+        p = runs.progress(job.run_dir, active=job.status == "running")
+        with st.container(border=True):
+            c1, c2, c3 = st.columns([3, 4, 2])
+            with c1:
+                st.markdown(f"{common.STATUS_ICON.get(job.status, '')} **{job.label}**")
+                st.caption(f"{job.status} · {job.id[:8]} · submitted {common.when(job.created)}")
+            with c2:
+                _status_line(job, p, position.get(job.id))
+            with c3:
+                _actions(job)
+
+
+@st.fragment(run_every="2s")
+def details(run_id: str) -> None:
+    s = common.store()
+    job = s.job_for_run(run_id)
+    run_dir = common.workspace().run_dir(run_id)
+    if job is None and not run_dir.exists():
+        st.caption("The selected run is not in this workspace.")
+        return
+    active = job is not None and job.status == "running"
+    p = runs.progress(run_dir, active=active)
+    label = job.label if job else run_id[:8]
+    st.subheader(f"{label}")
+    status = job.status if job else runs.run_status(run_dir)
+    m = st.columns(4)
+    m[0].metric("Status", status)
+    m[1].metric("Progress", f"{p.fraction * 100:.0f}%")
+    m[2].metric("Elapsed", runs.format_seconds(job.elapsed if job else p.elapsed))
+    m[3].metric("Remaining", runs.format_seconds(p.remaining) if active else "-")
+    if job and job.reason and job.status in FINISHED and job.status != "done":
+        (st.error if job.status == "failed" else st.warning)(job.reason)
+    for w in p.warnings[-5:]:
+        st.warning(w)
+    if status == "done":
+        st.page_link("pages/compare.py", label="See the results on Compare", icon="⚖️")
+    tabs = st.tabs(["Losses", "Classifier", "Samples", "Log"])
+    with tabs[0]:
+        rows = runs.loss_rows(run_dir)
+        if rows:
+            st.plotly_chart(report.fig_losses(rows), width="stretch", key=f"loss_{run_id}")
+            other = sorted({r["series"] for r in rows} - {"d_loss", "g_loss"})
+            if other:
+                pick = st.selectbox("Other monitor", other, key=f"mon_{run_id}")
+                st.plotly_chart(report.fig_lines([r for r in rows if r["series"] == pick], "step",
+                                                 ["method", "class"], pick, pick),
+                                width="stretch", key=f"mon_chart_{run_id}")
+        else:
+            st.caption("No generator losses: only generative methods (GANs, diffusion) have them.")
+    with tabs[1]:
+        rows = runs.epoch_rows(run_dir)
+        if rows:
+            series = sorted({r["series"] for r in rows})
+            pick = st.selectbox("Curve", series, index=series.index("loss") if "loss" in series else 0,
+                                key=f"epoch_series_{run_id}")
+            st.plotly_chart(report.fig_epochs(rows, pick), width="stretch", key=f"epochs_{run_id}")
+        else:
+            st.caption("No classifier epoch yet.")
+    with tabs[2]:
+        grids = runs.sample_grids(run_dir)
+        if grids:
+            last: dict[tuple, dict] = {}
+            for g in grids:
+                last[(g["method"], g["class"])] = g
+            for (method, cls), g in list(last.items())[:12]:
+                st.image(g["path"], caption=f"{method} · {cls} · step {g['step']}")
+        else:
+            st.caption("No sample grids: generative methods write them while they train.")
+    with tabs[3]:
+        st.code(runs.log_tail(run_dir, 60) or "(empty)", language=None)
+
+
+st.title("Jobs")
+with common.guard():
+    job_list()
+run_id = common.selected_run()
+st.divider()
+if run_id:
+    with common.guard():
+        details(run_id)
+else:
+    st.caption("Choose Details on a job to see its curves and log.")

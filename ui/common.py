@@ -1,0 +1,243 @@
+"""What every page of the app shares: the workspace of this browser session, the sidebar, error
+display, run selection and a few display helpers. Streamlit only; the logic lives in `core`.
+
+The workspace id and the selected run id live in `st.query_params` (`?ws=...&run=...`), so a reload
+or a bookmarked link reopens the same workspace and run; they are mirrored in `st.session_state`
+because page navigation may drop query parameters.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import streamlit as st
+
+from core import runs
+from core.errors import DefectAugError
+from core.jobs import ACTIVE, JobStore, ensure_worker
+from core.workspace import Workspace, data_roots, is_valid_id
+
+log = logging.getLogger("defectaug.app")
+
+WS_KEY, RUN_KEY = "ws", "run"
+STATUS_ICON = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️",
+               "interrupted": "⚠️", "unknown": "❔"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: a user-caused error is a message; a bug is a short apology, never a traceback
+# ---------------------------------------------------------------------------------------------
+def show_error(err: BaseException) -> None:
+    if isinstance(err, DefectAugError):
+        st.error(str(err))
+    else:
+        log.error("unexpected error in the app:\n%s", "".join(traceback.format_exception(err)))
+        st.error(f"Something went wrong inside DefectAug ({type(err).__name__}: {err}). This is a bug, not "
+                 "something you did; the details are in the server log. Reload the page to continue.")
+
+
+@contextmanager
+def guard() -> Iterator[None]:
+    """Show any error raised inside as `st.error` and carry on with the rest of the page."""
+    try:
+        yield
+    except DefectAugError as err:
+        show_error(err)
+    except Exception as err:   # noqa: BLE001  (st.stop / st.rerun raise BaseException: not caught)
+        show_error(err)
+
+
+# ---------------------------------------------------------------------------------------------
+# Workspace and store
+# ---------------------------------------------------------------------------------------------
+def workspace() -> Workspace:
+    """This session's workspace: ?ws= when valid, else the one already in the session, else new."""
+    ws = st.session_state.get("_workspace")
+    requested = st.query_params.get(WS_KEY)
+    if ws is None or (requested and requested != ws.id):
+        ws = Workspace.for_session(requested or st.session_state.get("_ws_id"))
+        st.session_state["_workspace"] = ws
+        st.session_state["_ws_id"] = ws.id
+    if st.query_params.get(WS_KEY) != ws.id:
+        st.query_params[WS_KEY] = ws.id
+    run = st.session_state.get("_run")
+    if run and RUN_KEY not in st.query_params:
+        st.query_params[RUN_KEY] = run
+    return ws
+
+
+def store() -> JobStore:
+    ws = workspace()
+    key = f"_store_{ws.id}"
+    if key not in st.session_state:
+        st.session_state[key] = JobStore(ws)
+    return st.session_state[key]
+
+
+def autostart_worker() -> bool:
+    return os.environ.get("DEFECTAUG_AUTOSTART_WORKER", "1") not in ("0", "false", "no")
+
+
+def ensure_worker_if_needed(s: JobStore) -> None:
+    """Start the background worker when jobs wait and none is alive (after an app or machine restart)."""
+    if autostart_worker() and s.counts().get("queued") and not s.worker_alive():
+        ensure_worker(s)
+
+
+# ---------------------------------------------------------------------------------------------
+# Selected run
+# ---------------------------------------------------------------------------------------------
+def selected_run() -> str | None:
+    run = st.query_params.get(RUN_KEY) or st.session_state.get("_run")
+    return run if run and is_valid_id(run) else None
+
+
+def select_run(run_id: str | None) -> None:
+    st.session_state["_run"] = run_id
+    if run_id:
+        st.query_params[RUN_KEY] = run_id
+    elif RUN_KEY in st.query_params:
+        del st.query_params[RUN_KEY]
+
+
+def pick_run(need: str | None = None, key: str = "run_pick") -> tuple[str, Path] | None:
+    """A selectbox of this workspace's runs (those with results when need='metrics', with synthetic
+    images when need='synthetic'); remembers the choice in ?run=. None (and a hint) when there is none."""
+    ws = workspace()
+    summaries = runs.list_runs(ws.runs)
+    if need == "metrics":
+        summaries = [r for r in summaries if r["has_metrics"]]
+    elif need == "synthetic":
+        summaries = [r for r in summaries if r["has_synthetic"]]
+    if not summaries:
+        return None
+    ids = [r["id"] for r in summaries]
+    labels = {r["id"]: runs.run_label(r) for r in summaries}
+    current = selected_run()
+    index = ids.index(current) if current in ids else 0
+    choice = st.selectbox("Run", ids, index=index, format_func=lambda i: labels[i], key=key)
+    if choice != current:
+        select_run(choice)
+    return choice, ws.run_dir(choice)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sidebar
+# ---------------------------------------------------------------------------------------------
+def sidebar() -> None:
+    """Workspace and the live list of active jobs, on every page."""
+    ws = workspace()
+    with st.sidebar:
+        st.markdown(f"**Workspace** `{ws.id[:8]}`" + (" (shared)" if ws.shared else ""))
+        st.caption("Bookmark this page's address to come back to this workspace and its jobs."
+                   if not ws.shared else "Everyone on this server uses this shared workspace.")
+        _sidebar_jobs()
+
+
+@st.fragment(run_every="3s")
+def _sidebar_jobs() -> None:
+    try:
+        s = store()
+        ensure_worker_if_needed(s)
+        jobs = s.list(ACTIVE)
+    except Exception as err:   # noqa: BLE001  the sidebar must never break a page
+        st.caption(f"jobs unavailable: {err}")
+        return
+    st.markdown("**Running jobs**")
+    if not jobs:
+        st.caption("none")
+        return
+    for job in jobs[:6]:
+        p = runs.progress(job.run_dir, active=True)
+        text = f"{STATUS_ICON.get(job.status, '')} {job.label}"
+        if job.status == "running":
+            st.progress(p.fraction, text=f"{text} · {p.stage or 'starting'}")
+        else:
+            st.caption(f"{text} · waiting for a free slot")
+    if len(jobs) > 6:
+        st.caption(f"and {len(jobs) - 6} more")
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets
+# ---------------------------------------------------------------------------------------------
+def _signature(path: Path) -> float:
+    """Changes when the dataset's files change (newest mtime of the top two levels)."""
+    try:
+        stamps = [path.stat().st_mtime]
+        if path.is_dir():
+            for child in path.iterdir():
+                stamps.append(child.stat().st_mtime)
+        return max(stamps)
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _load_cached(path: str, image_size: int, signature: float):
+    from core.data import load_dataset
+    return load_dataset(path, image_size=image_size)
+
+
+def load_dataset(path: str | Path, image_size: int = 64):
+    """(ImageSet, DataReport) of a dataset folder or zip, cached while its files do not change."""
+    return _load_cached(str(path), int(image_size), _signature(Path(path)))
+
+
+def current_dataset() -> Path | None:
+    """The dataset chosen on the Data page (kept in the workspace settings, so it survives reloads),
+    if it is still there and still allowed."""
+    ws = workspace()
+    raw = ws.settings().get("dataset")
+    if not raw:
+        return None
+    try:
+        path = ws.check_data_path(raw)
+    except DefectAugError:
+        return None
+    return path if path.exists() else None
+
+
+def set_dataset(path: Path | None) -> None:
+    workspace().update_settings(dataset=str(path) if path else "")
+
+
+def dataset_name(path: Path) -> str:
+    ws = workspace()
+    try:
+        return str(Path(path).resolve().relative_to(ws.uploads.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def allowed_roots_text() -> str:
+    roots = data_roots()
+    return ", ".join(f"`{r}`" for r in roots) if roots else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Display helpers
+# ---------------------------------------------------------------------------------------------
+def image_grid(images: list[np.ndarray] | np.ndarray, captions: list[str] | None = None, cols: int = 6,
+               width: int = 96) -> None:
+    """Thumbnails in rows of `cols` columns."""
+    images = list(images)
+    if not images:
+        st.caption("(no images)")
+        return
+    captions = captions or [""] * len(images)
+    for start in range(0, len(images), cols):
+        row = st.columns(cols)
+        for col, img, cap in zip(row, images[start:start + cols], captions[start:start + cols]):
+            with col:
+                st.image(runs.to_display(np.asarray(img)), caption=cap or None, width=width)
+
+
+def when(ts: float | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
