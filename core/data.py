@@ -422,6 +422,9 @@ def _pillow_guard(max_pixels: int) -> Iterator[None]:
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
+            # Pillow warns (UserWarning) about damaged metadata it works around; the file then loads or is
+            # skipped with a reason, so the warning would only be noise in logs.
+            warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             yield
     finally:
