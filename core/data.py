@@ -33,8 +33,9 @@ Decisions (documented here because the UI and the CLI show their effects):
   and reported in `DataReport.duplicates` (a labelling problem the user should look at).
 - Zip archives: a single top folder is unwrapped when it holds sub-folders; `__MACOSX/`, `.DS_Store`,
   `Thumbs.db`, `desktop.ini` and `._*` are ignored. Nested archives (.zip, .tar, .7z, .rar... inside the
-  zip) are not extracted: they are listed as skipped ("nested archive: not supported, unzip it first"),
-  and an archive that holds nothing but other archives raises `ArchiveError`. Symbolic links inside a
+  zip) are written out as plain files but never opened; loading lists them as skipped ("nested archive:
+  not supported, unzip it first"), whether the zip was loaded directly or extracted first with
+  `safe_extract_zip`. An archive that holds nothing but other archives raises `ArchiveError`. Symbolic links inside a
   dataset folder are followed only for files whose target stays inside the folder; linked folders are not
   followed (both reported as skipped).
 """
@@ -186,14 +187,15 @@ class _Entry:
     is_dir: bool
 
 
-def _plan(zf: zipfile.ZipFile, zip_name: str, limits: Limits) -> tuple[list[_Entry], list[SkippedFile]]:
-    """Validate every entry before a single byte is written; return what to write and what to skip."""
+def _plan(zf: zipfile.ZipFile, zip_name: str, limits: Limits) -> tuple[list[_Entry], list[str]]:
+    """Validate every entry before a single byte is written; return what to write, and which of those
+    files are nested archives (written as plain files, never opened)."""
     infos = zf.infolist()
     if len(infos) > limits.max_entries:
         raise ArchiveError(f"{zip_name} has {len(infos)} entries, more than the limit of {limits.max_entries}; "
                            "upload fewer files (or ask the administrator to raise the limit)")
     plan: list[_Entry] = []
-    skipped: list[SkippedFile] = []
+    nested: list[str] = []
     files: set[tuple[str, ...]] = set()
     dirs: set[tuple[str, ...]] = set()
     total = 0
@@ -231,8 +233,7 @@ def _plan(zf: zipfile.ZipFile, zip_name: str, limits: Limits) -> tuple[list[_Ent
             dirs.update(parts[:i] for i in range(1, len(parts) + 1))
             continue
         if _is_archive_name(parts[-1]):
-            skipped.append(SkippedFile("/".join(parts), REASON_NESTED))
-            continue
+            nested.append("/".join(parts))
         if info.file_size > _MIB and info.file_size > limits.max_ratio * max(info.compress_size, 1):
             ratio = info.file_size / max(info.compress_size, 1)
             raise ArchiveError(f"{zip_name} looks like a zip bomb: entry {raw!r} expands {ratio:.0f}:1 "
@@ -251,7 +252,7 @@ def _plan(zf: zipfile.ZipFile, zip_name: str, limits: Limits) -> tuple[list[_Ent
     if clash:
         raise ArchiveError(f"{zip_name} holds {'/'.join(sorted(clash)[0])!r} both as a file and as a folder; "
                            "re-create the zip from the folder.")
-    return plan, skipped
+    return plan, nested
 
 
 def _copy_entry(zf: zipfile.ZipFile, entry: _Entry, target: Path, budget: int, zip_name: str) -> int:
@@ -312,9 +313,8 @@ def _clear(folder: Path, remove_folder: bool) -> None:
                 child.unlink()
 
 
-def _extract(zip_path: str | Path, dest: str | Path,
-             limits: Limits | None) -> tuple[Path, list[SkippedFile], list[str]]:
-    """`safe_extract_zip` plus what was skipped (nested archives) and notes, for `load_dataset`'s report."""
+def _extract(zip_path: str | Path, dest: str | Path, limits: Limits | None) -> tuple[Path, list[str]]:
+    """`safe_extract_zip` plus notes for `load_dataset`'s report."""
     limits = _limits(limits)
     zip_path = Path(zip_path)
     zip_name = zip_path.name
@@ -336,14 +336,15 @@ def _extract(zip_path: str | Path, dest: str | Path,
                            "re-create it with a zip tool and upload it again.") from None
     with zf:
         try:
-            plan, skipped = _plan(zf, zip_name, limits)
+            plan, nested = _plan(zf, zip_name, limits)
         except _ZIP_ERRORS as err:  # e.g. a name that cannot be decoded
             raise ArchiveError(f"{zip_name} is corrupt ({err}); re-create it and upload it again.") from None
-        if not any(not e.is_dir for e in plan):
-            if skipped:
-                raise ArchiveError(f"{zip_name} holds only other archives ({', '.join(s.path for s in skipped[:3])}); "
-                                   "nested archives are not supported: unzip it and upload the inner archive, "
-                                   "or zip the class folders themselves.")
+        n_files = sum(1 for e in plan if not e.is_dir)
+        if n_files and n_files == len(nested):
+            raise ArchiveError(f"{zip_name} holds only other archives ({', '.join(nested[:3])}); "
+                               "nested archives are not supported: unzip it and upload the inner archive, "
+                               "or zip the class folders themselves.")
+        if not n_files:
             raise ArchiveError(f"{zip_name} is empty: it holds no files. Zip the dataset folder (one sub-folder "
                                "per class, e.g. normal/ and crack/) and upload again.")
 
@@ -387,7 +388,7 @@ def _extract(zip_path: str | Path, dest: str | Path,
                 len(e.parts) > 2 or (e.is_dir and len(e.parts) == 2) for e in plan):
             root = dest / top
     notes = [f"extracted from {zip_name}"]
-    return root, skipped, notes
+    return root, notes
 
 
 def safe_extract_zip(zip_path: str | Path, dest: str | Path, limits: Limits | None = None) -> Path:
@@ -398,10 +399,11 @@ def safe_extract_zip(zip_path: str | Path, dest: str | Path, limits: Limits | No
     compressed more than `max_ratio`:1. While writing, each entry is read in chunks and stopped at its
     declared size (and CRC-checked by zipfile), so a header that lies cannot inflate past the limits.
     On any failure everything written is removed and `ArchiveError` says why. If `dest` already holds
-    files, a fresh folder is made inside it (nothing is ever overwritten). Nested archives are not
-    extracted (`load_dataset` lists them as skipped); an archive of only archives is an error.
+    files, a fresh folder is made inside it (nothing is ever overwritten). Nested archives are written
+    as plain files, never opened (`load_dataset` lists them as skipped); an archive of only archives is
+    an error.
     """
-    root, _, _ = _extract(zip_path, dest, limits)
+    root, _ = _extract(zip_path, dest, limits)
     return root
 
 
@@ -588,7 +590,7 @@ def _scan(root: Path) -> tuple[list[str], list[SkippedFile], list[str], int]:
         else:
             if Path(e.name).suffix.lower() in IMAGE_EXTENSIONS:
                 root_images += 1
-            skipped.append(SkippedFile(e.name, REASON_ROOT))
+            skipped.append(SkippedFile(e.name, REASON_NESTED if _is_archive_name(e.name) else REASON_ROOT))
     if ignored:
         notes.append(f"ignored hidden folders: {', '.join(ignored)}")
     return classes, skipped, notes, root_images
@@ -768,13 +770,12 @@ def load_dataset(path: str | Path, image_size: int = 64, channels: str | int = "
         raise DataError(f"{path} is a file but not a .zip archive; give a folder with one sub-folder per "
                         "class, or a .zip of such a folder")
     if extract_dir is not None:
-        root, zskipped, znotes = _extract(path, extract_dir, limits)
+        root, znotes = _extract(path, extract_dir, limits)
         ds, report = _load_folder(root, image_size, channels, limits, progress, str(root))
     else:
         with tempfile.TemporaryDirectory(prefix="defectaug-zip-") as tmp:
-            root, zskipped, znotes = _extract(path, tmp, limits)
+            root, znotes = _extract(path, tmp, limits)
             ds, report = _load_folder(root, image_size, channels, limits, progress, str(path))
-    report.skipped = zskipped + report.skipped
     report.notes = znotes + report.notes
     return ds, report
 
