@@ -37,7 +37,7 @@ import zipfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from .errors import Cancelled, DefectAugError, ParamError, RunError
 from .events import CANCEL_FILE, Reporter, read_events

@@ -29,8 +29,8 @@ def cell_images(run_dir, model: str, true_cls: str, pred_cls: str, title: str) -
     for r in rows[:24]:
         if r["file"] in found:
             imgs.append(found[r["file"]])
-            caps.append(f"p({pred_cls})={r['probs'].get(pred_cls, 0):.2f} · p({true_cls})="
-                        f"{r['probs'].get(true_cls, 0):.2f}")
+            caps.append(f"pred {r['probs'].get(pred_cls, 0):.2f} · true {r['probs'].get(true_cls, 0):.2f}")
+    st.caption(f"Under each image: the predicted probability of {pred_cls} (pred) and of {true_cls} (true).")
     common.image_grid(imgs, caps, cols=4, width=90)
 
 
@@ -38,7 +38,7 @@ def build() -> None:
     picked = common.pick_run(need="metrics")
     if picked is None:
         st.info("No finished run yet. Results appear here when a job is done.")
-        st.page_link("pages/jobs.py", label="See the jobs", icon="⏱️")
+        st.page_link("pages/jobs.py", label="See the jobs", icon=":material/schedule:")
         return
     run_id, run_dir = picked
     metrics = runs.load_metrics(run_dir)

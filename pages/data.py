@@ -9,6 +9,7 @@ import streamlit as st
 
 from core import report
 from core.errors import DataError
+from core.workspace import safe_name
 from ui import common
 
 SOURCES = ["Built-in sample", "Upload a zip", "Upload class folders", "Folder on the server",
@@ -46,16 +47,16 @@ def zip_source(ws) -> None:
     if st.session_state.get("zip_done") == token:
         return   # already extracted on an earlier rerun
     with common.guard(), st.spinner(f"Checking and extracting {up.name}..."):
-        incoming = ws.uploads / ".incoming"
-        incoming.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=incoming, suffix=".zip", delete=False) as fh:
-            shutil.copyfileobj(up, fh)
-            tmp = Path(fh.name)
+        (ws.root / ".incoming").mkdir(exist_ok=True)
+        incoming = Path(tempfile.mkdtemp(prefix="upload-", dir=ws.root / ".incoming"))
         try:
-            target = ws.dataset_dir(Path(up.name).stem)
-            root = safe_extract_zip(tmp, target)
+            # keep the user's file name: error messages then name the file they uploaded
+            tmp = incoming / (safe_name(Path(up.name).stem, "upload") + ".zip")
+            with open(tmp, "wb") as fh:
+                shutil.copyfileobj(up, fh)
+            root = safe_extract_zip(tmp, ws.dataset_dir(Path(up.name).stem))
         finally:
-            tmp.unlink(missing_ok=True)
+            shutil.rmtree(incoming, ignore_errors=True)
         st.session_state["zip_done"] = token
         _use(root, f"Extracted `{up.name}` into `{common.dataset_name(root)}`.")
 
@@ -86,25 +87,23 @@ def folder_source(ws) -> None:
         if total > limits.max_total_bytes:
             raise DataError(f"the folder holds {total / 1e9:.1f} GB, more than the limit of "
                             f"{limits.max_total_bytes / 1e9:.1f} GB")
-        tops = {(_safe_parts(f.name) or ["?"])[0] for f in files}
+        safe = [(parts, f) for f in files if (parts := _safe_parts(f.name)) is not None]
+        refused = [f.name for f in files if _safe_parts(f.name) is None]
+        if not safe:
+            raise DataError("no usable file in the uploaded folder")
+        tops = {parts[0] for parts, _ in safe}
+        # the picked folder itself ("myset/normal/a.png"): drop it, its sub-folders are the classes
+        strip = len(tops) == 1 and all(len(parts) > 2 for parts, _ in safe)
         name = next(iter(tops)) if len(tops) == 1 else "uploaded_folder"
-        target = ws.dataset_dir(name)
-        refused = []
-        for f in files:
-            parts = _safe_parts(f.name)
-            if parts is None:
-                refused.append(f.name)
-                continue
-            out = target.joinpath(*parts)
+        root = ws.dataset_dir(name)
+        for parts, f in safe:
+            out = root.joinpath(*(parts[1:] if strip else parts))
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(f.getvalue())
         if refused:
             st.warning(f"Ignored {len(refused)} file(s) with unsafe names: {', '.join(refused[:5])}")
-        if not target.exists():
-            raise DataError("no usable file in the uploaded folder")
-        root = target / name if len(tops) == 1 and (target / name).is_dir() else target
         st.session_state["dir_done"] = token
-        _use(root, f"Uploaded {len(files)} files into `{common.dataset_name(root)}`.")
+        _use(root, f"Uploaded {len(safe)} files into `{common.dataset_name(root)}`.")
 
 
 def server_source(ws) -> None:
@@ -199,7 +198,7 @@ def show_dataset(path: Path) -> None:
         sub = ds.of_class(cls)
         st.markdown(f"**{cls}** ({len(sub)})")
         common.image_grid(sub.images[:8], cols=8, width=72)
-    st.page_link("pages/synthesize.py", label="Next: choose methods and launch", icon="🧪")
+    st.page_link("pages/synthesize.py", label="Next: choose methods and launch", icon=":material/science:")
 
 
 st.title("Data")

@@ -40,7 +40,7 @@ def build() -> None:
     if picked is None:
         st.info("No run with synthetic images yet. Launch one on the Synthesize page; its images appear "
                 "here as soon as a method has made them.")
-        st.page_link("pages/synthesize.py", label="Go to Synthesize", icon="🧪")
+        st.page_link("pages/synthesize.py", label="Go to Synthesize", icon=":material/science:")
         return
     run_id, run_dir = picked
     methods = runs.synthetic_methods(run_dir)

@@ -1,9 +1,6 @@
 """Jobs: the live list of this workspace's jobs, and the progress, curves and log of one of them."""
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import streamlit as st
 
 from core import report, runs
@@ -63,7 +60,7 @@ def job_list() -> None:
     jobs = s.list()
     if not jobs:
         st.info("No jobs yet. Launch one on the Synthesize page.")
-        st.page_link("pages/synthesize.py", label="Go to Synthesize", icon="🧪")
+        st.page_link("pages/synthesize.py", label="Go to Synthesize", icon=":material/science:")
         return
     counts = {k: sum(1 for j in jobs if j.status == k) for k in ("running", "queued", "done", "failed")}
     info = s.worker_info()
@@ -108,10 +105,12 @@ def details(run_id: str) -> None:
     for w in p.warnings[-5:]:
         st.warning(w)
     if status == "done":
-        st.page_link("pages/compare.py", label="See the results on Compare", icon="⚖️")
-    tabs = st.tabs(["Losses", "Classifier", "Samples", "Log"])
-    with tabs[0]:
-        rows = runs.loss_rows(run_dir)
+        st.page_link("pages/compare.py", label="See the results on Compare", icon=":material/compare:")
+    loss = runs.loss_rows(run_dir)
+    names = ["Losses", "Classifier", "Samples", "Log"] if loss else ["Classifier", "Log", "Losses", "Samples"]
+    tabs = dict(zip(names, st.tabs(names)))
+    with tabs["Losses"]:
+        rows = loss
         if rows:
             st.plotly_chart(report.fig_losses(rows), width="stretch", key=f"loss_{run_id}")
             other = sorted({r["series"] for r in rows} - {"d_loss", "g_loss"})
@@ -122,7 +121,7 @@ def details(run_id: str) -> None:
                                 width="stretch", key=f"mon_chart_{run_id}")
         else:
             st.caption("No generator losses: only generative methods (GANs, diffusion) have them.")
-    with tabs[1]:
+    with tabs["Classifier"]:
         rows = runs.epoch_rows(run_dir)
         if rows:
             series = sorted({r["series"] for r in rows})
@@ -131,7 +130,7 @@ def details(run_id: str) -> None:
             st.plotly_chart(report.fig_epochs(rows, pick), width="stretch", key=f"epochs_{run_id}")
         else:
             st.caption("No classifier epoch yet.")
-    with tabs[2]:
+    with tabs["Samples"]:
         grids = runs.sample_grids(run_dir)
         if grids:
             last: dict[tuple, dict] = {}
@@ -141,7 +140,7 @@ def details(run_id: str) -> None:
                 st.image(g["path"], caption=f"{method} · {cls} · step {g['step']}")
         else:
             st.caption("No sample grids: generative methods write them while they train.")
-    with tabs[3]:
+    with tabs["Log"]:
         st.code(runs.log_tail(run_dir, 60) or "(empty)", language=None)
 
 

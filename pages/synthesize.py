@@ -53,7 +53,7 @@ def build() -> None:
     path = common.current_dataset()
     if path is None:
         st.info("Choose a dataset first.")
-        st.page_link("pages/data.py", label="Go to Data", icon="📁")
+        st.page_link("pages/data.py", label="Go to Data", icon=":material/folder_open:")
         return
     ds, rep = common.load_dataset(path)
     st.caption(f"Dataset: `{common.dataset_name(path)}` · {len(rep.classes)} classes · "
@@ -150,7 +150,7 @@ def build() -> None:
         if launched:
             st.success(f"Job {launched[:8]} queued. It runs in the background: you can follow it on the "
                        "Jobs page or close this tab.")
-            st.page_link("pages/jobs.py", label="Follow it on the Jobs page", icon="⏱️")
+            st.page_link("pages/jobs.py", label="Follow it on the Jobs page", icon=":material/schedule:")
 
 
 st.title("Synthesize")

@@ -26,8 +26,9 @@ from core.workspace import Workspace, data_roots, is_valid_id
 log = logging.getLogger("defectaug.app")
 
 WS_KEY, RUN_KEY = "ws", "run"
-STATUS_ICON = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️",
-               "interrupted": "⚠️", "unknown": "❔"}
+STATUS_ICON = {"queued": ":material/hourglass_empty:", "running": ":material/play_circle:",
+               "done": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/stop_circle:",
+               "interrupted": ":material/warning:", "unknown": ":material/help:"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,7 +156,7 @@ def _sidebar_jobs() -> None:
         return
     for job in jobs[:6]:
         p = runs.progress(job.run_dir, active=True)
-        text = f"{STATUS_ICON.get(job.status, '')} {job.label}"
+        text = job.label
         if job.status == "running":
             st.progress(p.fraction, text=f"{text} · {p.stage or 'starting'}")
         else:

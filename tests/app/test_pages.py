@@ -1,0 +1,417 @@
+"""Every page of the app through streamlit.testing.v1.AppTest: empty states, normal use, error states.
+
+Fragments run once per `run()` here (their timers do not fire), so live updates are tested by
+changing the run directory or the job store and calling `run()` again.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from core.events import Reporter
+from core.jobs import WORKER_DIED, JobStore, worker_main
+from core.workspace import Workspace, is_valid_id
+
+from .conftest import assert_clean, open_page, open_zip_names, texts, ws_of, zip_bytes
+
+PAGES = ["data", "synthesize", "jobs", "gallery", "compare", "export"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Home, workspaces, sessions
+# ---------------------------------------------------------------------------------------------
+def test_home_starts_a_new_workspace_and_a_reload_returns_to_it():
+    at = open_page()
+    assert_clean(at)
+    ws = ws_of(at)
+    assert is_valid_id(ws.id) and ws.root.is_dir()
+    assert at.title[0].value == "DefectAug"
+    assert any("No dataset chosen yet" in t for t in texts(at.info))
+    again = open_page(ws=ws.id)                          # a reload or a bookmarked link
+    assert ws_of(again).id == ws.id
+    assert any(ws.id[:8] in m for m in texts(again.sidebar.markdown))
+
+
+def test_invalid_workspace_id_in_the_link_gives_a_fresh_workspace():
+    for bad in ("../../etc", "x" * 32, "0" * 31):
+        at = open_page(ws=bad)
+        assert_clean(at)
+        assert not at.error
+        assert is_valid_id(ws_of(at).id)
+
+
+def test_two_sessions_see_only_their_own_runs(done_ws):
+    stranger = open_page("compare")
+    assert ws_of(stranger).id != done_ws["ws"].id
+    assert any("No finished run yet" in t for t in texts(stranger.info))
+    owner = open_page("compare", ws=done_ws["ws"].id)
+    assert any("Verdict" in t for t in texts(owner.subheader))
+    # even with the run id in the link, another workspace does not show it
+    snoop = open_page("compare", ws=ws_of(stranger).id, run=done_ws["run"])
+    assert any("No finished run yet" in t for t in texts(snoop.info))
+
+
+def test_shared_workspace_when_configured(monkeypatch):
+    monkeypatch.setenv("DEFECTAUG_SHARED_WORKSPACE", "team")
+    a, b = open_page(), open_page(ws=Workspace.create().id)
+    assert ws_of(a).id == ws_of(b).id == "team"
+    assert any("(shared)" in m for m in texts(a.sidebar.markdown))
+
+
+def test_every_page_has_an_empty_state_without_errors():
+    ws = ws_of(open_page()).id
+    for page in PAGES:
+        at = open_page(page, ws=ws)
+        assert_clean(at)
+        assert not at.error, (page, texts(at.error))
+        assert at.info, page                               # tells the user where to start
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+def test_data_sample_dataset_in_one_click():
+    at = open_page("data")
+    at.button(key="make_sample").click().run()
+    assert_clean(at)
+    assert any("Sample dataset created" in t for t in texts(at.success))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Classes"] == "4" and metrics["Images"] == "168"
+    assert at.get("plotly_chart") and at.get("image")       # class-count chart and thumbnails
+    # the choice survives a reload
+    again = open_page("data", ws=ws_of(at).id)
+    assert any("Dataset:" in t for t in texts(again.subheader))
+
+
+def test_data_imbalance_ratio_changes_the_counts():
+    at = open_page("data")
+    at.button(key="make_sample").click().run()
+    at.checkbox(key="simulate").check().run()
+    at.slider(key="ratio").set_value(0.1).run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["class", "images", "after imbalance"]
+    after = dict(zip(table["class"], table["after imbalance"]))
+    assert after == {"crack": 8, "normal": 120, "scratch": 12, "spot": 12}
+    assert ws_of(at).settings()["ratio"] == 0.1
+    chart = at.get("plotly_chart")[0].proto.spec
+    assert "after imbalance" in chart
+
+
+def test_data_zip_upload(tmp_path):
+    at = open_page("data")
+    at.radio(key="source").set_value("Upload a zip").run()
+    at.file_uploader(key="zip_upload").set_value(
+        ("tiles.zip", zip_bytes(tmp_path, {"normal": 10, "crack": 4}), "application/zip")).run()
+    assert_clean(at)
+    assert any("Extracted `tiles.zip`" in t for t in texts(at.success))
+    assert {m.label: m.value for m in at.metric}["Images"] == "14"
+    ws = ws_of(at)
+    assert Path(ws.settings()["dataset"]).resolve().is_relative_to(ws.uploads.resolve())
+
+
+@pytest.mark.parametrize("name, payload, fragment", [
+    ("broken.zip", b"PK\x03\x04 this is not really a zip", "not a zip archive"),
+    ("empty.zip", b"", "empty"),
+    ("slip.zip", "slip", "unsafe archive"),
+])
+def test_data_bad_zips_show_an_error_and_write_nothing(tmp_path, name, payload, fragment):
+    if payload == "slip":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("normal/ok.png", b"x")
+            zf.writestr("../../../escaped.png", b"x")
+        payload = buf.getvalue()
+    at = open_page("data")
+    ws = ws_of(at)
+    before = sorted(p.name for p in ws.root.parent.parent.iterdir())
+    at.radio(key="source").set_value("Upload a zip").run()
+    at.file_uploader(key="zip_upload").set_value((name, payload, "application/zip")).run()
+    assert_clean(at)
+    assert any(fragment in t for t in texts(at.error)), texts(at.error)
+    assert ws.datasets() == [] and not ws.settings().get("dataset")
+    assert sorted(p.name for p in ws.root.parent.parent.iterdir()) == before     # nothing outside
+    assert not list(ws.root.rglob("escaped.png"))
+
+
+def _png(seed: int) -> bytes:
+    import numpy as np
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (16, 16), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_data_folder_upload_keeps_paths_and_refuses_escapes():
+    at = open_page("data")
+    at.radio(key="source").set_value("Upload class folders").run()
+    files = [(f"myset/{c}/{c}_{i}.png", _png(hash((c, i)) % 1000), "image/png")
+             for c, n in (("normal", 6), ("crack", 3)) for i in range(n)]
+    files.append(("../../evil.png", _png(1), "image/png"))
+    at.file_uploader(key="dir_upload").set_value(files).run()
+    assert_clean(at)
+    ws = ws_of(at)
+    assert any("unsafe names" in t for t in texts(at.warning))
+    assert any("Uploaded 9 files" in t for t in texts(at.success))
+    assert {m.label: m.value for m in at.metric}["Classes"] == "2"
+    assert not list(ws.root.parent.rglob("evil.png"))
+
+
+def test_data_server_folder_only_inside_the_data_roots(app_env, tmp_path):
+    from core.sample_data import write_sample_dataset
+    write_sample_dataset(app_env["roots"] / "tiles_srv", {"normal": 6, "spot": 3}, size=16)
+    write_sample_dataset(tmp_path / "private", {"normal": 6, "spot": 3}, size=16)
+    at = open_page("data")
+    at.radio(key="source").set_value("Folder on the server").run()
+
+    def use(text: str) -> None:
+        at.text_input[0].set_value(text)
+        [b for b in at.button if b.label == "Use this folder"][0].click().run()
+        assert_clean(at)
+
+    for bad in ("/etc", "../", str(tmp_path / "private"), "tiles_srv/../../"):
+        use(bad)
+        assert any("allowed data folders" in t for t in texts(at.error)), (bad, texts(at.error))
+        assert not ws_of(at).settings().get("dataset")
+    use("tiles_srv")
+    assert not at.error
+    assert {m.label: m.value for m in at.metric}["Images"] == "9"
+
+
+def test_data_problems_are_listed_with_reasons(tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(4):
+            zf.writestr(f"set/normal/n{i}.png", _png(i))
+            zf.writestr(f"set/crack/c{i}.png", _png(100 + i))
+        zf.writestr("set/crack/broken.png", b"not an image at all")
+        zf.writestr("set/crack/empty.png", b"")
+    at = open_page("data")
+    at.radio(key="source").set_value("Upload a zip").run()
+    at.file_uploader(key="zip_upload").set_value(("problems.zip", buf.getvalue(), "application/zip")).run()
+    assert_clean(at)
+    assert {m.label: m.value for m in at.metric}["Skipped files"] == "2"
+    skipped = at.dataframe[1].value
+    assert set(skipped["file"].str.split("/").str[-1]) == {"broken.png", "empty.png"}
+    assert all(skipped["reason"].str.len() > 5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthesize
+# ---------------------------------------------------------------------------------------------
+def _with_sample(page: str):
+    at = open_page("data")
+    at.button(key="make_sample").click().run()
+    return open_page(page, ws=ws_of(at).id)
+
+
+def test_synthesize_estimate_suggestion_and_launch():
+    at = _with_sample("synthesize")
+    assert_clean(at)
+    assert any("interpolation" in t and "safer" in t for t in texts(at.info))      # 8 crack images
+    at.number_input(key="p:quick:classifier:epochs").set_value(1).run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Classifier trainings"] == "4"                  # 3 baselines + smote, one seed
+    assert int(metrics["Synthetic images per method and seed"].replace(",", "")) > 0
+    at.button(key="launch").click().run()
+    assert_clean(at)
+    assert any("queued" in t for t in texts(at.success))
+    store = JobStore(ws_of(at))
+    (job,) = store.list()
+    assert job.status == "queued" and job.config["methods"] == ["smote"]
+    assert job.config["overrides"] == {"classifier": {"epochs": 1}}
+    assert at.query_params["run"] in (job.id, [job.id])
+
+
+def test_synthesize_forms_come_from_the_registry():
+    at = _with_sample("synthesize")
+    at.multiselect(key="methods").set_value(["smote", "borderline_smote"]).run()
+    assert at.number_input(key="p:quick:smote:k_neighbors").value == 5
+    kind = at.selectbox(key="p:quick:borderline_smote:kind")
+    assert kind.options == ["borderline-1", "borderline-2"]
+    at.number_input(key="p:quick:smote:k_neighbors").set_value(3).run()
+    kind.set_value("borderline-2").run()
+    at.button(key="launch").click().run()
+    assert_clean(at)
+    (job,) = JobStore(ws_of(at)).list()
+    assert job.config["overrides"]["smote"] == {"k_neighbors": 3}
+    assert job.config["overrides"]["borderline_smote"] == {"kind": "borderline-2"}
+
+
+def test_synthesize_without_a_dataset_says_where_to_go():
+    at = open_page("synthesize")
+    assert_clean(at)
+    assert any("Choose a dataset first" in t for t in texts(at.info))
+
+
+def test_synthesize_errors_are_messages(monkeypatch):
+    at = _with_sample("synthesize")
+    at.text_input(key="seeds").set_value("0, one").run()
+    assert_clean(at)
+    assert any("seeds must be whole numbers" in t for t in texts(at.error))
+    assert not [b for b in at.button if b.key == "launch"]
+    at.text_input(key="seeds").set_value("0").run()
+    at.multiselect(key="methods").set_value([]).run()
+    assert any("Choose at least one method" in t for t in texts(at.warning))
+    monkeypatch.setenv("DEFECTAUG_MAX_JOB_MEMORY", "1000")
+    at.multiselect(key="methods").set_value(["smote"]).run()
+    assert_clean(at)
+    assert any("memory" in t and "Lower the target balance ratio" in t for t in texts(at.error))
+    assert not [b for b in at.button if b.key == "launch"]
+    assert JobStore(ws_of(at)).list() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs
+# ---------------------------------------------------------------------------------------------
+def test_jobs_list_follows_a_running_job_by_polling_the_run_dir():
+    ws = ws_of(open_page())
+    store = JobStore(ws)
+    job_id = store.submit({"seconds": 1}, kind="sleep")
+    at = open_page("jobs", ws=ws.id)
+    assert any("waiting for a free slot (position 1" in t for t in texts(at.caption))
+    # the worker picks it up and reports progress (we play the worker: hold its lock, write events)
+    import fcntl
+    fd = os.open(ws.root / "worker.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        job = store.claim_next(os.getpid())
+        rep = Reporter(job.run_dir)
+        rep.stage("train:smote_s0", "training")
+        rep.emit("progress", stage="train:smote_s0", step=3, total=10, overall=0.3)
+        at.run()
+        assert_clean(at)
+        bars = at.get("progress")
+        assert bars and any(abs(b.proto.value - 30) <= 1 for b in bars)
+        rep.emit("progress", stage="train:smote_s0", step=9, total=10, overall=0.9)
+        at.run()
+        assert any(abs(b.proto.value - 90) <= 1 for b in at.get("progress"))
+        assert any("remaining" in t for t in texts(at.caption))
+        store.finish(job_id, "done")
+        rep.emit("done", message="ok", overall=1.0)
+        at.run()
+        assert any("finished in" in t for t in texts(at.caption))
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def test_jobs_show_failed_reason_and_cancel_rerun_delete():
+    ws = ws_of(open_page())
+    store = JobStore(ws)
+    failed = store.submit({"seconds": 0.1, "steps": 2, "fail": "the ratio is too small: use 0.05 or more"},
+                          kind="sleep")
+    worker_main(ws.root, once=True)
+    queued = store.submit({"seconds": 0.1}, kind="sleep")
+    at = open_page("jobs", ws=ws.id)
+    assert_clean(at)
+    assert any("the ratio is too small: use 0.05 or more" in t for t in texts(at.error))
+    at.button(key=f"cancel_{queued}").click().run()
+    assert store.get(queued).status == "cancelled"
+    at.button(key=f"rerun_{failed}").click().run()
+    assert_clean(at)
+    new = [j for j in store.list() if j.id not in (failed, queued)]
+    assert len(new) == 1 and new[0].status == "queued" and new[0].config == store.get(failed).config
+    at.button(key=f"delete_{queued}").click().run()
+    assert_clean(at)
+    assert queued not in [j.id for j in store.list()]
+    assert not (ws.runs / queued).exists()
+
+
+def test_jobs_details_of_a_job_whose_worker_died():
+    ws = ws_of(open_page())
+    store = JobStore(ws)
+    job_id = store.submit({"seconds": 1}, kind="sleep")
+    store.claim_next(999_999)                 # marked running by a worker that no longer exists
+    Reporter(store.get(job_id).run_dir).stage("fit:smote_s0", "fitting")
+    at = open_page("jobs", ws=ws.id, run=job_id)
+    assert_clean(at)
+    assert store.get(job_id).status == "failed"
+    assert any(WORKER_DIED in t for t in texts(at.error))
+    assert {m.label: m.value for m in at.metric}["Status"] == "failed"
+    assert any("fitting" in c.value for c in at.code)         # the log tail
+
+
+def test_jobs_details_of_a_finished_run(done_ws):
+    at = open_page("jobs", ws=done_ws["ws"].id, run=done_ws["run"])
+    assert_clean(at)
+    assert {m.label: m.value for m in at.metric}["Status"] == "done"
+    assert at.get("plotly_chart")                              # classifier curves
+    assert any("See the results" in str(p.proto.label) for p in at.get("page_link"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Gallery, Compare, Export
+# ---------------------------------------------------------------------------------------------
+def test_gallery_shows_synthetic_beside_real_with_provenance(done_ws):
+    at = open_page("gallery", ws=done_ws["ws"].id)
+    assert_clean(at)
+    assert at.selectbox(key="g_method").value == "smote"
+    at.selectbox(key="g_class").set_value("crack").run()
+    assert any(t.startswith("**Synthetic crack**") for t in texts(at.markdown))
+    assert any(t.startswith("**Real crack**") for t in texts(at.markdown))
+    assert any("Made from 2 real image(s)" in t for t in texts(at.caption))
+    at.selectbox(key="g_seed").set_value(1).run()
+    assert_clean(at)
+    assert len(at.get("image")) > 4
+
+
+def test_compare_shows_both_confusion_matrices_cells_and_verdict(done_ws):
+    at = open_page("compare", ws=done_ws["ws"].id, run=done_ws["run"])
+    assert_clean(at)
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Baseline (paper)" in s for s in specs) and any("Augmented (smote)" in s for s in specs)
+    assert any("Verdict:" in t for t in texts(at.info) + texts(at.success) + texts(at.error))
+    board = at.dataframe[0].value
+    assert board["kind"].iloc[0] == "method" and "gain vs paper" in board.columns
+    at.radio(key="c_norm").set_value("row-normalised").run()
+    at.selectbox(key="c_seed").set_value(1).run()
+    at.selectbox(key="c_base").set_value("class_weighted").run()
+    assert_clean(at)
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Baseline (class_weighted)" in s for s in specs)
+    at.selectbox(key="c_true").set_value("crack").run()
+    at.selectbox(key="c_pred").set_value("normal").run()
+    assert_clean(at)
+    assert sum("image(s)" in t for t in texts(at.markdown)) == 2    # before and after
+
+
+def test_export_zip_and_report(done_ws):
+    ws = done_ws["ws"]
+    at = open_page("export", ws=ws.id, run=done_ws["run"])
+    assert_clean(at)
+    at.button(key="e_build").click().run()
+    assert_clean(at)
+    assert at.get("download_button")
+    (zip_path,) = list(ws.exports.glob(f"{done_ws['run'][:8]}_smote.zip"))
+    names = open_zip_names(zip_path)
+    assert "manifest.csv" in names and any(n.startswith("crack/syn_smote_") for n in names)
+    at.checkbox(key="e_filtered").check().run()
+    at.button(key="e_build").click().run()
+    assert_clean(at)
+    assert any("no quality-filtered set" in t for t in texts(at.error))
+    at.button(key="e_report").click().run()
+    assert_clean(at)
+    report = ws.exports / f"{done_ws['run'][:8]}_report.html"
+    assert report.exists() and "Leaderboard" in report.read_text(encoding="utf-8")
+    assert len(at.get("download_button")) >= 1
+
+
+def test_result_pages_on_a_run_that_failed_half_way(done_ws):
+    """A run folder with no metrics (failed early) is not offered on Compare/Export, and Jobs explains."""
+    ws = ws_of(open_page())
+    store = JobStore(ws)
+    job_id = store.submit({"seconds": 0.1, "steps": 2, "crash": True}, kind="sleep")
+    worker_main(ws.root, once=True)
+    for page in ("compare", "export", "gallery"):
+        at = open_page(page, ws=ws.id, run=job_id)
+        assert_clean(at)
+        assert at.info
+    at = open_page("jobs", ws=ws.id, run=job_id)
+    assert any("internal error" in t for t in texts(at.error))

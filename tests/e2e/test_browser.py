@@ -1,0 +1,234 @@
+"""End to end: the real app (`streamlit run app.py`) driven in headless Chromium.
+
+Upload a zip of a small generated dataset, launch a smote job (quick preset, one epoch), wait for it,
+check the Compare page shows both confusion matrices, download the export zip and open it. A
+screenshot of each page goes to test-artifacts/e2e/. Needs the system Chromium (/usr/bin/chromium;
+`apt-get install chromium`): skipped, saying so, when it is absent.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts" / "e2e"
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+if not CHROMIUM.exists():
+    pytest.skip("system Chromium not found at /usr/bin/chromium (install it: apt-get install chromium); "
+                "the browser test needs it", allow_module_level=True)
+playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright python package is missing")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().decode().strip() == "ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError("the app did not become healthy")
+
+
+def _stop_workers(home: Path) -> None:
+    """The app starts workers in their own session (they outlive it); stop ours by pid."""
+    for db in home.glob("*/jobs.db"):
+        try:
+            with sqlite3.connect(db) as con:
+                pids = [r[0] for r in con.execute("SELECT pid FROM workers")]
+        except sqlite3.Error:
+            continue
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    home = tmp_path_factory.mktemp("e2e_home")
+    port = _free_port()
+    env = dict(os.environ, DEFECTAUG_HOME=str(home), DEFECTAUG_WORKER_IDLE="120", DEFECTAUG_DATA_ROOTS="",
+               DEFECTAUG_MAX_PARALLEL="1", PYTHONPATH=str(REPO))
+    env.pop("DEFECTAUG_SHARED_WORKSPACE", None)
+    env.pop("DEFECTAUG_AUTOSTART_WORKER", None)
+    log = open(home / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--browser.gatherUsageStats", "false"],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield {"url": url, "home": home}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        _stop_workers(home)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM),
+                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _settle(page, timeout: float = 30_000) -> None:
+    """Wait until Streamlit has finished its current script run (no 'Running...' status widget)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+
+
+def _shot(page, name: str) -> None:
+    """Screenshot of the whole page: Streamlit scrolls inside its main container, so the viewport is
+    made as tall as the content first."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    height = page.evaluate("() => Math.max(...[...document.querySelectorAll("
+                           "'[data-testid=stMain], [data-testid=stMainBlockContainer]')].map(e => e.scrollHeight), 0)")
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": int(min(max(size["height"], height + 80), 8000))})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(size)
+
+
+def _no_traceback(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0, "a traceback is shown"
+
+
+def test_upload_launch_compare_export(app, browser, tmp_path):
+    from core.sample_data import write_sample_zip
+    zpath = write_sample_zip(tmp_path / "tiles.zip", {"normal": 30, "scratch": 10, "spot": 8, "crack": 8},
+                             size=64, seed=5)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page.set_default_timeout(60_000)
+
+    # Home: a new workspace, its id in the address
+    page.goto(app["url"])
+    page.get_by_role("heading", name="DefectAug").wait_for()
+    _settle(page)
+    ws = parse_qs(urlparse(page.url).query)["ws"][0]
+    assert len(ws) == 32
+    _no_traceback(page)
+    _shot(page, "0_home")
+
+    # Data: upload the zip through the drop zone
+    page.goto(f"{app['url']}/data?ws={ws}")
+    page.get_by_text("Upload a zip").click()
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(zpath))
+    page.get_by_text("Extracted").wait_for(timeout=60_000)
+    page.get_by_role("heading", name="Images per class").wait_for()
+    _settle(page)
+    assert page.locator("[data-testid='stMetricValue']").first.inner_text() == "4"     # classes
+    page.locator("[data-testid='stPlotlyChart']").first.wait_for()      # the class-count bars
+    _no_traceback(page)
+    _shot(page, "1_data")
+
+    # Synthesize: smote (the default), one classifier epoch, launch
+    page.goto(f"{app['url']}/synthesize?ws={ws}")
+    page.get_by_text("What will run").wait_for()
+    page.get_by_text("Classifier settings").click()
+    epochs = page.get_by_role("spinbutton", name="epochs", exact=True)
+    epochs.fill("1")
+    epochs.press("Enter")
+    _settle(page)
+    tests = page.get_by_role("spinbutton", name="Test images per class")
+    tests.fill("4")
+    tests.press("Enter")
+    _settle(page)
+    _shot(page, "2_synthesize")
+    page.get_by_role("button", name="Launch").click()
+    page.get_by_text("queued. It runs in the background").wait_for()
+    _no_traceback(page)
+
+    # Jobs: follow it live until done (the list refreshes itself every 2 s)
+    page.get_by_role("link", name="Follow it on the Jobs page").click()
+    page.get_by_role("heading", name="Jobs").wait_for()
+    page.wait_for_function(f"() => location.search.includes('ws={ws}')")   # same workspace after navigating
+    try:   # catch it running, for the screenshot (a fast machine may finish first)
+        page.get_by_text("remaining ~").first.wait_for(timeout=60_000)
+        _shot(page, "3_jobs_running")
+    except playwright_api.TimeoutError:
+        pass
+    page.get_by_text("finished in").first.wait_for(timeout=240_000)
+    page.wait_for_timeout(3500)      # one more refresh of the list and the sidebar
+    _settle(page)
+    _no_traceback(page)
+    _shot(page, "3_jobs")
+
+    # Gallery: synthetic images beside real ones
+    page.goto(f"{app['url']}/gallery?ws={ws}")
+    page.get_by_text("Where an image came from").wait_for()
+    _settle(page)
+    assert page.locator("[data-testid='stImage']").count() >= 4
+    _no_traceback(page)
+    _shot(page, "4_gallery")
+
+    # Compare: both confusion matrices
+    page.goto(f"{app['url']}/compare?ws={ws}")
+    page.get_by_text("Confusion matrices").wait_for()
+    _settle(page)
+    page.locator("text=Baseline (paper)").first.wait_for()
+    page.locator("text=Augmented (smote)").first.wait_for()
+    charts = page.locator("[data-testid='stPlotlyChart']")
+    charts.nth(1).wait_for()
+    page.locator("g.hm").nth(1).wait_for()          # two rendered heatmaps
+    _no_traceback(page)
+    _shot(page, "5_compare")
+
+    # Export: build and download the balanced zip, then open it
+    page.goto(f"{app['url']}/export?ws={ws}")
+    page.get_by_role("button", name="Build the zip").click()
+    button = page.get_by_role("button", name="Download the balanced dataset (.zip)")
+    button.wait_for(timeout=60_000)
+    _settle(page)
+    with page.expect_download() as dl:
+        button.click()
+    out = tmp_path / "balanced.zip"
+    dl.value.save_as(str(out))
+    _no_traceback(page)
+    _shot(page, "6_export")
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        manifest = list(csv.DictReader(io.StringIO(zf.read("manifest.csv").decode())))
+    assert {"manifest.csv", "metrics.json", "config.json"} <= set(names)
+    origins = {r["origin"] for r in manifest}
+    assert origins == {"real", "synthetic"}
+    assert {r["class"] for r in manifest if r["origin"] == "synthetic"} == {"crack", "scratch", "spot"}
+    assert all(r["file"] in names for r in manifest)
+    page.close()
