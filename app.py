@@ -32,20 +32,20 @@ def home() -> None:
     with c1:
         st.markdown("**1. Data** - use the built-in sample dataset, upload a zip of class folders, or "
                     "upload the class folders themselves.")
-        st.page_link(PAGES["data"], label="Open Data", icon="📁")
+        st.page_link(PAGES["data"], label="Open Data", icon=":material/folder_open:")
         st.markdown("**2. Synthesize** - pick methods (SMOTE is a fast first choice), see the estimate, "
                     "launch. The job runs in the background; you can close the tab.")
-        st.page_link(PAGES["synthesize"], label="Open Synthesize", icon="🧪")
+        st.page_link(PAGES["synthesize"], label="Open Synthesize", icon=":material/science:")
         st.markdown("**3. Jobs** - live progress, losses and log; cancel or re-run.")
-        st.page_link(PAGES["jobs"], label="Open Jobs", icon="⏱️")
+        st.page_link(PAGES["jobs"], label="Open Jobs", icon=":material/schedule:")
     with c2:
         st.markdown("**4. Gallery** - synthetic images beside real ones, with where each came from.")
-        st.page_link(PAGES["gallery"], label="Open Gallery", icon="🖼️")
+        st.page_link(PAGES["gallery"], label="Open Gallery", icon=":material/photo_library:")
         st.markdown("**5. Compare** - baseline vs augmented: confusion matrices, per-class scores, "
                     "leaderboard and a plain verdict.")
-        st.page_link(PAGES["compare"], label="Open Compare", icon="⚖️")
+        st.page_link(PAGES["compare"], label="Open Compare", icon=":material/compare:")
         st.markdown("**6. Export** - the balanced dataset as a zip, and a one-page HTML report.")
-        st.page_link(PAGES["export"], label="Open Export", icon="📦")
+        st.page_link(PAGES["export"], label="Open Export", icon=":material/download:")
     st.divider()
     with common.guard():
         summaries = runs.list_runs(ws.runs)
@@ -63,13 +63,13 @@ def home() -> None:
 
 st.set_page_config(page_title="DefectAug", page_icon="🔍", layout="wide")
 PAGES = {
-    "home": st.Page(home, title="Home", icon="🏠", default=True),
-    "data": st.Page("pages/data.py", title="Data", icon="📁", url_path="data"),
-    "synthesize": st.Page("pages/synthesize.py", title="Synthesize", icon="🧪", url_path="synthesize"),
-    "jobs": st.Page("pages/jobs.py", title="Jobs", icon="⏱️", url_path="jobs"),
-    "gallery": st.Page("pages/gallery.py", title="Gallery", icon="🖼️", url_path="gallery"),
-    "compare": st.Page("pages/compare.py", title="Compare", icon="⚖️", url_path="compare"),
-    "export": st.Page("pages/export.py", title="Export", icon="📦", url_path="export"),
+    "home": st.Page(home, title="Home", icon=":material/home:", default=True),
+    "data": st.Page("pages/data.py", title="Data", icon=":material/folder_open:", url_path="data"),
+    "synthesize": st.Page("pages/synthesize.py", title="Synthesize", icon=":material/science:", url_path="synthesize"),
+    "jobs": st.Page("pages/jobs.py", title="Jobs", icon=":material/schedule:", url_path="jobs"),
+    "gallery": st.Page("pages/gallery.py", title="Gallery", icon=":material/photo_library:", url_path="gallery"),
+    "compare": st.Page("pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
+    "export": st.Page("pages/export.py", title="Export", icon=":material/download:", url_path="export"),
 }
 page = st.navigation(list(PAGES.values()))
 with common.guard():
