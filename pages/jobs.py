@@ -14,7 +14,8 @@ def _status_line(job: Job, p: runs.Progress, position: int | None) -> None:
         if p.total:
             text += f" · step {p.step}/{p.total}"
         st.progress(p.fraction, text=text)
-        st.caption(f"elapsed {runs.format_seconds(job.elapsed)} · remaining ~{runs.format_seconds(p.remaining)}"
+        left = f"remaining ~{runs.format_seconds(p.remaining)}" if p.remaining is not None else "estimating time left"
+        st.caption(f"elapsed {runs.format_seconds(job.elapsed)} · {left}"
                    + (" · stopping..." if job.cancel_requested else ""))
     elif job.status == "queued":
         st.caption(f"waiting for a free slot (position {position} in the queue)" if position else "waiting")
@@ -99,7 +100,8 @@ def details(run_id: str) -> None:
     m[0].metric("Status", status)
     m[1].metric("Progress", f"{p.fraction * 100:.0f}%")
     m[2].metric("Elapsed", runs.format_seconds(job.elapsed if job else p.elapsed))
-    m[3].metric("Remaining", runs.format_seconds(p.remaining) if active else "-")
+    m[3].metric("Remaining", (runs.format_seconds(p.remaining) if p.remaining is not None else "estimating")
+                if active else "-")
     if job and job.reason and job.status in FINISHED and job.status != "done":
         (st.error if job.status == "failed" else st.warning)(job.reason)
     for w in p.warnings[-5:]:

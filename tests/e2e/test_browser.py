@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -72,6 +74,7 @@ def _stop_workers(home: Path) -> None:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)     # never leave an old screenshot beside new ones
     home = tmp_path_factory.mktemp("e2e_home")
     port = _free_port()
     env = dict(os.environ, DEFECTAUG_HOME=str(home), DEFECTAUG_WORKER_IDLE="120", DEFECTAUG_DATA_ROOTS="",
@@ -131,6 +134,32 @@ def _no_traceback(page) -> None:
     assert page.locator("[data-testid='stException']").count() == 0, "a traceback is shown"
 
 
+def _launch(page, url: str, ws: str, epochs: int, shot: str | None = None) -> None:
+    """On Synthesize: smote (the default), `epochs` classifier epochs, 4 test images per class; Launch."""
+    page.goto(f"{url}/synthesize?ws={ws}")
+    page.get_by_text("What will run").wait_for()
+    page.get_by_text("Classifier settings").click()
+    box = page.get_by_role("spinbutton", name="epochs", exact=True)
+    box.fill(str(epochs))
+    box.press("Enter")
+    _settle(page)
+    tests = page.get_by_role("spinbutton", name="Test images per class")
+    tests.fill("4")
+    tests.press("Enter")
+    _settle(page)
+    if shot:
+        _shot(page, shot)
+    page.get_by_role("button", name="Launch").click()
+    page.get_by_text("queued. It runs in the background").wait_for()
+    _no_traceback(page)
+
+
+def _worker_pid(home: Path, ws: str) -> int | None:
+    with sqlite3.connect(home / ws / "jobs.db") as con:
+        row = con.execute("SELECT pid FROM workers ORDER BY heartbeat DESC LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
 def test_upload_launch_compare_export(app, browser, tmp_path):
     from core.sample_data import write_sample_zip
     zpath = write_sample_zip(tmp_path / "tiles.zip", {"normal": 30, "scratch": 10, "spot": 8, "crack": 8},
@@ -160,31 +189,16 @@ def test_upload_launch_compare_export(app, browser, tmp_path):
     _shot(page, "1_data")
 
     # Synthesize: smote (the default), one classifier epoch, launch
-    page.goto(f"{app['url']}/synthesize?ws={ws}")
-    page.get_by_text("What will run").wait_for()
-    page.get_by_text("Classifier settings").click()
-    epochs = page.get_by_role("spinbutton", name="epochs", exact=True)
-    epochs.fill("1")
-    epochs.press("Enter")
-    _settle(page)
-    tests = page.get_by_role("spinbutton", name="Test images per class")
-    tests.fill("4")
-    tests.press("Enter")
-    _settle(page)
-    _shot(page, "2_synthesize")
-    page.get_by_role("button", name="Launch").click()
-    page.get_by_text("queued. It runs in the background").wait_for()
-    _no_traceback(page)
+    _launch(page, app["url"], ws, epochs=1, shot="2_synthesize")
 
     # Jobs: follow it live until done (the list refreshes itself every 2 s)
     page.get_by_role("link", name="Follow it on the Jobs page").click()
     page.get_by_role("heading", name="Jobs").wait_for()
     page.wait_for_function(f"() => location.search.includes('ws={ws}')")   # same workspace after navigating
-    try:   # catch it running, for the screenshot (a fast machine may finish first)
-        page.get_by_text("remaining ~").first.wait_for(timeout=60_000)
+    # catch it running for a screenshot (a fast machine may finish first)
+    page.get_by_text(re.compile("remaining ~|finished in")).first.wait_for(timeout=240_000)
+    if page.get_by_text("remaining ~").count():
         _shot(page, "3_jobs_running")
-    except playwright_api.TimeoutError:
-        pass
     page.get_by_text("finished in").first.wait_for(timeout=240_000)
     page.wait_for_timeout(3500)      # one more refresh of the list and the sidebar
     _settle(page)
@@ -231,4 +245,32 @@ def test_upload_launch_compare_export(app, browser, tmp_path):
     assert origins == {"real", "synthetic"}
     assert {r["class"] for r in manifest if r["origin"] == "synthetic"} == {"crack", "scratch", "spot"}
     assert all(r["file"] in names for r in manifest)
+    page.close()
+
+
+def test_worker_killed_mid_job_shows_failed_then_the_next_job_runs(app, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(f"{app['url']}/data")
+    page.get_by_role("button", name="Create the sample dataset").click()
+    page.get_by_text("Sample dataset created").wait_for()
+    _settle(page)
+    ws = parse_qs(urlparse(page.url).query)["ws"][0]
+
+    _launch(page, app["url"], ws, epochs=500)
+    page.goto(f"{app['url']}/jobs?ws={ws}")
+    page.get_by_text("remaining ~").first.wait_for(timeout=120_000)      # training is under way
+    pid = _worker_pid(app["home"], ws)
+    assert pid
+    os.kill(pid, signal.SIGKILL)
+    page.get_by_text("Failed: The worker process stopped").wait_for(timeout=30_000)
+    _settle(page)
+    _no_traceback(page)
+    _shot(page, "7_jobs_worker_killed")
+
+    _launch(page, app["url"], ws, epochs=1)                               # the app starts a new worker
+    page.goto(f"{app['url']}/jobs?ws={ws}")
+    page.get_by_text("finished in").first.wait_for(timeout=240_000)
+    assert page.get_by_text("Failed: The worker process stopped").count() == 1
+    assert _worker_pid(app["home"], ws) != pid
     page.close()
