@@ -766,7 +766,8 @@ def _watch_parent() -> None:
 
 def _sleep_job(config: dict, run_dir: Path) -> dict:
     """A trivial job: `steps` progress events over `seconds`; for tests of the runner itself.
-    Options: fail (message -> ParamError), crash (a bug), ignore_cancel (keeps going: tests the kill)."""
+    Options: fail (message -> ParamError), crash (a bug), disk_full (ENOSPC while writing), ignore_cancel
+    (keeps going: tests the kill)."""
     rep = Reporter(run_dir)
     steps = int(config.get("steps", 10))
     seconds = float(config.get("seconds", 1.0))
@@ -782,6 +783,8 @@ def _sleep_job(config: dict, run_dir: Path) -> dict:
             raise ParamError(str(config["fail"]))
         if config.get("crash") and i == steps // 2:
             raise ZeroDivisionError("a bug on purpose")
+        if config.get("disk_full") and i == steps // 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(run_dir / "partial.txt"))
         time.sleep(seconds / max(1, steps))
     rep.emit("done", message="slept")
     return {"steps": steps}

@@ -173,6 +173,19 @@ def test_jobs_end_done_failed_or_failed_with_bug_reason(store):
     assert list(read_events(job.run_dir))[-1]["kind"] == "error"
 
 
+def test_disk_full_is_a_clear_failure_and_earlier_runs_stay_intact(store):
+    earlier = store.submit({"seconds": 0.1, "steps": 2}, kind="sleep")
+    worker_main(store.workspace.root, once=True)
+    before = {p.name: p.read_bytes() for p in Path(store.get(earlier).run_dir).iterdir()}
+    full = store.submit({"seconds": 0.2, "steps": 4, "disk_full": True}, kind="sleep")
+    worker_main(store.workspace.root, once=True)
+    job = store.status(full)
+    assert job.status == FAILED and job.reason.startswith("the disk is full")
+    assert "earlier runs are intact" in job.reason
+    assert store.status(earlier).status == "done"
+    assert {p.name: p.read_bytes() for p in Path(store.get(earlier).run_dir).iterdir()} == before
+
+
 def test_one_worker_per_workspace(store):
     assert ensure_worker(store) is True
     end = time.time() + 10
