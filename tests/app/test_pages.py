@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import time
 import zipfile
 from pathlib import Path
 
@@ -415,3 +414,28 @@ def test_result_pages_on_a_run_that_failed_half_way(done_ws):
         assert at.info
     at = open_page("jobs", ws=ws.id, run=job_id)
     assert any("internal error" in t for t in texts(at.error))
+
+
+def test_jobs_live_loss_curves_of_a_generative_method():
+    ws = ws_of(open_page())
+    store = JobStore(ws)
+    job_id = store.submit({"seconds": 1}, kind="sleep")
+    rep = Reporter(store.get(job_id).run_dir)
+    for step in (1, 10, 20):
+        rep.emit("monitor", method="dcgan", **{"class": "crack"}, seed=0, step=step, total=20,
+                 d_loss=1.2 / step, g_loss=0.7 + step / 100, diversity=0.3, diversity_real=0.35)
+    at = open_page("jobs", ws=ws.id, run=job_id)
+    assert_clean(at)
+    def traces() -> dict[str, list]:
+        out = {}
+        for c in at.get("plotly_chart"):
+            for t in json.loads(c.proto.spec)["data"]:
+                out[t.get("name", "")] = t.get("x")
+        return out
+
+    assert traces()["dcgan · crack · d_loss"] == [1, 10, 20]
+    assert at.selectbox(key=f"mon_{job_id}").options == ["diversity", "diversity_real"]
+    rep.emit("monitor", method="dcgan", **{"class": "crack"}, seed=0, step=30, total=30,
+             d_loss=0.01, g_loss=3.0, diversity=0.3, diversity_real=0.35)
+    at.run()                                   # the next poll picks up the new point
+    assert traces()["dcgan · crack · d_loss"] == [1, 10, 20, 30]
