@@ -177,9 +177,9 @@ def show_dataset(path: Path) -> None:
     with c2:
         st.plotly_chart(report.fig_class_counts(counts, after), width="stretch", key="counts_chart")
 
-    if rep.skipped or rep.duplicates or rep.notes:
+    if rep.skipped or rep.duplicates:
         with st.expander(f"Problems found ({len(rep.skipped)} skipped, {len(rep.duplicates)} duplicates)",
-                         expanded=bool(rep.skipped or rep.duplicates)):
+                         expanded=True):
             if rep.skipped:
                 st.markdown("**Skipped files** (the rest loaded fine)")
                 st.dataframe([{"file": s.path, "reason": s.reason} for s in rep.skipped], hide_index=True,
@@ -188,10 +188,10 @@ def show_dataset(path: Path) -> None:
                 st.markdown("**The same image in two classes** - check their labels")
                 st.dataframe([{"file": a, "also": b} for a, b in rep.duplicates], hide_index=True,
                              width="stretch")
-            for note in rep.notes:
-                st.caption(note)
     else:
         st.success("No problems found: every file loaded.")
+    for note in rep.notes:
+        st.caption(note)
 
     st.subheader("Images per class")
     for cls in rep.classes:
