@@ -259,7 +259,7 @@ def test_worker_killed_mid_job_shows_failed_then_the_next_job_runs(app, browser)
 
     _launch(page, app["url"], ws, epochs=500)
     page.goto(f"{app['url']}/jobs?ws={ws}")
-    page.get_by_text("remaining ~").first.wait_for(timeout=120_000)      # training is under way
+    page.get_by_text(re.compile(r"train:\S+ · step \d+/")).first.wait_for(timeout=120_000)   # training
     pid = _worker_pid(app["home"], ws)
     assert pid
     os.kill(pid, signal.SIGKILL)
