@@ -24,6 +24,10 @@ class _KeepsImages(Sampler):
         self.sources_ = list(train.sources)
         return self
 
+    def _draw(self, class_name: str, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Indexes of `n` real images of the class, drawn with replacement."""
+        return rng.choice(self._pool(class_name), size=n, replace=True)
+
     def _pool(self, class_name: str) -> np.ndarray:
         idx = np.flatnonzero(self.labels_ == self.classes_.index(class_name))
         if len(idx) == 0:
@@ -71,9 +75,7 @@ class RandomOversampler(_KeepsImages):
     def sample(self, class_name: str, n: int, seed: int) -> SampleBatch:
         if n <= 0:
             return self._empty()
-        pool = self._pool(class_name)
-        rng = np.random.default_rng(seed)
-        pick = rng.choice(pool, size=n, replace=True)
+        pick = self._draw(class_name, n, np.random.default_rng(seed))
         return SampleBatch(self.images_[pick].copy(), [[self.sources_[i]] for i in pick])
 
 
@@ -118,9 +120,8 @@ class AugmentSampler(_KeepsImages):
     def sample(self, class_name: str, n: int, seed: int) -> SampleBatch:
         if n <= 0:
             return self._empty()
-        pool = self._pool(class_name)
         rng = np.random.default_rng(seed)
-        pick = rng.choice(pool, size=n, replace=True)
+        pick = self._draw(class_name, n, rng)
         imgs = np.stack([augment_image(self.images_[i], rng, self.params) for i in pick])
         return SampleBatch(imgs, [[self.sources_[i]] for i in pick])
 
