@@ -118,3 +118,20 @@ def test_cli_bad_settings_exit_2_with_message(tmp_path, make_dataset, args, mess
 def test_cli_missing_data_is_a_message_not_a_traceback(tmp_path):
     r = cli("inspect", tmp_path / "nothing-here")
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.strip()
+
+
+def test_cli_inspect_lists_each_bad_file_with_its_reason_and_loads_the_rest(tmp_path, make_dataset):
+    data = make_dataset(tmp_path, {"normal": 4, "crack": 3}, size=20)
+    (data / "crack" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nxxxx")
+    (data / "crack" / "empty.jpg").write_bytes(b"")
+    (data / "normal" / "notes.txt").write_text("hi")
+    from PIL import Image
+    Image.new("L", (4, 4)).save(data / "normal" / "tiny.png")
+    r = cli("inspect", data)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "7 images" in out
+    for name, reason in (("crack/broken.png", "not an image"), ("crack/empty.jpg", "empty file"),
+                         ("normal/notes.txt", "not an image extension"), ("normal/tiny.png", "too small")):
+        line = next(line for line in out.splitlines() if name in line)
+        assert reason in line
