@@ -306,6 +306,7 @@ class AdversarialTrainer:
         self.grid_z = torch.randn(n_grid, params.latent_dim, generator=g).to(self.device)
         self.grid_y = torch.tensor(grid_labels, device=self.device) if grid_labels else None
         self._warned: set[str] = set()
+        self._streak: dict[str, int] = {}
         self.last_monitor: dict[str, float] = {}
 
     # -- batches ---------------------------------------------------------------------------------
@@ -380,7 +381,8 @@ class AdversarialTrainer:
                 prob = self.loss in BCE_LOSSES
                 r = torch.sigmoid(real_out.float()) if prob else real_out.float()
                 f = torch.sigmoid(fake_out.float()) if prob else fake_out.float()
-                stats = {"d_loss": loss_d.detach().item(), "g_loss": loss_g.detach().item(), "g_grad_norm": float(gnorm),
+                stats = {"d_loss": loss_d.detach().item(), "g_loss": loss_g.detach().item(),
+                         "g_grad_norm": float(gnorm),
                          "d_real": float(r.mean()), "d_fake": float(f.mean()),
                          "diversity": mean_pairwise_distance(fake), "diversity_real": mean_pairwise_distance(x)}
                 if aux:
@@ -429,17 +431,20 @@ class AdversarialTrainer:
         self.reporter.emit("monitor", method=self.method, **{"class": self.class_name}, seed=self.run_seed,
                            step=self.step, total=self.total, **stats)
         self.reporter.progress(stage, self.step, self.total)
-        late = self.step >= max(10, self.total // 5)
+        # flags raised only when a pathology persists in the second half (early collapse often recovers)
+        late = self.step >= max(10, self.total // 2)
         who = f"{self.method}" + (f" [{self.class_name}]" if self.class_name else "")
-        if late and "collapse" not in self._warned and stats["diversity_real"] > 0 \
-                and stats["diversity"] < 0.2 * stats["diversity_real"]:
+        low = stats["diversity_real"] > 0 and stats["diversity"] < 0.2 * stats["diversity_real"]
+        self._streak["collapse"] = self._streak.get("collapse", 0) + 1 if low else 0
+        wins = self.loss in BCE_LOSSES and stats["d_real"] > 0.99 and stats["d_fake"] < 0.01
+        self._streak["vanish"] = self._streak.get("vanish", 0) + 1 if wins else 0
+        if late and self._streak["collapse"] >= 3 and "collapse" not in self._warned:
             self._warned.add("collapse")
             self.reporter.warn(f"{who}: generated images are far less varied than real ones (diversity "
                                f"{stats['diversity']:.3f} vs {stats['diversity_real']:.3f}) at step {self.step}: "
-                               f"likely mode collapse. Try diffaugment, a lower lr_d, fewer d_steps, cgan or "
-                               f"wgan_gp.")
-        if late and self.loss in BCE_LOSSES and "vanish" not in self._warned \
-                and stats["d_real"] > 0.99 and stats["d_fake"] < 0.01:
+                               f"likely mode collapse. Try diffaugment, a lower lr_d, fewer d_steps"
+                               f"{'' if self.method in ('cgan', 'wgan_gp') else ', cgan or wgan_gp'}.")
+        if late and self._streak["vanish"] >= 3 and "vanish" not in self._warned:
             self._warned.add("vanish")
             self.reporter.warn(f"{who}: D separates real from fake almost perfectly (D(x) {stats['d_real']:.3f}, "
                                f"D(G(z)) {stats['d_fake']:.3f}) at step {self.step}: the generator gets little "

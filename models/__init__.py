@@ -1,2 +1,3 @@
-"""Networks of the learned methods (`models.gan`: MLP GAN, `models.dcgan`: DCGAN and its conditional,
-ACGAN and WGAN-GP critic variants). Training lives in `core`; these modules only define the layers."""
+"""Networks of the learned parts (classifier, GANs, ...). Training lives in `core`; these modules only
+define layers: e.g. `models.gan` (MLP GAN) and `models.dcgan` (DCGAN with its conditional, ACGAN and
+WGAN-GP critic variants)."""

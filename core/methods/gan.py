@@ -74,7 +74,7 @@ class GANParams:
 
 @dataclass
 class DCGANParams(GANParams):
-    steps: int = param(600, "Generator updates per model (used when epochs is 0).", min=1, max=1_000_000)
+    steps: int = param(500, "Generator updates per model (used when epochs is 0).", min=1, max=1_000_000)
     g_width: int = param(32, "Generator base channels (x8, x4, x2, x1 from 4x4 outwards; DCGAN used 64).",
                          min=4, max=512)
     d_width: int = param(32, "Discriminator base channels (x1, x2, x4, x8 inwards; DCGAN used 64).",
@@ -83,7 +83,7 @@ class DCGANParams(GANParams):
 
 @dataclass
 class CGANParams(DCGANParams):
-    steps: int = param(1500, "Generator updates of the one model for all classes (used when epochs is 0).",
+    steps: int = param(2500, "Generator updates of the one model for all classes (used when epochs is 0).",
                        min=1, max=1_000_000)
 
 
@@ -94,13 +94,20 @@ class ACGANParams(CGANParams):
 
 @dataclass
 class WGANGPParams(DCGANParams):
-    steps: int = param(300, "Generator updates per model (used when epochs is 0).", min=1, max=1_000_000)
-    d_steps: int = param(5, "n_critic: critic updates per generator update (5 in WGAN-GP).", min=1, max=10)
+    steps: int = param(400, "Generator updates per model (used when epochs is 0).", min=1, max=1_000_000)
+    batch_size: int = param(16, "Images per batch (real batches are drawn with replacement).", min=2, max=1024)
+    d_steps: int = param(3, "n_critic: critic updates per generator update (5 in WGAN-GP and the paper "
+                            "preset; 3 in quick to fit the CPU budget).", min=1, max=10)
     loss: str = param("wasserstein_gp", "wasserstein_gp: the critic's Wasserstein estimate with gradient "
                                         "penalty; the others as in the other GANs (the critic has no BatchNorm).",
                       choices=["wasserstein_gp", *BCE_AND_HINGE])
     lr_g: float = param(1e-4, "Adam learning rate of the generator.", min=1e-6, max=1e-1)
     lr_d: float = param(1e-4, "Adam learning rate of the critic.", min=1e-6, max=1e-1)
+    g_width: int = param(24, "Generator base channels (x8, x4, x2, x1 from 4x4 outwards; DCGAN used 64).",
+                         min=4, max=512)
+    d_width: int = param(16, "Critic base channels (x1, x2, x4, x8 inwards; DCGAN used 64). Small in quick: "
+                             "the critic runs d_steps times per step, with a double backward for the penalty.",
+                         min=4, max=512)
     b1: float = param(0.0, "Adam beta1 (0 in WGAN-GP).", min=0.0, max=0.999)
     b2: float = param(0.9, "Adam beta2 (0.9 in WGAN-GP).", min=0.0, max=0.9999)
     gp_weight: float = param(10.0, "lambda: weight of the gradient penalty.", min=0.0, max=1000.0)

@@ -234,3 +234,24 @@ def test_trainer_runs_alone_and_rejects_bad_settings():
     assert out["steps"] == 3 and out["images"] == 10 and math.isfinite(out["d_loss"])
     with pytest.raises(ParamError):
         AdversarialTrainer(G, D, p, tiny_set().images[:0])
+
+
+def test_collapse_and_vanishing_gradient_flags_need_a_late_persistent_signal():
+    from models.dcgan import build_dcgan
+    p = get_method("dcgan").make_params("quick", {**TINY, "steps": 20, "loss": "saturating"})
+    rep = Reporter()
+    tr = AdversarialTrainer(*build_dcgan(8, 1, 16, 4, 4), p, tiny_set().images[:5], reporter=rep)
+    bad = {"d_loss": 0.01, "g_loss": -0.001, "g_grad_norm": 1e-4, "d_real": 0.999, "d_fake": 0.001,
+           "diversity": 0.01, "diversity_real": 0.4}
+    for step in (2, 3, 4, 5):            # early: a transient that often recovers, no flag
+        tr.step = step
+        tr._report(bad, "t")
+    assert not rep.warnings
+    for step in (12, 13, 14):
+        tr.step = step
+        tr._report(bad, "t")
+    assert len(rep.warnings) == 2
+    assert "mode collapse" in rep.warnings[0] and "vanishing gradients" in rep.warnings[1]
+    tr.step = 15
+    with pytest.raises(ParamError, match="diverged"):
+        tr._report({**bad, "d_loss": float("nan")}, "t")

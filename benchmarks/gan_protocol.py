@@ -1,0 +1,217 @@
+"""The papers' protocol for the GAN family on magnetic_tile: ratio 0.1, 3 seeds, the same classifier before
+and after, three baselines (core.experiment), plus a sample grid per method under benchmarks/figures/.
+
+    .venv/bin/python benchmarks/gan_protocol.py                       # five GANs, seeds 0,1,2, quick preset
+    .venv/bin/python benchmarks/gan_protocol.py --methods dcgan,smote,borderline_smote,adasyn --seeds 0
+    .venv/bin/python benchmarks/gan_protocol.py --preset paper --image-size 128     # on a GPU
+    .venv/bin/python benchmarks/gan_protocol.py --fit-only --methods dcgan --seeds 0  # minutes per method
+
+The full run takes hours on 2 CPU cores (five GANs x 3 seeds x up to 10 minutes, plus the classifiers).
+`--fit-only` skips the classifiers: it prepares the training set exactly as the experiment does, fits each
+method, samples what every class needs, and reports the wall-clock minutes: how the quick preset's
+"each method under 10 minutes on 2 cores" is checked.
+Results: the run directory (default benchmarks/out/gan_protocol, not committed), a markdown table on
+stdout (--table FILE writes it too; --write puts it in benchmarks/RESULTS.md), and figures/<method>.png:
+8 synthetic images per minority class (one row each) from the first seed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._results import machine, write_section  # noqa: E402
+
+GANS = ["gan", "dcgan", "cgan", "wgan_gp", "acgan"]
+DATA = ROOT.parent / "shared" / "datasets" / "magnetic_tile"
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
+    """--set dcgan.steps=200 -> {"dcgan": {"steps": "200"}} (typed later by the method's parameters)."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        method, _, name = key.partition(".")
+        if not (method and name and _):
+            raise SystemExit(f"--set expects METHOD.PARAM=VALUE, got {item!r}")
+        out.setdefault(method, {})[name] = value
+    return out
+
+
+def figure_from_images(per_class: dict[str, np.ndarray], path: Path, cols: int = 8) -> None:
+    """One row of up to `cols` images per class."""
+    from core.generative import save_grid
+    rows = []
+    for imgs in per_class.values():
+        row = imgs[:cols]
+        if len(row) < cols:
+            row = np.concatenate([row, np.full((cols - len(row), *row.shape[1:]), 128, np.uint8)])
+        rows.append(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_grid(np.concatenate(rows), path, cols=cols)
+
+
+def figure_from_run(run_dir: Path, method: str, path: Path, seed: int = 0, cols: int = 8) -> bool:
+    from PIL import Image
+    base = run_dir / "synthetic" / method
+    per_class = {}
+    for folder in sorted(p for p in base.glob("*") if p.is_dir()):
+        files = sorted(folder.glob(f"s{seed}_*.png"))[:cols]
+        if files:
+            imgs = [np.asarray(Image.open(f)) for f in files]
+            per_class[folder.name] = np.stack([i[..., None] if i.ndim == 2 else i for i in imgs])
+    if per_class:
+        figure_from_images(per_class, path, cols)
+    return bool(per_class)
+
+
+def fit_only(args, overrides: dict) -> dict:
+    """Fit + sample each method per seed on the experiment's training set; minutes per method."""
+    import torch
+    from core.data import balance_targets, load_dataset, simulate_imbalance, split
+    from core.events import Reporter
+    from core.experiment import ExperimentConfig
+    from core.methods import Context, get_method, pick_device
+
+    cfg = ExperimentConfig.from_dict({"data": str(args.data), "methods": args.methods, "seeds": args.seeds,
+                                      "ratio": args.ratio, "preset": args.preset, "image_size": args.image_size,
+                                      "overrides": overrides, "num_threads": args.threads})
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    full, _ = load_dataset(cfg.data, image_size=cfg.image_size)
+    pool, _test = split(full, int(cfg.test_per_class), seed=cfg.split_seed)
+    train = simulate_imbalance(pool, cfg.ratio, seed=cfg.split_seed) if cfg.ratio else pool
+    needed = balance_targets(train.counts(), cfg.target_ratio)
+    print(f"train counts {train.counts()}; needed {needed}; threads {torch.get_num_threads()}", flush=True)
+    device = pick_device(cfg.device)
+    out: dict = {"train_counts": train.counts(), "needed": needed, "methods": {}}
+    for name in cfg.methods:
+        spec = get_method(name)
+        for seed in cfg.seeds:
+            run = args.out / name / f"seed{seed}"
+            rep = Reporter(run)
+            ctx = Context(reporter=rep, device=device, seed=seed, method=name, work_dir=None,
+                          num_threads=cfg.num_threads)
+            t0 = time.time()
+            sampler = spec.sampler_cls(cfg.method_params(name), ctx).fit(train, needed)
+            t_fit = time.time() - t0
+            samples = {c: sampler.sample(c, n, seed=seed * 1000 + train.class_index(c)).images
+                       for c, n in needed.items() if n > 0}
+            total = time.time() - t0
+            row = {"seed": seed, "fit_min": round(t_fit / 60, 2), "total_min": round(total / 60, 2),
+                   "fit": getattr(sampler, "fit_info_", {})}
+            out["methods"].setdefault(name, []).append(row)
+            print(f"{name} seed {seed}: fit {t_fit / 60:.2f} min, fit + sample {total / 60:.2f} min", flush=True)
+            if args.figures and seed == cfg.seeds[0]:
+                figure_from_images(samples, args.figures / f"{name}.png")
+    return out
+
+
+def fit_table(result: dict, args) -> str:
+    lines = ["## GAN family: quick preset, minutes per method (benchmarks/gan_protocol.py --fit-only)", "",
+             f"Machine: {machine()}.", "",
+             f"magnetic_tile, ratio {args.ratio}, {args.image_size} px, preset {args.preset}: train counts "
+             f"{result['train_counts']}; every minority class sampled up to the majority count. Fit = training "
+             f"(one model per class for gan/dcgan/wgan_gp, one for all classes for cgan/acgan); total adds "
+             f"sampling.", "",
+             "| method | seed | fit (min) | fit + sample (min) |", "|---|---|---|---|"]
+    for name, rows in result["methods"].items():
+        lines += [f"| {name} | {r['seed']} | {r['fit_min']:.2f} | {r['total_min']:.2f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def table(metrics: dict) -> str:
+    lines = ["| method | macro F1 (mean +- std over seeds) | gain vs strongest baseline | verdict | fit minutes "
+             "per seed |", "|---|---|---|---|---|"]
+    for b, m in metrics["baselines"].items():
+        lines.append(f"| baseline: {b} | {m['f1_macro']:.4f} +- {m['std']['f1_macro']:.4f} | | | |")
+    for name, m in metrics["methods"].items():
+        fit = m.get("timing", {}).get("fit_seconds", [])
+        v = m.get("verdict", {})
+        lines.append(f"| {name} | {m['f1_macro']:.4f} +- {m['std']['f1_macro']:.4f} | {v.get('gain', 0):+.4f} "
+                     f"| {v.get('label', '')} | {np.mean(fit) / 60 if fit else float('nan'):.1f} |")
+    for name, err in metrics.get("failed", {}).items():
+        lines.append(f"| {name} | failed: {err} | | | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--methods", default=",".join(GANS))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--ratio", type=float, default=0.1)
+    ap.add_argument("--preset", default="quick", choices=["quick", "paper"])
+    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default: torch's)")
+    ap.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
+                    help="override a parameter, e.g. --set dcgan.steps=200 --set classifier.epochs=5")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "gan_protocol")
+    ap.add_argument("--figures", type=Path, default=ROOT / "benchmarks" / "figures",
+                    help="where figures/<method>.png go ('' for none)")
+    ap.add_argument("--table", type=Path, default=None, help="also write the markdown table to this file")
+    ap.add_argument("--fit-only", action="store_true", help="time fit + sample per method, no classifiers")
+    ap.add_argument("--write", action="store_true",
+                    help="write the table into benchmarks/RESULTS.md (section gan_protocol, or gan_quick_minutes "
+                         "with --fit-only)")
+    args = ap.parse_args(argv)
+    args.methods = [m for m in args.methods.split(",") if m]
+    args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    args.figures = args.figures if str(args.figures) not in ("", ".") else None
+    overrides = parse_sets(args.set)
+
+    if args.fit_only:
+        result = fit_only(args, overrides)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "fit_only.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+        text = fit_table(result, args)
+        print(text)
+        if args.write:
+            write_section("gan_quick_minutes", text)
+        return 0
+
+    from core.experiment import run
+    config = {"data": str(args.data), "methods": args.methods, "seeds": args.seeds, "ratio": args.ratio,
+              "preset": args.preset, "image_size": args.image_size, "overrides": overrides,
+              "num_threads": args.threads}
+    t0 = time.time()
+
+    def show(event: dict) -> None:
+        if event["kind"] in ("stage", "warning", "error", "done"):
+            print(f"[{time.time() - t0:7.0f}s] {event['kind']}: {event.get('message', '')}", flush=True)
+
+    metrics = run(config, args.out, callback=show)
+    figures = []
+    if args.figures:
+        for name in args.methods:
+            if figure_from_run(args.out, name, args.figures / f"{name}.png", seed=args.seeds[0]):
+                figures.append(name)
+                print(f"figure: {args.figures / f'{name}.png'}")
+    p = metrics["protocol"]
+    text = "\n".join([
+        "## GAN family: paper protocol on magnetic_tile (benchmarks/gan_protocol.py)", "",
+        f"Machine: {machine()}.", "",
+        f"`{' '.join(['benchmarks/gan_protocol.py', *(argv if argv is not None else sys.argv[1:])])}`: ratio "
+        f"{p['ratio']}, seeds {p['seeds']}, preset {args.preset}, {p['image_size']} px; train counts "
+        f"{p['train_counts']}, test counts {p['test_counts']}. Macro F1 on the real test split; gain and verdict "
+        f"against the strongest of the three baselines ({metrics['strongest_baseline']}). Total "
+        f"{metrics['seconds_total'] / 60:.0f} min.", "",
+        table(metrics), "",
+        *(f"![{n}](figures/{n}.png)" for n in figures)])
+    print(text)
+    if args.table:
+        args.table.write_text(text + "\n", encoding="utf-8")
+    if args.write:
+        write_section("gan_protocol", text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
