@@ -209,7 +209,17 @@ class GANSampler(Sampler):
                     self.fit_info_[c] = trainer.run()
                     self.generators_[c] = trainer.G.eval()
                     self.trained_.append(c)
+        self._drop_training_checkpoints()
         return self
+
+    def _drop_training_checkpoints(self) -> None:
+        """Once every model is trained the per-model checkpoints only duplicate G (the sampler's own
+        checkpoint holds it): remove them, unless keep_train_state asks to continue training later.
+        Until then they let a fit that died in class 4 skip classes 1 to 3 when it is run again."""
+        if self.ctx.work_dir is None or getattr(self.params, "keep_train_state", False):
+            return
+        for p in Path(self.ctx.work_dir).glob(f"{self.NAME}_seed{self.ctx.seed}_*.safetensors"):
+            p.unlink(missing_ok=True)
 
     # -- sample --------------------------------------------------------------------------------------
     def sample(self, class_name: str, n: int, seed: int) -> SampleBatch:

@@ -109,17 +109,33 @@ def test_more_steps_continue_a_kept_training_state(tmp_path):
 
 
 def test_finished_checkpoint_keeps_only_the_generator_and_is_reused(tmp_path):
-    train = tiny_set()
-    fit("dcgan", train, work_dir=tmp_path, steps=2)
-    ck = sorted(tmp_path.glob("*.safetensors"))
-    assert len(ck) == 2
-    assert all(k.startswith("G.") for k in load_file(str(ck[0])))
-    rep = Reporter(tmp_path / "run")
-    fit("dcgan", train, rep, work_dir=tmp_path, steps=2)           # same settings: nothing to train
+    from models.dcgan import build_dcgan
+    p = get_method("dcgan").make_params("quick", {**TINY, "steps": 2})
+    images = tiny_set().images[:6]
+
+    def trainer(params, rep):
+        return AdversarialTrainer(*build_dcgan(8, 1, 16, 4, 4), params, images, reporter=rep,
+                                  checkpoint=tmp_path / "c.safetensors")
+
+    first = trainer(p, Reporter())
+    first.run()
+    assert all(k.startswith("G.") for k in load_file(str(tmp_path / "c.safetensors")))   # G only at the end
+    rep = Reporter()
+    again = trainer(p, rep)
+    assert again.run()["resumed_from"] == 2                          # same settings: nothing to train
     assert not [e for e in rep.events if e["kind"] == "monitor"]
-    rep = Reporter(tmp_path / "run2")
-    fit("dcgan", train, rep, work_dir=tmp_path, steps=2, lr_g=1e-3)  # other settings: trains anew
-    assert [e["step"] for e in rep.events if e["kind"] == "monitor"] == [1, 2, 1, 2]
+    for a, b in zip(first.G.state_dict().values(), again.G.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    rep = Reporter()
+    trainer(dataclasses.replace(p, lr_g=1e-3), rep).run()            # other settings: trains anew
+    assert [e["step"] for e in rep.events if e["kind"] == "monitor"] == [1, 2]
+
+
+def test_a_finished_fit_removes_its_training_checkpoints_unless_kept(tmp_path):
+    fit("dcgan", tiny_set(), work_dir=tmp_path / "a", steps=2)
+    assert not list((tmp_path / "a").glob("*.safetensors"))
+    fit("dcgan", tiny_set(), work_dir=tmp_path / "b", steps=2, keep_train_state=True)
+    assert len(list((tmp_path / "b").glob("*.safetensors"))) == 2
 
 
 @pytest.mark.parametrize("name", ["dcgan", "acgan"])
