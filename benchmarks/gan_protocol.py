@@ -1,10 +1,12 @@
 """The papers' protocol for the GAN family on magnetic_tile: ratio 0.1, 3 seeds, the same classifier before
 and after, three baselines (core.experiment), plus a sample grid per method under benchmarks/figures/.
 
-    .venv/bin/python benchmarks/gan_protocol.py                       # five GANs, seeds 0,1,2, quick preset
+    .venv/bin/python benchmarks/gan_protocol.py --write               # 5 GANs + SMOTE family, seeds 0,1,2
     .venv/bin/python benchmarks/gan_protocol.py --methods dcgan,smote,borderline_smote,adasyn --seeds 0
     .venv/bin/python benchmarks/gan_protocol.py --preset paper --image-size 128     # on a GPU
     .venv/bin/python benchmarks/gan_protocol.py --fit-only --methods dcgan --seeds 0  # minutes per method
+    .venv/bin/python benchmarks/gan_protocol.py --methods dcgan --seeds 0 --set dcgan.steps=5 \
+        --set classifier.epochs=1 --out benchmarks/out/smoke --figures benchmarks/out/smoke  # plumbing check
 
 The full run takes hours on 2 CPU cores (five GANs x 3 seeds x up to 10 minutes, plus the classifiers).
 `--fit-only` skips the classifiers: it prepares the training set exactly as the experiment does, fits each
@@ -30,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._results import machine, write_section  # noqa: E402
 
 GANS = ["gan", "dcgan", "cgan", "wgan_gp", "acgan"]
+SMOTE_FAMILY = ["smote", "borderline_smote", "adasyn"]   # beside the GANs, as in paper 000's Table 2
 DATA = ROOT.parent / "shared" / "datasets" / "magnetic_tile"
 
 
@@ -100,12 +103,14 @@ def fit_only(args, overrides: dict) -> dict:
             ctx = Context(reporter=rep, device=device, seed=seed, method=name, work_dir=None,
                           num_threads=cfg.num_threads)
             t0 = time.time()
+            load_before = round(__import__("os").getloadavg()[0], 1)
             sampler = spec.sampler_cls(cfg.method_params(name), ctx).fit(train, needed)
             t_fit = time.time() - t0
             samples = {c: sampler.sample(c, n, seed=seed * 1000 + train.class_index(c)).images
                        for c, n in needed.items() if n > 0}
             total = time.time() - t0
             row = {"seed": seed, "fit_min": round(t_fit / 60, 2), "total_min": round(total / 60, 2),
+                   "when": time.strftime("%Y-%m-%d %H:%M", time.localtime(t0)), "load": load_before,
                    "fit": getattr(sampler, "fit_info_", {})}
             out["methods"].setdefault(name, []).append(row)
             print(f"{name} seed {seed}: fit {t_fit / 60:.2f} min, fit + sample {total / 60:.2f} min", flush=True)
@@ -115,37 +120,56 @@ def fit_only(args, overrides: dict) -> dict:
 
 
 def fit_table(result: dict, args) -> str:
-    lines = ["## GAN family: quick preset, minutes per method (benchmarks/gan_protocol.py --fit-only)", "",
-             f"Machine: {machine()}.", "",
+    """The minutes table; rows of methods not measured in this call are kept from RESULTS.md."""
+    from benchmarks._results import RESULTS
+    kept = []
+    if RESULTS.exists():
+        text = RESULTS.read_text(encoding="utf-8")
+        start, end = "<!-- gan_quick_minutes:start -->", "<!-- gan_quick_minutes:end -->"
+        if start in text and end in text:
+            for line in text.split(start, 1)[1].split(end, 1)[0].splitlines():
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                if line.startswith("| ") and cells[0] not in ("method", *result["methods"]) and len(cells) == 6:
+                    kept.append(line)
+    lines = ["## GAN family: quick preset, minutes per method (benchmarks/gan_protocol.py --fit-only --write)", "",
+             f"Machine: {machine()}. Shared machine: the 1-minute load average when the method started is "
+             f"given (2.0 = both cores busy with other work already).", "",
              f"magnetic_tile, ratio {args.ratio}, {args.image_size} px, preset {args.preset}: train counts "
              f"{result['train_counts']}; every minority class sampled up to the majority count. Fit = training "
              f"(one model per class for gan/dcgan/wgan_gp, one for all classes for cgan/acgan); total adds "
-             f"sampling.", "",
-             "| method | seed | fit (min) | fit + sample (min) |", "|---|---|---|---|"]
+             f"sampling. Budget: 10 minutes per method.", "",
+             "| method | seed | fit (min) | fit + sample (min) | measured | load at start |",
+             "|---|---|---|---|---|---|", *kept]
     for name, rows in result["methods"].items():
-        lines += [f"| {name} | {r['seed']} | {r['fit_min']:.2f} | {r['total_min']:.2f} |" for r in rows]
+        lines += [f"| {name} | {r['seed']} | {r['fit_min']:.2f} | {r['total_min']:.2f} | {r['when']} | "
+                  f"{r['load']} |" for r in rows]
     return "\n".join(lines)
 
 
 def table(metrics: dict) -> str:
-    lines = ["| method | macro F1 (mean +- std over seeds) | gain vs strongest baseline | verdict | fit minutes "
-             "per seed |", "|---|---|---|---|---|"]
+    """Macro F1 per method beside the three baselines, the gain over each, verdict and fit minutes."""
+    bases = list(metrics["baselines"])
+    lines = ["| method | macro F1 (mean +- std over seeds) | " + " | ".join(f"gain vs {b}" for b in bases)
+             + " | verdict (vs strongest) | fit minutes per seed |",
+             "|---|---|" + "---|" * len(bases) + "---|---|"]
     for b, m in metrics["baselines"].items():
-        lines.append(f"| baseline: {b} | {m['f1_macro']:.4f} +- {m['std']['f1_macro']:.4f} | | | |")
+        lines.append(f"| baseline: {b} | {m['f1_macro']:.4f} +- {m['std']['f1_macro']:.4f} |"
+                     + " |" * len(bases) + " | |")
     for name, m in metrics["methods"].items():
         fit = m.get("timing", {}).get("fit_seconds", [])
-        v = m.get("verdict", {})
-        lines.append(f"| {name} | {m['f1_macro']:.4f} +- {m['std']['f1_macro']:.4f} | {v.get('gain', 0):+.4f} "
-                     f"| {v.get('label', '')} | {np.mean(fit) / 60 if fit else float('nan'):.1f} |")
+        gains = " | ".join(f"{m['gain'][b]['mean']:+.4f}" if b in m.get("gain", {}) else "" for b in bases)
+        lines.append(f"| {name} | {m['f1_macro']:.4f} +- {m['std']['f1_macro']:.4f} | {gains} | "
+                     f"{m.get('verdict', {}).get('label', '')} | "
+                     f"{np.mean(fit) / 60 if fit else float('nan'):.1f} |")
     for name, err in metrics.get("failed", {}).items():
-        lines.append(f"| {name} | failed: {err} | | | |")
+        lines.append(f"| {name} | failed: {err} |" + " |" * len(bases) + " | |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--methods", default=",".join(GANS))
+    ap.add_argument("--methods", default=",".join(GANS + SMOTE_FAMILY))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--ratio", type=float, default=0.1)
     ap.add_argument("--preset", default="quick", choices=["quick", "paper"])
