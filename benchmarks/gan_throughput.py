@@ -130,7 +130,8 @@ def main(argv=None) -> int:
              f"(monitors every 10 steps, cancellation checks) against the PyTorch DCGAN example's loop on the "
              f"same networks and data, in one process; {args.rounds} alternating rounds of {args.steps} steps "
              f"each; medians of img/s and of the per-round ratio. Images/s counts the real images per step.", "",
-             "| image size | ours (img/s) | plain PyTorch (img/s) | ours / plain (median of rounds) |", "|---|---|---|---|"]
+             "| image size | ours (img/s) | plain PyTorch (img/s) | ours / plain (median of rounds) |",
+             "|---|---|---|---|"]
     lines += [f"| {s} px | {o:.1f} | {p:.1f} | {r:.2f}x |" for s, o, p, r in rows]
     text = "\n".join(lines)
     print(text)
