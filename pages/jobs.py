@@ -29,17 +29,17 @@ def _status_line(job: Job, p: runs.Progress, position: int | None) -> None:
 
 def _actions(job: Job) -> None:
     s = common.store()
-    b1, b2 = st.columns(2)
-    if b1.button("Details", key=f"open_{job.id}"):
+    # stacked, full width: side by side in the narrow action column the labels were cut to "Det..."
+    if st.button("Details", key=f"open_{job.id}", width="stretch"):
         common.select_run(job.id)
         st.rerun()
     if job.status in ACTIVE:
-        if b2.button("Cancel", key=f"cancel_{job.id}", disabled=job.cancel_requested):
+        if st.button("Cancel", key=f"cancel_{job.id}", disabled=job.cancel_requested, width="stretch"):
             with common.guard():
                 s.cancel(job.id)
                 st.rerun()
     else:
-        if b2.button("Re-run", key=f"rerun_{job.id}", help="A new job with the same settings"):
+        if st.button("Re-run", key=f"rerun_{job.id}", help="A new job with the same settings", width="stretch"):
             with common.guard():
                 new = s.rerun(job.id)
                 from core.jobs import ensure_worker
@@ -47,7 +47,8 @@ def _actions(job: Job) -> None:
                     ensure_worker(s)
                 common.select_run(new)
                 st.rerun()
-        if st.button("Delete", key=f"delete_{job.id}", help="Forget the job and delete its run folder"):
+        if st.button("Delete", key=f"delete_{job.id}", help="Forget the job and delete its run folder",
+                     width="stretch"):
             with common.guard():
                 s.delete(job.id)
                 if common.selected_run() == job.id:

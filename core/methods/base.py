@@ -32,9 +32,9 @@ from ..events import Reporter
 from ..imageset import ImageSet
 
 
-def pick_device(preference: str = "auto") -> torch.device:
+def pick_device(preference: str | None = "auto") -> torch.device:
     """CUDA when present (or asked), CPU otherwise."""
-    if preference == "auto":
+    if preference in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if preference.startswith("cuda") and not torch.cuda.is_available():
         raise ParamError("a CUDA device was asked for but none is available; use device=auto or cpu")

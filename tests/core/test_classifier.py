@@ -99,3 +99,15 @@ def test_bad_weights_paths_give_clear_errors(tmp_path):
 def test_empty_training_set_is_refused():
     with pytest.raises(ParamError, match="empty"):
         clf.train(ImageSet.empty(["a", "b"], (8, 8, 1)), P, seed=0, device="cpu")
+
+
+def test_default_device_is_picked_when_none_is_given():
+    # train()'s default device=None must mean "auto" (CUDA when present), not a crash
+    from core.methods.base import pick_device
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert pick_device(None).type == expected and pick_device("auto").type == expected
+    res = clf.train(separable(n=8), P, seed=0, steps=2)
+    assert next(res.model.parameters()).device.type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(ParamError, match="CUDA"):
+            pick_device("cuda")
