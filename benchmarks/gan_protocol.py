@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="where figures/<method>.png go ('' for none)")
     ap.add_argument("--table", type=Path, default=None, help="also write the markdown table to this file")
     ap.add_argument("--fit-only", action="store_true", help="time fit + sample per method, no classifiers")
+    ap.add_argument("--resume", action="store_true",
+                    help="reuse the models an interrupted run in --out already trained (same settings)")
     ap.add_argument("--write", action="store_true",
                     help="write the table into benchmarks/RESULTS.md (section gan_protocol, or gan_quick_minutes "
                          "with --fit-only)")
@@ -211,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         if event["kind"] in ("stage", "warning", "error", "done"):
             print(f"[{time.time() - t0:7.0f}s] {event['kind']}: {event.get('message', '')}", flush=True)
 
-    metrics = run(config, args.out, callback=show)
+    metrics = run(config, args.out, callback=show, resume=args.resume)
     figures = []
     if args.figures:
         for name in args.methods:
@@ -226,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{p['ratio']}, seeds {p['seeds']}, preset {args.preset}, {p['image_size']} px; train counts "
         f"{p['train_counts']}, test counts {p['test_counts']}. Macro F1 on the real test split; gain and verdict "
         f"against the strongest of the three baselines ({metrics['strongest_baseline']}). Total "
-        f"{metrics['seconds_total'] / 60:.0f} min.", "",
+        f"{metrics['seconds_total'] / 60:.0f} min" + (" in the last (resumed) session; models trained before the "
+                                                      "interruption were reused" if args.resume else "") + ".", "",
         table(metrics), "",
         *(f"![{n}](figures/{n}.png)" for n in figures)])
     print(text)

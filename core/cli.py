@@ -97,11 +97,14 @@ def cmd_run(args) -> int:
         preset=args.preset, overrides=overrides, device=args.device, num_threads=args.threads,
         save_images=not args.no_images))
     out = Path(args.out)
-    if (out / "metrics.json").exists() and not args.force:
-        raise ParamError(f"{out} already holds a finished run; choose another --out or add --force")
+    if args.resume and args.force:
+        raise ParamError("--resume keeps what the run directory holds and --force deletes it: choose one")
+    if (out / "metrics.json").exists() and not (args.force or args.resume):
+        raise ParamError(f"{out} already holds a finished run; choose another --out, add --resume to reuse "
+                         "its trained models, or --force to replace it")
     if out.exists() and args.force:
         shutil.rmtree(out)
-    metrics = run(cfg, out, callback=_Bar())
+    metrics = run(cfg, out, callback=_Bar(), resume=args.resume)
     print()
     print(format_leaderboard(metrics))
     print(f"\nrun directory: {out}")
@@ -188,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", required=True)
     p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the models an interrupted run in --out already trained with the same settings")
     p.add_argument("--no-images", action="store_true", help="do not write synthetic PNGs")
     p = sub.add_parser("export", help="balanced dataset zip of one method")
     p.add_argument("run")

@@ -164,6 +164,7 @@ def estimate(config: dict | ExperimentConfig, counts: dict[str, int] | None = No
 
 # ------------------------------------------------------------------------------------------------
 def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)
@@ -193,8 +194,15 @@ def _save_synthetic(run_dir: Path, method: str, seed: int, synth: ImageSet, pare
     from PIL import Image
     base = run_dir / "synthetic" / method
     prov = base / "provenance.csv"
-    new = not prov.exists()
     base.mkdir(parents=True, exist_ok=True)
+    if prov.exists():  # a resumed run writes this seed again: drop its earlier (partial) rows
+        with open(prov, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+        kept = [r for r in rows[1:] if len(r) > 2 and r[2] != str(seed)]
+        if len(kept) != len(rows) - 1:
+            with open(prov, "w", newline="", encoding="utf-8") as fh:
+                csv.writer(fh).writerows(rows[:1] + kept)
+    new = not prov.exists()
     with open(prov, "a", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         if new:
@@ -224,13 +232,18 @@ class _Progress:
 
 
 def run(config: dict | ExperimentConfig, run_dir: str | Path,
-        callback: Callable[[dict], None] | None = None) -> dict:
-    """Run the whole experiment; returns metrics (also written to run_dir/metrics.json)."""
+        callback: Callable[[dict], None] | None = None, resume: bool = False) -> dict:
+    """Run the whole experiment; returns metrics (also written to run_dir/metrics.json).
+
+    Each trained model leaves results/<model>.json. With resume=True, a model whose result is there
+    and was made with the same data, split, classifier and method settings is not trained again:
+    an interrupted run (killed worker, closed laptop) goes on where it stopped.
+    """
     run_dir = Path(run_dir)
     reporter = Reporter(run_dir, callback)
     try:
         cfg = ExperimentConfig.from_dict(config)
-        return _run(cfg, run_dir, reporter)
+        return _run(cfg, run_dir, reporter, resume=resume)
     except Cancelled as err:
         reporter.emit("error", message=str(err), cancelled=True)
         raise
@@ -243,7 +256,28 @@ def run(config: dict | ExperimentConfig, run_dir: str | Path,
         raise
 
 
-def _run(cfg: ExperimentConfig, run_dir: Path, reporter: Reporter) -> dict:
+def _result_key(cfg: ExperimentConfig, method: str | None) -> str:
+    """What a model's result depends on; a resumed run reuses a result only when this matches."""
+    import hashlib
+    d = {f: getattr(cfg, f) for f in ("data", "ratio", "target_ratio", "image_size", "channels",
+                                      "test_per_class", "split_seed")}
+    d["data"] = str(Path(str(cfg.data)).resolve())
+    d["classifier"] = dataclasses.asdict(cfg.classifier_params())
+    if method is not None:
+        d["method"] = [method, dataclasses.asdict(cfg.method_params(method))]
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _load_result(run_dir: Path, model_id: str, key: str) -> dict | None:
+    path = run_dir / "results" / f"{model_id}.json"
+    try:
+        r = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return r if isinstance(r, dict) and r.get("key") == key and "metrics" in r and "pred" in r else None
+
+
+def _run(cfg: ExperimentConfig, run_dir: Path, reporter: Reporter, resume: bool = False) -> dict:
     from .data import balance_targets, load_dataset, simulate_imbalance, split
 
     t_start = time.time()
@@ -298,11 +332,29 @@ def _run(cfg: ExperimentConfig, run_dir: Path, reporter: Reporter) -> dict:
     failures: dict[str, str] = {}
     fallbacks: list[dict] = []
 
+    def reuse(name: str, seed: int, method: str | None) -> dict | None:
+        """The stored result of this model when resuming (and it still matches the settings)."""
+        if not resume:
+            return None
+        r = _load_result(run_dir, f"{name}_s{seed}", _result_key(cfg, method))
+        if r is None:
+            return None
+        per_seed.setdefault(name, {})[seed] = r["metrics"]
+        preds.setdefault(name, {})[seed] = np.asarray(r["pred"], dtype=np.int64)
+        reporter.emit("result", model=f"{name}_s{seed}", f1_macro=r["metrics"]["f1_macro"],
+                      recall_macro=r["metrics"]["recall_macro"], resumed=True)
+        reporter.log(f"resumed: {name}_s{seed} reused from results/{name}_s{seed}.json")
+        return r
+
     def fit_classifier(name: str, data: ImageSet, seed: int, steps: int | None = None,
-                       weights: np.ndarray | None = None) -> None:
+                       weights: np.ndarray | None = None, method: str | None = None,
+                       extra: dict | None = None) -> None:
         model_id = f"{name}_s{seed}"
-        reporter.stage(f"train:{model_id}", f"training the classifier for {name}, seed {seed}")
         total = steps if steps is not None else clf.steps_for(len(data), cp)
+        if reuse(name, seed, method) is not None:
+            prog.add(total)
+            return
+        reporter.stage(f"train:{model_id}", f"training the classifier for {name}, seed {seed}")
         start_units = prog.done
 
         def on_epoch(point: dict) -> None:
@@ -321,6 +373,8 @@ def _run(cfg: ExperimentConfig, run_dir: Path, reporter: Reporter) -> dict:
                  seconds_per_step=round(res.seconds / max(res.steps, 1), 5), train_size=len(data))
         per_seed.setdefault(name, {})[seed] = m
         preds.setdefault(name, {})[seed] = pred
+        _write_json(run_dir / "results" / f"{model_id}.json",
+                    {"key": _result_key(cfg, method), "metrics": m, "pred": pred.tolist(), **(extra or {})})
         reporter.emit("result", model=model_id, f1_macro=m["f1_macro"], recall_macro=m["recall_macro"])
 
     for seed in cfg.seeds:
@@ -337,6 +391,13 @@ def _run(cfg: ExperimentConfig, run_dir: Path, reporter: Reporter) -> dict:
         for name in methods:
             if name in failures:
                 continue
+            done = reuse(name, seed, name)
+            if done is not None:
+                prog.add(2 * steps_bal)
+                timings.setdefault(name, {}).setdefault("fit_seconds", []).append(done.get("fit_seconds"))
+                fallbacks.extend(done.get("fallbacks", []))
+                continue
+            n_fallbacks = len(fallbacks)
             try:
                 synth, parents, fit_s = _synthesize(cfg, name, seed, train, needed, run_dir, reporter, device,
                                                     fallbacks)
@@ -354,7 +415,8 @@ def _run(cfg: ExperimentConfig, run_dir: Path, reporter: Reporter) -> dict:
                 _save_synthetic(run_dir, name, seed, synth, parents)
             timings.setdefault(name, {}).setdefault("fit_seconds", []).append(round(fit_s, 2))
             augmented = ImageSet.concat([train, synth])
-            fit_classifier(name, augmented, seed)
+            fit_classifier(name, augmented, seed, method=name,
+                           extra={"fit_seconds": round(fit_s, 2), "fallbacks": fallbacks[n_fallbacks:]})
 
     # --- metrics -------------------------------------------------------------------------------
     reporter.stage("metrics", "computing metrics and the leaderboard")

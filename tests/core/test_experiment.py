@@ -112,6 +112,48 @@ def test_cancel_stops_and_keeps_what_was_written(tmp_path, data):
     assert list(read_events(out))[-1]["kind"] == "error"
 
 
+def test_resume_goes_on_where_an_interrupted_run_stopped(tmp_path, data):
+    out = tmp_path / "r"
+
+    def cancel_after_smote(ev):
+        if ev["kind"] == "result" and ev["model"] == "smote_s0":
+            (out / "CANCEL").touch()
+    with pytest.raises(Cancelled):
+        run(cfg(data), out, callback=cancel_after_smote)
+    (out / "CANCEL").unlink()
+    assert sorted(p.name for p in (out / "results").iterdir()) == [
+        "baseline_class_weighted_s0.json", "baseline_equal_steps_s0.json", "baseline_paper_s0.json",
+        "smote_s0.json"]
+    trained = []
+    m = run(cfg(data), out, callback=lambda ev: ev["kind"] == "stage" and trained.append(ev["stage"]),
+            resume=True)
+    # only the model that was missing is fitted and trained again
+    assert [s for s in trained if s.startswith(("train:", "fit:"))] == ["fit:random_oversample_s0",
+                                                                         "train:random_oversample_s0"]
+    fresh = run(cfg(data), tmp_path / "fresh")
+    for name in ("smote", "random_oversample"):
+        assert m["methods"][name]["f1_macro"] == fresh["methods"][name]["f1_macro"]
+        assert m["methods"][name]["gain"] == fresh["methods"][name]["gain"]
+    assert m["methods"]["smote"]["timing"]["fit_seconds"][0] is not None
+    rows = list(csv.reader(open(out / "synthetic/smote/provenance.csv", encoding="utf-8")))
+    assert len(rows) - 1 == sum(1 for _ in (out / "synthetic/smote").rglob("*.png"))
+
+
+def test_resume_retrains_what_other_settings_would_change(tmp_path, data):
+    out = tmp_path / "r"
+    run(cfg(data, methods=["smote"]), out)
+    trained = []
+    changed = {**FAST, "smote": {"k_neighbors": 2}}
+    run(cfg(data, methods=["smote"], overrides=changed), out,
+        callback=lambda ev: ev["kind"] == "stage" and trained.append(ev["stage"]), resume=True)
+    # the baselines still match (same classifier and data); smote's parameters changed, so it is redone
+    assert [s for s in trained if s.startswith(("train:", "fit:"))] == ["fit:smote_s0", "train:smote_s0"]
+    trained.clear()
+    run(cfg(data, methods=["smote"], overrides={"classifier": {**FAST["classifier"], "epochs": 2}}), out,
+        callback=lambda ev: ev["kind"] == "stage" and trained.append(ev["stage"]), resume=True)
+    assert len([s for s in trained if s.startswith("train:")]) == 4
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"ratio": 0}, "imbalance ratio must be in"),
     ({"ratio": 1.5}, "imbalance ratio must be in"),

@@ -12,6 +12,7 @@ import pytest
 
 from core.errors import RunError
 from core.experiment import run
+from core.events import read_events
 from core.export import export_zip, manifest_counts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,6 +91,16 @@ def test_cli_run_export_sample_inspect(tmp_path, make_dataset):
     assert set(m["methods"]) == {"smote", "augment"}
     r = cli("run", "--data", data, "--methods", "smote", "--out", out, *FAST)
     assert r.returncode == 2 and "already holds a finished run" in r.stderr
+    r = cli("run", "--data", data, "--methods", "smote,augment", "--seeds", "0", "--out", out, "--resume",
+            *FAST)
+    assert r.returncode == 0, r.stderr
+    events = list(read_events(out))
+    assert sum(e["kind"] == "stage" and e["stage"].startswith("train:") for e in events) == 5  # none redone
+    assert sum(bool(e.get("resumed")) for e in events) == 5
+    assert json.loads((out / "metrics.json").read_text())["methods"]["smote"]["f1_macro"] == \
+        m["methods"]["smote"]["f1_macro"]
+    r = cli("run", "--data", data, "--methods", "smote", "--out", out, "--resume", "--force", *FAST)
+    assert r.returncode == 2 and "choose one" in r.stderr
     r = cli("export", out, "--method", "augment", "--out", tmp_path / "b.zip")
     assert r.returncode == 0, r.stderr
     assert manifest_counts(tmp_path / "b.zip")["crack"] == {"real": 5, "synthetic": 21}
