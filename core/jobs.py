@@ -5,7 +5,7 @@ The app and the CLI only submit and read; training always happens in a separate 
     store = JobStore(workspace)              # <workspace>/jobs.db (no server to start)
     job_id = store.submit(config)            # checked (config, data path, memory) and queued
     store.status(job_id).status              # queued | running | done | failed | cancelled | interrupted
-    store.cancel(job_id); store.list(); store.delete(job_id); store.rerun(job_id)
+    store.cancel(job_id); store.list(); store.delete(job_id); store.rerun(job_id); store.resume(job_id)
     ensure_worker(workspace)                 # start `python -m core.jobs worker W` unless one runs
 
 The worker (`worker_main`) holds an exclusive lock on `<workspace>/worker.lock` while it lives, so
@@ -247,6 +247,23 @@ class JobStore:
         """A new job with the same kind and config as `job_id`."""
         job = self.get(job_id)
         return self.submit(job.config, kind=job.kind, label=job.label)
+
+    def resume(self, job_id: str) -> Job:
+        """Queue a failed, cancelled or interrupted experiment again in its own run folder: the models it
+        had already trained (results/<model>.json) are reused, the rest is trained."""
+        job = self.get(job_id)
+        if job.kind != "experiment":
+            raise RunError("only experiment jobs can be resumed; use Re-run")
+        if job.status not in (FAILED, CANCELLED, INTERRUPTED):
+            raise RunError(f"this job is {job.status}; only a failed, cancelled or interrupted job can be resumed")
+        (Path(job.run_dir) / CANCEL_FILE).unlink(missing_ok=True)
+        with self._db() as db:
+            db.execute("UPDATE jobs SET status = ?, reason = '', started = NULL, finished = NULL, pid = NULL, "
+                       "worker_pid = NULL, cancel_requested = 0 WHERE id = ? AND status IN (?, ?, ?)",
+                       (QUEUED, job_id, FAILED, CANCELLED, INTERRUPTED))
+        job = self.get(job_id)
+        self._write_job_file(job)
+        return job
 
     # -- reading -------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job:
@@ -804,7 +821,7 @@ def run_job_process(workspace: Path, job_id: str) -> int:
             threads = os.environ.get("DEFECTAUG_JOB_THREADS")
             if threads and not config.get("num_threads"):
                 config["num_threads"] = int(threads)
-            run(config, run_dir)
+            run(config, run_dir, resume=True)   # a resumed job reuses what it trained before
         elif job.kind == "sleep":
             _sleep_job(job.config, run_dir)
         else:

@@ -39,6 +39,15 @@ def _actions(job: Job) -> None:
                 s.cancel(job.id)
                 st.rerun()
     else:
+        if job.kind == "experiment" and job.status in ("failed", "cancelled", "interrupted") and st.button(
+                "Resume", key=f"resume_{job.id}", width="stretch",
+                help="Go on where it stopped: models it already trained are kept, the rest is trained"):
+            with common.guard():
+                s.resume(job.id)
+                from core.jobs import ensure_worker
+                if common.autostart_worker():
+                    ensure_worker(s)
+                st.rerun()
         if st.button("Re-run", key=f"rerun_{job.id}", help="A new job with the same settings", width="stretch"):
             with common.guard():
                 new = s.rerun(job.id)

@@ -337,6 +337,23 @@ def test_jobs_details_of_a_job_whose_worker_died():
     assert any("fitting" in c.value for c in at.code)         # the log tail
 
 
+def test_jobs_resume_button_requeues_an_interrupted_experiment_in_its_run_folder():
+    ws = ws_of(open_page())
+    store = JobStore(ws)
+    job_id = store.submit({"data": "nowhere", "methods": ["smote"]}, check=False)
+    sleeper = store.submit({"seconds": 1}, kind="sleep")
+    for _ in range(2):
+        store.claim_next(999_999)             # running under a worker that no longer exists
+    at = open_page("jobs", ws=ws.id)
+    assert_clean(at)
+    assert store.get(job_id).status == "failed" and store.get(sleeper).status == "failed"
+    assert not [b for b in at.button if b.key == f"resume_{sleeper}"]   # only experiments resume
+    at.button(key=f"resume_{job_id}").click().run()
+    assert_clean(at)
+    job = store.get(job_id)
+    assert job.status == "queued" and job.reason == "" and len(store.list()) == 2
+
+
 def test_jobs_details_of_a_finished_run(done_ws):
     at = open_page("jobs", ws=done_ws["ws"].id, run=done_ws["run"])
     assert_clean(at)

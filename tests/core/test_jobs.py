@@ -362,3 +362,34 @@ def test_worker_killed_during_real_training_then_a_new_job_completes(store):
     done = wait_for(store, nxt, 180)
     assert done.status == "done", done.reason
     assert (Path(done.run_dir) / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_a_cancelled_job_resumes_in_its_run_folder_reusing_what_it_trained(store):
+    job_id = store.submit(tiny_config(store.workspace, epochs=40, methods=["smote", "random_oversample"]))
+    with pytest.raises(RunError, match="only a failed, cancelled or interrupted job"):
+        store.resume(job_id)   # queued
+    ensure_worker(store)
+    job = wait_for(store, job_id, 60, statuses=("running",))
+    end = time.time() + 120
+    while not any(e.get("kind") == "result" for e in read_events(job.run_dir)):
+        assert time.time() < end, "no model finished"
+        time.sleep(0.05)
+    store.cancel(job_id)
+    job = wait_for(store, job_id, 30)
+    assert job.status == "cancelled", job.reason
+    kept = sorted(p.name for p in (Path(job.run_dir) / "results").glob("*.json"))
+    assert kept and not (Path(job.run_dir) / "metrics.json").exists()
+    assert store.resume(job_id).status == "queued"
+    ensure_worker(store)
+    job = wait_for(store, job_id, 180)
+    assert job.status == "done", job.reason
+    assert job.run_dir == store.get(job_id).run_dir and (Path(job.run_dir) / "metrics.json").exists()
+    resumed = {e["model"] for e in read_events(job.run_dir) if e.get("kind") == "result" and e.get("resumed")}
+    assert resumed == {k.removesuffix(".json") for k in kept}
+    trained = [e["stage"] for e in read_events(job.run_dir) if e.get("kind") == "stage"
+               and e["stage"].startswith("train:")]
+    assert len(set(trained)) == 5   # 3 baselines + 2 methods, seed 0
+    assert all(trained.count(f"train:{k.removesuffix('.json')}") == 1 for k in kept)   # none trained twice
+    with pytest.raises(RunError, match="only a failed, cancelled or interrupted job"):
+        store.resume(job_id)   # done
