@@ -3,11 +3,13 @@
     .venv/bin/python benchmarks/classifier_stability.py '{}'                           # the defaults
     .venv/bin/python benchmarks/classifier_stability.py '{"lr": 1e-3}' '{"ema_halflife": 0.2}' --threads 1
     .venv/bin/python benchmarks/classifier_stability.py '{}' --flip-tta    # also score flip-averaged predictions
+    .venv/bin/python benchmarks/classifier_stability.py '{}' '{"label_smoothing": 0}' --seeds 0-19 --threads 1
 
 The same split, imbalance (ratio 0.1) and step count as benchmarks/seed_protocol.py's equal_steps baseline
 (3080 steps at 64 px); each JSON argument is a set of ClassifierParams overrides. Prints one line per setting:
-the five F1 values, mean and SD (ddof=1). A 5-seed SD is itself uncertain (about +-35%), so compare settings
-on more than one run. Results go into benchmarks/RESULTS.md by hand (section seed_stability).
+the F1 values, mean, SD (ddof=1) and a 90% interval of the SD (chi-square). A 5-seed SD is itself uncertain
+(about +-35%), a 20-seed one about +-16%: compare settings on many seeds. Results go into
+benchmarks/RESULTS.md by hand (section seed_stability).
 """
 from __future__ import annotations
 
@@ -29,6 +31,22 @@ from core.data import balance_targets, load_dataset, simulate_imbalance, split  
 from core.metrics import macro_f1  # noqa: E402
 
 
+def parse_seeds(text: str) -> list[int]:
+    """"0,1,2" or "0-19"."""
+    if "-" in text:
+        a, b = text.split("-", 1)
+        return list(range(int(a), int(b) + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def sd_interval(values: list[float], level: float = 0.90) -> tuple[float, float]:
+    """Interval of the population SD from a sample SD (chi-square, normal values)."""
+    from scipy.stats import chi2
+    n, sd = len(values), float(np.std(values, ddof=1))
+    a = (1 - level) / 2
+    return sd * np.sqrt((n - 1) / chi2.ppf(1 - a, n - 1)), sd * np.sqrt((n - 1) / chi2.ppf(a, n - 1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("settings", nargs="*", default=["{}"], help="JSON ClassifierParams overrides, one per setting")
@@ -44,7 +62,7 @@ def main() -> None:
     train = simulate_imbalance(pool, 0.1, seed=0)
     needed = balance_targets(train.counts(), 1.0)
     k = len(full.classes)
-    seeds = [int(s) for s in a.seeds.split(",")]
+    seeds = parse_seeds(a.seeds)
     for text in a.settings:
         p = clf.ClassifierParams(**json.loads(text))
         steps = clf.steps_for(len(train) + sum(needed.values()), p)
@@ -57,8 +75,10 @@ def main() -> None:
                 prob = sum(clf.predict(model, v) for v in (x, x[:, :, ::-1].copy(), x[:, ::-1].copy(),
                                                            x[:, ::-1, ::-1].copy()))
                 tta.append(macro_f1(test.labels, prob.argmax(1), k))
-        line = (f"{text} threads {a.threads} steps {steps}: F1 {[round(v, 3) for v in f1]} mean {np.mean(f1):.3f} "
-                f"SD {np.std(f1, ddof=1):.3f} ({time.time() - t0:.0f} s)")
+        lo, hi = sd_interval(f1)
+        line = (f"{text} threads {a.threads} bf16 {clf.use_bf16(p, torch.device('cpu'))} steps {steps}: "
+                f"F1 {[round(v, 3) for v in f1]} mean {np.mean(f1):.3f} SD {np.std(f1, ddof=1):.3f} "
+                f"(90% interval {lo:.3f} to {hi:.3f}; {time.time() - t0:.0f} s)")
         if tta:
             line += f"; flip-TTA F1 {[round(v, 3) for v in tta]} mean {np.mean(tta):.3f}"
         print(line, flush=True)

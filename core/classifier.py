@@ -8,10 +8,17 @@ Fairness and stability, which decide whether a verdict can be trusted:
 - The learning rate decays to zero (cosine) and the model evaluated is an exponential moving
   average of the weights: with a constant rate and the last-epoch model, test F1 on a small real
   set swings by tens of points from one epoch to the next, so a last-epoch comparison ranks noise.
+- Label smoothing (0.1) by default: with hard labels the imbalanced baselines trained for as many
+  steps as a balanced run grow overconfident in the majority class; smoothing raised the equal-steps
+  baseline's macro F1 on magnetic_tile from 0.65 to 0.77 (20 seeds), so a method now has to beat a
+  baseline that is trained well, not one that is easy to beat (benchmarks/RESULTS.md).
+- bfloat16 autocast where the hardware has it (CUDA, CPUs with AMX/AVX512-BF16): 1.4x faster on a
+  2-core Xeon; float32 elsewhere (emulated bf16 would be slower).
 - The whole training set lives on the device as one tensor (no DataLoader per step).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -42,6 +49,12 @@ class ClassifierParams:
                                     "unstable last-epoch protocol.", choices=["cosine", "constant"])
     ema_halflife: float = param(0.05, "Half-life of the weight average, as a fraction of all steps "
                                       "(0 = evaluate the last weights).", min=0.0, max=1.0)
+    label_smoothing: float = param(0.1, "Label smoothing of the cross-entropy loss (0 = hard labels, as the "
+                                        "papers). 0.1 keeps the imbalanced baselines from overconfidence: "
+                                        "+0.12 macro F1 for equal_steps on magnetic_tile.", min=0.0, max=0.5)
+    amp: str = param("auto", "auto: bfloat16 autocast where the hardware computes it natively (CUDA with bf16, "
+                             "CPUs with AMX or AVX512-BF16), float32 elsewhere; off: always float32.",
+                     choices=["auto", "off"])
     weights_path: str = param("", "Optional local file with ResNet-18 weights (state dict) to start from.")
 
 
@@ -96,6 +109,20 @@ def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
 def steps_for(n_images: int, p: ClassifierParams) -> int:
     """Gradient steps of `p.epochs` passes over `n_images` (what equal_steps baselines are matched to)."""
     return p.epochs * max(1, math.ceil(n_images / p.batch_size))
+
+
+def use_bf16(p: ClassifierParams, device: torch.device) -> bool:
+    """bfloat16 autocast only where it is native (fast); emulated bf16 on an older CPU is slower than fp32."""
+    if p.amp != "auto":
+        return False
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = getattr(torch, "cpu", None)
+        return bool(torch.backends.mkldnn.is_available() and cpu is not None
+                    and (getattr(cpu, "_is_amx_tile_supported", lambda: False)()
+                         or getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()))
+    return False
 
 
 def inverse_frequency_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -159,7 +186,8 @@ def train(train_set: ImageSet, p: ClassifierParams, seed: int, *, steps: int | N
     sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
              if p.schedule == "cosine" else None)
     weight = torch.as_tensor(class_weights, device=dev) if class_weights is not None else None
-    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=p.label_smoothing)
+    autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if use_bf16(p, dev) else contextlib.nullcontext
     avg = WeightAverage(model, halflife_steps=p.ema_halflife * total) if p.ema_halflife > 0 else None
     gen = torch.Generator(device="cpu").manual_seed(seed + 1)
     order, pos = torch.randperm(n, generator=gen), 0
@@ -172,8 +200,9 @@ def train(train_set: ImageSet, p: ClassifierParams, seed: int, *, steps: int | N
             order, pos = torch.randperm(n, generator=gen), 0
         idx = order[pos:pos + bs].to(dev)
         pos += bs
-        out = model(x[idx])
-        loss = loss_fn(out, y[idx])
+        with autocast():
+            out = model(x[idx])
+        loss = loss_fn(out.float(), y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

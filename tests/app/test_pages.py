@@ -382,16 +382,19 @@ def test_compare_shows_both_confusion_matrices_cells_and_verdict(done_ws):
     at = open_page("compare", ws=done_ws["ws"].id, run=done_ws["run"])
     assert_clean(at)
     specs = [c.proto.spec for c in at.get("plotly_chart")]
-    assert any("Baseline (paper)" in s for s in specs) and any("Augmented (smote)" in s for s in specs)
+    strongest = json.loads((done_ws["run_dir"] / "metrics.json").read_text())["strongest_baseline"]
+    # the strongest baseline is shown first: it is the one the verdict is judged against
+    assert any(f"Baseline ({strongest})" in s for s in specs) and any("Augmented (smote)" in s for s in specs)
     assert any("Verdict:" in t for t in texts(at.info) + texts(at.success) + texts(at.error))
     board = at.dataframe[0].value
     assert board["kind"].iloc[0] == "method" and "gain vs paper" in board.columns
     at.radio(key="c_norm").set_value("row-normalised").run()
     at.selectbox(key="c_seed").set_value(1).run()
-    at.selectbox(key="c_base").set_value("class_weighted").run()
+    other = next(b for b in ("paper", "equal_steps", "class_weighted") if b != strongest)
+    at.selectbox(key="c_base").set_value(other).run()
     assert_clean(at)
     specs = [c.proto.spec for c in at.get("plotly_chart")]
-    assert any("Baseline (class_weighted)" in s for s in specs)
+    assert any(f"Baseline ({other})" in s for s in specs)
     at.selectbox(key="c_true").set_value("crack").run()
     at.selectbox(key="c_pred").set_value("normal").run()
     assert_clean(at)

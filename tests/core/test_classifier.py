@@ -15,7 +15,7 @@ def separable(n=40, size=16, seed=0):
     return ImageSet(imgs, labels, ["dark", "bright"], [f"{l}/{i}.png" for i, l in enumerate(labels)])
 
 
-P = clf.ClassifierParams(epochs=3, batch_size=8, width=4)
+P = clf.ClassifierParams(epochs=3, batch_size=8, width=4, label_smoothing=0.0)
 
 
 def test_same_seed_same_initial_weights_different_seed_different():
@@ -111,3 +111,27 @@ def test_default_device_is_picked_when_none_is_given():
     if not torch.cuda.is_available():
         with pytest.raises(ParamError, match="CUDA"):
             pick_device("cuda")
+
+
+def test_label_smoothing_softens_the_predictions():
+    data = separable()
+    hard = clf.train(data, P, seed=0, device="cpu")
+    soft = clf.train(data, clf.ClassifierParams(epochs=3, batch_size=8, width=4, label_smoothing=0.3), seed=0,
+                     device="cpu")
+    p_hard, p_soft = clf.predict(hard.model, data), clf.predict(soft.model, data)
+    assert (p_soft.argmax(1) == data.labels).mean() == 1.0
+    # a smoothed target caps how sure the model is taught to be
+    assert p_soft.max(1).mean() < p_hard.max(1).mean()
+
+
+def test_bf16_only_where_the_hardware_computes_it_and_never_when_off():
+    off = clf.ClassifierParams(amp="off")
+    assert not clf.use_bf16(off, torch.device("cpu"))
+    native = bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    assert clf.use_bf16(clf.ClassifierParams(), torch.device("cpu")) == native
+    data = separable()
+    auto = clf.train(data, P, seed=0, device="cpu")
+    fp32 = clf.train(data, clf.ClassifierParams(epochs=3, batch_size=8, width=4, amp="off"), seed=0, device="cpu")
+    assert (clf.predict(fp32.model, data).argmax(1) == data.labels).mean() == 1.0
+    same = all(torch.equal(a, b) for a, b in zip(auto.model.parameters(), fp32.model.parameters()))
+    assert same == (not native)      # bf16 changes the arithmetic, float32 everywhere else is bit-identical
