@@ -1,15 +1,11 @@
 """Data: choose the dataset (sample, zip, folder upload, server folder), see its classes and problems."""
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import streamlit as st
 
 from core import report
-from core.errors import DataError
-from core.workspace import safe_name
 from ui import common
 
 SOURCES = ["Built-in sample", "Upload a zip", "Upload class folders", "Folder on the server",
@@ -38,7 +34,6 @@ def sample_source(ws) -> None:
 
 
 def zip_source(ws) -> None:
-    from core.data import safe_extract_zip
     up = st.file_uploader("A .zip with one folder per class (e.g. normal/, crack/)", type=["zip"],
                           key="zip_upload")
     if up is None:
@@ -47,30 +42,12 @@ def zip_source(ws) -> None:
     if st.session_state.get("zip_done") == token:
         return   # already extracted on an earlier rerun
     with common.guard(), st.spinner(f"Checking and extracting {up.name}..."):
-        (ws.root / ".incoming").mkdir(exist_ok=True)
-        incoming = Path(tempfile.mkdtemp(prefix="upload-", dir=ws.root / ".incoming"))
-        try:
-            # keep the user's file name: error messages then name the file they uploaded
-            tmp = incoming / (safe_name(Path(up.name).stem, "upload") + ".zip")
-            with open(tmp, "wb") as fh:
-                shutil.copyfileobj(up, fh)
-            root = safe_extract_zip(tmp, ws.dataset_dir(Path(up.name).stem))
-        finally:
-            shutil.rmtree(incoming, ignore_errors=True)
+        root = ws.import_zip(up, up.name)
         st.session_state["zip_done"] = token
         _use(root, f"Extracted `{up.name}` into `{common.dataset_name(root)}`.")
 
 
-def _safe_parts(name: str) -> list[str] | None:
-    """Path parts of an uploaded file's relative name, or None when it tries to escape."""
-    parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", ".")]
-    if not parts or any(p == ".." or p.startswith("/") or ":" in p for p in parts):
-        return None
-    return parts
-
-
 def folder_source(ws) -> None:
-    from core.data import Limits
     files = st.file_uploader("Pick the dataset folder (it holds one sub-folder per class)",
                              accept_multiple_files="directory", key="dir_upload")
     if not files:
@@ -78,32 +55,12 @@ def folder_source(ws) -> None:
     token = "|".join(f"{f.name}:{f.size}" for f in files[:50]) + f"#{len(files)}"
     if st.session_state.get("dir_done") == token:
         return
-    limits = Limits()
     with common.guard():
-        if len(files) > limits.max_entries:
-            raise DataError(f"{len(files)} files is more than the limit of {limits.max_entries}; "
-                            "upload a smaller folder or a zip")
-        total = sum(f.size for f in files)
-        if total > limits.max_total_bytes:
-            raise DataError(f"the folder holds {total / 1e9:.1f} GB, more than the limit of "
-                            f"{limits.max_total_bytes / 1e9:.1f} GB")
-        safe = [(parts, f) for f in files if (parts := _safe_parts(f.name)) is not None]
-        refused = [f.name for f in files if _safe_parts(f.name) is None]
-        if not safe:
-            raise DataError("no usable file in the uploaded folder")
-        tops = {parts[0] for parts, _ in safe}
-        # the picked folder itself ("myset/normal/a.png"): drop it, its sub-folders are the classes
-        strip = len(tops) == 1 and all(len(parts) > 2 for parts, _ in safe)
-        name = next(iter(tops)) if len(tops) == 1 else "uploaded_folder"
-        root = ws.dataset_dir(name)
-        for parts, f in safe:
-            out = root.joinpath(*(parts[1:] if strip else parts))
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(f.getvalue())
-        if refused:
-            st.warning(f"Ignored {len(refused)} file(s) with unsafe names: {', '.join(refused[:5])}")
+        result = ws.import_folder([(f.name, f) for f in files])
+        for warning in result.warnings:
+            st.warning(warning)
         st.session_state["dir_done"] = token
-        _use(root, f"Uploaded {len(safe)} files into `{common.dataset_name(root)}`.")
+        _use(result.root, f"Uploaded {result.written} files into `{common.dataset_name(result.root)}`.")
 
 
 def server_source(ws) -> None:
@@ -131,10 +88,7 @@ def my_datasets(ws) -> None:
                           key="my_ds")
     c1, c2 = st.columns(2)
     if c1.button("Use it", key="use_mine"):
-        root = chosen
-        subs = [p for p in chosen.iterdir() if p.is_dir()]
-        if len(subs) == 1 and any(q.is_dir() for q in subs[0].iterdir()):
-            root = subs[0]   # a wrapper folder from a zip or folder upload
+        root = ws.dataset_root(chosen)
         _use(root, f"Using `{common.dataset_name(root)}`.")
     if c2.button("Delete it", key="del_mine"):
         with common.guard():

@@ -6,13 +6,19 @@
 
 Generated images are seeded noise, so every image differs from every other (no accidental duplicates)
 and the same call always writes the same bytes.
+
+    def test_upload(tmp_path, outside_unchanged):
+        with outside_unchanged(tmp_path, ws.root):    # fails if anything under tmp_path but outside
+            ws.import_zip(data, "x.zip")              # ws.root was created, removed or modified
 """
 from __future__ import annotations
 
+import os
 import zipfile
 import zlib
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pytest
@@ -71,6 +77,55 @@ def zip_folder(folder: str | Path, zip_path: str | Path, prefix: str = "") -> Pa
             if p.is_file():
                 zf.write(p, prefix + p.relative_to(folder).as_posix())
     return zip_path
+
+
+def _snapshot(roots: list[Path], inside: list[Path]) -> dict[Path, tuple[str, int, int]]:
+    """(kind, size, mtime_ns) of every path under `roots`, not following links, skipping `inside`."""
+    seen: dict[Path, tuple[str, int, int]] = {}
+
+    def record(p: Path) -> None:
+        st = p.lstat()
+        kind = "link" if p.is_symlink() else "dir" if p.is_dir() else "file"
+        seen[p] = (kind, st.st_size if kind != "dir" else 0, st.st_mtime_ns)
+
+    for root in roots:
+        if not root.exists():
+            continue
+        record(root)
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            d = Path(dirpath)
+            dirnames[:] = [n for n in dirnames if d / n not in inside]
+            for n in dirnames + filenames:
+                if d / n not in inside:
+                    record(d / n)
+    return seen
+
+
+@contextmanager
+def nothing_changes_outside(roots: str | Path | Iterable[str | Path],
+                            inside: str | Path | Iterable[str | Path]) -> Iterator[None]:
+    """Fail if the block creates, removes or modifies (size or mtime) any path under `roots` that is not
+    in one of the `inside` folders (each workspace the block may write to). A folder's mtime changes
+    when an entry is added to or removed from it, so a stray file beside the workspace is caught too."""
+    def paths(x) -> list[Path]:
+        return [Path(p).resolve() for p in ([x] if isinstance(x, (str, Path)) else x)]
+
+    roots_, inside_ = paths(roots), paths(inside)
+    before = _snapshot(roots_, inside_)
+    yield
+    after = _snapshot(roots_, inside_)
+    created = sorted(str(p) for p in after.keys() - before.keys())
+    removed = sorted(str(p) for p in before.keys() - after.keys())
+    modified = sorted(str(p) for p in before.keys() & after.keys() if before[p] != after[p])
+    assert not (created or removed or modified), (
+        f"changed outside {[str(p) for p in inside_]}: created {created}, removed {removed}, modified {modified}")
+
+
+@pytest.fixture
+def outside_unchanged() -> Callable[..., AbstractContextManager[None]]:
+    """`with outside_unchanged(tmp_path, ws.root): ...` fails the test if the block changed anything under
+    tmp_path outside the workspace folder (see `nothing_changes_outside`)."""
+    return nothing_changes_outside
 
 
 @pytest.fixture

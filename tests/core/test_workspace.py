@@ -1,12 +1,17 @@
-"""Workspaces: random ids, isolation between users, the shared option, typed paths only inside roots."""
+"""Workspaces: random ids, isolation between users, the shared option, typed paths only inside roots,
+and uploads (zip and folder) stored only inside the workspace."""
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 
 import pytest
 
-from core.errors import DataError, ParamError, RunError
-from core.workspace import Workspace, data_roots, is_valid_id, safe_name, workspace_home
+from core.data import Limits
+from core.errors import ArchiveError, DataError, ParamError, RunError
+from core.workspace import (REFUSED_TAKEN, REFUSED_TOO_LONG, REFUSED_UNSAFE, FolderImport, Workspace,
+                            data_roots, is_valid_id, safe_name, workspace_home)
 
 
 @pytest.fixture
@@ -94,3 +99,129 @@ def test_dataset_dirs_and_settings(home):
         ws.remove_dataset(ws.root)
     ws.remove_dataset(first)
     assert not first.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Uploads
+# ---------------------------------------------------------------------------------------------
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+TREE = {"tiles/normal/a.png": b"a", "tiles/normal/b.png": b"b", "tiles/crack/c.png": b"c"}
+
+
+class Upload:
+    """Like Streamlit's UploadedFile: `size` and `getvalue()`; counts how often it was read."""
+
+    def __init__(self, data: bytes):
+        self.size, self._data, self.reads = len(data), data, 0
+
+    def getvalue(self) -> bytes:
+        self.reads += 1
+        return self._data
+
+
+def _files(ws: Workspace) -> list[str]:
+    return sorted(p.relative_to(ws.root).as_posix() for p in ws.root.rglob("*") if p.is_file())
+
+
+def test_import_zip_from_bytes_or_a_stream_unwraps_the_top_folder(home, tmp_path, outside_unchanged):
+    ws = Workspace.create()
+    with outside_unchanged(tmp_path, ws.root):
+        root = ws.import_zip(_zip(TREE), "tiles.zip")
+        stream = io.BytesIO(_zip(TREE))
+        stream.read()                                   # a rerun hands over a stream already read
+        again = ws.import_zip(stream, "tiles.zip")
+    assert root == ws.uploads / "tiles" / "tiles" and again == ws.uploads / "tiles_2" / "tiles"
+    assert sorted(p.name for p in root.iterdir()) == ["crack", "normal"]
+    assert (again / "crack" / "c.png").read_bytes() == b"c"
+    assert not list((ws.root / ".incoming").iterdir())           # the uploaded copy is removed
+    assert ws.dataset_root(ws.uploads / "tiles") == root         # "My datasets" finds the class folders
+    assert ws.dataset_root(root) == root
+
+
+def test_import_zip_errors_name_the_uploaded_file_and_keep_nothing(home, tmp_path, outside_unchanged):
+    ws = Workspace.create()
+    slip = _zip({"normal/a.png": b"a", "../../evil.png": b"x"})
+    with outside_unchanged(tmp_path, ws.root):
+        for name, shown in (("données 裂纹.zip", "données 裂纹.zip"), ("C:\\Users\\me\\set.zip", "set.zip"),
+                            ("..", "upload.zip"), ("x" * 300 + ".zip", "x" * 60 + ".zip")):
+            with pytest.raises(ArchiveError) as err:
+                ws.import_zip(slip, name)
+            assert str(err.value).startswith(f"unsafe archive {shown}: entry '../../evil.png' points outside")
+    assert _files(ws) == [] and ws.datasets() == []
+
+
+def test_import_zip_over_the_size_limit_stops_copying(home, tmp_path, outside_unchanged):
+    ws = Workspace.create()
+    data = _zip(TREE)
+    with outside_unchanged(tmp_path, ws.root), pytest.raises(ArchiveError) as err:
+        ws.import_zip(io.BytesIO(data), "big.zip", Limits(max_archive_bytes=100))
+    assert str(err.value) == f"big.zip is {len(data)} B, more than the limit of 100 B; upload a smaller archive."
+    assert _files(ws) == []
+
+
+def test_import_folder_strips_the_picked_folder_and_reads_each_file_once(home, tmp_path, outside_unchanged):
+    ws = Workspace.create()
+    uploads = {name: Upload(data) for name, data in TREE.items()}
+    with outside_unchanged(tmp_path, ws.root):
+        result = ws.import_folder(list(uploads.items()))
+    assert result == FolderImport(root=ws.uploads / "tiles", written=3, refused=[])
+    assert result.warnings == []
+    assert (result.root / "normal" / "b.png").read_bytes() == b"b"
+    assert all(u.reads == 1 for u in uploads.values())
+
+
+@pytest.mark.parametrize("names, root, kept", [
+    (["normal/a.png", "crack/b.png"], "uploaded_folder", ["crack/b.png", "normal/a.png"]),    # no picked folder
+    (["tiles/a.png", "tiles/b.png"], "tiles", ["tiles/a.png", "tiles/b.png"]),                # loose images: kept
+    (["tiles/stray.png", "tiles/crack/b.png"], "tiles", ["crack/b.png", "stray.png"]),          # the loader skips stray
+])
+def test_import_folder_layouts(home, names, root, kept):
+    result = Workspace.create().import_folder([(n, b"x") for n in names])
+    assert result.root.name == root
+    assert sorted(p.relative_to(result.root).as_posix() for p in result.root.rglob("*") if p.is_file()) == kept
+
+
+def test_import_folder_refuses_bad_names_and_says_why(home, tmp_path, outside_unchanged):
+    ws = Workspace.create()
+    unsafe = ["../../evil.png", "/etc/evil.png", "tiles/../../evil.png", "..\\evil.png", "C:evil.png",
+              "tiles/nul\x00.png"]
+    long_name = "tiles/crack/" + "é" * 130 + ".png"
+    files = [(n, b"x") for n in ["tiles/normal/a.png", "tiles/crack/b.png", *unsafe, long_name,
+                                  "tiles/crack/b.png", "tiles/normal"]]
+    with outside_unchanged(tmp_path, ws.root):
+        result = ws.import_folder(files)
+    assert result.written == 2
+    assert result.refused == [(n, REFUSED_UNSAFE) for n in unsafe] + [(long_name, REFUSED_TOO_LONG)] + \
+        [("tiles/crack/b.png", REFUSED_TAKEN), ("tiles/normal", REFUSED_TAKEN)]
+    assert result.warnings == [
+        f"Ignored 6 file(s) with unsafe names: {', '.join(unsafe[:5])} and 1 more",
+        f"Ignored 1 file(s) with a name longer than the server's file system allows (255 bytes per name); "
+        f"rename them and upload again: {long_name}",
+        "Ignored 2 file(s) whose path was already taken by another uploaded file or folder: tiles/crack/b.png, "
+        "tiles/normal"]
+    assert not list(tmp_path.rglob("evil.png"))
+
+
+@pytest.mark.parametrize("files, limits, message", [
+    ([], None, "the uploaded folder is empty; pick the dataset folder (one sub-folder per class)"),
+    ([(f"t/c{i % 2}/{i}.png", b"x") for i in range(6)], Limits(max_entries=5),
+     "6 files is more than the limit of 5; upload a smaller folder or a zip"),
+    ([("t/a/x.png", b"x" * 600), ("t/b/y.png", b"y" * 600)], Limits(max_total_bytes=1000),
+     "the folder holds 1.2 KiB, more than the limit of 1000 B; upload a smaller folder, or resize the images first"),
+    ([("../x.png", b"x"), ("/y.png", b"y")], None,
+     "no usable file in the uploaded folder (every name was refused: ../x.png, /y.png); pick the dataset folder "
+     "itself, which holds one sub-folder per class"),
+])
+def test_import_folder_that_cannot_be_used(home, tmp_path, outside_unchanged, files, limits, message):
+    ws = Workspace.create()
+    with outside_unchanged(tmp_path, ws.root), pytest.raises(DataError) as err:
+        ws.import_folder(files, limits)
+    assert str(err.value) == message
+    assert _files(ws) == []
