@@ -511,7 +511,7 @@ def _read_image(path: Path, size: int, flags: dict[str, int]) -> tuple[Image.Ima
             w, h = im.size
             limit = Image.MAX_IMAGE_PIXELS
             if limit and w * h > limit:
-                raise _Skip(f"decompression bomb: {w}x{h} = {w * h} pixels is over the limit of {limit}")
+                raise _Skip(_bomb_reason(w, h, limit))
             if min(w, h) < MIN_SIDE:
                 raise _Skip(f"too small: {w}x{h} px (at least {MIN_SIDE} px on a side)")
             if im.format == "JPEG":
@@ -526,7 +526,7 @@ def _read_image(path: Path, size: int, flags: dict[str, int]) -> tuple[Image.Ima
     except _Skip:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise _Skip(f"decompression bomb: {err}") from None
+        raise _Skip(_bomb_reason_of(path, err)) from None
     except UnidentifiedImageError:
         raise _Skip(REASON_NOT_IMAGE) from None
     except Exception as err:  # noqa: BLE001
@@ -536,6 +536,26 @@ def _read_image(path: Path, size: int, flags: dict[str, int]) -> tuple[Image.Ima
         # for broken PNG chunks, ValueError, struct.error, EOFError...). Any failure to decode one user
         # file means that file is unusable, not that loading should stop.
         raise _Skip(f"truncated or corrupt image ({type(err).__name__}: {err})") from None
+
+
+def _bomb_reason(w: int, h: int, limit: int) -> str:
+    return (f"decompression bomb: {w}x{h} = {w * h} pixels is over the limit of {limit}; downscale the image "
+            "and upload it again")
+
+
+def _bomb_reason_of(path: Path, err: BaseException) -> str:
+    """The same reason when Pillow's own guard stopped `Image.open`: its message has no size and no
+    remedy, so read the size again from the header alone (no pixel is decoded with the guard off)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception:  # noqa: BLE001  (the header was readable a moment ago; keep Pillow's words if not)
+        return f"decompression bomb: {err}"
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    return _bomb_reason(w, h, limit)
 
 
 class _Skip(Exception):
