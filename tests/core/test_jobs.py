@@ -2,7 +2,8 @@
 
 Most tests use the trivial `sleep` job kind (no torch, starts in a fraction of a second) to test the
 runner itself; the ones marked `slow` run the real pipeline (quick preset, one epoch, tiny images).
-Every test has its own DEFECTAUG_HOME, so its workers, slots and workspaces are its own.
+Every test has its own DEFECTAUG_HOME, so its workers, slots and workspaces are its own, and each checks
+(`only_in`) that nothing outside the workspaces it uses changed, the temporary folder included.
 """
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import json
 import os
 import signal
 import sqlite3
+import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,7 +38,29 @@ def home(tmp_path, monkeypatch):
     monkeypatch.delenv("DEFECTAUG_SHARED_WORKSPACE", raising=False)
     monkeypatch.delenv("DEFECTAUG_MAX_JOB_MEMORY", raising=False)
     monkeypatch.setenv("DEFECTAUG_DATA_ROOTS", "")
+    # temporary files of this process and of the workers it starts land under tmp_path, where only_in sees them
+    systemp = tmp_path / "systemp"
+    systemp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(systemp))
+    monkeypatch.setattr(tempfile, "tempdir", str(systemp))
     return h
+
+
+@pytest.fixture
+def only_in(tmp_path, home, outside_unchanged):
+    """`with only_in(store, ...):` fails if the block changed anything under tmp_path outside those stores'
+    workspaces, except the machine-wide job slot locks (empty `<home>/.slots/slot-N.lock` files that every
+    workspace shares, by design)."""
+    slots = home / ".slots"
+    slots.mkdir(parents=True, exist_ok=True)   # as on any server that ran a job; its creation would touch home
+
+    @contextmanager
+    def check(*stores: JobStore):
+        with outside_unchanged(tmp_path, [s.workspace.root for s in stores] + [slots]):
+            yield
+        for lock in slots.iterdir() if slots.exists() else []:
+            assert lock.name.startswith("slot-") and lock.suffix == ".lock" and lock.stat().st_size == 0, lock
+    return check
 
 
 _started: list[JobStore] = []
@@ -92,9 +117,10 @@ def tiny_config(ws: Workspace, epochs: int = 1, **extra) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Store basics
 # ---------------------------------------------------------------------------------------------
-def test_submit_makes_a_queued_job_with_a_random_id_inside_the_workspace(store):
-    job_id = store.submit({"seconds": 0.1}, kind="sleep")
-    job = store.status(job_id)
+def test_submit_makes_a_queued_job_with_a_random_id_inside_the_workspace(store, only_in):
+    with only_in(store):
+        job_id = store.submit({"seconds": 0.1}, kind="sleep")
+        job = store.status(job_id)
     assert is_valid_id(job_id) and job.status == "queued" and job.label == "sleep"
     assert Path(job.run_dir) == store.workspace.runs / job_id and Path(job.run_dir).is_dir()
     assert json.loads((Path(job.run_dir) / "job.json").read_text())["status"] == "queued"
@@ -103,55 +129,62 @@ def test_submit_makes_a_queued_job_with_a_random_id_inside_the_workspace(store):
     assert JobStore(Workspace.open(store.workspace.id)).status(job_id).status == "queued"
 
 
-def test_unknown_ids_and_kinds_are_refused(store):
-    with pytest.raises(RunError, match="not a job id"):
-        store.get("../../etc")
-    with pytest.raises(RunError, match="no job"):
-        store.get("0" * 32)
-    with pytest.raises(ParamError, match="unknown job kind"):
-        store.submit({}, kind="shell")
+def test_unknown_ids_and_kinds_are_refused(store, only_in):
+    with only_in(store):
+        with pytest.raises(RunError, match="not a job id"):
+            store.get("../../etc")
+        with pytest.raises(RunError, match="no job"):
+            store.get("0" * 32)
+        with pytest.raises(ParamError, match="unknown job kind"):
+            store.submit({}, kind="shell")
 
 
-def test_bad_experiment_settings_are_refused_before_queueing(store):
+def test_bad_experiment_settings_are_refused_before_queueing(store, only_in):
     cfg = tiny_config(store.workspace)
-    with pytest.raises(ParamError, match=r"imbalance ratio must be in \(0, 1\]"):
-        store.submit({**cfg, "ratio": 1.5})
-    with pytest.raises(ParamError, match="unknown method"):
-        store.submit({**cfg, "methods": ["nope"]})
+    with only_in(store):
+        with pytest.raises(ParamError, match=r"imbalance ratio must be in \(0, 1\]"):
+            store.submit({**cfg, "ratio": 1.5})
+        with pytest.raises(ParamError, match="unknown method"):
+            store.submit({**cfg, "methods": ["nope"]})
     assert store.list() == []
 
 
-def test_data_path_must_be_inside_the_workspace_or_data_roots(store, tmp_path, monkeypatch):
+def test_data_path_must_be_inside_the_workspace_or_data_roots(store, tmp_path, monkeypatch, only_in):
     cfg = tiny_config(store.workspace)
     outside = write_sample_dataset(tmp_path / "elsewhere", {"normal": 4, "crack": 4}, size=16)
-    with pytest.raises(DataError, match="inside the allowed data folders"):
-        store.submit({**cfg, "data": str(outside)})
-    with pytest.raises(DataError):
-        store.submit({**cfg, "data": str(store.workspace.uploads / ".." / ".." / "x")})
-    # another user's uploads are outside this workspace too
     other = Workspace.create()
     theirs = write_sample_dataset(other.uploads / "theirs", {"normal": 4, "crack": 4}, size=16)
-    with pytest.raises(DataError):
-        store.submit({**cfg, "data": str(theirs)})
+    with only_in(store):   # the other user's workspace is outside too: nothing in it may change
+        with pytest.raises(DataError, match="inside the allowed data folders"):
+            store.submit({**cfg, "data": str(outside)})
+        with pytest.raises(DataError):
+            store.submit({**cfg, "data": str(store.workspace.uploads / ".." / ".." / "x")})
+        with pytest.raises(DataError):   # another user's uploads are outside this workspace too
+            store.submit({**cfg, "data": str(theirs)})
     monkeypatch.setenv("DEFECTAUG_DATA_ROOTS", str(tmp_path / "elsewhere"))
     assert store.submit({**cfg, "data": str(outside)})   # configured root: allowed
     assert len(store.list()) == 1
 
 
-def test_memory_bound_is_checked_before_the_job_starts(store, monkeypatch):
+def test_memory_bound_is_checked_before_the_job_starts(store, monkeypatch, only_in):
     cfg = tiny_config(store.workspace)
     monkeypatch.setenv("DEFECTAUG_MAX_JOB_MEMORY", "100000")
-    with pytest.raises(ParamError, match="would need about .* of memory .* Lower the target balance ratio"):
-        store.submit(cfg)
-    with pytest.raises(ParamError, match="memory"):
-        store.submit(cfg, counts={"normal": 100_000, "crack": 5})
+    with only_in(store):
+        with pytest.raises(ParamError, match="would need about .* of memory .* Even the real images alone do not "
+                                             "fit: lower the image size"):
+            store.submit(cfg)   # 100 kB is less than the 28 real images take
+        with pytest.raises(ParamError, match="would need about .* of memory .* Lower the target balance ratio"):
+            store.submit({**cfg, "image_size": 16}, counts={"normal": 12, "crack": 1})
+        with pytest.raises(ParamError, match="memory"):
+            store.submit(cfg, counts={"normal": 100_000, "crack": 5})
     assert store.list() == []
 
 
-def test_quick_counts_reads_folders_and_zips(store, tmp_path):
+def test_quick_counts_reads_folders_and_zips(store, tmp_path, only_in):
     from core.sample_data import write_sample_zip
     root = write_sample_dataset(tmp_path / "f", {"normal": 5, "crack": 2}, size=16)
-    assert quick_counts(root) == {"normal": 5, "crack": 2}
+    with only_in(store):
+        assert quick_counts(root) == {"normal": 5, "crack": 2}
     z = write_sample_zip(tmp_path / "s.zip", {"normal": 3, "spot": 1}, size=16)
     assert quick_counts(z) == {"normal": 3, "spot": 1}
     assert quick_counts(tmp_path / "missing") == {}
@@ -160,11 +193,12 @@ def test_quick_counts_reads_folders_and_zips(store, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # The worker
 # ---------------------------------------------------------------------------------------------
-def test_jobs_end_done_failed_or_failed_with_bug_reason(store):
-    ok = store.submit({"seconds": 0.2, "steps": 2}, kind="sleep")
-    bad = store.submit({"seconds": 0.2, "steps": 4, "fail": "use a smaller ratio"}, kind="sleep")
-    bug = store.submit({"seconds": 0.2, "steps": 4, "crash": True}, kind="sleep")
-    worker_main(store.workspace.root, once=True)
+def test_jobs_end_done_failed_or_failed_with_bug_reason(store, only_in):
+    with only_in(store):
+        ok = store.submit({"seconds": 0.2, "steps": 2}, kind="sleep")
+        bad = store.submit({"seconds": 0.2, "steps": 4, "fail": "use a smaller ratio"}, kind="sleep")
+        bug = store.submit({"seconds": 0.2, "steps": 4, "crash": True}, kind="sleep")
+        worker_main(store.workspace.root, once=True)
     assert store.status(ok).status == "done" and store.status(ok).reason == ""
     assert store.status(bad).status == FAILED and store.status(bad).reason == "use a smaller ratio"
     job = store.status(bug)
@@ -173,12 +207,13 @@ def test_jobs_end_done_failed_or_failed_with_bug_reason(store):
     assert list(read_events(job.run_dir))[-1]["kind"] == "error"
 
 
-def test_disk_full_is_a_clear_failure_and_earlier_runs_stay_intact(store):
+def test_disk_full_is_a_clear_failure_and_earlier_runs_stay_intact(store, only_in):
     earlier = store.submit({"seconds": 0.1, "steps": 2}, kind="sleep")
     worker_main(store.workspace.root, once=True)
     before = {p.name: p.read_bytes() for p in Path(store.get(earlier).run_dir).iterdir()}
-    full = store.submit({"seconds": 0.2, "steps": 4, "disk_full": True}, kind="sleep")
-    worker_main(store.workspace.root, once=True)
+    with only_in(store):
+        full = store.submit({"seconds": 0.2, "steps": 4, "disk_full": True}, kind="sleep")
+        worker_main(store.workspace.root, once=True)
     job = store.status(full)
     assert job.status == FAILED and job.reason.startswith("the disk is full")
     assert "earlier runs are intact" in job.reason
@@ -186,66 +221,70 @@ def test_disk_full_is_a_clear_failure_and_earlier_runs_stay_intact(store):
     assert {p.name: p.read_bytes() for p in Path(store.get(earlier).run_dir).iterdir()} == before
 
 
-def test_one_worker_per_workspace(store):
-    assert ensure_worker(store) is True
-    end = time.time() + 10
-    while not store.worker_alive() and time.time() < end:
-        time.sleep(0.05)
-    assert store.worker_alive()
-    assert ensure_worker(store) is False
-    t0 = time.time()
-    assert worker_main(store.workspace.root) == 0    # a second one gives up at once (after ~2 s of retries)
+def test_one_worker_per_workspace(store, only_in):
+    with only_in(store):
+        assert ensure_worker(store) is True
+        end = time.time() + 10
+        while not store.worker_alive() and time.time() < end:
+            time.sleep(0.05)
+        assert store.worker_alive()
+        assert ensure_worker(store) is False
+        t0 = time.time()
+        assert worker_main(store.workspace.root) == 0    # a second one gives up at once (after ~2 s of retries)
     assert time.time() - t0 < 5
 
 
-def test_cancel_queued_is_immediate_and_running_stops_within_seconds(store):
-    running = store.submit({"seconds": 60, "steps": 600}, kind="sleep")
-    queued = store.submit({"seconds": 0.1}, kind="sleep")
-    assert store.cancel(queued).status == "cancelled"
-    ensure_worker(store)
-    wait_for(store, running, 20, statuses=("running",))
-    time.sleep(0.5)
-    t0 = time.time()
-    store.cancel(running)
-    job = wait_for(store, running, 15)
-    assert job.status == "cancelled" and time.time() - t0 < 5
-    assert "kept" in job.reason
-    assert (Path(job.run_dir) / "partial.txt").exists()           # what it wrote is kept
-    # the worker is free again: the next job runs
-    nxt = store.submit({"seconds": 0.2, "steps": 2}, kind="sleep")
-    assert wait_for(store, nxt, 20).status == "done"
+def test_cancel_queued_is_immediate_and_running_stops_within_seconds(store, only_in):
+    with only_in(store):
+        running = store.submit({"seconds": 60, "steps": 600}, kind="sleep")
+        queued = store.submit({"seconds": 0.1}, kind="sleep")
+        assert store.cancel(queued).status == "cancelled"
+        ensure_worker(store)
+        wait_for(store, running, 20, statuses=("running",))
+        time.sleep(0.5)
+        t0 = time.time()
+        store.cancel(running)
+        job = wait_for(store, running, 15)
+        assert job.status == "cancelled" and time.time() - t0 < 5
+        assert "kept" in job.reason
+        assert (Path(job.run_dir) / "partial.txt").exists()           # what it wrote is kept
+        # the worker is free again: the next job runs
+        nxt = store.submit({"seconds": 0.2, "steps": 2}, kind="sleep")
+        assert wait_for(store, nxt, 20).status == "done"
     assert store.status(queued).status == "cancelled"             # never started
 
 
-def test_a_job_that_ignores_cancel_is_killed_after_the_grace_period(store):
-    job_id = store.submit({"seconds": 60, "steps": 600, "ignore_cancel": True}, kind="sleep")
-    ensure_worker(store)
-    job = wait_for(store, job_id, 20, statuses=("running",))
-    time.sleep(0.5)
-    t0 = time.time()
-    store.cancel(job_id)
-    job = wait_for(store, job_id, 20)
-    assert job.status == "cancelled" and time.time() - t0 < 8     # grace 1.5 s + terminate
-    assert _pid_gone(job.pid)
+def test_a_job_that_ignores_cancel_is_killed_after_the_grace_period(store, only_in):
+    with only_in(store):
+        job_id = store.submit({"seconds": 60, "steps": 600, "ignore_cancel": True}, kind="sleep")
+        ensure_worker(store)
+        job = wait_for(store, job_id, 20, statuses=("running",))
+        time.sleep(0.5)
+        t0 = time.time()
+        store.cancel(job_id)
+        job = wait_for(store, job_id, 20)
+        assert job.status == "cancelled" and time.time() - t0 < 8     # grace 1.5 s + terminate
+        assert _pid_gone(job.pid)
 
 
-def test_three_jobs_at_once_are_queued_never_oversubscribed(store):
-    ids = [store.submit({"seconds": 1.0, "steps": 5}, kind="sleep") for _ in range(3)]
-    seen_running: list[int] = []
-    stop = threading.Event()
+def test_three_jobs_at_once_are_queued_never_oversubscribed(store, only_in):
+    with only_in(store):
+        ids = [store.submit({"seconds": 1.0, "steps": 5}, kind="sleep") for _ in range(3)]
+        seen_running: list[int] = []
+        stop = threading.Event()
 
-    def watch():
-        while not stop.is_set():
-            seen_running.append(sum(1 for j in store.list() if j.status == "running"))
-            time.sleep(0.05)
+        def watch():
+            while not stop.is_set():
+                seen_running.append(sum(1 for j in store.list() if j.status == "running"))
+                time.sleep(0.05)
 
-    t = threading.Thread(target=watch)
-    t.start()
-    try:
-        worker_main(store.workspace.root, once=True)
-    finally:
-        stop.set()
-        t.join()
+        t = threading.Thread(target=watch)
+        t.start()
+        try:
+            worker_main(store.workspace.root, once=True)
+        finally:
+            stop.set()
+            t.join()
     jobs = [store.status(i) for i in ids]
     assert all(j.status == "done" for j in jobs)
     assert max(seen_running) == 1 and 1 in seen_running
@@ -255,74 +294,78 @@ def test_three_jobs_at_once_are_queued_never_oversubscribed(store):
         assert b.started >= a.finished - 0.05                      # one after the other
 
 
-def test_slots_are_shared_between_workspaces(home):
+def test_slots_are_shared_between_workspaces(home, only_in):
     a, b = JobStore(Workspace.create()), JobStore(Workspace.create())
     _started.extend([a, b])
     try:
-        ids = [(a, a.submit({"seconds": 1.5, "steps": 5}, kind="sleep")),
-               (b, b.submit({"seconds": 1.5, "steps": 5}, kind="sleep"))]
-        ensure_worker(a)
-        ensure_worker(b)
-        peak = 0
-        end = time.time() + 30
-        while time.time() < end:
-            statuses = [s.status(i).status for s, i in ids]
-            peak = max(peak, statuses.count("running"))
-            if all(x == "done" for x in statuses):
-                break
-            time.sleep(0.05)
-        assert all(s.status(i).status == "done" for s, i in ids)
-        assert peak == 1                   # two workspaces, one machine-wide slot: never two at once
+        with only_in(a, b):
+            ids = [(a, a.submit({"seconds": 1.5, "steps": 5}, kind="sleep")),
+                   (b, b.submit({"seconds": 1.5, "steps": 5}, kind="sleep"))]
+            ensure_worker(a)
+            ensure_worker(b)
+            peak = 0
+            end = time.time() + 30
+            while time.time() < end:
+                statuses = [s.status(i).status for s, i in ids]
+                peak = max(peak, statuses.count("running"))
+                if all(x == "done" for x in statuses):
+                    break
+                time.sleep(0.05)
+            assert all(s.status(i).status == "done" for s, i in ids)
+            assert peak == 1                   # two workspaces, one machine-wide slot: never two at once
     finally:
         _stop_workers()
 
 
-def test_worker_killed_mid_job_marks_it_failed_and_the_next_job_runs(store):
-    job_id = store.submit({"seconds": 60, "steps": 600}, kind="sleep")
-    ensure_worker(store)
-    job = wait_for(store, job_id, 20, statuses=("running",))
-    while not (Path(job.run_dir) / "partial.txt").exists():
-        time.sleep(0.05)
-    worker_pid = store.worker_info()["pid"]
-    os.kill(worker_pid, signal.SIGKILL)
-    assert _pid_gone(worker_pid)
-    job = wait_for(store, job_id, 10)          # any reader marks it: no worker holds the lock
-    assert job.status == "failed" and job.reason == WORKER_DIED
-    assert _pid_gone(job.pid)                  # the job process died with its worker
-    assert (Path(job.run_dir) / "partial.txt").exists()
-    last = list(read_events(job.run_dir))[-1]
-    assert last["kind"] == "error" and last["message"] == WORKER_DIED
-    assert json.loads((Path(job.run_dir) / "job.json").read_text())["status"] == "failed"
-    nxt = store.submit({"seconds": 0.2, "steps": 2}, kind="sleep")
-    ensure_worker(store)
-    assert wait_for(store, nxt, 20).status == "done"
+def test_worker_killed_mid_job_marks_it_failed_and_the_next_job_runs(store, only_in):
+    with only_in(store):
+        job_id = store.submit({"seconds": 60, "steps": 600}, kind="sleep")
+        ensure_worker(store)
+        job = wait_for(store, job_id, 20, statuses=("running",))
+        while not (Path(job.run_dir) / "partial.txt").exists():
+            time.sleep(0.05)
+        worker_pid = store.worker_info()["pid"]
+        os.kill(worker_pid, signal.SIGKILL)
+        assert _pid_gone(worker_pid)
+        job = wait_for(store, job_id, 10)          # any reader marks it: no worker holds the lock
+        assert job.status == "failed" and job.reason == WORKER_DIED
+        assert _pid_gone(job.pid)                  # the job process died with its worker
+        assert (Path(job.run_dir) / "partial.txt").exists()
+        last = list(read_events(job.run_dir))[-1]
+        assert last["kind"] == "error" and last["message"] == WORKER_DIED
+        assert json.loads((Path(job.run_dir) / "job.json").read_text())["status"] == "failed"
+        nxt = store.submit({"seconds": 0.2, "steps": 2}, kind="sleep")
+        ensure_worker(store)
+        assert wait_for(store, nxt, 20).status == "done"
 
 
-def test_restart_keeps_queued_jobs_and_stopped_worker_marks_running_interrupted(store):
-    first = store.submit({"seconds": 60, "steps": 600}, kind="sleep")
-    later = [store.submit({"seconds": 0.2, "steps": 2}, kind="sleep") for _ in range(2)]
-    ensure_worker(store)
-    wait_for(store, first, 20, statuses=("running",))
-    pid = store.worker_info()["pid"]
-    os.kill(pid, signal.SIGTERM)               # the server shuts down
-    assert _pid_gone(pid, 15)
-    fresh = JobStore(Workspace.open(store.workspace.id))   # the app comes back
-    assert fresh.status(first).status == "interrupted" and "Re-run" in fresh.status(first).reason
-    assert [fresh.status(i).status for i in later] == ["queued", "queued"]   # nothing vanished
-    ensure_worker(fresh)
-    assert [wait_for(fresh, i, 20).status for i in later] == ["done", "done"]
-    again = fresh.rerun(first)
+def test_restart_keeps_queued_jobs_and_stopped_worker_marks_running_interrupted(store, only_in):
+    with only_in(store):
+        first = store.submit({"seconds": 60, "steps": 600}, kind="sleep")
+        later = [store.submit({"seconds": 0.2, "steps": 2}, kind="sleep") for _ in range(2)]
+        ensure_worker(store)
+        wait_for(store, first, 20, statuses=("running",))
+        pid = store.worker_info()["pid"]
+        os.kill(pid, signal.SIGTERM)               # the server shuts down
+        assert _pid_gone(pid, 15)
+        fresh = JobStore(Workspace.open(store.workspace.id))   # the app comes back
+        assert fresh.status(first).status == "interrupted" and "Re-run" in fresh.status(first).reason
+        assert [fresh.status(i).status for i in later] == ["queued", "queued"]   # nothing vanished
+        ensure_worker(fresh)
+        assert [wait_for(fresh, i, 20).status for i in later] == ["done", "done"]
+        again = fresh.rerun(first)
     assert fresh.get(again).config == fresh.get(first).config and fresh.get(again).status == "queued"
 
 
-def test_delete_refuses_active_jobs_and_removes_finished_runs(store):
-    job_id = store.submit({"seconds": 0.1}, kind="sleep")
-    with pytest.raises(RunError, match="cancel it first"):
+def test_delete_refuses_active_jobs_and_removes_finished_runs(store, only_in):
+    with only_in(store):
+        job_id = store.submit({"seconds": 0.1}, kind="sleep")
+        with pytest.raises(RunError, match="cancel it first"):
+            store.delete(job_id)
+        store.cancel(job_id)
+        run_dir = Path(store.get(job_id).run_dir)
         store.delete(job_id)
-    store.cancel(job_id)
-    run_dir = Path(store.get(job_id).run_dir)
-    store.delete(job_id)
-    assert not run_dir.exists() and store.list() == []
+        assert not run_dir.exists() and store.list() == []
 
 
 # ---------------------------------------------------------------------------------------------
