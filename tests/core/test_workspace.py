@@ -63,7 +63,7 @@ def test_run_dirs_only_for_run_ids(home):
     assert ws.run_dir(rid) == ws.runs / rid
 
 
-def test_typed_paths_stay_inside_the_data_roots(home, tmp_path, monkeypatch):
+def test_typed_paths_stay_inside_the_data_roots(home, tmp_path, monkeypatch, outside_unchanged):
     root = tmp_path / "datasets"
     (root / "tiles" / "crack").mkdir(parents=True)
     secret = tmp_path / "secret"
@@ -72,11 +72,12 @@ def test_typed_paths_stay_inside_the_data_roots(home, tmp_path, monkeypatch):
     monkeypatch.setenv("DEFECTAUG_DATA_ROOTS", os.pathsep.join([str(root), str(tmp_path / "missing")]))
     assert data_roots() == [root.resolve()]
     ws = Workspace.create()
-    assert ws.resolve_data("tiles") == (root / "tiles").resolve()
-    assert ws.resolve_data(str(root / "tiles")) == (root / "tiles").resolve()
-    for bad in ("/etc", "../secret", str(secret), "link", "tiles/../../secret", "nope", ""):
-        with pytest.raises(DataError):
-            ws.resolve_data(bad)
+    with outside_unchanged(tmp_path, ws.root):
+        assert ws.resolve_data("tiles") == (root / "tiles").resolve()
+        assert ws.resolve_data(str(root / "tiles")) == (root / "tiles").resolve()
+        for bad in ("/etc", "../secret", str(secret), "link", "tiles/../../secret", "nope", ""):
+            with pytest.raises(DataError, match=r"outside the allowed data folders|does not exist|type a folder path"):
+                ws.resolve_data(bad)
     # the workspace's own uploads are always allowed, another workspace's never
     (ws.uploads / "up").mkdir()
     assert ws.check_data_path(ws.uploads / "up") == (ws.uploads / "up").resolve()

@@ -1,0 +1,283 @@
+"""Uploads: hostile, broken and odd zips and folder uploads, through Workspace.import_zip / import_folder
+and load_dataset, as the Data page calls them. Every case checks the exact message the user sees and
+that nothing outside the user's workspace changed; a refused upload keeps nothing in it either.
+
+core.data's own tests (tests/core/test_zip_security.py) cover the extractor's finer points (headers
+that lie about sizes, encrypted or duplicate entries...); here each case goes the user's way in.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import stat
+import zipfile
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.data import REASON_NESTED, Limits
+from core.errors import ArchiveError, DataError
+from core.workspace import REFUSED_UNSAFE
+from tests.robustness.conftest import png
+
+GOOD = {**{f"set/normal/n{i}.png": png(i) for i in range(3)}, **{f"set/crack/c{i}.png": png(10 + i) for i in range(2)}}
+
+
+def test_the_outside_check_sees_a_stray_file(user):
+    """The guard every test here relies on: a file written beside the workspace fails the check."""
+    with pytest.raises(AssertionError, match=r"created \[.*stray.txt'\]"):
+        with user.unchanged_outside():
+            (user.ws.root.parent / "stray.txt").write_text("x")
+    (user.ws.root.parent / "stray.txt").unlink()
+    with pytest.raises(AssertionError, match=r"modified \[.*note.txt'\]"):
+        (user.desktop / "note.txt").write_text("a")
+        with user.unchanged_outside():
+            (user.desktop / "note.txt").write_text("bb")
+    with user.unchanged_outside():
+        (user.ws.uploads / "inside.txt").write_text("the workspace may change")
+
+
+def test_a_good_zip_loads(user):
+    z = user.zip(GOOD)
+    with user.unchanged_outside():
+        root = user.upload_zip(z)
+        ds, report = user.load(root)
+    assert root == user.ws.uploads / "upload" / "set"
+    assert ds.counts() == {"crack": 2, "normal": 3} and report.skipped == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# Unsafe archives: refused whole, nothing extracted
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("evil", ["../evil.png", "../../../../evil.png", "set/normal/../../../../evil.png",
+                                  "..\\..\\..\\evil.png"])
+def test_zip_slip(user, evil):
+    z = user.zip({**GOOD, evil: png(9)})
+    with user.unchanged_outside():
+        message = user.refused_zip(z)
+    assert message == (f"unsafe archive upload.zip: entry {evil!r} points outside the extraction folder ('..'); "
+                       "nothing was extracted. Zip the dataset folder itself and upload again.")
+
+
+@pytest.mark.parametrize("kind", ["posix", "windows"])
+def test_zip_with_an_absolute_path(user, kind):
+    name = str(user.tmp / "home" / "evil.png") if kind == "posix" else "C:\\evil.png"
+    z = user.zip({**GOOD, name: png(9)})
+    with user.unchanged_outside():
+        message = user.refused_zip(z)
+    assert message == (f"unsafe archive upload.zip: entry {name!r} has an absolute path; nothing was extracted. "
+                       "Zip the dataset folder itself so that entries are relative paths.")
+
+
+def test_zip_with_a_symlink_entry(user):
+    link = zipfile.ZipInfo("set/normal/link.png")
+    link.create_system = 3   # unix
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    z = user.zip([*GOOD.items(), (link, str(user.tmp / "home").encode())])
+    with user.unchanged_outside():
+        message = user.refused_zip(z)
+    assert message == ("unsafe archive upload.zip: entry 'set/normal/link.png' is a symbolic link; links are not "
+                       "extracted for safety. Replace links with the real files and zip again.")
+
+
+def test_zip_bomb_by_compression_ratio(user):
+    z = user.zip({**GOOD, "set/normal/bomb.png": bytes(4 * 1024 * 1024)})   # 4 MiB of zeros, ~4 KiB packed
+    info = zipfile.ZipFile(z).getinfo("set/normal/bomb.png")
+    with user.unchanged_outside():
+        message = user.refused_zip(z)
+    assert message == (f"upload.zip looks like a zip bomb: entry 'set/normal/bomb.png' expands "
+                       f"{info.file_size / info.compress_size:.0f}:1 (limit 200:1) to 4.0 MiB; nothing was extracted.")
+
+
+@pytest.mark.parametrize("limits, message", [
+    (Limits(max_total_bytes=1000), "upload.zip would expand to more than 1000 B (the limit); upload a smaller "
+                                   "dataset, or resize the images before zipping."),
+    (Limits(max_entries=4), "upload.zip has 5 entries, more than the limit of 4; upload fewer files (or ask the "
+                            "administrator to raise the limit)"),
+    (Limits(max_archive_bytes=1000), "upload.zip is {size}, more than the limit of 1000 B; upload a smaller "
+                                     "archive."),
+])
+def test_zip_over_the_configured_limits(user, limits, message):
+    z = user.zip(GOOD)
+    size = f"{z.stat().st_size / 1024:.1f} KiB"
+    with user.unchanged_outside():
+        assert user.refused_zip(z, limits) == message.format(size=size)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Broken archives and files that are not zips
+# ---------------------------------------------------------------------------------------------------
+def _damaged(data: bytes, how: str) -> bytes:
+    data = bytearray(data)
+    if how == "truncated":
+        return bytes(data[: len(data) // 2])
+    if how == "central directory":
+        at = data.find(b"PK\x01\x02")
+        data[at: at + 4] = b"XXXX"
+        return bytes(data)
+    raise ValueError(how)
+
+
+@pytest.mark.parametrize("how, detail", [("truncated", "File is not a zip file"),
+                                         ("central directory", "Bad magic number for central directory")])
+def test_corrupt_or_truncated_zip(user, how, detail):
+    z = user.zip(GOOD)
+    z.write_bytes(_damaged(z.read_bytes(), how))
+    with user.unchanged_outside():
+        message = user.refused_zip(z)
+    assert message == (f"upload.zip is not a zip archive, or it is corrupt or truncated ({detail}); re-create it "
+                       "with a zip tool and upload it again.")
+
+
+def test_zip_with_damaged_entry_data_keeps_nothing(user):
+    z = user.zip({**GOOD, "set/normal/last.png": png(7, size=64)}, method=zipfile.ZIP_STORED)
+    info = zipfile.ZipFile(z).getinfo("set/normal/last.png")
+    data = bytearray(z.read_bytes())
+    start = info.header_offset + 30 + len(info.filename)
+    data[start + 40: start + 60] = b"\xff" * 20
+    z.write_bytes(bytes(data))
+    with user.unchanged_outside():
+        message = user.refused_zip(z)   # the five good entries extracted before it are removed again
+    assert message == ("upload.zip is corrupt: entry 'set/normal/last.png' cannot be extracted (Bad CRC-32 for file "
+                       "'set/normal/last.png'); re-create the zip and upload it again. Nothing was kept.")
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("photos.zip", png(1), "photos.zip is not a zip archive, or it is corrupt or truncated (File is not a zip file); "
+                           "re-create it with a zip tool and upload it again."),
+    ("labels.zip", b"file,label\na.png,crack\n", "labels.zip is not a zip archive, or it is corrupt or truncated "
+                                                 "(File is not a zip file); re-create it with a zip tool and upload "
+                                                 "it again."),
+    ("empty.zip", b"", "empty.zip is an empty file (0 bytes), not a zip archive; upload it again."),
+])
+def test_a_file_that_is_not_a_zip(user, name, data, message):
+    path = user.desktop / name
+    path.write_bytes(data)
+    with user.unchanged_outside():
+        assert user.refused_zip(path) == message
+
+
+def test_empty_zip(user):
+    z = user.zip({"set/": b"", "set/normal/": b"", "__MACOSX/._x.png": b"\0"})
+    with user.unchanged_outside():
+        message = user.refused_zip(z)
+    assert message == ("upload.zip is empty: it holds no files. Zip the dataset folder (one sub-folder per class, "
+                       "e.g. normal/ and crack/) and upload again.")
+
+
+def test_nested_zip_beside_images_is_skipped_and_the_rest_loads(user):
+    inner = user.zip(GOOD, name="inner.zip").read_bytes()
+    z = user.zip({**GOOD, "set/normal/more.zip": inner})
+    with user.unchanged_outside():
+        root = user.upload_zip(z)
+        ds, report = user.load(root)
+    assert (root / "normal" / "more.zip").read_bytes() == inner                    # stored, never opened
+    assert not (root / "normal" / "set").exists()
+    assert ds.counts() == {"crack": 2, "normal": 3}
+    assert [(s.path, s.reason) for s in report.skipped] == [("normal/more.zip", REASON_NESTED)]
+    assert REASON_NESTED == "nested archive: not supported, unzip it first and put its images in class folders"
+
+
+def test_zip_of_only_zips(user):
+    inner = user.zip(GOOD, name="inner.zip").read_bytes()
+    z = user.zip({"dataset.zip": inner, "more/other.zip": inner})
+    with user.unchanged_outside():
+        message = user.refused_zip(z)
+    assert message == ("upload.zip holds only other archives (dataset.zip, more/other.zip); nested archives are not "
+                       "supported: unzip it and upload the inner archive, or zip the class folders themselves.")
+
+
+# ---------------------------------------------------------------------------------------------------
+# A full disk while an upload is stored
+# ---------------------------------------------------------------------------------------------------
+def test_disk_full_while_storing_a_zip(user, full_disk):
+    z = user.zip(GOOD)
+    full_disk()
+    with user.unchanged_outside():
+        message = user.refused_zip(z)
+    assert message == ("cannot store upload.zip (No space left on device); check the free disk space and upload it "
+                       "again. Nothing was kept.")
+
+
+def test_disk_full_while_extracting_a_zip(user, full_disk, monkeypatch):
+    import core.workspace
+    z = user.zip(GOOD)
+    full_disk()
+    monkeypatch.setattr(core.workspace, "open", open)   # the copy of the upload fits, its contents do not
+    with user.unchanged_outside():
+        message = user.refused_zip(z)
+    assert message == ("cannot write 'set/normal/n0.png' from upload.zip (No space left on device); check the free "
+                       "disk space. Nothing was kept.")
+
+
+def test_disk_full_while_storing_a_folder(user, full_disk):
+    full_disk()
+    with user.unchanged_outside(), pytest.raises(DataError) as err:
+        user.upload_folder(GOOD)
+    assert str(err.value) == ("cannot write 'set/normal/n0.png' from the uploaded folder (No space left on device); "
+                              "check the free disk space and upload again. Nothing was kept.")
+    assert user.kept() == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# Folder uploads: the browser sends each file with its path, and a hostile client can send any path
+# ---------------------------------------------------------------------------------------------------
+UNSAFE = ["../../evil.png", "/etc/evil.png", "set/../../evil.png", "..\\..\\evil.png", "C:evil.png"]
+
+
+def test_folder_upload_with_escaping_names_keeps_the_rest(user):
+    with user.unchanged_outside():
+        result = user.upload_folder({**GOOD, **{name: png(9) for name in UNSAFE}})
+        ds, report = user.load(result.root)
+    assert result.warnings == [f"Ignored 5 file(s) with unsafe names: {', '.join(UNSAFE)}"]
+    assert result.refused == [(name, REFUSED_UNSAFE) for name in UNSAFE]
+    assert ds.counts() == {"crack": 2, "normal": 3} and report.skipped == []
+    assert user.kept() == sorted(f"uploads/set/{n.removeprefix('set/')}" for n in GOOD)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fuzzing the two ways in with whatever names a client may send
+# ---------------------------------------------------------------------------------------------------
+FUZZ = settings(max_examples=int(os.environ.get("DEFECTAUG_FUZZ_EXAMPLES", "40")), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+PART = st.sampled_from(["set", "normal", "crack", "..", ".", "", "/", "\\", "C:", "é 裂", "a" * 120, "x.png",
+                        "\x00", "__MACOSX", ".hidden"])
+NAME = st.lists(PART, min_size=1, max_size=5).map("/".join)
+
+
+def _outcome(call):
+    try:
+        return call()
+    except (ArchiveError, DataError) as err:
+        assert str(err) and "Traceback" not in str(err)
+        return None
+
+
+@FUZZ
+@given(names=st.lists(NAME, min_size=1, max_size=6))
+def test_fuzz_folder_upload_names(user, names):
+    with user.unchanged_outside():
+        result = _outcome(lambda: user.upload_folder({n: png(i) for i, n in enumerate(names)}))
+    if result is not None:
+        uploads = user.ws.uploads.resolve()
+        assert result.root.resolve().parent == uploads
+        written = [p for p in result.root.rglob("*") if p.is_file()]
+        assert len(written) == result.written == len(set(names)) - len({n for n, _ in result.refused})
+        assert all(p.resolve().is_relative_to(result.root.resolve()) for p in written)
+
+
+@FUZZ
+@given(names=st.lists(NAME, min_size=1, max_size=6), name=st.text(max_size=40))
+def test_fuzz_zip_entry_names_and_upload_name(user, names, name):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i, n in enumerate(dict.fromkeys(names)):
+            zf.writestr(n.replace("\x00", "_") or "x", png(i))
+    with user.unchanged_outside():
+        root = _outcome(lambda: user.ws.import_zip(buf.getvalue(), name))
+    if root is not None:
+        assert root.resolve().is_relative_to(user.ws.uploads.resolve())
+    assert not list((user.ws.root / ".incoming").iterdir())
+    assert re.fullmatch(r"[0-9a-f]{32}", user.ws.root.name)
