@@ -45,6 +45,28 @@ BASELINES = ("paper", "equal_steps", "class_weighted")
 SUPPORTED_SIZES = (16, 32, 64, 128, 256)
 
 
+# Numeric settings: what each must be, for the message when a value is not a number at all.
+_NUMBERS = {"ratio": (float, "a number in (0, 1], e.g. 0.1"),
+            "target_ratio": (float, "a number in (0, 1], e.g. 1.0"),
+            "image_size": (int, "a whole number of pixels, e.g. 64"),
+            "test_per_class": (float, "a whole number of images (e.g. 20) or a fraction in (0, 1)"),
+            "split_seed": (int, "a whole number, e.g. 0"),
+            "num_threads": (int, "a whole number of CPU threads of at least 1, e.g. 2"),
+            "max_synthetic_mb": (float, "a number of megabytes, e.g. 4096")}
+
+
+def _check_number(key: str, value: Any) -> None:
+    kind, what = _NUMBERS[key]
+    try:
+        if isinstance(value, (bool, list, dict)):
+            raise TypeError
+        number = kind(value)
+        if key == "num_threads" and number < 1:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise ParamError(f"{key} must be {what}; got {value!r}") from None
+
+
 @dataclass
 class ExperimentConfig:
     data: str
@@ -80,10 +102,15 @@ class ExperimentConfig:
         return cfg
 
     def validate(self) -> None:
+        for key in _NUMBERS:
+            value = getattr(self, key)
+            if value is not None or key not in ("ratio", "num_threads"):   # None: the data's own / torch's
+                _check_number(key, value)
         if isinstance(self.methods, str):
             self.methods = [m.strip() for m in self.methods.split(",") if m.strip()]
+        given_seeds = self.seeds
         if isinstance(self.seeds, (int, str)):
-            self.seeds = [int(s) for s in str(self.seeds).split(",") if s.strip()]
+            self.seeds = [s for s in str(self.seeds).split(",") if s.strip()]
         if not self.methods:
             raise ParamError("choose at least one method")
         for m in self.methods:
@@ -93,7 +120,7 @@ class ExperimentConfig:
         try:
             self.seeds = [int(s) for s in self.seeds]
         except (TypeError, ValueError):
-            raise ParamError(f"seeds must be whole numbers, got {self.seeds!r}") from None
+            raise ParamError(f"seeds must be whole numbers, e.g. 0,1,2; got {given_seeds!r}") from None
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ParamError("give one or more distinct seeds, e.g. 0,1,2")
         if self.ratio is not None and not (0 < float(self.ratio) <= 1):

@@ -530,48 +530,11 @@ def quick_counts(data: str | Path) -> dict[str, int]:
     return counts
 
 
-# Settings ExperimentConfig converts with int() / float(): what each must be, for the message when it cannot.
-_NUMBERS = {"ratio": (float, "a number in (0, 1], e.g. 0.1"),
-            "target_ratio": (float, "a number in (0, 1], e.g. 1.0"),
-            "image_size": (int, "a whole number of pixels, e.g. 64"),
-            "test_per_class": (float, "a whole number of images (e.g. 20) or a fraction in (0, 1)"),
-            "split_seed": (int, "a whole number, e.g. 0"),
-            "num_threads": (int, "a whole number of CPU threads of at least 1, e.g. 2"),
-            "max_synthetic_mb": (float, "a number of megabytes, e.g. 4096")}
-
-
-def _check_numbers(config: dict) -> None:
-    """Refuse a numeric setting that is not a number (ExperimentConfig would raise a bare ValueError on
-    ratio="abc", or accept num_threads="x" and fail later in the worker)."""
-    for key, (kind, what) in _NUMBERS.items():
-        value = config.get(key)
-        if value is None and key in ("ratio", "num_threads"):
-            continue   # None: keep the data's own imbalance / let the worker choose
-        if key not in config:
-            continue
-        try:
-            if isinstance(value, bool) or isinstance(value, (list, dict)):
-                raise TypeError
-            number = kind(value)
-            if key == "num_threads" and number < 1:
-                raise ValueError
-        except (TypeError, ValueError, OverflowError):
-            raise ParamError(f"{key} must be {what}; got {value!r}") from None
-    seeds = config.get("seeds")
-    if seeds is not None:
-        items = str(seeds).split(",") if isinstance(seeds, (int, str)) else seeds
-        try:
-            [int(s) for s in items]
-        except (TypeError, ValueError):
-            raise ParamError(f"seeds must be whole numbers, e.g. 0,1,2; got {seeds!r}") from None
-
-
 def preflight(config: dict, workspace: Workspace | None = None, counts: dict[str, int] | None = None) -> dict:
     """Validate an experiment config before it is queued; returns `core.experiment.estimate` plus
     memory_bytes. `counts`: images per class after the simulated imbalance when the caller knows them
     (the app does), else counted from the files. Raises ParamError / DataError saying what to change."""
     from .experiment import ExperimentConfig, estimate
-    _check_numbers(config)
     cfg = ExperimentConfig.from_dict(dict(config))
     if workspace is not None and config.get("data"):
         workspace.check_data_path(str(config["data"]))

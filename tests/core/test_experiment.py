@@ -170,6 +170,11 @@ def test_resume_retrains_what_other_settings_would_change(tmp_path, data):
     ({"overrides": {"adasyn": {}}}, "not among the chosen methods"),
     ({"baselines": ["magic"]}, "unknown baseline"),
     ({"colour": "red"}, "unknown setting"),
+    ({"ratio": "abc"}, r"ratio must be a number in \(0, 1\], e.g. 0.1; got 'abc'"),
+    ({"image_size": None}, "image_size must be a whole number of pixels, e.g. 64; got None"),
+    ({"seeds": "a,b"}, "seeds must be whole numbers, e.g. 0,1,2; got 'a,b'"),
+    ({"num_threads": 0}, "num_threads must be a whole number of CPU threads of at least 1"),
+    ({"max_synthetic_mb": "lots"}, "max_synthetic_mb must be a number of megabytes"),
 ])
 def test_config_errors_are_clear(data, bad, message):
     with pytest.raises(ParamError, match=message):
