@@ -54,6 +54,9 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--flip-tta", action="store_true", help="also score predictions averaged over 4 flips")
+    ap.add_argument("--members", type=int, default=1,
+                    help="score the averaged probabilities of this many classifiers per seed (seeds s, s+1000, ...): "
+                         "what an ensemble would buy, at that many times the cost")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f"Machine: {machine()}", flush=True)
@@ -68,15 +71,16 @@ def main() -> None:
         steps = clf.steps_for(len(train) + sum(needed.values()), p)
         f1, tta, t0 = [], [], time.time()
         for s in seeds:
-            model = clf.train(train, p, s, steps=steps).model
-            f1.append(macro_f1(test.labels, clf.predict(model, test).argmax(1), k))
+            models = [clf.train(train, p, s + 1000 * j, steps=steps).model for j in range(a.members)]
+            model = models[0]
+            f1.append(macro_f1(test.labels, sum(clf.predict(m, test) for m in models).argmax(1), k))
             if a.flip_tta:
                 x = test.images
                 prob = sum(clf.predict(model, v) for v in (x, x[:, :, ::-1].copy(), x[:, ::-1].copy(),
                                                            x[:, ::-1, ::-1].copy()))
                 tta.append(macro_f1(test.labels, prob.argmax(1), k))
         lo, hi = sd_interval(f1)
-        line = (f"{text} threads {a.threads} bf16 {clf.use_bf16(p, torch.device('cpu'))} steps {steps}: "
+        line = (f"{text} members {a.members} threads {a.threads} bf16 {clf.use_bf16(p, torch.device('cpu'))} steps {steps}: "
                 f"F1 {[round(v, 3) for v in f1]} mean {np.mean(f1):.3f} SD {np.std(f1, ddof=1):.3f} "
                 f"(90% interval {lo:.3f} to {hi:.3f}; {time.time() - t0:.0f} s)")
         if tta:

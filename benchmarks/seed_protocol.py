@@ -102,13 +102,37 @@ def _table(m: dict, old: dict | None, seeds: list[int], a, minutes: float, n_tra
                   "(seeds where the method won / seeds).",
               f"Seed-to-seed SD of the equal-steps baseline's macro F1: **{eq['std']['f1_macro']:.3f}** "
               f"(values {eq_vals})."]
+    swing = _late_swing(Path(a.out) / "main", seeds)
+    if swing:
+        lines.append(f"Epoch-to-epoch swing of that baseline's test macro F1 over its last 10 epochs (max - min, per "
+                     f"seed): {', '.join(f'{v:.3f}' for v in swing)} (mean {sum(swing) / len(swing):.3f}).")
     if old is not None:
         o = old["baselines"]["equal_steps"]
         o_vals = ", ".join(f"{v['f1_macro']:.3f}" for v in o["seeds"].values())
         lines.append(f"The same baseline with a constant learning rate and the last-epoch weights: SD "
                      f"**{o['std']['f1_macro']:.3f}** (values {o_vals}), "
                      f"mean {o['f1_macro']:.3f}.")
+        old_swing = _late_swing(Path(a.out) / "constant_lr_last_epoch", seeds)
+        if old_swing:
+            lines.append(f"Its swing over the last 10 epochs: {', '.join(f'{v:.3f}' for v in old_swing)} "
+                         f"(mean {sum(old_swing) / len(old_swing):.3f}): the schedule and the weight average make "
+                         "the epoch a run stops at matter far less; what remains is the spread between seeds.")
     return "\n".join(lines)
+
+
+def _late_swing(run_dir: Path, seeds: list[int], last: int = 10) -> list[float]:
+    """max - min of the equal-steps baseline's per-epoch test macro F1 (the evaluated model) over the last epochs."""
+    from core.events import read_events
+    points: dict[str, list[float]] = {}
+    for ev in read_events(run_dir):
+        if ev.get("kind") == "epoch" and str(ev.get("model", "")).startswith("baseline_equal_steps_s"):
+            points.setdefault(ev["model"], []).append(ev["test_f1"])
+    out = []
+    for s in seeds:
+        vals = points.get(f"baseline_equal_steps_s{s}", [])[-last:]
+        if vals:
+            out.append(max(vals) - min(vals))
+    return out
 
 
 if __name__ == "__main__":
