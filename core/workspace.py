@@ -283,6 +283,7 @@ class Workspace:
         incoming_root = self.root / ".incoming"
         try:
             incoming_root.mkdir(exist_ok=True)
+            _remove_stale_incoming(incoming_root)
             incoming = Path(tempfile.mkdtemp(prefix="upload-", dir=incoming_root))
         except OSError as err:
             raise ArchiveError(f"cannot store {name} ({err.strerror or err}); check the free disk space "
@@ -399,6 +400,21 @@ class Workspace:
         tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
         os.replace(tmp, self.settings_path)
         return data
+
+
+STALE_UPLOAD_SECONDS = 3600
+
+
+def _remove_stale_incoming(incoming_root: Path, max_age: float = STALE_UPLOAD_SECONDS) -> None:
+    """Drop upload copies left by an app that was killed mid-upload (older than `max_age` seconds);
+    a copy being written right now is younger and stays."""
+    import time
+    for old in incoming_root.glob("upload-*"):
+        try:
+            if time.time() - old.stat().st_mtime > max_age:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _upload_file_name(filename: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 import zipfile
 
 import pytest
@@ -144,6 +145,20 @@ def test_import_zip_from_bytes_or_a_stream_unwraps_the_top_folder(home, tmp_path
     assert not list((ws.root / ".incoming").iterdir())           # the uploaded copy is removed
     assert ws.dataset_root(ws.uploads / "tiles") == root         # "My datasets" finds the class folders
     assert ws.dataset_root(root) == root
+
+
+def test_an_upload_copy_left_by_a_killed_app_is_removed_by_the_next_upload(home):
+    ws = Workspace.create()
+    incoming = ws.root / ".incoming"
+    stale, fresh = incoming / "upload-stale", incoming / "upload-fresh"
+    for d in (stale, fresh):
+        d.mkdir(parents=True)
+        (d / "tiles.zip").write_bytes(b"half an upload")
+    hour_ago = time.time() - 3700
+    os.utime(stale, (hour_ago, hour_ago))
+    ws.import_zip(_zip(TREE), "tiles.zip")
+    assert not stale.exists()                  # left over from an app killed mid-upload
+    assert (fresh / "tiles.zip").exists()      # may be another upload in progress
 
 
 def test_import_zip_errors_name_the_uploaded_file_and_keep_nothing(home, tmp_path, outside_unchanged):
