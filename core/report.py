@@ -11,6 +11,7 @@ is what they send to a colleague:
 from __future__ import annotations
 
 import html
+import re
 import time
 from pathlib import Path
 
@@ -86,11 +87,16 @@ def fig_leaderboard(metrics: dict) -> go.Figure:
     return _layout(fig, "Macro F1 (mean ± std over seeds)")
 
 
+def _group_label(column: str, value) -> str:
+    # a bare "0" or "1" in a legend reads as a value, not as the seed it is
+    return f"s{value}" if column == "seed" else str(value)
+
+
 def fig_lines(rows: list[dict], x: str, group: list[str], title: str, y_title: str = "") -> go.Figure:
-    """Line chart of long-form rows: one line per distinct `group` value tuple."""
+    """Line chart of long-form rows: one line per distinct `group` value tuple (a seed shows as `s<n>`)."""
     series: dict[str, tuple[list, list]] = {}
     for r in rows:
-        key = " · ".join(str(r[g]) for g in group)
+        key = " · ".join(_group_label(g, r.get(g, 0 if g == "seed" else "")) for g in group)
         xs, ys = series.setdefault(key, ([], []))
         xs.append(r[x])
         ys.append(r["value"])
@@ -103,9 +109,27 @@ def fig_lines(rows: list[dict], x: str, group: list[str], title: str, y_title: s
 
 
 def fig_losses(rows: list[dict], series: tuple[str, ...] = ("d_loss", "g_loss")) -> go.Figure:
-    """Generative training losses (monitor events) per method and class."""
-    return fig_lines([r for r in rows if r["series"] in series], "step", ["method", "class", "series"],
+    """Generative training losses (monitor events) per method, class and seed: each seed its own line."""
+    return fig_lines([r for r in rows if r["series"] in series], "step", ["method", "class", "seed", "series"],
                      "Generator / discriminator losses", "loss")
+
+
+def sample_timelines(grids: list[dict]) -> dict[tuple[str, str, int], list[dict]]:
+    """The sample grids of a run (`runs.sample_grids`) per (method, class, seed), each in step order.
+
+    A grid without a `seed` key takes it from its file name (`seed<n>_step<m>.png`, as the trainer names
+    them), else 0. Groups keep the order in which they first appear; a step written twice (a resumed run
+    writing the same grid again) keeps the later grid.
+    """
+    out: dict[tuple[str, str, int], dict[int, dict]] = {}
+    for g in grids:
+        seed = g.get("seed")
+        if seed is None:
+            found = re.match(r"seed(-?\d+)_step", Path(str(g.get("path", ""))).name)
+            seed = int(found.group(1)) if found else 0
+        key = (str(g.get("method", "")), str(g.get("class") or "all"), int(seed))
+        out.setdefault(key, {})[int(g.get("step", 0))] = {**g, "seed": int(seed)}
+    return {key: [by_step[s] for s in sorted(by_step)] for key, by_step in out.items()}
 
 
 def fig_epochs(rows: list[dict], series: str = "loss") -> go.Figure:

@@ -67,6 +67,12 @@ def _actions(job: Job) -> None:
 
 @st.fragment(run_every="2s")
 def job_list() -> None:
+    # the page's guard covers only full runs; a fragment's own reruns need their own
+    with common.guard():
+        _job_list()
+
+
+def _job_list() -> None:
     s = common.store()
     jobs = s.list()
     if not jobs:
@@ -93,8 +99,43 @@ def job_list() -> None:
                 _actions(job)
 
 
+def _samples(run_id: str, run_dir) -> None:
+    """The sample grids as a timeline: one generator (method, class, seed) at a time, stepped through in
+    training order. It shows the latest grid, and keeps following new ones unless the user went back."""
+    timelines = report.sample_timelines(runs.sample_grids(run_dir))
+    if not timelines:
+        st.caption("No sample grids: generative methods write them while they train.")
+        return
+    labels = {f"{m} · {c} · s{seed}": (m, c, seed) for (m, c, seed) in timelines}
+    pick = next(iter(labels))
+    if len(labels) > 1:
+        pick = st.selectbox("Generator", list(labels), key=f"grid_gen_{run_id}",
+                            help="Method, class and seed of the generator whose sample grids to show")
+    method, cls, seed = labels[pick]
+    grids = {g["step"]: g for g in timelines[labels[pick]]}
+    steps = list(grids)
+    step = steps[-1]
+    if len(steps) > 1:
+        key, latest_key = f"grid_step_{run_id}_{pick}", f"grid_latest_{run_id}_{pick}"
+        # follow new grids while the slider sits on the latest one; stay put once the user went back
+        shown = st.session_state.get(key)
+        if shown not in grids or shown == st.session_state.get(latest_key):
+            st.session_state[key] = steps[-1]
+        st.session_state[latest_key] = steps[-1]
+        step = st.select_slider("Training step", steps, key=key, format_func=lambda s: f"step {s}",
+                                help="Each grid is drawn from the same fixed noise, so the grids show how "
+                                     "the generator's images change as it trains")
+    st.image(grids[step]["path"], caption=f"{method} · {cls} · s{seed} · step {step} "
+                                          f"({steps.index(step) + 1} of {len(steps)})")
+
+
 @st.fragment(run_every="2s")
 def details(run_id: str) -> None:
+    with common.guard():
+        _details(run_id)
+
+
+def _details(run_id: str) -> None:
     s = common.store()
     job = s.job_for_run(run_id)
     run_dir = common.workspace().run_dir(run_id)
@@ -129,7 +170,7 @@ def details(run_id: str) -> None:
             if other:
                 pick = st.selectbox("Other monitor", other, key=f"mon_{run_id}")
                 st.plotly_chart(report.fig_lines([r for r in rows if r["series"] == pick], "step",
-                                                 ["method", "class"], pick, pick),
+                                                 ["method", "class", "seed"], pick, pick),
                                 width="stretch", key=f"mon_chart_{run_id}")
         else:
             st.caption("No generator losses: only generative methods (GANs, diffusion) have them.")
@@ -143,15 +184,7 @@ def details(run_id: str) -> None:
         else:
             st.caption("No classifier epoch yet.")
     with tabs["Samples"]:
-        grids = runs.sample_grids(run_dir)
-        if grids:
-            last: dict[tuple, dict] = {}
-            for g in grids:
-                last[(g["method"], g["class"])] = g
-            for (method, cls), g in list(last.items())[:12]:
-                st.image(g["path"], caption=f"{method} · {cls} · step {g['step']}")
-        else:
-            st.caption("No sample grids: generative methods write them while they train.")
+        _samples(run_id, run_dir)
     with tabs["Log"]:
         st.code(runs.log_tail(run_dir, 60) or "(empty)", language=None)
 

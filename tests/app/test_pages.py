@@ -454,9 +454,64 @@ def test_jobs_live_loss_curves_of_a_generative_method():
                 out[t.get("name", "")] = t.get("x")
         return out
 
-    assert traces()["dcgan · crack · d_loss"] == [1, 10, 20]
+    assert traces()["dcgan · crack · s0 · d_loss"] == [1, 10, 20]
     assert at.selectbox(key=f"mon_{job_id}").options == ["diversity", "diversity_real"]
     rep.emit("monitor", method="dcgan", **{"class": "crack"}, seed=0, step=30, total=30,
              d_loss=0.01, g_loss=3.0, diversity=0.3, diversity_real=0.35)
     at.run()                                   # the next poll picks up the new point
-    assert traces()["dcgan · crack · d_loss"] == [1, 10, 20, 30]
+    assert traces()["dcgan · crack · s0 · d_loss"] == [1, 10, 20, 30]
+
+
+def test_jobs_curves_of_two_seeds_are_separate_and_samples_are_a_timeline():
+    ws = ws_of(open_page())
+    store = JobStore(ws)
+    job_id = store.submit({"seconds": 1}, kind="sleep")
+    run_dir = store.get(job_id).run_dir
+    rep = Reporter(run_dir)
+    for seed in (0, 1):
+        for step in (1, 2):
+            rep.emit("monitor", method="dcgan", **{"class": "crack"}, seed=seed, step=step, total=4,
+                     d_loss=1.0 + seed + step, g_loss=0.5, diversity=0.3, diversity_real=0.35)
+
+    def grid(seed: int, step: int, shade: int) -> None:
+        # as the trainer writes them: samples/<method>/<class>/seed<s>_step<n>.png, then an image event
+        rel = Path("samples", "dcgan", "crack", f"seed{seed}_step{step:06d}.png")
+        (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (8, 8), shade).save(run_dir / rel)
+        rep.emit("image", method="dcgan", **{"class": "crack"}, seed=seed, path=rel.as_posix(), step=step)
+
+    grid(0, 2, 40)
+    grid(0, 4, 200)
+    grid(1, 2, 90)
+    at = open_page("jobs", ws=ws.id, run=job_id)
+    assert_clean(at)
+    losses = {t["name"]: (t["x"], t["y"]) for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
+    assert losses["dcgan · crack · s0 · d_loss"] == ([1, 2], [2.0, 3.0])       # one line per seed, not
+    assert losses["dcgan · crack · s1 · d_loss"] == ([1, 2], [3.0, 4.0])       # one line zigzagging
+    assert len(losses) == 4
+
+    def shown() -> tuple[str, str]:
+        (image,) = at.image
+        return image.captions[0], image.value[0]
+
+    assert at.selectbox(key=f"grid_gen_{job_id}").options == ["dcgan · crack · s0", "dcgan · crack · s1"]
+    key = f"grid_step_{job_id}_dcgan · crack · s0"
+    assert at.select_slider(key=key).options == ["step 2", "step 4"]
+    assert at.select_slider(key=key).value == 4                                  # the latest first
+    caption, url4 = shown()
+    assert "s0 · step 4" in caption
+    at.select_slider(key=key).set_value(2).run()
+    assert_clean(at)
+    caption, url2 = shown()
+    assert "s0 · step 2" in caption and url2 != url4
+    grid(0, 6, 120)                             # training goes on: the user who went back stays there
+    at.run()
+    assert at.select_slider(key=key).options == ["step 2", "step 4", "step 6"]
+    assert at.select_slider(key=key).value == 2 and "step 2" in shown()[0]
+    at.select_slider(key=key).set_value(6).run()
+    grid(0, 8, 160)                             # ... and on the latest one follows the new grids
+    at.run()
+    assert at.select_slider(key=key).value == 8 and "step 8 (4 of 4)" in shown()[0]
+    at.selectbox(key=f"grid_gen_{job_id}").set_value("dcgan · crack · s1").run()
+    assert_clean(at)
+    assert "s1 · step 2 (1 of 1)" in shown()[0]                                 # a single grid: no slider

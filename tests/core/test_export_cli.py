@@ -113,6 +113,27 @@ def test_cli_run_export_sample_inspect(tmp_path, make_dataset):
     assert r.returncode == 0 and "crack" in r.stdout and "normal" in r.stdout
 
 
+def test_cli_run_dcgan_then_sample_more_from_its_saved_generator(tmp_path, make_dataset):
+    from PIL import Image
+    data = make_dataset(tmp_path, {"normal": 30, "crack": 12}, size=16)
+    out = tmp_path / "runs" / "gan"
+    r = cli("run", "--data", data, "--methods", "dcgan", "--seeds", "0", "--out", out, "--set", "dcgan.steps=2",
+            "--set", "dcgan.g_width=4", "--set", "dcgan.d_width=4", *FAST)
+    assert r.returncode == 0, r.stderr
+    assert (out / "checkpoints" / "dcgan" / "seed0" / "meta.json").is_file()
+    r = cli("sample", out, "--method", "dcgan", "--class", "crack", "--n", "5")
+    assert r.returncode == 0, r.stderr
+    wrote = r.stdout.strip().splitlines()[-1]
+    assert wrote.startswith("wrote 5 images of crack to ")
+    folder = Path(wrote.removeprefix("wrote 5 images of crack to "))
+    assert folder == out / "sampled" / "dcgan" / "crack"                # inside the run, by default
+    files = sorted(folder.glob("*.png"))
+    assert len(files) == 5
+    for f in files:
+        with Image.open(f) as img:
+            assert img.size == (16, 16) and img.mode == "L"              # the run's size and channels
+
+
 @pytest.mark.parametrize("args, message", [
     (["--set", "smote.k_neighbors"], "--set takes METHOD.PARAM=VALUE"),
     (["--set", "smote.k_neighbors=abc"], "expects int"),

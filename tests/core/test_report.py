@@ -53,3 +53,26 @@ def test_report_is_one_self_contained_page(finished_run, tmp_path):
 def test_report_of_an_unfinished_run_says_so(tmp_path):
     with pytest.raises(RunError, match="no results yet"):
         report.build_report(tmp_path)
+
+
+def test_loss_curves_are_one_line_per_method_class_seed_and_series():
+    rows = [{"method": "dcgan", "class": "crack", "seed": seed, "step": step, "series": series, "value": v}
+            for seed in (0, 1) for step in (1, 2) for series, v in (("d_loss", seed + step), ("g_loss", 9.0),
+                                                                     ("diversity", 0.3))]
+    lines = {t.name: (list(t.x), list(t.y)) for t in report.fig_losses(rows).data}
+    assert set(lines) == {f"dcgan · crack · s{s} · {k}" for s in (0, 1) for k in ("d_loss", "g_loss")}
+    assert lines["dcgan · crack · s1 · d_loss"] == ([1, 2], [2, 3])     # seeds never join into one line
+
+
+def test_sample_timelines_group_by_generator_in_step_order():
+    grids = [{"method": "dcgan", "class": "crack", "seed": 0, "step": 4, "path": "a/seed0_step000004.png"},
+             {"method": "dcgan", "class": "crack", "seed": 0, "step": 2, "path": "a/seed0_step000002.png"},
+             {"method": "dcgan", "class": "crack", "step": 2, "path": "a/seed1_step000002.png"},   # no seed key
+             {"method": "cgan", "class": "all", "seed": 0, "step": 2, "path": "b/seed0_step000002.png"},
+             {"method": "dcgan", "class": "crack", "seed": 0, "step": 4, "path": "again.png"}]   # resumed
+    timelines = report.sample_timelines(grids)
+    assert list(timelines) == [("dcgan", "crack", 0), ("dcgan", "crack", 1), ("cgan", "all", 0)]
+    assert [(g["step"], g["path"]) for g in timelines[("dcgan", "crack", 0)]] == [
+        (2, "a/seed0_step000002.png"), (4, "again.png")]
+    assert timelines[("dcgan", "crack", 1)][0]["seed"] == 1
+    assert report.sample_timelines([]) == {}
