@@ -90,9 +90,39 @@ class Limits:
     max_archive_bytes: int = 2 * 1024 ** 3      # size of the zip file itself
     max_total_bytes: int = 4 * 1024 ** 3        # sum of uncompressed sizes
     max_entries: int = 100_000
-    max_ratio: float = 200.0                    # per-entry compression ratio of a bomb (entries > 1 MiB only)
+    max_ratio: float = 200.0                    # compression ratio of a bomb (per entry > 1 MiB, and whole archive)
     max_image_pixels: int = 64_000_000          # Pillow decompression-bomb guard (Image.MAX_IMAGE_PIXELS)
     max_classes: int = 500
+
+    @classmethod
+    def from_env(cls) -> "Limits":
+        """The defaults, with the upload bounds the administrator set in the environment (see README):
+        DEFECTAUG_MAX_ZIP_BYTES (the zip file), DEFECTAUG_MAX_UPLOAD_BYTES (uncompressed total of a zip or
+        folder upload), DEFECTAUG_MAX_UPLOAD_ENTRIES (files in one upload). Numbers like 2e9 are accepted."""
+        limits = cls()
+        for var, name in _LIMIT_ENV.items():
+            raw = os.environ.get(var, "").strip()
+            if not raw:
+                continue
+            try:
+                value = float(raw)
+            except ValueError:
+                value = -1.0
+            if not math.isfinite(value) or value < 1:
+                raise ParamError(f"{var} must be a positive whole number such as 1e9 (it is {raw!r}); "
+                                 "fix it in the environment and restart the app")
+            setattr(limits, name, int(value))
+        return limits
+
+
+# Environment variable -> Limits field (Limits.from_env).
+_LIMIT_ENV = {"DEFECTAUG_MAX_ZIP_BYTES": "max_archive_bytes",
+              "DEFECTAUG_MAX_UPLOAD_BYTES": "max_total_bytes",
+              "DEFECTAUG_MAX_UPLOAD_ENTRIES": "max_entries"}
+
+# An archive whose declared contents stay under this size is never called a bomb by its overall ratio
+# (a small zip of blank masks compresses very well and is harmless).
+BOMB_FLOOR_BYTES = 64 * 1024 ** 2
 
 
 @dataclass
@@ -163,7 +193,7 @@ def _is_archive_name(name: str) -> bool:
 
 
 def _limits(limits: Limits | None) -> Limits:
-    return limits if limits is not None else Limits()
+    return limits if limits is not None else Limits.from_env()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -187,9 +217,10 @@ class _Entry:
     is_dir: bool
 
 
-def _plan(zf: zipfile.ZipFile, zip_name: str, limits: Limits) -> tuple[list[_Entry], list[str]]:
+def _plan(zf: zipfile.ZipFile, zip_name: str, limits: Limits, archive_size: int) -> tuple[list[_Entry], list[str]]:
     """Validate every entry before a single byte is written; return what to write, and which of those
-    files are nested archives (written as plain files, never opened)."""
+    files are nested archives (written as plain files, never opened). `archive_size`: the zip's size
+    on disk, for the whole-archive compression ratio."""
     infos = zf.infolist()
     if len(infos) > limits.max_entries:
         raise ArchiveError(f"{zip_name} has {len(infos)} entries, more than the limit of {limits.max_entries}; "
@@ -248,6 +279,11 @@ def _plan(zf: zipfile.ZipFile, zip_name: str, limits: Limits) -> tuple[list[_Ent
         files.add(parts)
         dirs.update(parts[:i] for i in range(1, len(parts)))
         plan.append(_Entry(info, parts, False))
+    # Many entries each just under the per-entry floor (thousands of 1 MiB - 1 zeros) add up to a bomb too.
+    if total > BOMB_FLOOR_BYTES and total > limits.max_ratio * max(archive_size, 1):
+        ratio = total / max(archive_size, 1)
+        raise ArchiveError(f"{zip_name} looks like a zip bomb: its {len(files)} files expand {ratio:.0f}:1 "
+                           f"(limit {limits.max_ratio:.0f}:1) to {_human(total)}; nothing was extracted.")
     clash = files & dirs
     if clash:
         raise ArchiveError(f"{zip_name} holds {'/'.join(sorted(clash)[0])!r} both as a file and as a folder; "
@@ -336,7 +372,7 @@ def _extract(zip_path: str | Path, dest: str | Path, limits: Limits | None) -> t
                            "re-create it with a zip tool and upload it again.") from None
     with zf:
         try:
-            plan, nested = _plan(zf, zip_name, limits)
+            plan, nested = _plan(zf, zip_name, limits, size)
         except _ZIP_ERRORS as err:  # e.g. a name that cannot be decoded
             raise ArchiveError(f"{zip_name} is corrupt ({err}); re-create it and upload it again.") from None
         n_files = sum(1 for e in plan if not e.is_dir)
@@ -396,8 +432,10 @@ def safe_extract_zip(zip_path: str | Path, dest: str | Path, limits: Limits | No
 
     Every entry is checked before anything is written: no absolute or '..' paths, no symbolic links or
     special files, at most `max_entries` entries and `max_total_bytes` declared bytes, no entry over 1 MiB
-    compressed more than `max_ratio`:1. While writing, each entry is read in chunks and stopped at its
-    declared size (and CRC-checked by zipfile), so a header that lies cannot inflate past the limits.
+    compressed more than `max_ratio`:1, and no archive whose declared contents exceed 64 MiB
+    (`BOMB_FLOOR_BYTES`) and `max_ratio` times the zip's size. While writing, each entry is read in
+    chunks and stopped at its declared size and at what is left of `max_total_bytes` (and CRC-checked
+    by zipfile), so a header that lies cannot inflate past the limits. `limits=None`: `Limits.from_env()`.
     On any failure everything written is removed and `ArchiveError` says why. If `dest` already holds
     files, a fresh folder is made inside it (nothing is ever overwritten). Nested archives are written
     as plain files, never opened (`load_dataset` lists them as skipped); an archive of only archives is

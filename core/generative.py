@@ -474,7 +474,7 @@ class AdversarialTrainer:
                            "D": sum(q.numel() for q in self.D.parameters())}, sort_keys=True)
 
     def _save(self, final: bool) -> None:
-        from safetensors.torch import save_file
+        from .methods.base import save_tensors   # a failed write raises OSError (disk full), not SafetensorError
         assert self.checkpoint is not None
         full = not final or bool(getattr(self.p, "keep_train_state", False))
         tensors = {f"G.{k}": v for k, v in self.G.state_dict().items()}
@@ -487,7 +487,7 @@ class AdversarialTrainer:
         meta = {"fingerprint": self.fingerprint(), "step": str(self.step), "full": "1" if full else "0"}
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
+        save_tensors(tensors, tmp, metadata=meta)
         os.replace(tmp, self.checkpoint)       # atomic: a crash never leaves half a checkpoint
 
     def _resume(self) -> int:

@@ -271,7 +271,7 @@ class Workspace:
         extracted into a fresh `uploads/<name>/` by `core.data.safe_extract_zip`; the copy is always
         removed. Raises `ArchiveError` saying what to do; on failure nothing is kept.
         """
-        limits = limits if limits is not None else Limits()
+        limits = limits if limits is not None else Limits.from_env()
         name = _upload_file_name(filename)
         if isinstance(upload, (bytes, bytearray, memoryview)):
             upload = io.BytesIO(bytes(upload))
@@ -308,7 +308,7 @@ class Workspace:
         sub-folders, that folder is dropped: its sub-folders are the classes. Raises `DataError`
         (too many files, too many bytes, nothing usable, disk full); on failure nothing is kept.
         """
-        limits = limits if limits is not None else Limits()
+        limits = limits if limits is not None else Limits.from_env()
         files = list(files)
         if not files:
             raise DataError("the uploaded folder is empty; pick the dataset folder (one sub-folder per class)")

@@ -16,9 +16,12 @@ Checkpoints are `state.safetensors` (tensors) + `meta.json` (everything else), w
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +61,31 @@ class SampleBatch:
     parents: list[list[str]]           # per image, the source ids it was made from (may be empty)
 
 
+_OS_ERROR = re.compile(r"os error (\d+)")
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """`safetensors.torch.save_file`, with a failed write raised as the `OSError` it is (safetensors raises
+    its own `SafetensorError`): a full disk while saving a checkpoint then reads "the disk is full", like
+    any other write, instead of an internal error. The message is kept; nothing is left at `path`."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+    try:
+        safetensors.torch.save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as err:
+        text = str(err)
+        code = _OS_ERROR.search(text)
+        if code is None and "No space left" not in text and "I/O error" not in text:
+            raise   # not a write failure (a bad tensor): a bug, reported as such
+        if code:
+            number = int(code.group(1))
+        else:
+            number = errno.ENOSPC if "No space left" in text else errno.EIO
+        with contextlib.suppress(OSError):
+            Path(path).unlink()
+        raise OSError(number, text, str(path)) from err
+
+
 class Sampler:
     """Base class. Subclasses implement `fit`, `sample`, `get_state` and `set_state`."""
 
@@ -91,7 +119,6 @@ class Sampler:
         return SampleBatch(np.zeros((0, *self.shape_), np.uint8), [])
 
     def save(self, folder: str | Path) -> Path:
-        from safetensors.torch import save_file
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tensors, meta = self.get_state()
@@ -99,7 +126,7 @@ class Sampler:
                 "params": dataclasses.asdict(self.params), **meta}
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         tmp_t, tmp_m = folder / "state.safetensors.tmp", folder / "meta.json.tmp"
-        save_file(tensors, str(tmp_t))
+        save_tensors(tensors, tmp_t)
         tmp_m.write_text(json.dumps(meta, indent=1), encoding="utf-8")
         os.replace(tmp_t, folder / "state.safetensors")   # atomic: a crash never leaves half a checkpoint
         os.replace(tmp_m, folder / "meta.json")

@@ -1,7 +1,8 @@
 """Mixup and CutMix inside one class (lambda 0.6 by default, as in the diffusion paper's baselines).
 
 Both parents come from the same class, so the label of a mixed image stays hard and the
-classifier is trained exactly as with real images.
+classifier is trained exactly as with real images. A class of a single image has nothing to mix
+with: its images are copies (random oversampling), with a warning and a record in `fallbacks_`.
 """
 from __future__ import annotations
 
@@ -20,33 +21,65 @@ class MixParams:
 
 
 def _pairs(pool: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two different parents per image; a pool of at least two images (`_MixSampler._single` handles one)."""
     a = rng.choice(pool, size=n, replace=True)
-    if len(pool) == 1:
-        return a, a.copy()
     # a different second parent: shift by a random non-zero offset inside the pool
     pos = np.searchsorted(pool, a)
     b = pool[(pos + rng.integers(1, len(pool), size=n)) % len(pool)]
     return a, b
 
 
-class MixupSampler(_KeepsImages):
+class _MixSampler(_KeepsImages):
+    method_name = ""   # each sampler names itself (in warnings and fallbacks_)
+
+    def fit(self, train, needed):
+        super().fit(train, needed)
+        self.fallbacks_: list[dict] = []
+        return self
+
+    def set_state(self, tensors, meta):
+        super().set_state(tensors, meta)
+        self.fallbacks_ = []
+
+    def _single(self, class_name: str, pool: np.ndarray, n: int) -> SampleBatch:
+        """A class of one image: mixing it with itself would silently copy it; copy it and say so."""
+        why = f"only {len(pool)} image(s), nothing to mix with"
+        self.fallbacks_.append({"method": self.method_name, "class": class_name, "requested": n,
+                                "achieved_by_method": 0, "fallback": "random_oversample", "reason": why})
+        self.ctx.reporter.warn(f"{self.method_name} on class {class_name!r}: {why}; random_oversample made the "
+                               f"remaining {n} of {n} images")
+        pick = np.repeat(pool, n)
+        return SampleBatch(self.images_[pick].copy(), [[self.sources_[i]] for i in pick])
+
+
+class MixupSampler(_MixSampler):
+    method_name = "mixup"
+
     def sample(self, class_name: str, n: int, seed: int) -> SampleBatch:
         if n <= 0:
             return self._empty()
+        pool = self._pool(class_name)
+        if len(pool) < 2:
+            return self._single(class_name, pool, n)
         rng = np.random.default_rng(seed)
-        a, b = _pairs(self._pool(class_name), n, rng)
+        a, b = _pairs(pool, n, rng)
         lam = self.params.lam
         mixed = lam * self.images_[a].astype(np.float32) + (1 - lam) * self.images_[b].astype(np.float32)
         imgs = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
         return SampleBatch(imgs, [[self.sources_[i], self.sources_[j]] for i, j in zip(a, b)])
 
 
-class CutMixSampler(_KeepsImages):
+class CutMixSampler(_MixSampler):
+    method_name = "cutmix"
+
     def sample(self, class_name: str, n: int, seed: int) -> SampleBatch:
         if n <= 0:
             return self._empty()
+        pool = self._pool(class_name)
+        if len(pool) < 2:
+            return self._single(class_name, pool, n)
         rng = np.random.default_rng(seed)
-        a, b = _pairs(self._pool(class_name), n, rng)
+        a, b = _pairs(pool, n, rng)
         imgs = self.images_[a].copy()
         h, w = imgs.shape[1:3]
         cut = np.sqrt(1.0 - self.params.lam)          # box side ratio: box area = (1 - lam)

@@ -21,8 +21,8 @@ import pytest
 
 from core.errors import DataError, ParamError, RunError
 from core.events import read_events
-from core.jobs import (FAILED, WORKER_DIED, JobStore, ensure_worker, quick_counts, wait_for,
-                       worker_main)
+from core.jobs import (FAILED, WORKER_DIED, JobStore, default_max_parallel, ensure_worker, quick_counts,
+                       run_job_process, wait_for, worker_main)
 from core.sample_data import write_sample_dataset
 from core.workspace import Workspace, is_valid_id
 
@@ -221,6 +221,40 @@ def test_disk_full_is_a_clear_failure_and_earlier_runs_stay_intact(store, only_i
     assert {p.name: p.read_bytes() for p in Path(store.get(earlier).run_dir).iterdir()} == before
 
 
+@pytest.mark.slow
+def test_disk_full_while_writing_a_checkpoint_is_the_disk_full_failure(store, only_in, monkeypatch):
+    """A real job whose checkpoint write (safetensors) hits a full disk: the disk-full reason, not an
+    internal error; earlier runs intact. Only the library's write function is replaced."""
+    import safetensors
+    import safetensors.torch
+    earlier = store.submit({"seconds": 0.1, "steps": 2}, kind="sleep")
+    worker_main(store.workspace.root, once=True)
+    earlier_dir = Path(store.get(earlier).run_dir)
+    before = {p: p.read_bytes() for p in earlier_dir.rglob("*") if p.is_file()}
+    writes: list[str] = []
+
+    def full_disk(tensors, filename, metadata=None):
+        writes.append(filename)
+        raise safetensors.SafetensorError(f"Error while serializing: I/O error: No space left on device "
+                                          f"(os error 28) at path {filename!r}")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    import torch   # torch's first optimizer makes its empty cache folder (temp/torchinductor_<user>): not the job's
+    torch.optim.Adam(torch.nn.Linear(1, 1).parameters())
+    with only_in(store):
+        job_id = store.submit(tiny_config(store.workspace))
+        assert store.claim_next(os.getpid()).id == job_id    # as the worker would, but in this process
+        assert run_job_process(store.workspace.root, job_id) == 1
+    job = store.status(job_id)
+    assert job.status == FAILED, job.reason
+    assert job.reason == ("the disk is full: the job could not write its files. Free some space (delete old runs "
+                          "on the Jobs page) and re-run it; earlier runs are intact")
+    assert writes and writes[0].endswith("state.safetensors.tmp")
+    assert not any(p.name.endswith(".tmp") for p in Path(job.run_dir).rglob("*"))
+    assert "No space left on device (os error 28)" in (Path(job.run_dir) / "log.txt").read_text()
+    assert {p: p.read_bytes() for p in earlier_dir.rglob("*") if p.is_file()} == before
+
+
 def test_one_worker_per_workspace(store, only_in):
     with only_in(store):
         assert ensure_worker(store) is True
@@ -271,11 +305,15 @@ def test_three_jobs_at_once_are_queued_never_oversubscribed(store, only_in):
     with only_in(store):
         ids = [store.submit({"seconds": 1.0, "steps": 5}, kind="sleep") for _ in range(3)]
         seen_running: list[int] = []
+        waiting: list[tuple[str, str]] = []
         stop = threading.Event()
 
         def watch():
             while not stop.is_set():
-                seen_running.append(sum(1 for j in store.list() if j.status == "running"))
+                jobs = store.list()
+                seen_running.append(sum(1 for j in jobs if j.status == "running"))
+                if seen_running[-1]:
+                    waiting.extend((j.status, j.reason) for j in jobs if j.status not in ("running", "done"))
                 time.sleep(0.05)
 
         t = threading.Thread(target=watch)
@@ -288,10 +326,42 @@ def test_three_jobs_at_once_are_queued_never_oversubscribed(store, only_in):
     jobs = [store.status(i) for i in ids]
     assert all(j.status == "done" for j in jobs)
     assert max(seen_running) == 1 and 1 in seen_running
+    # the others wait queued, with no failure reason (the Jobs page shows "waiting for a free slot")
+    assert waiting and set(waiting) == {("queued", "")}
     starts = [j.started for j in jobs]
     assert starts == sorted(starts)                                # first in, first out
     for a, b in zip(jobs, jobs[1:]):
         assert b.started >= a.finished - 0.05                      # one after the other
+
+
+def test_defaults_on_two_cores_run_one_job_at_a_time_with_both_cores(store, only_in, monkeypatch):
+    """The target machine (2 cores, no GPU) with DEFECTAUG_MAX_PARALLEL unset: three jobs queue, one runs
+    at a time, and each job process is given both cores."""
+    import subprocess
+    monkeypatch.delenv("DEFECTAUG_MAX_PARALLEL")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")   # no GPU, even on a machine that has one
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert default_max_parallel() == 1
+    envs: list[dict] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(args, **kw):   # the real Popen; only the environment each job gets is noted
+        if "run-job" in args:
+            envs.append(kw["env"])
+        return real_popen(args, **kw)
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
+    with only_in(store):
+        ids = [store.submit({"seconds": 0.3, "steps": 3}, kind="sleep") for _ in range(3)]
+        worker_main(store.workspace.root, once=True)
+    jobs = [store.status(i) for i in ids]
+    assert [j.status for j in jobs] == ["done"] * 3
+    for a, b in zip(jobs, jobs[1:]):
+        assert b.started >= a.finished - 0.05                      # one after the other
+    assert len(envs) == 3
+    for env in envs:
+        assert (env["OMP_NUM_THREADS"], env["MKL_NUM_THREADS"], env["DEFECTAUG_JOB_THREADS"]) == ("2", "2", "2")
+        assert env["CUDA_VISIBLE_DEVICES"] == ""
 
 
 def test_slots_are_shared_between_workspaces(home, only_in):

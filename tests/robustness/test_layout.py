@@ -97,10 +97,15 @@ def test_class_names_with_spaces_and_unicode(user, via):
 
 
 # ---------------------------------------------------------------------------------------------------
-# A class of a single image: it loads, stays in training, and interpolation methods fall back and say so
+# A class of a single image: it loads, stays in training, and interpolation and mixing methods fall back
+# and say so
 # ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["smote", "borderline_smote", "adasyn"])
-def test_a_class_of_one_image_makes_interpolation_fall_back_and_say_so(user, method):
+@pytest.mark.parametrize("method, why", [("smote", "too few to interpolate"),
+                                         ("borderline_smote", "too few to interpolate"),
+                                         ("adasyn", "too few to interpolate"),
+                                         ("mixup", "nothing to mix with"),
+                                         ("cutmix", "nothing to mix with")])
+def test_a_class_of_one_image_makes_interpolation_fall_back_and_say_so(user, method, why):
     from core.data import balance_targets
     from core.events import Reporter
     from core.methods import Context, get_method
@@ -119,6 +124,8 @@ def test_a_class_of_one_image_makes_interpolation_fall_back_and_say_so(user, met
         batch = sampler.sample("crack", needed["crack"], seed=0)
     assert needed == {"crack": 3, "normal": 0} and len(batch.images) == 3
     assert batch.parents == [["crack/only.png"]] * 3
-    assert reporter.warnings == [f"{method} on class 'crack': only 1 image(s), too few to interpolate; "
+    assert reporter.warnings == [f"{method} on class 'crack': only 1 image(s), {why}; "
                                  "random_oversample made the remaining 3 of 3 images"]
-    assert sampler.fallbacks_[0]["fallback"] == "random_oversample"
+    assert sampler.fallbacks_ == [{"method": method, "class": "crack", "requested": 3, "achieved_by_method": 0,
+                                   "fallback": "random_oversample", "reason": f"only 1 image(s), {why}"}]
+    assert (batch.images == ds.images[ds.sources.index("crack/only.png")]).all()   # copies, said to be copies

@@ -91,6 +91,53 @@ def test_zip_bomb_by_compression_ratio(user):
                        f"{info.file_size / info.compress_size:.0f}:1 (limit 200:1) to 4.0 MiB; nothing was extracted.")
 
 
+def test_zip_bomb_of_many_entries_each_under_the_per_entry_floor(user):
+    """80 entries of 1 MiB - 1 zeros: no entry is over the per-entry 1 MiB floor, but together they expand
+    ~1000:1 to 80 MiB (thousands of them would fill the disk under the default size limit)."""
+    bomb = {f"set/normal/b{i}.png": bytes(1024 * 1024 - 1) for i in range(80)}
+    z = user.zip({**GOOD, **bomb})
+    total = sum(i.file_size for i in zipfile.ZipFile(z).infolist())
+    assert all(i.file_size < 1024 * 1024 for i in zipfile.ZipFile(z).infolist()) and z.stat().st_size < 1024 ** 2
+    with user.unchanged_outside():
+        message = user.refused_zip(z, Limits(max_total_bytes=64 * 1024 ** 3))   # the total limit does not stop it
+    assert message == (f"upload.zip looks like a zip bomb: its 85 files expand {total / z.stat().st_size:.0f}:1 "
+                       f"(limit 200:1) to {total / 1024 ** 2:.1f} MiB; nothing was extracted.")
+
+
+@pytest.mark.parametrize("var, value, message", [
+    ("DEFECTAUG_MAX_UPLOAD_ENTRIES", "4", "upload.zip has 5 entries, more than the limit of 4; upload fewer files "
+                                          "(or ask the administrator to raise the limit)"),
+    ("DEFECTAUG_MAX_UPLOAD_BYTES", "1e3", "upload.zip would expand to more than 1000 B (the limit); upload a "
+                                          "smaller dataset, or resize the images before zipping."),
+    ("DEFECTAUG_MAX_ZIP_BYTES", "1000", "upload.zip is {size}, more than the limit of 1000 B; upload a smaller "
+                                        "archive."),
+])
+def test_zip_over_limits_set_in_the_environment(user, monkeypatch, var, value, message):
+    z = user.zip(GOOD)
+    monkeypatch.setenv(var, value)   # as the administrator configures the app (README, App settings)
+    size = f"{z.stat().st_size / 1024:.1f} KiB"
+    with user.unchanged_outside():
+        assert user.refused_zip(z) == message.format(size=size)
+
+
+def test_folder_over_limits_set_in_the_environment(user, monkeypatch):
+    monkeypatch.setenv("DEFECTAUG_MAX_UPLOAD_ENTRIES", "4")
+    with user.unchanged_outside(), pytest.raises(DataError) as err:
+        user.upload_folder(GOOD)
+    assert str(err.value) == "5 files is more than the limit of 4; upload a smaller folder or a zip"
+    assert user.kept() == []
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-5", "nan"])
+def test_a_bad_upload_limit_in_the_environment_is_named(user, monkeypatch, value):
+    z = user.zip(GOOD)
+    monkeypatch.setenv("DEFECTAUG_MAX_UPLOAD_BYTES", value)
+    with user.unchanged_outside():
+        message = user.refused_zip(z)
+    assert message == (f"DEFECTAUG_MAX_UPLOAD_BYTES must be a positive whole number such as 1e9 (it is {value!r}); "
+                       "fix it in the environment and restart the app")
+
+
 @pytest.mark.parametrize("limits, message", [
     (Limits(max_total_bytes=1000), "upload.zip would expand to more than 1000 B (the limit); upload a smaller "
                                    "dataset, or resize the images before zipping."),
