@@ -8,6 +8,8 @@
     cell(run_dir, "baseline_paper_s0", "crack", "normal")   # test images in one confusion cell
     leaderboard_rows(metrics)                  # flat rows for a table, fairest first
     list_runs(workspace)                       # summaries of every run of a workspace
+    read_metrics(run_dir)                      # metrics.json, or RunError saying it is unreadable
+    metrics_problem(run_dir)                   # why metrics.json cannot be shown, or None
 
 Everything here tolerates a run that is still being written (half a line at the end of
 events.jsonl, metrics.json not there yet) and a run that failed half way.
@@ -15,11 +17,12 @@ events.jsonl, metrics.json not there yet) and a run that failed half way.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -215,7 +218,124 @@ def _json(path: Path) -> dict | None:
 
 
 def load_metrics(run_dir: str | Path) -> dict | None:
+    """metrics.json as it is, None when missing or not JSON (no shape check: see `read_metrics`)."""
     return _json(Path(run_dir) / "metrics.json")
+
+
+RERUN_HINT = "re-run it from the Jobs page"
+
+
+def _unreadable(what: str, why: str) -> str:
+    return f"This run's {what} unreadable ({why}); {RERUN_HINT}."
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _matrix_problem(cm, n: int) -> str | None:
+    if not (isinstance(cm, list) and len(cm) == n
+            and all(isinstance(row, list) and len(row) == n and all(_is_number(v) for v in row) for row in cm)):
+        return f"is not a {n}x{n} matrix of counts"
+    return None
+
+
+def _metrics_shape_problem(m) -> str | None:
+    """What a parsed metrics.json lacks for the result pages, or None. Checks the parts the pages read."""
+    if not isinstance(m, dict):
+        return "metrics.json does not hold an object"
+    classes = m.get("classes")
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        return "metrics.json has no list of classes"
+    n = len(classes)
+    for table in ("baselines", "methods"):
+        if not isinstance(m.get(table), dict):
+            return f"metrics.json has no {table!r} results"
+    if not m["baselines"]:
+        return "metrics.json has no baseline results"
+    for table in ("baselines", "methods"):
+        for name, block in m[table].items():
+            where = f"metrics.json: {table[:-1]} {name!r}"
+            if not isinstance(block, dict):
+                return f"{where} is not an object"
+            if "confusion_matrix" not in block and not block.get("seeds"):
+                return f"{where} has no confusion matrix"
+            if "confusion_matrix" in block and (bad := _matrix_problem(block["confusion_matrix"], n)):
+                return f"{where}: the confusion matrix {bad}"
+            seeds = block.get("seeds", {})
+            if not isinstance(seeds, dict) or not all(isinstance(v, dict) for v in seeds.values()):
+                return f"{where}: the per-seed results are not objects"
+            for seed, res in seeds.items():
+                if "confusion_matrix" in res and (bad := _matrix_problem(res["confusion_matrix"], n)):
+                    return f"{where}, seed {seed}: the confusion matrix {bad}"
+            if "verdict" in block and not isinstance(block["verdict"], dict):
+                return f"{where}: the verdict is not an object"
+    strongest = m.get("strongest_baseline")
+    if strongest is not None and strongest not in m["baselines"]:
+        return f"metrics.json names {strongest!r} as the strongest baseline but has no results for it"
+    board = m.get("leaderboard", [])
+    if not isinstance(board, list):
+        return "metrics.json: the leaderboard is not a list"
+    for row in board:
+        if not (isinstance(row, dict) and isinstance(row.get("name"), str) and isinstance(row.get("kind"), str)
+                and all(_is_number(row.get(k)) for k in ("f1_macro", "precision_macro", "recall_macro", "accuracy"))):
+            return "metrics.json: a leaderboard row lacks its name, kind or scores"
+    for key in ("failed", "protocol"):
+        if m.get(key) is not None and not isinstance(m[key], dict):
+            return f"metrics.json: {key!r} is not an object"
+    return None
+
+
+def _parse_metrics(path: Path) -> tuple[dict | None, str | None]:
+    """(metrics, None) when metrics.json can be shown, else (None, why not)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, "metrics.json is missing"
+    except UnicodeDecodeError:
+        return None, "metrics.json is not text"
+    except OSError as err:
+        return None, f"metrics.json cannot be read: {err.strerror or err}"
+    if not text.strip():
+        return None, "metrics.json is empty"
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        where = f" at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else ""
+        return None, f"metrics.json is not valid JSON{where}; it may have been cut short"
+    problem = _metrics_shape_problem(data)
+    return (None, problem) if problem else (data, None)
+
+
+_PROBLEMS: dict[str, tuple[tuple[int, int], str | None]] = {}
+
+
+def metrics_problem(run_dir: str | Path) -> str | None:
+    """Why this run's metrics.json cannot be shown (missing, cut short, not JSON, parts missing), or None
+    when the result pages can read it. Cached per file version: `list_runs` asks it for every run."""
+    path = Path(run_dir) / "metrics.json"
+    try:
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        return "metrics.json is missing"
+    cached = _PROBLEMS.get(str(path))
+    if cached and cached[0] == stamp:
+        return cached[1]
+    problem = _parse_metrics(path)[1]
+    _PROBLEMS[str(path)] = (stamp, problem)
+    if len(_PROBLEMS) > 256:
+        _PROBLEMS.pop(next(iter(_PROBLEMS)))
+    return problem
+
+
+def read_metrics(run_dir: str | Path) -> dict:
+    """metrics.json of a finished run, checked to hold what the result pages read. Raises `RunError`
+    saying it is unreadable and what to do (re-run) when it is missing, cut short or incomplete."""
+    data, problem = _parse_metrics(Path(run_dir) / "metrics.json")
+    if problem:
+        raise RunError(_unreadable("results are", problem))
+    return data
 
 
 def load_config(run_dir: str | Path) -> dict:
@@ -238,15 +358,18 @@ def run_status(run_dir: str | Path) -> str:
 
 
 def run_summary(run_dir: str | Path) -> dict:
-    """{id, label, status, created, methods, seeds, data, has_metrics, has_synthetic}."""
+    """{id, label, status, created, methods, seeds, data, has_metrics, results_problem, has_synthetic}.
+    `has_metrics`: metrics.json is there; `results_problem`: why it cannot be read (None when it can)."""
     run_dir = Path(run_dir)
     info, cfg = load_job_info(run_dir), load_config(run_dir)
     methods = cfg.get("methods") or []
     created = info.get("created") or (run_dir.stat().st_mtime if run_dir.exists() else 0)
+    has_metrics = (run_dir / "metrics.json").exists()
     return {"id": run_dir.name, "label": info.get("label") or ", ".join(methods) or run_dir.name,
             "status": run_status(run_dir), "created": created, "methods": methods,
             "seeds": cfg.get("seeds") or [], "data": cfg.get("data", ""),
-            "has_metrics": (run_dir / "metrics.json").exists(),
+            "has_metrics": has_metrics,
+            "results_problem": metrics_problem(run_dir) if has_metrics else None,
             "has_synthetic": bool(synthetic_methods(run_dir))}
 
 
@@ -263,7 +386,8 @@ def list_runs(runs_root: str | Path) -> list[dict]:
 
 def run_label(summary: dict) -> str:
     when = time.strftime("%m-%d %H:%M", time.localtime(summary["created"])) if summary.get("created") else ""
-    return f"{summary['label']} · {summary['status']} · {when} · {summary['id'][:8]}"
+    status = summary["status"] + (" (results unreadable)" if summary.get("results_problem") else "")
+    return f"{summary['label']} · {status} · {when} · {summary['id'][:8]}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,29 +411,69 @@ def synthetic_methods(run_dir: str | Path) -> list[str]:
 
 def gallery(run_dir: str | Path, method: str, cls: str | None = None, seed: int | None = None) -> list[GalleryItem]:
     """Synthetic images of one method (and class, seed) with their provenance, in file order.
-    Without provenance.csv (an older or interrupted run) the images are listed without parents."""
+
+    synthetic/<method>/provenance.csv lists every image the run wrote. A run still writing it may end it
+    with half a line (or with rows not flushed yet): that part waits for the next read. A file that is
+    missing, not text, without its columns, with a malformed row or a path leaving the folder raises
+    `RunError` saying the images are unreadable and to re-run."""
     base = Path(run_dir) / "synthetic" / method
     if not base.is_dir():
         raise RunError(f"this run has no synthetic images of {method!r}")
-    items: list[GalleryItem] = []
-    prov = base / "provenance.csv"
-    if prov.exists():
-        with open(prov, newline="", encoding="utf-8") as fh:
-            for r in csv.DictReader(fh):
-                try:
-                    s = int(r.get("seed") or 0)
-                except ValueError:
-                    s = 0
-                item = GalleryItem(base / r["file"], r["file"], r.get("class", ""), s,
-                                   [p for p in (r.get("parents") or "").split("|") if p])
-                items.append(item)
-    else:
-        for png in sorted(base.glob("*/*.png")):
-            name = png.stem
-            s = int(name[1:].split("_")[0]) if name.startswith("s") and name[1:].split("_")[0].isdigit() else 0
-            items.append(GalleryItem(png, f"{png.parent.name}/{png.name}", png.parent.name, s, []))
+    items = _read_provenance(run_dir, base, method)
     return [it for it in items if (cls is None or it.cls == cls) and (seed is None or it.seed == seed)
             and it.path.exists()]
+
+
+PROVENANCE_COLUMNS = ("file", "class", "seed")
+
+
+def _read_provenance(run_dir: str | Path, base: Path, method: str) -> list[GalleryItem]:
+    where = f"synthetic/{method}/provenance.csv"
+
+    def unreadable(why: str) -> RunError:
+        return RunError(_unreadable(f"synthetic images of {method} are", f"{where} {why}"))
+
+    try:
+        raw = (base / "provenance.csv").read_bytes()
+    except FileNotFoundError:
+        raise unreadable("is missing") from None
+    except OSError as err:
+        raise unreadable(f"cannot be read: {err.strerror or err}") from None
+    try:
+        text = raw[: raw.rfind(b"\n") + 1].decode("utf-8")   # complete lines only
+    except UnicodeDecodeError:
+        raise unreadable("is not text") from None
+    if not text:
+        if run_status(run_dir) in ("running", "queued") or not any(base.glob("*/*.png")):
+            return []     # being written: its rows are not on disk yet
+        raise unreadable("is empty although the folder holds images")
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as err:
+        raise unreadable(f"is not a CSV table ({err})") from None
+    header = rows[0]
+    if not set(PROVENANCE_COLUMNS) <= set(header):
+        raise unreadable(f"lacks the columns {', '.join(c for c in PROVENANCE_COLUMNS if c not in header)}")
+    col = {name: header.index(name) for name in (*PROVENANCE_COLUMNS, "parents") if name in header}
+    items: list[GalleryItem] = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise unreadable(f"has {len(row)} fields instead of {len(header)} at line {line}")
+        file, klass, seed_text = row[col["file"]], row[col["class"]], row[col["seed"]]
+        parts = PurePosixPath(file).parts
+        if not file or file.startswith("/") or "\\" in file or "\x00" in file or ".." in parts or len(parts) < 2:
+            raise unreadable(f"names an image outside its folder at line {line} ({file[:60]!r})")
+        try:
+            s = int(seed_text)
+        except ValueError:
+            raise unreadable(f"has the seed {seed_text[:20]!r} (not a number) at line {line}") from None
+        if not klass:
+            raise unreadable(f"has no class at line {line}")
+        parents = row[col["parents"]] if "parents" in col else ""
+        items.append(GalleryItem(base / file, file, klass, s, [p for p in parents.split("|") if p]))
+    return items
 
 
 def _npz(run_dir: str | Path, name: str) -> dict | None:

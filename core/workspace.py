@@ -6,6 +6,7 @@
     ws = Workspace.for_session(requested)    # what the app calls: shared one when configured
     ws.uploads / ws.runs / ws.db_path / ws.exports
     path = ws.resolve_data(user_text)        # a typed folder path, only inside the data roots
+    list_data_candidates(data_roots())       # sub-folders and .zip files directly under the data roots
     root = ws.import_zip(uploaded, "tiles.zip")              # an uploaded zip -> uploads/tiles/...
     result = ws.import_folder([("tiles/crack/a.png", data)])  # a folder upload -> result.root, .warnings
 
@@ -80,6 +81,43 @@ def data_roots() -> list[Path]:
             if p.is_dir():
                 roots.append(p.resolve())
     return roots
+
+
+def list_data_candidates(roots: Iterable[str | Path] | None = None, limit: int = 500) -> list[Path]:
+    """What the Data page offers to pick on the server: the sub-folders and .zip files directly under
+    each data root (`data_roots()` by default), as resolved paths, roots in order, names sorted.
+
+    Hidden names are left out, and so is any entry whose real path (after following a symbolic link)
+    is not inside its own root: a link in a root that points elsewhere on the server is never listed.
+    At most `limit` entries per root. A root that cannot be read lists nothing."""
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for raw in data_roots() if roots is None else roots:
+        try:
+            root = Path(raw).expanduser().resolve()
+            children = sorted(root.iterdir(), key=lambda p: p.name.lower())
+        except (OSError, RuntimeError, ValueError):
+            continue
+        found = 0
+        for child in children:
+            if found >= limit:
+                break
+            if child.name.startswith("."):
+                continue
+            try:
+                real = child.resolve(strict=True)
+                is_dir = real.is_dir()
+            except (OSError, RuntimeError, ValueError):
+                continue   # a dangling or looping link
+            if real == root or not real.is_relative_to(root):
+                continue
+            if not (is_dir or (real.is_file() and real.suffix.lower() == ".zip")):
+                continue
+            if real not in seen:
+                seen.add(real)
+                out.append(real)
+                found += 1
+    return out
 
 
 def new_id() -> str:

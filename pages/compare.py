@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import report, runs
+from core.errors import RunError
 from ui import common
 
 VERDICT_BOX = {"helps": st.success, "hurts": st.error}
@@ -41,7 +42,11 @@ def build() -> None:
         st.page_link("pages/jobs.py", label="See the jobs", icon=":material/schedule:")
         return
     run_id, run_dir = picked
-    metrics = runs.load_metrics(run_dir)
+    try:
+        metrics = runs.read_metrics(run_dir)
+    except RunError as err:
+        common.show_unreadable(err)
+        return
     classes = metrics["classes"]
     methods = [m for m in metrics.get("methods", {}) if m != "none"]
     baselines = list(metrics.get("baselines", {}))

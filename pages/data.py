@@ -1,11 +1,13 @@
 """Data: choose the dataset (sample, zip, folder upload, server folder), see its classes and problems."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import streamlit as st
 
 from core import report
+from core.workspace import DATA_ROOTS_ENV, data_roots, list_data_candidates
 from ui import common
 
 SOURCES = ["Built-in sample", "Upload a zip", "Upload class folders", "Folder on the server",
@@ -64,14 +66,28 @@ def folder_source(ws) -> None:
 
 
 def server_source(ws) -> None:
-    roots = common.allowed_roots_text()
-    if roots:
-        st.markdown(f"Folders (or .zip files) under: {roots}")
+    roots = data_roots()
+    if not roots:
+        st.info(f"No server data folders are configured. The administrator lists them in the environment "
+                f"variable `{DATA_ROOTS_ENV}` (folders separated by `{os.pathsep}`, e.g. "
+                f"`{DATA_ROOTS_ENV}=/data/tiles{os.pathsep}/mnt/inspection`) before starting the app. "
+                "Until then, upload a zip or a folder.")
     else:
-        st.info("No server data folders are configured (the administrator sets DEFECTAUG_DATA_ROOTS). "
-                "You can still upload a zip or a folder.")
+        st.markdown(f"Folders (or .zip files) under: {common.allowed_roots_text()}")
+        candidates = list_data_candidates(roots)
+        if candidates:
+            current = common.current_dataset()
+            chosen = st.selectbox("Pick a folder or .zip from the server", candidates, format_func=str,
+                                  index=candidates.index(current) if current in candidates else 0, key="srv_pick")
+            if st.button("Use the selected folder", type="primary", key="srv_use"):
+                with common.guard():
+                    path = ws.resolve_data(str(chosen))   # checked again: a link may have changed since
+                    _use(path, f"Using `{path}`.")
+        else:
+            st.info("The server data folders hold no sub-folder or .zip file yet; put a dataset there "
+                    "(one sub-folder per class), or upload one.")
     with st.form("server_path"):
-        text = st.text_input("Folder path", placeholder="magnetic_tile  or  /data/magnetic_tile")
+        text = st.text_input("Or type a folder path", placeholder="magnetic_tile  or  /data/magnetic_tile")
         go = st.form_submit_button("Use this folder")
     if go:
         with common.guard():

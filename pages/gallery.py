@@ -6,6 +6,7 @@ import math
 import streamlit as st
 
 from core import runs
+from core.errors import RunError
 from ui import common
 
 PER_PAGE = 24
@@ -46,7 +47,11 @@ def build() -> None:
     methods = runs.synthetic_methods(run_dir)
     c1, c2, c3 = st.columns(3)
     method = c1.selectbox("Method", methods, key="g_method")
-    items_all = runs.gallery(run_dir, method)
+    try:
+        items_all = runs.gallery(run_dir, method)
+    except RunError as err:
+        common.show_unreadable(err)
+        return
     classes = sorted({it.cls for it in items_all})
     if not classes:
         st.info("This method has not written images yet.")

@@ -43,6 +43,12 @@ def show_error(err: BaseException) -> None:
                  "something you did; the details are in the server log. Reload the page to continue.")
 
 
+def show_unreadable(err: DefectAugError) -> None:
+    """A run whose files cannot be read: the error (it says what to do) and the way to the Jobs page."""
+    st.error(str(err))
+    st.page_link("pages/jobs.py", label="Open the Jobs page to re-run it", icon=":material/replay:")
+
+
 @contextmanager
 def guard() -> Iterator[None]:
     """Show any error raised inside as `st.error` and carry on with the rest of the page."""

@@ -138,3 +138,103 @@ def test_run_status_from_job_file_or_files(tmp_path):
     assert runs.run_status(tmp_path / "b") == "failed"
     (tmp_path / "c").mkdir()
     assert runs.run_status(tmp_path / "c") == "unknown"
+
+
+def _copy(run_dir: Path, dest: Path) -> Path:
+    import shutil
+    return Path(shutil.copytree(run_dir, dest))
+
+
+def test_read_metrics_of_a_finished_run_and_its_summary(finished_run):
+    assert runs.metrics_problem(finished_run) is None
+    assert runs.read_metrics(finished_run) == runs.load_metrics(finished_run)
+    s = runs.run_summary(finished_run)
+    assert s["results_problem"] is None and "unreadable" not in runs.run_label(s)
+
+
+@pytest.mark.parametrize("content, why", [
+    (None, "metrics.json is missing"),
+    (b"", "metrics.json is empty"),
+    (b"\xff\xfe\x00garbage", "metrics.json is not text"),
+    ("cut", "metrics.json is not valid JSON at line"),
+    ("[1, 2]", "metrics.json does not hold an object"),
+    ({"classes": []}, "metrics.json has no list of classes"),
+    ({"baselines": {}}, "metrics.json has no baseline results"),
+    ({"methods": None}, "metrics.json has no 'methods' results"),
+    ({"strongest_baseline": "nope"}, "names 'nope' as the strongest baseline"),
+    ({"leaderboard": [{"name": "smote"}]}, "a leaderboard row lacks its name, kind or scores"),
+    ("matrix", "the confusion matrix is not a 3x3 matrix of counts"),
+])
+def test_unreadable_metrics_say_why_and_to_rerun(finished_run, tmp_path, content, why):
+    run_dir = _copy(finished_run, tmp_path / "run")
+    path = run_dir / "metrics.json"
+    good = json.loads(path.read_text())
+    if content is None:
+        path.unlink()
+    elif content == "cut":
+        path.write_text(path.read_text()[:200])            # a write cut short
+    elif content == "matrix":
+        good["baselines"]["paper"]["seeds"]["0"]["confusion_matrix"] = [[1, 2], [3, 4]]
+        path.write_text(json.dumps(good))
+    elif isinstance(content, dict):
+        path.write_text(json.dumps({**good, **content}))
+    else:
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert why in runs.metrics_problem(run_dir)
+    with pytest.raises(RunError) as err:
+        runs.read_metrics(run_dir)
+    assert str(err.value).startswith("This run's results are unreadable (") and why in str(err.value)
+    assert str(err.value).endswith("; re-run it from the Jobs page.")
+    if content is not None:
+        s = runs.run_summary(run_dir)
+        assert s["has_metrics"] and why in s["results_problem"]
+        assert "done (results unreadable)" in runs.run_label(s)
+
+
+def test_metrics_problem_follows_the_file_when_it_is_rewritten(finished_run, tmp_path):
+    run_dir = _copy(finished_run, tmp_path / "run")
+    good = (run_dir / "metrics.json").read_text()
+    (run_dir / "metrics.json").write_text("{")
+    assert runs.metrics_problem(run_dir)
+    (run_dir / "metrics.json").write_text(good)           # a re-written, whole file is readable again
+    assert runs.metrics_problem(run_dir) is None
+
+
+@pytest.mark.parametrize("content, why", [
+    (None, "provenance.csv is missing"),
+    (b"\x89PNG\r\n\x1a\n\xff\xfe\n", "is not text"),
+    ("hello,world\n1,2\n", "lacks the columns file, class, seed"),
+    ("file,class,seed,parents\ncrack/s0_00000.png,crack\n", "has 2 fields instead of 4 at line 2"),
+    ("file,class,seed,parents\n../../../../etc/passwd,crack,0,\n", "names an image outside its folder at line 2"),
+    ("file,class,seed,parents\n/etc/passwd,crack,0,\n", "names an image outside its folder"),
+    ("file,class,seed,parents\ncrack/s0_00000.png,crack,zero,\n", "has the seed 'zero' (not a number) at line 2"),
+    ("file,class,seed,parents\ncrack/s0_00000.png,,0,\n", "has no class at line 2"),
+    ("", "is empty although the folder holds images"),
+])
+def test_gallery_with_a_corrupt_provenance_says_so(finished_run, tmp_path, content, why):
+    run_dir = _copy(finished_run, tmp_path / "run")
+    prov = run_dir / "synthetic" / "smote" / "provenance.csv"
+    if content is None:
+        prov.unlink()
+    else:
+        prov.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(RunError) as err:
+        runs.gallery(run_dir, "smote")
+    msg = str(err.value)
+    assert msg.startswith("This run's synthetic images of smote are unreadable (synthetic/smote/provenance.csv ")
+    assert why in msg and msg.endswith("; re-run it from the Jobs page.")
+
+
+def test_gallery_of_a_run_still_writing_its_provenance(finished_run, tmp_path):
+    run_dir = _copy(finished_run, tmp_path / "run")
+    prov = run_dir / "synthetic" / "smote" / "provenance.csv"
+    text = prov.read_text()
+    whole = runs.gallery(run_dir, "smote")
+    prov.write_text(text + "crack/s1_9")                  # half a row not flushed yet: waits for the next read
+    assert [it.file for it in runs.gallery(run_dir, "smote")] == [it.file for it in whole]
+    lines = text.splitlines(keepends=True)
+    prov.write_text("".join(lines[:3]) + lines[3][:5])
+    assert len(runs.gallery(run_dir, "smote")) == 2
+    (run_dir / "job.json").write_text(json.dumps({"status": "running"}))
+    prov.write_text("")                                   # opened, no row flushed yet
+    assert runs.gallery(run_dir, "smote") == []

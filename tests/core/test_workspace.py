@@ -12,7 +12,7 @@ import pytest
 from core.data import Limits
 from core.errors import ArchiveError, DataError, ParamError, RunError
 from core.workspace import (REFUSED_TAKEN, REFUSED_TOO_LONG, REFUSED_UNSAFE, FolderImport, Workspace,
-                            data_roots, is_valid_id, safe_name, workspace_home)
+                            data_roots, is_valid_id, list_data_candidates, safe_name, workspace_home)
 
 
 @pytest.fixture
@@ -86,6 +86,37 @@ def test_typed_paths_stay_inside_the_data_roots(home, tmp_path, monkeypatch, out
     (other.uploads / "theirs").mkdir()
     with pytest.raises(DataError):
         ws.check_data_path(other.uploads / "theirs")
+
+
+def test_data_candidates_are_folders_and_zips_inside_their_root(home, tmp_path, monkeypatch):
+    root, other = tmp_path / "datasets", tmp_path / "more"
+    for folder in (root / "tiles" / "crack", root / "b_set", root / ".hidden", other / "plates"):
+        folder.mkdir(parents=True)
+    (root / "archive.ZIP").write_bytes(b"PK")
+    (root / "notes.txt").write_text("not data")
+    secret = tmp_path / "secret"
+    (secret / "crack").mkdir(parents=True)
+    (tmp_path / "secret.zip").write_bytes(b"PK")
+    (root / "escape").symlink_to(secret)                    # a link out of the root: never offered
+    (root / "escape.zip").symlink_to(tmp_path / "secret.zip")
+    (root / "up").symlink_to(tmp_path)
+    (root / "self").symlink_to(root)
+    (root / "dangling").symlink_to(tmp_path / "gone")
+    (root / "inner").symlink_to(root / "tiles" / "crack")   # a link that stays inside the root is fine
+    monkeypatch.setenv("DEFECTAUG_DATA_ROOTS", os.pathsep.join([str(root), str(other)]))
+    found = list_data_candidates()
+    assert found == [(root / "archive.ZIP").resolve(), (root / "b_set").resolve(),
+                     (root / "tiles" / "crack").resolve(), (root / "tiles").resolve(), (other / "plates").resolve()]
+    assert all(any(p.is_relative_to(r) for r in data_roots()) for p in found)
+    assert list_data_candidates([root], limit=2) == found[:2]
+    assert list_data_candidates([tmp_path / "missing"]) == []
+    monkeypatch.setenv("DEFECTAUG_DATA_ROOTS", "")
+    assert list_data_candidates() == []
+    # what is listed is what the typed-path check accepts
+    monkeypatch.setenv("DEFECTAUG_DATA_ROOTS", str(root))
+    ws = Workspace.create()
+    for path in list_data_candidates():
+        assert ws.resolve_data(str(path)) == path
 
 
 def test_dataset_dirs_and_settings(home):
