@@ -4,17 +4,21 @@
     .venv/bin/python benchmarks/classifier_stability.py '{"lr": 1e-3}' '{"ema_halflife": 0.2}' --threads 1
     .venv/bin/python benchmarks/classifier_stability.py '{}' --flip-tta    # also score flip-averaged predictions
     .venv/bin/python benchmarks/classifier_stability.py '{}' '{"label_smoothing": 0}' --seeds 0-19 --threads 1
+    .venv/bin/python benchmarks/classifier_stability.py '{}' --seeds 0-19 --procs 2   # seeds split over 2 processes
 
 The same split, imbalance (ratio 0.1) and step count as benchmarks/seed_protocol.py's equal_steps baseline
 (3080 steps at 64 px); each JSON argument is a set of ClassifierParams overrides. Prints one line per setting:
 the F1 values, mean, SD (ddof=1) and a 90% interval of the SD (chi-square). A 5-seed SD is itself uncertain
 (about +-35%), a 20-seed one about +-16%: compare settings on many seeds. Results go into
-benchmarks/RESULTS.md by hand (section seed_stability).
+benchmarks/RESULTS.md by hand (section seed_stability). --procs N trains N seeds at a time, each in
+its own process with --threads threads (use --threads 1 with --procs 2 on 2 cores).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,45 +51,72 @@ def sd_interval(values: list[float], level: float = 0.90) -> tuple[float, float]
     return sd * np.sqrt((n - 1) / chi2.ppf(1 - a, n - 1)), sd * np.sqrt((n - 1) / chi2.ppf(a, n - 1))
 
 
+def _load(data: str):
+    full, _ = load_dataset(data, image_size=64)
+    pool, test = split(full, 20, seed=0)
+    train = simulate_imbalance(pool, 0.1, seed=0)
+    return full, train, test
+
+
+_DATA: dict = {}
+
+
+def _one_seed(job: tuple[str, str, int, int, int, bool]) -> tuple[float, float | None]:
+    """Macro F1 of one seed (and of its flip-averaged predictions when asked), in this process."""
+    data, text, s, members, threads, flip_tta = job
+    torch.set_num_threads(threads)
+    if data not in _DATA:
+        _DATA[data] = _load(data)
+    full, train, test = _DATA[data]
+    k = len(full.classes)
+    p = clf.ClassifierParams(**json.loads(text))
+    steps = clf.steps_for(len(train) + sum(balance_targets(train.counts(), 1.0).values()), p)
+    models = [clf.train(train, p, s + 1000 * j, steps=steps).model for j in range(members)]
+    f1 = macro_f1(test.labels, sum(clf.predict(m, test) for m in models).argmax(1), k)
+    tta = None
+    if flip_tta:
+        x = test.images
+        prob = sum(clf.predict(models[0], v) for v in (x, x[:, :, ::-1].copy(), x[:, ::-1].copy(),
+                                                       x[:, ::-1, ::-1].copy()))
+        tta = macro_f1(test.labels, prob.argmax(1), k)
+    return f1, tta
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("settings", nargs="*", default=["{}"], help="JSON ClassifierParams overrides, one per setting")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "magnetic_tile"))
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--procs", type=int, default=1, help="seeds trained at a time, one process each")
     ap.add_argument("--flip-tta", action="store_true", help="also score predictions averaged over 4 flips")
     ap.add_argument("--members", type=int, default=1,
                     help="score the averaged probabilities of this many classifiers per seed (seeds s, s+1000, ...): "
                          "what an ensemble would buy, at that many times the cost")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    os.environ["OMP_NUM_THREADS"] = str(a.threads)    # for spawned processes, before torch loads there
     print(f"Machine: {machine()}", flush=True)
-    full, _ = load_dataset(a.data, image_size=64)
-    pool, test = split(full, 20, seed=0)
-    train = simulate_imbalance(pool, 0.1, seed=0)
-    needed = balance_targets(train.counts(), 1.0)
-    k = len(full.classes)
+    _, train, _ = _load(a.data)
     seeds = parse_seeds(a.seeds)
+    pool = mp.get_context("spawn").Pool(a.procs) if a.procs > 1 else None
     for text in a.settings:
         p = clf.ClassifierParams(**json.loads(text))
-        steps = clf.steps_for(len(train) + sum(needed.values()), p)
-        f1, tta, t0 = [], [], time.time()
-        for s in seeds:
-            models = [clf.train(train, p, s + 1000 * j, steps=steps).model for j in range(a.members)]
-            model = models[0]
-            f1.append(macro_f1(test.labels, sum(clf.predict(m, test) for m in models).argmax(1), k))
-            if a.flip_tta:
-                x = test.images
-                prob = sum(clf.predict(model, v) for v in (x, x[:, :, ::-1].copy(), x[:, ::-1].copy(),
-                                                           x[:, ::-1, ::-1].copy()))
-                tta.append(macro_f1(test.labels, prob.argmax(1), k))
+        steps = clf.steps_for(len(train) + sum(balance_targets(train.counts(), 1.0).values()), p)
+        t0 = time.time()
+        jobs = [(a.data, text, s, a.members, a.threads, a.flip_tta) for s in seeds]
+        results = pool.map(_one_seed, jobs, chunksize=1) if pool else [_one_seed(j) for j in jobs]
+        f1 = [r[0] for r in results]
+        tta = [r[1] for r in results if r[1] is not None]
         lo, hi = sd_interval(f1)
-        line = (f"{text} members {a.members} threads {a.threads} bf16 {clf.use_bf16(p, torch.device('cpu'))} steps {steps}: "
+        line = (f"{text} members {a.members} threads {a.threads} x {a.procs} processes bf16 {clf.use_bf16(p, torch.device('cpu'))} steps {steps}: "
                 f"F1 {[round(v, 3) for v in f1]} mean {np.mean(f1):.3f} SD {np.std(f1, ddof=1):.3f} "
                 f"(90% interval {lo:.3f} to {hi:.3f}; {time.time() - t0:.0f} s)")
         if tta:
             line += f"; flip-TTA F1 {[round(v, 3) for v in tta]} mean {np.mean(tta):.3f}"
         print(line, flush=True)
+    if pool:
+        pool.close()
 
 
 if __name__ == "__main__":
