@@ -44,6 +44,20 @@ class _KeepsImages(Sampler):
         self.sources_ = list(meta["sources"])
 
 
+
+class _RecordsFallbacks(_KeepsImages):
+    """A method that may hand a class over to a simpler one: `fallbacks_` lists each hand-over
+    (class, requested, achieved_by_method, fallback, reason), read by the experiment into the run."""
+
+    def fit(self, train: ImageSet, needed: dict[str, int]) -> "Sampler":
+        super().fit(train, needed)
+        self.fallbacks_: list[dict] = []
+        return self
+
+    def set_state(self, tensors, meta):
+        super().set_state(tensors, meta)
+        self.fallbacks_ = []
+
 # --- none ----------------------------------------------------------------------------------------
 @dataclass
 class NoneParams:

@@ -19,7 +19,7 @@ from itertools import combinations
 import numpy as np
 
 from .base import MethodSpec, SampleBatch, param, register
-from .classic import _KeepsImages
+from .classic import _RecordsFallbacks
 
 MIN_SMOTE_CLASS = 3  # below this, interpolation has nothing meaningful to interpolate
 
@@ -67,19 +67,10 @@ def _segment_parents(synth: np.ndarray, real: np.ndarray, sources: list[str], to
     return out
 
 
-class _ImblearnSampler(_KeepsImages):
+class _ImblearnSampler(_RecordsFallbacks):
     """Common part: run one imblearn over-sampler for one class, fall back when it cannot."""
 
     method_name = "smote"
-
-    def fit(self, train, needed):
-        super().fit(train, needed)
-        self.fallbacks_: list[dict] = []
-        return self
-
-    def set_state(self, tensors, meta):
-        super().set_state(tensors, meta)
-        self.fallbacks_ = []
 
     def _make(self, n_class: int, seed: int):
         raise NotImplementedError

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import MethodSpec, SampleBatch, param, register
-from .classic import _KeepsImages
+from .classic import _RecordsFallbacks
 
 
 @dataclass
@@ -29,17 +29,8 @@ def _pairs(pool: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarr
     return a, b
 
 
-class _MixSampler(_KeepsImages):
+class _MixSampler(_RecordsFallbacks):
     method_name = ""   # each sampler names itself (in warnings and fallbacks_)
-
-    def fit(self, train, needed):
-        super().fit(train, needed)
-        self.fallbacks_: list[dict] = []
-        return self
-
-    def set_state(self, tensors, meta):
-        super().set_state(tensors, meta)
-        self.fallbacks_ = []
 
     def _single(self, class_name: str, pool: np.ndarray, n: int) -> SampleBatch:
         """A class of one image: mixing it with itself would silently copy it; copy it and say so."""
