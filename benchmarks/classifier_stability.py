@@ -97,7 +97,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     os.environ["OMP_NUM_THREADS"] = str(a.threads)    # for spawned processes, before torch loads there
     print(f"Machine: {machine()}", flush=True)
-    _, train, _ = _load(a.data)
+    _, train, _ = _DATA.setdefault(a.data, _load(a.data))   # one load when the seeds run in this process
     seeds = parse_seeds(a.seeds)
     pool = mp.get_context("spawn").Pool(a.procs) if a.procs > 1 else None
     for text in a.settings:

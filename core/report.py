@@ -11,7 +11,6 @@ is what they send to a colleague:
 from __future__ import annotations
 
 import html
-import re
 import time
 from pathlib import Path
 
@@ -117,18 +116,13 @@ def fig_losses(rows: list[dict], series: tuple[str, ...] = ("d_loss", "g_loss"))
 def sample_timelines(grids: list[dict]) -> dict[tuple[str, str, int], list[dict]]:
     """The sample grids of a run (`runs.sample_grids`) per (method, class, seed), each in step order.
 
-    A grid without a `seed` key takes it from its file name (`seed<n>_step<m>.png`, as the trainer names
-    them), else 0. Groups keep the order in which they first appear; a step written twice (a resumed run
-    writing the same grid again) keeps the later grid.
+    Groups keep the order in which they first appear; a step written twice (a resumed run writing the
+    same grid again) keeps the later grid.
     """
     out: dict[tuple[str, str, int], dict[int, dict]] = {}
     for g in grids:
-        seed = g.get("seed")
-        if seed is None:
-            found = re.match(r"seed(-?\d+)_step", Path(str(g.get("path", ""))).name)
-            seed = int(found.group(1)) if found else 0
-        key = (str(g.get("method", "")), str(g.get("class") or "all"), int(seed))
-        out.setdefault(key, {})[int(g.get("step", 0))] = {**g, "seed": int(seed)}
+        key = (g["method"], g["class"], g["seed"])
+        out.setdefault(key, {})[g["step"]] = g
     return {key: [by_step[s] for s in sorted(by_step)] for key, by_step in out.items()}
 
 

@@ -195,7 +195,7 @@ def log_tail(run_dir: str | Path, lines: int = 40) -> str:
 
 
 def sample_grids(run_dir: str | Path) -> list[dict]:
-    """GAN sample grids written during training: {method, class, step, path}, in order."""
+    """GAN sample grids written during training: {method, class, seed, step, path}, in order."""
     out = []
     for ev in events(run_dir):
         if ev.get("kind") == "image" and ev.get("path"):
@@ -203,7 +203,7 @@ def sample_grids(run_dir: str | Path) -> list[dict]:
             p = p if p.is_absolute() else Path(run_dir) / p
             if p.exists():
                 out.append({"method": ev.get("method", ""), "class": ev.get("class") or "all",
-                            "step": ev.get("step", 0), "path": str(p)})
+                            "seed": int(ev.get("seed", 0)), "step": ev.get("step", 0), "path": str(p)})
     return out
 
 

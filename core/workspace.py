@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterable, Protocol
 
-from .data import Limits, _human, safe_extract_zip
+from .data import Limits, _human, _limits, safe_extract_zip
 from .errors import ArchiveError, DataError, ParamError, RunError
 
 HOME_ENV = "DEFECTAUG_HOME"
@@ -309,7 +309,7 @@ class Workspace:
         extracted into a fresh `uploads/<name>/` by `core.data.safe_extract_zip`; the copy is always
         removed. Raises `ArchiveError` saying what to do; on failure nothing is kept.
         """
-        limits = limits if limits is not None else Limits.from_env()
+        limits = _limits(limits)
         name = _upload_file_name(filename)
         if isinstance(upload, (bytes, bytearray, memoryview)):
             upload = io.BytesIO(bytes(upload))
@@ -346,7 +346,7 @@ class Workspace:
         sub-folders, that folder is dropped: its sub-folders are the classes. Raises `DataError`
         (too many files, too many bytes, nothing usable, disk full); on failure nothing is kept.
         """
-        limits = limits if limits is not None else Limits.from_env()
+        limits = _limits(limits)
         files = list(files)
         if not files:
             raise DataError("the uploaded folder is empty; pick the dataset folder (one sub-folder per class)")

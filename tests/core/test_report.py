@@ -67,7 +67,7 @@ def test_loss_curves_are_one_line_per_method_class_seed_and_series():
 def test_sample_timelines_group_by_generator_in_step_order():
     grids = [{"method": "dcgan", "class": "crack", "seed": 0, "step": 4, "path": "a/seed0_step000004.png"},
              {"method": "dcgan", "class": "crack", "seed": 0, "step": 2, "path": "a/seed0_step000002.png"},
-             {"method": "dcgan", "class": "crack", "step": 2, "path": "a/seed1_step000002.png"},   # no seed key
+             {"method": "dcgan", "class": "crack", "seed": 1, "step": 2, "path": "a/seed1_step000002.png"},
              {"method": "cgan", "class": "all", "seed": 0, "step": 2, "path": "b/seed0_step000002.png"},
              {"method": "dcgan", "class": "crack", "seed": 0, "step": 4, "path": "again.png"}]   # resumed
     timelines = report.sample_timelines(grids)
