@@ -31,6 +31,7 @@ from torch import nn
 from .errors import ParamError
 from .imageset import ImageSet
 from .methods.base import param, pick_device
+from .runtime import tune_allocator
 
 
 @dataclass
@@ -172,6 +173,7 @@ def train(train_set: ImageSet, p: ClassifierParams, seed: int, *, steps: int | N
     `eval_set` only feeds the monitoring curve (`on_epoch`); it never chooses anything.
     """
     dev = pick_device(device) if isinstance(device, (str, type(None))) else device
+    tune_allocator()                          # same numbers, no page faults per step (core.runtime)
     if len(train_set) == 0:
         raise ParamError("the training set is empty")
     k = len(train_set.classes)
