@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -53,26 +54,28 @@ class Reporter:
         self.callback = callback
         self.events: list[dict] = []
         self.warnings: list[str] = []
+        self._lock = threading.RLock()     # models trained side by side (core.methods.gan) share a reporter
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
 
     # -- writing -----------------------------------------------------------------------------
     def emit(self, kind: str, **fields: Any) -> dict:
-        event = {"t": round(time.time(), 3), "kind": kind, **_clean(fields)}
-        self.events.append(event)
-        if self.run_dir is not None:
-            with open(self.run_dir / "events.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(event, ensure_ascii=False) + "\n")
-            if kind in ("stage", "warning", "error", "done"):
-                self.log(f"[{kind}] {fields.get('stage', '')} {fields.get('message', '')}".strip())
-        if self.callback is not None:
-            self.callback(event)
-        return event
+        with self._lock:
+            event = {"t": round(time.time(), 3), "kind": kind, **_clean(fields)}
+            self.events.append(event)
+            if self.run_dir is not None:
+                with open(self.run_dir / "events.jsonl", "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(event, ensure_ascii=False) + "\n")
+                if kind in ("stage", "warning", "error", "done"):
+                    self.log(f"[{kind}] {fields.get('stage', '')} {fields.get('message', '')}".strip())
+            if self.callback is not None:
+                self.callback(event)
+            return event
 
     def log(self, line: str) -> None:
         if self.run_dir is not None:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            with open(self.run_dir / "log.txt", "a", encoding="utf-8") as fh:
+            with self._lock, open(self.run_dir / "log.txt", "a", encoding="utf-8") as fh:
                 fh.write(f"{stamp} {line}\n")
 
     def stage(self, stage: str, message: str = "") -> None:

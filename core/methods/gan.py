@@ -16,6 +16,8 @@ Field defaults are the CPU `quick` preset (each method under 10 minutes on magne
 """
 from __future__ import annotations
 
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from models.dcgan import build_dcgan, check_size
 from models.gan import build_mlp
 
 from ..errors import ParamError
-from ..generative import DIFFAUGMENT_CHOICES, AdversarialTrainer, cpu_threads, generate
+from ..generative import DIFFAUGMENT_CHOICES, AdversarialTrainer, Stopped, cpu_threads, generate
 from ..imageset import ImageSet
 from .base import MethodSpec, SampleBatch, Sampler, param, register
 
@@ -35,6 +37,46 @@ BCE_AND_HINGE = ["saturating", "non_saturating", "hinge"]
 LOSS_HELP = ("Adversarial loss. saturating: G minimises log(1 - D(G(z))), the original minimax, whose "
              "gradient vanishes when D wins (paper 000); non_saturating: G maximises log D(G(z)); hinge: "
              "margin loss.")
+
+
+def side_by_side(n_models: int, device: torch.device) -> tuple[int, int]:
+    """(models trained at once, torch threads each) for `n_models` independent per-class models.
+
+    On CPU the models of gan/dcgan/wgan_gp train side by side, one per core, each with one torch
+    thread: a 64 px GAN step uses two threads of one process poorly (148 img/s against 2 x 88 for
+    two single-thread models on a 2-core AMD EPYC, benchmarks/RESULTS.md). Every model has its own
+    seeded generators, so the results do not depend on which finishes first. CUDA: one at a time.
+    """
+    if device.type != "cpu" or n_models <= 1:
+        return 1, torch.get_num_threads()
+    cores = torch.get_num_threads()       # what the run allows (num_threads / the machine's cores)
+    workers = max(1, min(n_models, cores))
+    return workers, max(1, cores // workers)
+
+
+def _train_side_by_side(train_one, todo: list[tuple[int, str]], workers: int, threads: int,
+                        stop: threading.Event) -> list:
+    """Run `train_one(ci, c)` for every model in `workers` threads (torch ops release the GIL), each
+    op on `threads` torch threads; the results come back in `todo` order. The first failure (or a
+    cancel, or Ctrl-C here) stops the others at their next step; each saves its checkpoint then."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gan-model") as pool:
+            futures = [pool.submit(train_one, ci, c) for ci, c in todo]
+            try:
+                wait(futures, return_when=FIRST_EXCEPTION)
+            except BaseException:            # Ctrl-C while waiting: the models stop at their next step
+                stop.set()
+                raise
+            if any(f.done() and f.exception() is not None for f in futures):
+                stop.set()
+                wait(futures)
+                errors = [f.exception() for f in futures if f.exception() is not None]
+                raise next((e for e in errors if not isinstance(e, Stopped)), errors[0])
+            return [f.result() for f in futures]
+    finally:
+        torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,7 +125,8 @@ class DCGANParams(GANParams):
 
 @dataclass
 class CGANParams(DCGANParams):
-    steps: int = param(2500, "Generator updates of the one model for all classes (used when epochs is 0).",
+    steps: int = param(2000, "Generator updates of the one model for all classes (used when epochs is 0; "
+                             "2000 keeps the quick preset under 10 minutes on a 2-core CPU).",
                        min=1, max=1_000_000)
 
 
@@ -191,6 +234,7 @@ class GANSampler(Sampler):
                 self.fit_info_["all"] = trainer.run()
                 self.generators_["all"] = trainer.G.eval()
             else:
+                todo = []
                 for ci, c in enumerate(train.classes):
                     if needed.get(c, 0) <= 0:
                         continue
@@ -200,14 +244,26 @@ class GANSampler(Sampler):
                     if counts[c] < FEW_IMAGES:
                         rep.warn(f"{self.NAME}: class {c} has only {counts[c]} training images; with fewer than "
                                  f"~{FEW_IMAGES}, GANs tend to fail and oversampling is the safer choice")
+                    todo.append((ci, c))
+                stop = threading.Event()
+
+                def train_one(ci: int, c: str) -> tuple[dict, torch.nn.Module]:
                     seed = _class_seed(self.ctx.seed, ci)
                     G, D = self._build(self.arch_, torch.Generator().manual_seed(seed))
                     trainer = AdversarialTrainer(
                         G, D, self.params, train.of_class(c).images, None, device=device, seed=seed,
                         reporter=rep, method=self.NAME, class_name=c, mode="none",
-                        checkpoint=self._checkpoint(f"class{ci}"), run_seed=self.ctx.seed)
-                    self.fit_info_[c] = trainer.run()
-                    self.generators_[c] = trainer.G.eval()
+                        checkpoint=self._checkpoint(f"class{ci}"), run_seed=self.ctx.seed, stop=stop)
+                    return trainer.run(), trainer.G.eval()
+
+                workers, threads = side_by_side(len(todo), device)
+                if workers <= 1:
+                    done = [train_one(ci, c) for ci, c in todo]
+                else:
+                    done = _train_side_by_side(train_one, todo, workers, threads, stop)
+                for (_, c), (info, G) in zip(todo, done):
+                    self.fit_info_[c] = info
+                    self.generators_[c] = G
                     self.trained_.append(c)
         self._drop_training_checkpoints()
         return self
