@@ -6,7 +6,9 @@ networks, which loss and which defaults.
 
 Unconditional methods (gan, dcgan, wgan_gp) train one model per class that needs images, as paper 000
 did; conditional ones (cgan, acgan) train one model on every class (class-balanced batches), so a minority
-class borrows what the majority teaches about the surface. The image size is the run's (`--image-size`):
+class borrows what the majority teaches about the surface. On CPU the per-class models train side by side,
+one per core with one torch thread each (`side_by_side`); the models are the same as one after another on
+one thread, only sooner. The image size is the run's (`--image-size`):
 the convolutional methods need a power of two from 16 to 256 (32, 64 and 128 are the tested ones).
 
 Every method has the same option names (latent_dim, steps, epochs, batch_size, d_steps, loss, lr_g, lr_d,
@@ -39,19 +41,28 @@ LOSS_HELP = ("Adversarial loss. saturating: G minimises log(1 - D(G(z))), the or
              "margin loss.")
 
 
-def side_by_side(n_models: int, device: torch.device) -> tuple[int, int]:
-    """(models trained at once, torch threads each) for `n_models` independent per-class models.
+def side_by_side(n_models: int, device: torch.device) -> list[tuple[int, int, int]]:
+    """How to train `n_models` independent per-class models: (models, at once, torch threads each) groups.
 
     On CPU the models of gan/dcgan/wgan_gp train side by side, one per core, each with one torch
-    thread: a 64 px GAN step uses two threads of one process poorly (148 img/s against 2 x 88 for
-    two single-thread models on a 2-core AMD EPYC, benchmarks/RESULTS.md). Every model has its own
-    seeded generators, so the results do not depend on which finishes first. CUDA: one at a time.
+    thread: a 64 px GAN step uses two threads of one process poorly (one model on two threads is
+    1.6x one thread, two single-thread models side by side 2x). Models left over when the count
+    does not divide by the cores share the cores between them (5 models on 2 cores: 4 two at a time,
+    then 1 on both cores), so no core idles. The grouping depends only on the counts and every model
+    has its own seeded generators, so the results never depend on which model finishes first.
+    CUDA: one at a time.
     """
-    if device.type != "cpu" or n_models <= 1:
-        return 1, torch.get_num_threads()
     cores = torch.get_num_threads()       # what the run allows (num_threads / the machine's cores)
-    workers = max(1, min(n_models, cores))
-    return workers, max(1, cores // workers)
+    if device.type != "cpu" or n_models <= 1 or cores <= 1:
+        return [(n_models, 1, cores)] if n_models > 0 else []
+    groups = []
+    full = (n_models // cores) * cores
+    if full:
+        groups.append((full, cores, 1))
+    rest = n_models - full
+    if rest:
+        groups.append((rest, rest, max(1, cores // rest)))
+    return groups
 
 
 def _train_side_by_side(train_one, todo: list[tuple[int, str]], workers: int, threads: int,
@@ -256,11 +267,14 @@ class GANSampler(Sampler):
                         checkpoint=self._checkpoint(f"class{ci}"), run_seed=self.ctx.seed, stop=stop)
                     return trainer.run(), trainer.G.eval()
 
-                workers, threads = side_by_side(len(todo), device)
-                if workers <= 1:
-                    done = [train_one(ci, c) for ci, c in todo]
-                else:
-                    done = _train_side_by_side(train_one, todo, workers, threads, stop)
+                done, at = [], 0
+                for count, workers, threads in side_by_side(len(todo), device):
+                    group, at = todo[at:at + count], at + count
+                    if workers == 1:
+                        with cpu_threads(threads, device):
+                            done += [train_one(ci, c) for ci, c in group]
+                    else:
+                        done += _train_side_by_side(train_one, group, workers, threads, stop)
                 for (_, c), (info, G) in zip(todo, done):
                     self.fit_info_[c] = info
                     self.generators_[c] = G

@@ -143,6 +143,66 @@ def test_a_finished_fit_removes_its_training_checkpoints_unless_kept(tmp_path):
     assert len(list((tmp_path / "b").glob("*.safetensors"))) == 2
 
 
+def test_side_by_side_uses_every_core_and_only_on_cpu():
+    from core.methods.gan import side_by_side
+    cpu, before = torch.device("cpu"), torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert side_by_side(5, cpu) == [(4, 2, 1), (1, 1, 2)]    # the fifth model gets both cores
+        assert side_by_side(4, cpu) == [(4, 2, 1)]
+        assert side_by_side(1, cpu) == [(1, 1, 2)]
+        assert side_by_side(0, cpu) == []
+        assert side_by_side(5, torch.device("cuda")) == [(5, 1, 2)]
+        torch.set_num_threads(4)
+        assert side_by_side(6, cpu) == [(4, 4, 1), (2, 2, 2)]
+        assert side_by_side(3, cpu) == [(3, 3, 1)]
+        torch.set_num_threads(16)
+        assert side_by_side(5, cpu) == [(5, 5, 3)]
+        torch.set_num_threads(1)
+        assert side_by_side(5, cpu) == [(5, 1, 1)]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_models_side_by_side_equal_the_models_one_after_another(monkeypatch):
+    """Two per-class models trained at once (two threads, one torch thread each) are bit for bit the
+    models trained one after the other on one thread: they share nothing but the reporter."""
+    import core.methods.gan as gan_mod
+    train, before = tiny_set(), torch.get_num_threads()
+    monkeypatch.setattr(gan_mod, "side_by_side", lambda n, device: [(n, 2, 1)])
+    together = fit("dcgan", train, seed=3, steps=6)
+    assert torch.get_num_threads() == before                  # the thread count is given back
+    monkeypatch.setattr(gan_mod, "side_by_side", lambda n, device: [(n, 1, 1)])
+    torch.set_num_threads(1)
+    try:
+        apart = fit("dcgan", train, seed=3, steps=6)
+    finally:
+        torch.set_num_threads(before)
+    want, got = apart.get_state(), together.get_state()
+    assert list(want[0]) == list(got[0]) and want[1]["trained"] == got[1]["trained"] == ["crack", "spot"]
+    for key in want[0]:
+        torch.testing.assert_close(want[0][key], got[0][key], rtol=0, atol=0, msg=key)
+
+
+def test_a_failing_model_stops_the_one_beside_it_and_its_own_error_is_raised(monkeypatch, tmp_path):
+    import core.methods.gan as gan_mod
+    monkeypatch.setattr(gan_mod, "side_by_side", lambda n, device: [(n, 2, 1)])
+    real_step = AdversarialTrainer.train_step
+
+    def failing_step(self, monitor=False):
+        if self.class_name == "spot" and self.step >= 1:
+            raise RuntimeError("spot's model broke")
+        return real_step(self, monitor)
+
+    monkeypatch.setattr(AdversarialTrainer, "train_step", failing_step)
+    rep = Reporter(tmp_path / "run")
+    with pytest.raises(RuntimeError, match="spot's model broke"):       # not the other's "stopped"
+        fit("dcgan", tiny_set(), rep, work_dir=tmp_path / "work", steps=5000)
+    crack = [e["step"] for e in rep.events if e["kind"] == "monitor" and e["class"] == "crack"]
+    assert crack and max(crack) < 5000                        # crack stopped early instead of finishing
+    assert (tmp_path / "work" / "dcgan_seed0_class1.safetensors").is_file()   # and kept its checkpoint
+
+
 @pytest.mark.parametrize("name", ["dcgan", "acgan"])
 def test_saved_generator_samples_without_retraining(name, tmp_path):
     sampler = fit(name, tiny_set(size=32))
