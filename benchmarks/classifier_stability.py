@@ -61,13 +61,18 @@ def _load(data: str):
 _DATA: dict = {}
 
 
+def _loaded(data: str):
+    """`_load` once per process (the seeds of one process share it)."""
+    if data not in _DATA:
+        _DATA[data] = _load(data)
+    return _DATA[data]
+
+
 def _one_seed(job: tuple[str, str, int, int, int, bool]) -> tuple[float, float | None]:
     """Macro F1 of one seed (and of its flip-averaged predictions when asked), in this process."""
     data, text, s, members, threads, flip_tta = job
     torch.set_num_threads(threads)
-    if data not in _DATA:
-        _DATA[data] = _load(data)
-    full, train, test = _DATA[data]
+    full, train, test = _loaded(data)
     k = len(full.classes)
     p = clf.ClassifierParams(**json.loads(text))
     steps = clf.steps_for(len(train) + sum(balance_targets(train.counts(), 1.0).values()), p)
@@ -97,7 +102,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     os.environ["OMP_NUM_THREADS"] = str(a.threads)    # for spawned processes, before torch loads there
     print(f"Machine: {machine()}", flush=True)
-    _, train, _ = _DATA.setdefault(a.data, _load(a.data))   # one load when the seeds run in this process
+    _, train, _ = _loaded(a.data)          # the seeds run in this process reuse it
     seeds = parse_seeds(a.seeds)
     pool = mp.get_context("spawn").Pool(a.procs) if a.procs > 1 else None
     for text in a.settings:

@@ -58,6 +58,7 @@ from .errors import Cancelled, ParamError
 from .events import Reporter
 from .runtime import tune_allocator
 
+
 class Stopped(Cancelled):
     """A model stopped because one trained beside it (same fit) failed or was interrupted."""
 

@@ -44,7 +44,6 @@ class _KeepsImages(Sampler):
         self.sources_ = list(meta["sources"])
 
 
-
 class _RecordsFallbacks(_KeepsImages):
     """A method that may hand a class over to a simpler one: `fallbacks_` lists each hand-over
     (class, requested, achieved_by_method, fallback, reason), read by the experiment into the run."""
@@ -57,6 +56,7 @@ class _RecordsFallbacks(_KeepsImages):
     def set_state(self, tensors, meta):
         super().set_state(tensors, meta)
         self.fallbacks_ = []
+
 
 # --- none ----------------------------------------------------------------------------------------
 @dataclass

@@ -53,7 +53,7 @@ def side_by_side(n_models: int, device: torch.device) -> list[tuple[int, int, in
     CUDA: one at a time.
     """
     cores = torch.get_num_threads()       # what the run allows (num_threads / the machine's cores)
-    if device.type != "cpu" or n_models <= 1 or cores <= 1:
+    if device.type != "cpu":
         return [(n_models, 1, cores)] if n_models > 0 else []
     groups = []
     full = (n_models // cores) * cores
@@ -65,29 +65,23 @@ def side_by_side(n_models: int, device: torch.device) -> list[tuple[int, int, in
     return groups
 
 
-def _train_side_by_side(train_one, todo: list[tuple[int, str]], workers: int, threads: int,
-                        stop: threading.Event) -> list:
-    """Run `train_one(ci, c)` for every model in `workers` threads (torch ops release the GIL), each
-    op on `threads` torch threads; the results come back in `todo` order. The first failure (or a
-    cancel, or Ctrl-C here) stops the others at their next step; each saves its checkpoint then."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gan-model") as pool:
-            futures = [pool.submit(train_one, ci, c) for ci, c in todo]
-            try:
-                wait(futures, return_when=FIRST_EXCEPTION)
-            except BaseException:            # Ctrl-C while waiting: the models stop at their next step
-                stop.set()
-                raise
-            if any(f.done() and f.exception() is not None for f in futures):
-                stop.set()
-                wait(futures)
-                errors = [f.exception() for f in futures if f.exception() is not None]
-                raise next((e for e in errors if not isinstance(e, Stopped)), errors[0])
-            return [f.result() for f in futures]
-    finally:
-        torch.set_num_threads(before)
+def _train_side_by_side(train_one, todo: list[tuple[int, str]], workers: int, stop: threading.Event) -> list:
+    """Run `train_one(ci, c)` for every model in `workers` threads (torch ops release the GIL); the
+    results come back in `todo` order. The first failure (or a cancel, or Ctrl-C here) stops the
+    others at their next step; each saves its checkpoint then."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gan-model") as pool:
+        futures = [pool.submit(train_one, ci, c) for ci, c in todo]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        except BaseException:                # Ctrl-C while waiting: the models stop at their next step
+            stop.set()
+            raise
+        if any(f.done() and f.exception() is not None for f in futures):
+            stop.set()
+            wait(futures)
+            errors = [f.exception() for f in futures if f.exception() is not None]
+            raise next((e for e in errors if not isinstance(e, Stopped)), errors[0])
+        return [f.result() for f in futures]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,11 +264,9 @@ class GANSampler(Sampler):
                 done, at = [], 0
                 for count, workers, threads in side_by_side(len(todo), device):
                     group, at = todo[at:at + count], at + count
-                    if workers == 1:
-                        with cpu_threads(threads, device):
-                            done += [train_one(ci, c) for ci, c in group]
-                    else:
-                        done += _train_side_by_side(train_one, group, workers, threads, stop)
+                    with cpu_threads(threads, device):
+                        done += ([train_one(ci, c) for ci, c in group] if workers == 1
+                                 else _train_side_by_side(train_one, group, workers, stop))
                 for (_, c), (info, G) in zip(todo, done):
                     self.fit_info_[c] = info
                     self.generators_[c] = G
