@@ -51,8 +51,8 @@ def sd_interval(values: list[float], level: float = 0.90) -> tuple[float, float]
     return sd * np.sqrt((n - 1) / chi2.ppf(1 - a, n - 1)), sd * np.sqrt((n - 1) / chi2.ppf(a, n - 1))
 
 
-def _load(data: str):
-    full, _ = load_dataset(data, image_size=64)
+def _load(data: str, image_size: int = 64):
+    full, _ = load_dataset(data, image_size=image_size)
     pool, test = split(full, 20, seed=0)
     train = simulate_imbalance(pool, 0.1, seed=0)
     return full, train, test
@@ -61,18 +61,18 @@ def _load(data: str):
 _DATA: dict = {}
 
 
-def _loaded(data: str):
+def _loaded(data: str, image_size: int = 64):
     """`_load` once per process (the seeds of one process share it)."""
-    if data not in _DATA:
-        _DATA[data] = _load(data)
-    return _DATA[data]
+    if (data, image_size) not in _DATA:
+        _DATA[data, image_size] = _load(data, image_size)
+    return _DATA[data, image_size]
 
 
-def _one_seed(job: tuple[str, str, int, int, int, bool]) -> tuple[float, float | None]:
+def _one_seed(job: tuple[str, str, int, int, int, bool, int]) -> tuple[float, float | None]:
     """Macro F1 of one seed (and of its flip-averaged predictions when asked), in this process."""
-    data, text, s, members, threads, flip_tta = job
+    data, text, s, members, threads, flip_tta, image_size = job
     torch.set_num_threads(threads)
-    full, train, test = _loaded(data)
+    full, train, test = _loaded(data, image_size)
     k = len(full.classes)
     p = clf.ClassifierParams(**json.loads(text))
     steps = clf.steps_for(len(train) + sum(balance_targets(train.counts(), 1.0).values()), p)
@@ -94,6 +94,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--procs", type=int, default=1, help="seeds trained at a time, one process each")
+    ap.add_argument("--image-size", type=int, default=64, help="side in pixels the images are resized to")
     ap.add_argument("--flip-tta", action="store_true", help="also score predictions averaged over 4 flips")
     ap.add_argument("--members", type=int, default=1,
                     help="score the averaged probabilities of this many classifiers per seed (seeds s, s+1000, ...): "
@@ -102,19 +103,19 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     os.environ["OMP_NUM_THREADS"] = str(a.threads)    # for spawned processes, before torch loads there
     print(f"Machine: {machine()}", flush=True)
-    _, train, _ = _loaded(a.data)          # the seeds run in this process reuse it
+    _, train, _ = _loaded(a.data, a.image_size)          # the seeds run in this process reuse it
     seeds = parse_seeds(a.seeds)
     pool = mp.get_context("spawn").Pool(a.procs) if a.procs > 1 else None
     for text in a.settings:
         p = clf.ClassifierParams(**json.loads(text))
         steps = clf.steps_for(len(train) + sum(balance_targets(train.counts(), 1.0).values()), p)
         t0 = time.time()
-        jobs = [(a.data, text, s, a.members, a.threads, a.flip_tta) for s in seeds]
+        jobs = [(a.data, text, s, a.members, a.threads, a.flip_tta, a.image_size) for s in seeds]
         results = pool.map(_one_seed, jobs, chunksize=1) if pool else [_one_seed(j) for j in jobs]
         f1 = [r[0] for r in results]
         tta = [r[1] for r in results if r[1] is not None]
         lo, hi = sd_interval(f1)
-        line = (f"{text} members {a.members} threads {a.threads} x {a.procs} processes bf16 {clf.use_bf16(p, torch.device('cpu'))} steps {steps}: "
+        line = (f"{text} {a.image_size} px members {a.members} threads {a.threads} x {a.procs} processes bf16 {clf.use_bf16(p, torch.device('cpu'))} steps {steps}: "
                 f"F1 {[round(v, 3) for v in f1]} mean {np.mean(f1):.3f} SD {np.std(f1, ddof=1):.3f} "
                 f"(90% interval {lo:.3f} to {hi:.3f}; {time.time() - t0:.0f} s)")
         if tta:
