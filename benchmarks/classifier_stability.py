@@ -51,7 +51,7 @@ def sd_interval(values: list[float], level: float = 0.90) -> tuple[float, float]
     return sd * np.sqrt((n - 1) / chi2.ppf(1 - a, n - 1)), sd * np.sqrt((n - 1) / chi2.ppf(a, n - 1))
 
 
-def _load(data: str, image_size: int = 64):
+def _load(data: str, image_size: int):
     full, _ = load_dataset(data, image_size=image_size)
     pool, test = split(full, 20, seed=0)
     train = simulate_imbalance(pool, 0.1, seed=0)
@@ -61,7 +61,7 @@ def _load(data: str, image_size: int = 64):
 _DATA: dict = {}
 
 
-def _loaded(data: str, image_size: int = 64):
+def _loaded(data: str, image_size: int):
     """`_load` once per process (the seeds of one process share it)."""
     if (data, image_size) not in _DATA:
         _DATA[data, image_size] = _load(data, image_size)
