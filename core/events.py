@@ -1,17 +1,21 @@
 """Progress reporting: the append-only `events.jsonl` of a run, and the hooks long work calls.
 
 Every long step (classifier epochs, generator steps, sampling) reports through a `Reporter`.
-The reporter appends one JSON object per line to `<run_dir>/events.jsonl`, mirrors messages to
+The reporter appends one JSON object per line to the run's `events.jsonl`, mirrors messages to
 `log.txt`, forwards each event to an optional callback (the CLI's progress bar), and raises
-`Cancelled` from `check_cancel()` once a file `<run_dir>/CANCEL` exists (how the job runner asks a
-worker to stop without killing it mid-write).
+`Cancelled` from `check_cancel()` once the run's `CANCEL` file exists (how the job runner asks a
+worker to stop without killing it mid-write). The paths are `core.rundir.RunDir`'s; it is also the
+one reader of the events (`RunDir.events()`).
 
 Event kinds used across the project:
   stage     {"stage": str, "message": str}                       a new phase begins
   progress  {"stage": str, "step": int, "total": int, ...metrics} inside a phase
   epoch     {"model": str, "epoch": int, "epochs": int, "loss": float, ...}   classifier curve
-  monitor   {"method": str, "class": str|None, "step": int, ...}  generative training monitors
-  image     {"method": str, "path": str, "step": int}            a sample grid written under the run
+  monitor   {"method": str, "class": str|None, "seed": int, "step": int, "total": int, ...}
+                                                                 generative training monitors
+  image     {"method": str, "class": str|None, "seed": int, "path": str, "step": int}
+                                                                 a sample grid written under the run
+  result    {"model": str, "f1_macro": float, ...}               a classifier was trained and scored
   warning   {"message": str}
   done      {"message": str}
   error     {"message": str}
@@ -23,11 +27,12 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from .errors import Cancelled
+from .rundir import CANCEL_FILE, RunDir
 
-CANCEL_FILE = "CANCEL"
+__all__ = ["CANCEL_FILE", "Reporter"]
 
 
 def _clean(value: Any) -> Any:
@@ -51,6 +56,7 @@ class Reporter:
     def __init__(self, run_dir: str | Path | None = None,
                  callback: Callable[[dict], None] | None = None) -> None:
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.rd = RunDir(run_dir) if run_dir is not None else None
         self.callback = callback
         self.events: list[dict] = []
         self.warnings: list[str] = []
@@ -63,8 +69,8 @@ class Reporter:
         with self._lock:
             event = {"t": round(time.time(), 3), "kind": kind, **_clean(fields)}
             self.events.append(event)
-            if self.run_dir is not None:
-                with open(self.run_dir / "events.jsonl", "a", encoding="utf-8") as fh:
+            if self.rd is not None:
+                with open(self.rd.events_path, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(event, ensure_ascii=False) + "\n")
                 if kind in ("stage", "warning", "error", "done"):
                     self.log(f"[{kind}] {fields.get('stage', '')} {fields.get('message', '')}".strip())
@@ -73,9 +79,9 @@ class Reporter:
             return event
 
     def log(self, line: str) -> None:
-        if self.run_dir is not None:
+        if self.rd is not None:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            with self._lock, open(self.run_dir / "log.txt", "a", encoding="utf-8") as fh:
+            with self._lock, open(self.rd.log_path, "a", encoding="utf-8") as fh:
                 fh.write(f"{stamp} {line}\n")
 
     def stage(self, stage: str, message: str = "") -> None:
@@ -90,35 +96,11 @@ class Reporter:
         self.warnings.append(message)
         self.emit("warning", message=message)
 
-    # -- files under the run -------------------------------------------------------------------
-    def path(self, *parts: str) -> Path | None:
-        """A folder under the run directory (created), or None when there is no run directory."""
-        if self.run_dir is None:
-            return None
-        p = self.run_dir.joinpath(*parts)
-        p.mkdir(parents=True, exist_ok=True)
-        return p
-
     # -- cancellation ----------------------------------------------------------------------------
     def cancel_requested(self) -> bool:
-        return self.run_dir is not None and (self.run_dir / CANCEL_FILE).exists()
+        return self.rd is not None and self.rd.cancel_requested()
 
     def check_cancel(self) -> None:
         if self.cancel_requested():
             raise Cancelled("the job was cancelled; what it wrote so far is kept")
 
-
-def read_events(run_dir: str | Path) -> Iterator[dict]:
-    """The events of a run, skipping a half-written last line (a writer may be mid-append)."""
-    path = Path(run_dir) / "events.jsonl"
-    if not path.exists():
-        return
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue

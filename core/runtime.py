@@ -1,4 +1,10 @@
-"""Process-wide settings that make CPU training faster without changing a single number it computes.
+"""Where and how training runs: the device, thread count, memory layout and mixed precision, and
+process-wide settings that make CPU training faster without changing a single number it computes.
+
+`pick_device("auto")`: CUDA when present, else the CPU. `cpu_threads(n, device)`: torch's thread count
+for a block (CPU only). `Placement.for_device(device)`: the layout (channels_last, the fast one for
+convolutions on CUDA and on CPU's oneDNN: 1.12x on CPU) and the autocast (bfloat16 on CUDA with bf16)
+a generative model trains with.
 
 `tune_allocator()`: glibc's malloc hands blocks above its mmap threshold (128 KiB to start) straight
 back to the kernel when they are freed, and trims the top of the heap once more than twice that is
@@ -12,9 +18,63 @@ Only glibc (Linux) has `mallopt`; elsewhere (macOS, Windows, musl) it does nothi
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import sys
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from .errors import ParamError
+
+
+def pick_device(preference: str | None = "auto") -> torch.device:
+    """CUDA when present (or asked), CPU otherwise."""
+    if preference in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if preference.startswith("cuda") and not torch.cuda.is_available():
+        raise ParamError("a CUDA device was asked for but none is available; use device=auto or cpu")
+    return torch.device(preference)
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None, device: torch.device) -> Iterator[None]:
+    """`torch.set_num_threads(n)` for the duration (CPU only), restoring the previous value."""
+    if not n or device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Device, memory layout and autocast of one generative model's training."""
+    device: torch.device
+    memory_format: torch.memory_format = torch.channels_last
+    amp: bool = False
+
+    @classmethod
+    def for_device(cls, device: torch.device | str) -> "Placement":
+        device = torch.device(device)
+        return cls(device, torch.channels_last, device.type == "cuda" and torch.cuda.is_bf16_supported())
+
+    def module(self, m: torch.nn.Module) -> torch.nn.Module:
+        return m.to(self.device, memory_format=self.memory_format)
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+
+    def adam(self, params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+        """Adam, fused on CUDA (one kernel for all parameters)."""
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        return torch.optim.Adam(params, lr=lr, betas=betas, **fused)
 
 M_TRIM_THRESHOLD = -1     # glibc malloc.h
 M_MMAP_THRESHOLD = -3
