@@ -6,7 +6,7 @@ is part of the loss). Kept as the paper's reference point: on real defect images
 with all data, which is the reason DCGAN exists.
 
 Both networks take an optional label argument and the discriminator returns `(logit, None)` so they are
-drop-in replacements for the DCGAN networks in `core.generative`.
+drop-in replacements for the DCGAN networks in the GAN training steps (core/methods/gan/).
 """
 from __future__ import annotations
 

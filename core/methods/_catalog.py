@@ -1,5 +1,20 @@
-"""Imports every method module once; each registers itself. Adding a method = one line here."""
-from . import classic  # noqa: F401  none, random_oversample, augment
-from . import interpolation  # noqa: F401  smote, borderline_smote, adasyn
-from . import mixing  # noqa: F401  mixup, cutmix
-from . import gan  # noqa: F401  gan, dcgan, cgan, wgan_gp, acgan
+"""Where each built-in method lives. The registry imports a module the first time one of its methods is
+asked for; a module that fails to import disables its methods only (listed as unavailable, with why).
+
+Adding a built-in method = its module (one `register` call) + one line here. Methods from elsewhere
+(a plant's own generator) need no line: name their modules in DEFECTAUG_PLUGINS (see `registry`).
+"""
+CATALOG: dict[str, tuple[str, str]] = {          # name: (module, family)
+    "random_oversample": ("core.methods.classic", "classic"),
+    "augment": ("core.methods.classic", "classic"),
+    "smote": ("core.methods.interpolation", "interpolation"),
+    "borderline_smote": ("core.methods.interpolation", "interpolation"),
+    "adasyn": ("core.methods.interpolation", "interpolation"),
+    "mixup": ("core.methods.mixing", "mixing"),
+    "cutmix": ("core.methods.mixing", "mixing"),
+    "gan": ("core.methods.gan.gan", "gan"),
+    "dcgan": ("core.methods.gan.dcgan", "gan"),
+    "cgan": ("core.methods.gan.cgan", "gan"),
+    "wgan_gp": ("core.methods.gan.wgan_gp", "gan"),
+    "acgan": ("core.methods.gan.acgan", "gan"),
+}

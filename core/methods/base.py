@@ -1,28 +1,26 @@
-"""The contract every synthesis method fulfils, and the registry that names them.
+"""The contract every synthesis method fulfils, and the spec that describes it to the registry.
 
 A method is one `MethodSpec`: its name, family, the paper it comes from, a parameters dataclass
-(field defaults = the CPU `quick` preset; `presets["paper"]` holds the overrides for the GPU
-`paper` preset), and a `Sampler` class. The UI builds its forms from the dataclass fields
-(`metadata["help"]`, and optionally `choices`, `min`, `max`); the CLI `--set method.param=value`
-goes through `MethodSpec.make_params`.
+(field defaults = the CPU `quick` preset; `presets["paper"]` holds the overrides for the GPU `paper`
+preset, `presets["tiny"]` those that make it train for a couple of steps on tiny images in the common
+checks), a `Sampler` class, and what it needs to run (a GPU, an optional package, a configured local
+weights path). The UI builds its forms from the dataclass fields (`metadata["help"]`, and optionally
+`choices`, `min`, `max`); the CLI `--set method.param=value` goes through `MethodSpec.make_params`.
 
     sampler = spec.sampler_cls(params, ctx)
     sampler.fit(train, needed)                  # needed: {class name: synthetic images wanted}
     batch = sampler.sample("crack", 10, seed=0) # SampleBatch: uint8 [10,H,W,C] + parents
-    sampler.save(folder); sampler2 = spec.sampler_cls.load(folder, ctx)
+    sampler.save(folder); sampler2 = spec.load_sampler(folder, ctx)
 
-Checkpoints are `state.safetensors` (tensors) + `meta.json` (everything else), written by
-`save` from what `get_state` returns, so a new method only says what its state is.
+Checkpoints are `state.safetensors` (tensors) + `meta.json` (everything else), written by `save` from
+what `get_state` returns, so a new method only says what its state is.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import errno
+import importlib.util
 import json
 import os
-import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,15 +31,12 @@ import torch
 from ..errors import ParamError
 from ..events import Reporter
 from ..imageset import ImageSet
+from ..params import build_params
+from ..rundir import write_json
+from ..runtime import pick_device
+from ..training.checkpoint import load_tensors, save_tensors
 
-
-def pick_device(preference: str | None = "auto") -> torch.device:
-    """CUDA when present (or asked), CPU otherwise."""
-    if preference in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if preference.startswith("cuda") and not torch.cuda.is_available():
-        raise ParamError("a CUDA device was asked for but none is available; use device=auto or cpu")
-    return torch.device(preference)
+PRESETS = ("quick", "paper", "tiny")   # tiny: the common checks' few steps on 16 px images
 
 
 @dataclass
@@ -51,39 +46,15 @@ class Context:
     device: torch.device = field(default_factory=lambda: pick_device("auto"))
     seed: int = 0
     method: str = ""
-    work_dir: Path | None = None      # where the method may write checkpoints and sample grids
+    work_dir: Path | None = None      # where the method may keep resumable training state
     num_threads: int | None = None     # torch.set_num_threads on CPU
+    normal_class: str | None = None   # the run's normal class (the source of translation methods)
 
 
 @dataclass
 class SampleBatch:
     images: np.ndarray                 # uint8 [n, H, W, C]
     parents: list[list[str]]           # per image, the source ids it was made from (may be empty)
-
-
-_OS_ERROR = re.compile(r"os error (\d+)")
-
-
-def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """`safetensors.torch.save_file`, with a failed write raised as the `OSError` it is (safetensors raises
-    its own `SafetensorError`): a full disk while saving a checkpoint then reads "the disk is full", like
-    any other write, instead of an internal error. The message is kept; nothing is left at `path`."""
-    import safetensors.torch
-    from safetensors import SafetensorError
-    try:
-        safetensors.torch.save_file(tensors, str(path), metadata=metadata)
-    except SafetensorError as err:
-        text = str(err)
-        code = _OS_ERROR.search(text)
-        if code is None and "No space left" not in text and "I/O error" not in text:
-            raise   # not a write failure (a bad tensor): a bug, reported as such
-        if code:
-            number = int(code.group(1))
-        else:
-            number = errno.ENOSPC if "No space left" in text else errno.EIO
-        with contextlib.suppress(OSError):
-            Path(path).unlink()
-        raise OSError(number, text, str(path)) from err
 
 
 class Sampler:
@@ -124,21 +95,16 @@ class Sampler:
         tensors, meta = self.get_state()
         meta = {"classes": self.classes_, "shape": list(self.shape_ or ()),
                 "params": dataclasses.asdict(self.params), **meta}
-        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        tmp_t, tmp_m = folder / "state.safetensors.tmp", folder / "meta.json.tmp"
-        save_tensors(tensors, tmp_t)
-        tmp_m.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        os.replace(tmp_t, folder / "state.safetensors")   # atomic: a crash never leaves half a checkpoint
-        os.replace(tmp_m, folder / "meta.json")
+        save_tensors(tensors, folder / "state.safetensors")     # both atomic: never half a checkpoint
+        write_json(folder / "meta.json", meta)
         return folder
 
     @classmethod
     def load(cls, folder: str | Path, ctx: Context | None, params: Any) -> "Sampler":
         """Use `MethodSpec.load_sampler`, which rebuilds `params` from the checkpoint."""
-        from safetensors.torch import load_file
         folder = Path(folder)
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        tensors = load_file(str(folder / "state.safetensors"))
+        tensors = load_tensors(folder / "state.safetensors")
         obj = cls.__new__(cls)
         Sampler.__init__(obj, params, ctx)
         obj.classes_ = list(meta["classes"])
@@ -147,22 +113,57 @@ class Sampler:
         return obj
 
 
-# ---------------------------------------------------------------------------------------------
-# Registry
-# ---------------------------------------------------------------------------------------------
+@dataclass
+class NoParams:
+    """A method without settings."""
+
+
 @dataclass
 class MethodSpec:
     name: str
-    family: str          # baseline | classic | interpolation | mixing | gan | translation | diffusion
+    family: str          # classic | interpolation | mixing | gan | translation | diffusion
     paper: str           # the reference, in a few words
     summary: str         # what it does and when it helps, one or two sentences
     params_cls: type
     sampler_cls: type[Sampler]
-    presets: dict[str, dict] = field(default_factory=dict)   # preset name -> field overrides
-    conditional: bool = False  # trains one model for all classes (vs one per class)
+    presets: dict[str, dict] = field(default_factory=dict)   # "paper" / "tiny" -> field overrides
+    conditional: bool = False      # trains one model for all classes (vs one per class)
+    provenance: str = "parents"    # what SampleBatch.parents names: "parents" (real images of the class it
+    #                                was made from), "source" (the one normal image it was translated from),
+    #                                "none" (generated from noise: empty)
+    needs_gpu: bool = False        # refuses to run without CUDA
+    packages: tuple[str, ...] = ()  # optional Python packages it needs
+    weights_env: str | None = None  # environment variable that must name a local weights file or folder
+    broken: str | None = None      # set by the registry when the method's module could not be imported
+
+    def __post_init__(self) -> None:
+        if self.provenance not in ("parents", "source", "none"):
+            raise TypeError(f"{self.name}: provenance must be parents, source or none, got {self.provenance!r}")
+
+    def unavailable_reason(self) -> str | None:
+        """Why this method cannot run on this server (what to install or configure), or None."""
+        if self.broken:
+            return self.broken
+        missing = [p for p in self.packages if importlib.util.find_spec(p) is None]
+        if missing:
+            return (f"needs the Python package{'s' if len(missing) > 1 else ''} {', '.join(missing)}, which "
+                    f"{'are' if len(missing) > 1 else 'is'} not installed (pip install {' '.join(missing)})")
+        if self.needs_gpu and not torch.cuda.is_available():
+            return "needs a CUDA GPU, and this server has none"
+        if self.weights_env:
+            where = os.environ.get(self.weights_env, "").strip()
+            if not where:
+                return f"needs local model weights: set {self.weights_env} to their folder, then restart"
+            if not Path(where).expanduser().exists():
+                return f"{self.weights_env} points to {where}, which does not exist"
+        return None
+
+    @property
+    def available(self) -> bool:
+        return self.unavailable_reason() is None
 
     def make_params(self, preset: str = "quick", overrides: dict[str, Any] | None = None) -> Any:
-        if preset not in ("quick", "paper"):
+        if preset not in PRESETS:
             raise ParamError(f"unknown preset {preset!r}; use 'quick' (CPU) or 'paper' (GPU)")
         values = dict(self.presets.get(preset, {}))
         values.update(overrides or {})
@@ -176,122 +177,3 @@ class MethodSpec:
         meta = json.loads((Path(folder) / "meta.json").read_text(encoding="utf-8"))
         params = build_params(self.params_cls, meta.get("params", {}), self.name)
         return self.sampler_cls.load(folder, ctx, params)
-
-
-_REGISTRY: dict[str, MethodSpec] = {}
-
-
-def register(spec: MethodSpec) -> MethodSpec:
-    if spec.name in _REGISTRY:
-        raise ValueError(f"method {spec.name!r} is registered twice")
-    if not dataclasses.is_dataclass(spec.params_cls):
-        raise TypeError(f"{spec.name}: params_cls must be a dataclass")
-    for preset, over in spec.presets.items():
-        unknown = set(over) - {f.name for f in dataclasses.fields(spec.params_cls)}
-        if unknown:
-            raise TypeError(f"{spec.name}: preset {preset} sets unknown params {sorted(unknown)}")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def get_method(name: str) -> MethodSpec:
-    _load_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ParamError(f"unknown method {name!r}; available: {', '.join(method_names())}") from None
-
-
-def method_names() -> list[str]:
-    _load_all()
-    return list(_REGISTRY)
-
-
-def all_methods() -> list[MethodSpec]:
-    _load_all()
-    return list(_REGISTRY.values())
-
-
-def _load_all() -> None:
-    from . import _catalog  # noqa: F401  (imports every method module, which registers itself)
-
-
-# ---------------------------------------------------------------------------------------------
-# Parameters: typed values from strings (CLI, UI) with the bounds declared in field metadata
-# ---------------------------------------------------------------------------------------------
-def _field_type(params_cls: type, f: dataclasses.Field) -> Any:
-    hints = typing.get_type_hints(params_cls)
-    return hints.get(f.name, f.type)
-
-
-def coerce_value(tp: Any, value: Any, where: str) -> Any:
-    """Convert `value` (often a string from the CLI) to the annotated type `tp`."""
-    origin = typing.get_origin(tp)
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
-            return None
-        return coerce_value(args[0], value, where)
-    if origin is typing.Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise ParamError(f"{where} must be one of {list(allowed)}, got {value!r}")
-        return value
-    if origin in (list, tuple):
-        (inner,) = typing.get_args(tp)[:1] or (str,)
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v.strip()]
-        return [coerce_value(inner, v, where) for v in value]
-    try:
-        if tp is bool:
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError
-            return bool(value)
-        if tp is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(float(value)) if isinstance(value, str) and "." in value else int(value)
-        if tp is float:
-            return float(value)
-        if tp is str:
-            return str(value)
-    except (TypeError, ValueError):
-        raise ParamError(f"{where} expects {getattr(tp, '__name__', tp)}, got {value!r}") from None
-    return value
-
-
-def build_params(params_cls: type, values: dict[str, Any], owner: str) -> Any:
-    """An instance of `params_cls` from defaults + `values`, type-converted and range-checked."""
-    names = {f.name: f for f in dataclasses.fields(params_cls)}
-    unknown = set(values) - set(names)
-    if unknown:
-        raise ParamError(f"{owner} has no parameter {', '.join(sorted(unknown))}; "
-                         f"its parameters are {', '.join(names)}")
-    kwargs = {}
-    for key, value in values.items():
-        f = names[key]
-        where = f"{owner}.{key}"
-        v = coerce_value(_field_type(params_cls, f), value, where)
-        meta = f.metadata
-        if "choices" in meta and v not in meta["choices"]:
-            raise ParamError(f"{where} must be one of {list(meta['choices'])}, got {v!r}")
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            if "min" in meta and v < meta["min"]:
-                raise ParamError(f"{where} must be at least {meta['min']}, got {v}")
-            if "max" in meta and v > meta["max"]:
-                raise ParamError(f"{where} must be at most {meta['max']}, got {v}")
-        kwargs[key] = v
-    obj = params_cls(**kwargs)
-    validate = getattr(obj, "validate", None)
-    if callable(validate):
-        validate()
-    return obj
-
-
-def param(default: Any, help: str, **bounds: Any) -> Any:
-    """A dataclass field with its help text and bounds (min, max, choices) for UI and validation."""
-    return field(default=default, metadata={"help": help, **bounds})

@@ -1,7 +1,8 @@
-"""Baseline and classic methods: `none`, `random_oversample`, `augment` (flips, 90-degree turns, shifts).
+"""Classic methods: `random_oversample` and `augment` (flips, 90-degree turns, shifts).
 
 These need no training; `fit` only keeps the real images of each class. They are the fair
-reference every learned generator has to beat.
+reference every learned generator has to beat. (The baselines, which add nothing, are not methods:
+every run trains them; see core.experiment.)
 """
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import numpy as np
 import torch
 
 from ..imageset import ImageSet
-from .base import MethodSpec, SampleBatch, Sampler, param, register
+from ..params import param
+from .base import MethodSpec, NoParams, SampleBatch, Sampler
+from .registry import register
 
 
 class _KeepsImages(Sampler):
@@ -58,31 +61,7 @@ class _RecordsFallbacks(_KeepsImages):
         self.fallbacks_ = []
 
 
-# --- none ----------------------------------------------------------------------------------------
-@dataclass
-class NoneParams:
-    pass
-
-
-class NoneSampler(_KeepsImages):
-    """Adds nothing: the imbalanced training set as it is (the baseline)."""
-
-    def sample(self, class_name: str, n: int, seed: int) -> SampleBatch:
-        return self._empty()
-
-
-register(MethodSpec(
-    name="none", family="baseline", paper="-",
-    summary="No synthesis: the imbalanced training set as it is. Every run trains it as the baseline.",
-    params_cls=NoneParams, sampler_cls=NoneSampler))
-
-
 # --- random oversampling ---------------------------------------------------------------------------
-@dataclass
-class RandomOversampleParams:
-    pass
-
-
 class RandomOversampler(_KeepsImages):
     """Copies of randomly chosen real images of the class (with replacement)."""
 
@@ -97,7 +76,7 @@ register(MethodSpec(
     name="random_oversample", family="classic", paper="imbalanced-learn RandomOverSampler",
     summary="Duplicates real minority images until the class reaches the target. Cheap and a strong "
             "baseline with very few images.",
-    params_cls=RandomOversampleParams, sampler_cls=RandomOversampler))
+    params_cls=NoParams, sampler_cls=RandomOversampler))
 
 
 # --- flip / rotate / shift augmentation --------------------------------------------------------------

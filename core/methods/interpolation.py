@@ -18,7 +18,9 @@ from itertools import combinations
 
 import numpy as np
 
-from .base import MethodSpec, SampleBatch, param, register
+from ..params import param
+from .base import MethodSpec, SampleBatch
+from .registry import register
 from .classic import _RecordsFallbacks
 
 MIN_SMOTE_CLASS = 3  # below this, interpolation has nothing meaningful to interpolate

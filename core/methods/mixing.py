@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import MethodSpec, SampleBatch, param, register
+from ..params import param
+from .base import MethodSpec, SampleBatch
+from .registry import register
 from .classic import _RecordsFallbacks
 
 

@@ -1,0 +1,297 @@
+"""What every GAN method builds on: `GANTraining` (G, D, their optimisers, the random stream, the training
+images on the device; the monitors, grids and warnings the loop asks for) and `GANSampler` (one model per
+class, or one conditional model for all; sampling; saved state). A method adds its `step` and networks."""
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...advice import FEW_IMAGES   # paper 000: below about 10 images per class GANs fail
+from ...errors import ParamError
+from ...imageset import ImageSet
+from ...runtime import Placement, cpu_threads
+from ...training import LoopSettings, Trainer, TrainingProcess, Who, mean_pairwise_distance, settings_fingerprint
+from ...training import to_uint8, train_models
+from ...training.images import GRID_COLS
+from ..base import SampleBatch, Sampler
+from .common import BCE_LOSSES, DIVERGENCE_HINT, LOSSES, class_seed, diff_augment, generate, parse_policy
+
+
+# ---------------------------------------------------------------------------------------------
+# The training state a GAN step works on
+# ---------------------------------------------------------------------------------------------
+class GANTraining(TrainingProcess):
+    """G, D, their Adam optimisers, one random stream and the training images on the device; each method
+    subclasses it with its `step`. `labels` (class indexes) make real batches class-balanced; without
+    them every batch is drawn from all images alike (one model per class)."""
+    keep = ("G",)
+    divergence_hint = DIVERGENCE_HINT
+
+    def __init__(self, G: nn.Module, D: nn.Module, params: Any, images: np.ndarray,
+                 labels: np.ndarray | None = None, *, placement: Placement, seed: int, who: Who,
+                 grid_labels: list[int] | None = None) -> None:
+        if len(images) == 0:
+            raise ParamError(f"{who.method}: no training images for {who.cls or 'any class'}")
+        if params.loss not in LOSSES:
+            raise ParamError(f"{who.method}.loss must be one of {list(LOSSES)}, got {params.loss!r}")
+        self.p, self.place, self.seed, self.who = params, placement, int(seed), who
+        self.device = placement.device
+        self.policy = parse_policy(getattr(params, "diffaugment", "none"))
+        self.loss = params.loss
+        self.G = placement.module(G)
+        self.D = placement.module(D)
+        self.G.train()
+        self.D.train()
+        self.opt_g = placement.adam(self.G.parameters(), params.lr_g, (params.b1, params.b2))
+        self.opt_d = placement.adam(self.D.parameters(), params.lr_d, (params.b1, params.b2))
+        self.rng = torch.Generator(device=self.device).manual_seed(self.seed)
+        self.networks = {"G": self.G, "D": self.D}
+        self.optimizers = {"G": self.opt_g, "D": self.opt_d}
+
+        # the data, once, on the device: uint8 -> [-1, 1] float, NCHW; mirror copies when hflip
+        self._data_sha = hashlib.sha1(np.ascontiguousarray(images).tobytes()).hexdigest()
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2).float()
+        x = x.div_(127.5).sub_(1)
+        y = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=self.device) if labels is not None else None
+        if params.hflip:
+            x = torch.cat([x, x.flip(3)])
+            y = torch.cat([y, y]) if y is not None else None
+        if y is not None:                       # sorted by class: balanced draws index into class blocks
+            order = torch.argsort(y, stable=True)
+            x, y = x[order], y[order]
+            present, counts = torch.unique_consecutive(y, return_counts=True)
+            self.present, self.counts = present, counts
+            self.offsets = torch.cumsum(counts, 0) - counts
+        self.x = x.contiguous(memory_format=placement.memory_format)
+        self.y = y
+        self.n_train = int(x.shape[0])
+        steps_per_epoch = math.ceil(self.n_train / params.batch_size)
+        self.total = int(params.epochs) * steps_per_epoch if getattr(params, "epochs", 0) else int(params.steps)
+
+        # fixed noise for the sample grids (its own generator: grids never change the training stream)
+        if grid_labels is None and y is not None:
+            grid_labels = [int(c) for c in self.present.tolist()[:8] for _ in range(GRID_COLS)]
+        n_grid = len(grid_labels) if grid_labels else 4 * GRID_COLS
+        g = torch.Generator().manual_seed(self.seed + 7919)
+        self.grid_z = torch.randn(n_grid, params.latent_dim, generator=g).to(self.device)
+        self.grid_y = torch.tensor(grid_labels, device=self.device) if grid_labels else None
+        self._warned: set[str] = set()
+        self._streak: dict[str, int] = {}
+
+    # -- what a step draws -------------------------------------------------------------------------
+    def noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.p.latent_dim, generator=self.rng, device=self.device)
+
+    def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A batch of real images (with their labels when conditional), drawn with replacement."""
+        B = self.p.batch_size
+        if self.y is None:
+            idx = torch.randint(self.n_train, (B,), generator=self.rng, device=self.device)
+        else:
+            k = torch.randint(len(self.present), (B,), generator=self.rng, device=self.device)
+            u = torch.rand(B, generator=self.rng, device=self.device)
+            cnt = self.counts[k]
+            idx = self.offsets[k] + torch.minimum((u * cnt).long(), cnt - 1)
+        x = self.x[idx].contiguous(memory_format=self.place.memory_format)
+        return x, (self.y[idx] if self.y is not None else None)
+
+    def aug(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.policy, self.rng)
+
+    def autocast(self):
+        return self.place.autocast()
+    def stats(self, loss_d: torch.Tensor, loss_g: torch.Tensor, real_out: torch.Tensor, fake_out: torch.Tensor,
+              fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
+        """The monitor numbers of a step (call after G's backward, before its optimiser step)."""
+        with torch.no_grad():
+            grads = [q.grad for q in self.G.parameters() if q.grad is not None]
+            gnorm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float())
+                                                          for g in grads])) if grads else torch.zeros(())
+            prob = self.loss in BCE_LOSSES
+            r = torch.sigmoid(real_out.float()) if prob else real_out.float()
+            f = torch.sigmoid(fake_out.float()) if prob else fake_out.float()
+            return {"d_loss": loss_d.detach().item(), "g_loss": loss_g.detach().item(),
+                    "g_grad_norm": float(gnorm), "d_real": float(r.mean()), "d_fake": float(f.mean()),
+                    "diversity": mean_pairwise_distance(fake), "diversity_real": mean_pairwise_distance(real)}
+
+    def step(self, monitor: bool) -> dict[str, float] | None:
+        raise NotImplementedError
+
+    # -- what the loop asks --------------------------------------------------------------------------
+    @torch.no_grad()
+    def grid(self) -> np.ndarray:
+        was_training = self.G.training
+        self.G.eval()
+        try:
+            return to_uint8(self.G(self.grid_z, self.grid_y))
+        finally:
+            self.G.train(was_training)
+
+    def watch(self, stats: dict[str, float], step: int, total: int) -> list[str]:
+        """Mode collapse and vanishing gradients, flagged once each, and only when they persist in the
+        second half (an early collapse often recovers)."""
+        out = []
+        late = step >= max(10, total // 2)
+        low = stats["diversity_real"] > 0 and stats["diversity"] < 0.2 * stats["diversity_real"]
+        self._streak["collapse"] = self._streak.get("collapse", 0) + 1 if low else 0
+        wins = self.loss in BCE_LOSSES and stats["d_real"] > 0.99 and stats["d_fake"] < 0.01
+        self._streak["vanish"] = self._streak.get("vanish", 0) + 1 if wins else 0
+        if late and self._streak["collapse"] >= 3 and "collapse" not in self._warned:
+            self._warned.add("collapse")
+            out.append(f"{self.who}: generated images are far less varied than real ones (diversity "
+                       f"{stats['diversity']:.3f} vs {stats['diversity_real']:.3f}) at step {step}: likely mode "
+                       f"collapse. Try diffaugment, a lower lr_d, fewer d_steps"
+                       f"{'' if self.who.method in ('cgan', 'wgan_gp') else ', cgan or wgan_gp'}.")
+        if late and self._streak["vanish"] >= 3 and "vanish" not in self._warned:
+            self._warned.add("vanish")
+            out.append(f"{self.who}: D separates real from fake almost perfectly (D(x) {stats['d_real']:.3f}, "
+                       f"D(G(z)) {stats['d_fake']:.3f}) at step {step}: the generator gets little signal "
+                       f"(vanishing gradients). Use loss=non_saturating, fewer d_steps or a lower lr_d.")
+        return out
+
+    def fingerprint(self) -> dict:
+        return {"settings": settings_fingerprint(self.p), "seed": self.seed, "data": self._data_sha,
+                "conditional": self.y is not None}
+
+    def summary(self) -> dict:
+        return {"images": self.n_train}
+
+
+# ---------------------------------------------------------------------------------------------
+# The sampler: one model per class that needs images, or one conditional model for all classes
+# ---------------------------------------------------------------------------------------------
+class GANSampler(Sampler):
+    """Fit / sample / state shared by the GANs. A method's sampler sets NAME, `training` (its
+    GANTraining subclass), `conditional`, and implements `arch` and `build`."""
+    NAME = "gan"
+    training: type[GANTraining] = GANTraining
+    conditional = False
+
+    # -- networks (per method) -------------------------------------------------------------------------
+    def arch(self, shape: tuple[int, int, int], n_classes: int) -> dict:
+        """The JSON-able description from which `build` makes the networks (saved with the sampler)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def build(arch: dict, generator: torch.Generator | None = None) -> tuple[nn.Module, nn.Module]:
+        raise NotImplementedError
+
+    def _square(self, shape: tuple[int, int, int]) -> int:
+        h, w, _ = shape
+        if h != w:
+            raise ParamError(f"{self.NAME} needs square images, got {h}x{w}; set the run's image size "
+                             f"(--image-size 64)")
+        return h
+
+    def _checkpoint(self, tag: str) -> Path | None:
+        wd = self.ctx.work_dir
+        return Path(wd) / f"{self.NAME}_seed{self.ctx.seed}_{tag}.safetensors" if wd is not None else None
+
+    def _few_images(self, c: str, n: int) -> None:
+        if n < FEW_IMAGES:
+            self.ctx.reporter.warn(f"{self.NAME}: class {c} has only {n} training images; with fewer than "
+                                   f"~{FEW_IMAGES}, GANs tend to fail and oversampling is the safer choice")
+
+    def _train(self, tag: str, images: np.ndarray, labels: np.ndarray | None, seed: int, cls: str | None,
+               stop=None) -> tuple[dict, nn.Module]:
+        """One model: networks from `seed`, trained by the loop; returns (summary, G in eval mode)."""
+        G, D = self.build(self.arch_, torch.Generator().manual_seed(seed))
+        who = Who(self.NAME, cls, self.ctx.seed)
+        process = self.training(G, D, self.params, images, labels, placement=Placement.for_device(self.ctx.device),
+                                seed=seed, who=who)
+        trainer = Trainer(process, LoopSettings.from_params(self.params, process.total), who=who,
+                          reporter=self.ctx.reporter, checkpoint=self._checkpoint(tag), stop=stop)
+        return trainer.run(), process.G.eval()
+
+    # -- fit -----------------------------------------------------------------------------------------
+    def fit(self, train: ImageSet, needed: dict[str, int]) -> "GANSampler":
+        self._remember(train)
+        self.arch_ = self.arch(train.shape, len(train.classes))
+        self.generators_: dict[str, nn.Module] = {}
+        self.trained_: list[str] = []
+        self.fit_info_: dict[str, dict] = {}
+        device = torch.device(self.ctx.device)
+        counts = train.counts()
+        with cpu_threads(self.ctx.num_threads, device):
+            if self.conditional:
+                self.trained_ = [c for c in train.classes if counts[c] > 0]
+                for c in self.trained_:
+                    if needed.get(c, 0) > 0:
+                        self._few_images(c, counts[c])
+                info, G = self._train("all", train.images, train.labels, class_seed(self.ctx.seed, 10_000), None)
+                self.fit_info_["all"], self.generators_["all"] = info, G
+            else:
+                todo = []
+                for ci, c in enumerate(train.classes):
+                    if needed.get(c, 0) <= 0:
+                        continue
+                    if counts[c] == 0:
+                        self.ctx.reporter.warn(f"{self.NAME}: class {c} has no training image; nothing to learn from")
+                        continue
+                    self._few_images(c, counts[c])
+                    todo.append((ci, c))
+
+                def job(ci: int, c: str):
+                    return lambda stop: self._train(f"class{ci}", train.of_class(c).images, None,
+                                                    class_seed(self.ctx.seed, ci), c, stop)
+
+                done = train_models([job(ci, c) for ci, c in todo], device)
+                for (_, c), (info, G) in zip(todo, done):
+                    self.fit_info_[c] = info
+                    self.generators_[c] = G
+                    self.trained_.append(c)
+        self._drop_training_checkpoints()
+        return self
+
+    def _drop_training_checkpoints(self) -> None:
+        """Once every model is trained the per-model checkpoints only duplicate G (the sampler's own
+        checkpoint holds it): remove them, unless keep_train_state asks to continue training later.
+        Until then they let a fit that died in class 4 skip classes 1 to 3 when it is run again."""
+        if self.ctx.work_dir is None or getattr(self.params, "keep_train_state", False):
+            return
+        for p in Path(self.ctx.work_dir).glob(f"{self.NAME}_seed{self.ctx.seed}_*.safetensors"):
+            p.unlink(missing_ok=True)
+
+    # -- sample --------------------------------------------------------------------------------------
+    def sample(self, class_name: str, n: int, seed: int) -> SampleBatch:
+        if n <= 0:
+            return self._empty()
+        if class_name not in self.classes_:
+            raise ParamError(f"unknown class {class_name!r}; classes are {self.classes_}")
+        if class_name not in self.trained_:
+            why = "has no training image" if self.conditional else "needed no images when the model was fitted"
+            raise ParamError(f"{self.NAME} has no generator for class {class_name!r} (it {why}); "
+                             f"fit again with that class in `needed`")
+        device = torch.device(self.ctx.device)
+        G = self.generators_["all" if self.conditional else class_name].to(device)
+        labels = torch.full((n,), self.classes_.index(class_name), dtype=torch.long) if self.conditional else None
+        with cpu_threads(self.ctx.num_threads, device):
+            imgs = generate(G, n, seed, labels, self.arch_["latent_dim"], device)
+        return SampleBatch(imgs, [[] for _ in range(n)])
+
+    # -- state ---------------------------------------------------------------------------------------
+    def _slot(self, name: str) -> str:
+        return "all" if name == "all" else f"c{self.classes_.index(name)}"
+
+    def get_state(self):
+        tensors = {f"{self._slot(k)}.{name}": v for k, G in self.generators_.items()
+                   for name, v in G.state_dict().items()}
+        return tensors, {"arch": self.arch_, "trained": self.trained_, "fit": self.fit_info_}
+
+    def set_state(self, tensors, meta):
+        self.arch_ = meta["arch"]
+        self.trained_ = list(meta["trained"])
+        self.fit_info_ = meta.get("fit", {})
+        names = ["all"] if self.conditional else self.trained_
+        self.generators_ = {}
+        for name in names:
+            G, _ = self.build(self.arch_)
+            prefix = self._slot(name) + "."
+            G.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            self.generators_[name] = G.to(torch.device(self.ctx.device)).eval()
