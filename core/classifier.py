@@ -30,8 +30,8 @@ from torch import nn
 
 from .errors import ParamError
 from .imageset import ImageSet
-from .methods.base import param, pick_device
-from .runtime import tune_allocator
+from .params import param
+from .runtime import pick_device, tune_allocator
 
 
 @dataclass

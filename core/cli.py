@@ -12,7 +12,6 @@ python -m core worker [--workspace W] [--once]
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -70,12 +69,15 @@ class _Bar:
 
 
 def cmd_methods(args) -> int:
-    from .methods import all_methods
-    rows = [(m.name, m.family, m.paper) for m in all_methods()]
-    w = max(len(r[0]) for r in rows)
-    wf = max(len(r[1]) for r in rows)
-    for name, fam, paper in rows:
-        print(f"{name:{w}s}  {fam:{wf}s}  {paper}")
+    from .methods import all_methods, plugin_errors
+    specs = all_methods()
+    w = max(len(m.name) for m in specs)
+    wf = max(len(m.family) for m in specs)
+    for m in specs:
+        reason = m.unavailable_reason()
+        print(f"{m.name:{w}s}  {m.family:{wf}s}  " + (f"UNAVAILABLE: {reason}" if reason else m.paper))
+    for module, why in plugin_errors().items():
+        print(f"plugin {module}: {why}")
     return 0
 
 
@@ -88,18 +90,19 @@ def cmd_inspect(args) -> int:
 
 def cmd_run(args) -> int:
     from .experiment import ExperimentConfig, run
+    from .rundir import RunDir
     overrides = _parse_sets(args.set)
     ratio = None if str(args.ratio).lower() in ("none", "0", "off") else float(args.ratio)
     tpc = float(args.test_per_class)
     cfg = ExperimentConfig.from_dict(dict(
         data=args.data, methods=args.methods, seeds=args.seeds, ratio=ratio, target_ratio=args.target_ratio,
         image_size=args.image_size, test_per_class=int(tpc) if tpc >= 1 else tpc, split_seed=args.split_seed,
-        preset=args.preset, overrides=overrides, device=args.device, num_threads=args.threads,
+        normal_class=args.normal_class, preset=args.preset, overrides=overrides, device=args.device, num_threads=args.threads,
         save_images=not args.no_images))
     out = Path(args.out)
     if args.resume and args.force:
         raise ParamError("--resume keeps what the run directory holds and --force deletes it: choose one")
-    if (out / "metrics.json").exists() and not (args.force or args.resume):
+    if RunDir(out).has_metrics() and not (args.force or args.resume):
         raise ParamError(f"{out} already holds a finished run; choose another --out, add --resume to reuse "
                          "its trained models, or --force to replace it")
     if out.exists() and args.force:
@@ -141,20 +144,20 @@ def cmd_sample(args) -> int:
     from PIL import Image
     from .errors import RunError
     from .methods import Context, get_method
-    from .methods.base import pick_device
-    run_dir = Path(args.run)
-    cfg_path = run_dir / "config.json"
-    seeds = json.loads(cfg_path.read_text())["seeds"] if cfg_path.exists() else [0]
+    from .rundir import RunDir
+    from .runtime import pick_device
+    rd = RunDir(args.run)
+    seeds = rd.config().get("seeds") or [0]
     seed = seeds[0] if args.seed is None else args.seed
-    ckpt = run_dir / "checkpoints" / args.method / f"seed{seed}"
-    if not (ckpt / "meta.json").exists():
-        raise RunError(f"no trained {args.method} (seed {seed}) in {run_dir}; run it first")
+    if not rd.has_sampler(args.method, seed):
+        raise RunError(f"no trained {args.method} (seed {seed}) in {rd.root}; run it first")
     spec = get_method(args.method)
-    sampler = spec.load_sampler(ckpt, Context(device=pick_device(args.device), seed=seed, method=args.method))
+    sampler = spec.load_sampler(rd.checkpoint_dir(args.method, seed),
+                                Context(device=pick_device(args.device), seed=seed, method=args.method))
     if args.cls not in sampler.classes_:
         raise ParamError(f"unknown class {args.cls!r}; classes: {', '.join(sampler.classes_)}")
     batch = sampler.sample(args.cls, args.n, seed=args.sample_seed)
-    out = Path(args.out) if args.out else run_dir / "sampled" / args.method / args.cls
+    out = Path(args.out) if args.out else rd.root / "sampled" / args.method / args.cls
     out.mkdir(parents=True, exist_ok=True)
     for i, img in enumerate(batch.images):
         Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(out / f"{args.method}_{i:05d}.png")
@@ -185,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--test-per-class", default="20")
     p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--normal-class", default=None,
+                   help="the defect-free class (kept whole by --ratio; the source of translation methods); "
+                        "default: the class named like normal/good/ok/free/pass, else the largest")
     p.add_argument("--preset", default="quick", choices=["quick", "paper"])
     p.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE")
     p.add_argument("--device", default="auto")

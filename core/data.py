@@ -3,8 +3,9 @@
     ds, report = load_dataset("data/magnetic_tile", image_size=64)      # or "upload.zip"
     print(report.summary())                                             # counts + every skipped file
     train_pool, test = split(ds, test_per_class=20, seed=0)
-    train = simulate_imbalance(train_pool, ratio=0.1, seed=0)
+    train = simulate_imbalance(train_pool, ratio=0.1, seed=0, normal_class="normal")
     need = balance_targets(train.counts())                              # synthetic images per class
+    protocol_counts(ds.counts(), 20, 0.1)                               # the same counts, without images
 
 Layout: `root/<class>/**/*.{png,jpg,jpeg,bmp,tif,tiff,webp}` (extension case-insensitive). Classes are the
 sorted folder names; each image's `source` is its posix path relative to the root ("crack/sub/a.png").
@@ -66,7 +67,8 @@ from .errors import ArchiveError, DataError, ParamError
 from .imageset import ImageSet
 
 __all__ = ["Limits", "SkippedFile", "DataReport", "safe_extract_zip", "load_dataset", "split",
-           "simulate_imbalance", "balance_targets", "resolve_data_path", "IMAGE_EXTENSIONS"]
+           "simulate_imbalance", "balance_targets", "detect_normal_class", "resolve_normal_class",
+           "protocol_counts", "ProtocolCounts", "resolve_data_path", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 ARCHIVE_EXTENSIONS = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz", ".gz", ".7z", ".rar")
@@ -722,7 +724,6 @@ def _load_folder(root: Path, image_size: int, channels: str | int, limits: Limit
     seen: dict[str, dict[int, str]] = {}  # pixel hash -> {class index: first path in that class}
     duplicates: list[tuple[str, str]] = []
     same_class_dups = 0
-    sizes: list[tuple[int, int]] = []
     done = 0
     if progress is not None:
         progress(0, total)
@@ -846,28 +847,35 @@ def _class_rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(name.encode("utf-8"))])
 
 
+def _test_count(n: int, test_per_class: int | float) -> int:
+    """Test images a class of `n` images gives: int k -> min(k, n // 2); fraction f -> min(round(f n), n // 2)."""
+    k = int(test_per_class) if isinstance(test_per_class, numbers.Integral) else int(round(float(test_per_class) * n))
+    return min(k, n // 2)
+
+
+def _check_test_per_class(test_per_class) -> None:
+    if isinstance(test_per_class, bool) or not isinstance(test_per_class, numbers.Real):
+        raise ParamError(f"test_per_class must be a count (e.g. 20) or a fraction in (0, 1), got {test_per_class!r}")
+    if isinstance(test_per_class, numbers.Integral) and test_per_class <= 0:
+        raise ParamError(f"test_per_class must be at least 1 image per class, got {test_per_class}")
+    if not isinstance(test_per_class, numbers.Integral) and not (0 < float(test_per_class) < 1):
+        raise ParamError(f"a fractional test_per_class must be between 0 and 1 (exclusive), got {test_per_class}; "
+                         "use a whole number for a count per class")
+
+
 def split(ds: ImageSet, test_per_class: int | float = 20, seed: int = 0) -> tuple[ImageSet, ImageSet]:
     """(train_pool, test), stratified and fixed by `seed`; both keep the original image order.
 
     int k: min(k, n // 2) test images per class; float f in (0, 1): round(f * n), capped at n // 2.
     A class of one image keeps it in train (0 test images).
     """
-    if isinstance(test_per_class, bool) or not isinstance(test_per_class, numbers.Real):
-        raise ParamError(f"test_per_class must be a count (e.g. 20) or a fraction in (0, 1), got {test_per_class!r}")
-    is_int = isinstance(test_per_class, numbers.Integral)
-    if is_int and test_per_class <= 0:
-        raise ParamError(f"test_per_class must be at least 1 image per class, got {test_per_class}")
-    if not is_int and not (0 < float(test_per_class) < 1):
-        raise ParamError(f"a fractional test_per_class must be between 0 and 1 (exclusive), got {test_per_class}; "
-                         "use a whole number for a count per class")
+    _check_test_per_class(test_per_class)
     test_idx: list[np.ndarray] = []
     for ci, name in enumerate(ds.classes):
         idx = np.flatnonzero(ds.labels == ci)
-        n = len(idx)
-        k = int(test_per_class) if is_int else int(round(float(test_per_class) * n))
-        k = min(k, n // 2)
+        k = _test_count(len(idx), test_per_class)
         if k:
-            test_idx.append(idx[_class_rng(seed, name).permutation(n)[:k]])
+            test_idx.append(idx[_class_rng(seed, name).permutation(len(idx))[:k]])
     chosen = np.sort(np.concatenate(test_idx)) if test_idx else np.zeros(0, np.int64)
     mask = np.zeros(len(ds), bool)
     mask[chosen] = True
@@ -881,26 +889,60 @@ def _check_ratio(value: float, what: str) -> float:
     return float(value)
 
 
-def simulate_imbalance(ds: ImageSet, ratio: float, seed: int = 0, majority: str | None = None) -> ImageSet:
-    """Keep the majority class; cut every other class to at most max(1, floor(ratio * majority count)).
+# Words of a class name that say "no defect" (MT_Free, good, OK, pass, defect_free, no_defect), unless the
+# name also says the opposite (not_ok, no_good, fail).
+NORMAL_WORDS = frozenset({"normal", "good", "ok", "okay", "free", "success", "successful", "pass", "passed",
+                          "clean", "intact", "nominal", "nodefect", "defectfree", "nodefects"})
+NEGATIONS = frozenset({"not", "no", "non", "bad", "ng", "nok", "fail", "failed", "failure"})
+_WORD = re.compile(r"[a-z]+")
 
-    The majority is the largest class (first in class order on ties) or the one named. Which images are
-    kept is a random subset fixed by `seed`; the result keeps the original image order.
-    """
-    ratio = _check_ratio(ratio, "ratio")
-    counts = ds.counts()
-    if majority is None:
-        majority = max(ds.classes, key=lambda c: counts[c]) if ds.classes else None
-    elif majority not in counts:
-        raise ParamError(f"unknown majority class {majority!r}; classes are {ds.classes}")
-    if majority is None:
-        return ds
+
+def _says_normal(name: str) -> bool:
+    words = set(_WORD.findall(name.lower()))
+    return "".join(_WORD.findall(name.lower())) in NORMAL_WORDS or (bool(words & NORMAL_WORDS)
+                                                                    and not words & NEGATIONS)
+
+
+def detect_normal_class(counts: dict[str, int]) -> str:
+    """The class that holds the normal (defect-free) images: one named like normal / good / ok / free /
+    success / pass (the largest of them if several are), else the largest class."""
+    if not counts:
+        raise DataError("the dataset has no classes")
+    pool = [c for c in counts if _says_normal(c)] or list(counts)
+    return max(pool, key=lambda c: counts[c])      # first in class order on ties
+
+
+def resolve_normal_class(counts: dict[str, int], requested: str | None) -> str:
+    """`requested` when it is one of the classes (ParamError otherwise), else `detect_normal_class`."""
+    if requested in (None, "", "auto"):
+        return detect_normal_class(counts)
+    if requested not in counts:
+        raise ParamError(f"unknown normal class {requested!r}; the classes are {', '.join(counts)}")
+    return requested
+
+
+def imbalance_cap(counts: dict[str, int], ratio: float, normal_class: str) -> int:
+    """Most images a defect class keeps: max(1, floor(ratio x normal count))."""
     # The epsilon keeps 0.29 * 100 (= 28.999999999999996 in floating point) at 29.
-    cap = max(1, math.floor(ratio * counts[majority] + 1e-9))
+    return max(1, math.floor(_check_ratio(ratio, "ratio") * counts[normal_class] + 1e-9))
+
+
+def simulate_imbalance(ds: ImageSet, ratio: float, seed: int = 0, normal_class: str | None = None) -> ImageSet:
+    """Keep the normal class whole; cut every defect class to at most max(1, floor(ratio x normal count)).
+
+    The normal class is the one named (else `detect_normal_class`): it is kept whole even when it is not
+    the largest class, so a set with more defect than normal images still gets rare defects. Which images
+    are kept is a random subset fixed by `seed`; the result keeps the original image order.
+    """
+    counts = ds.counts()
+    if not ds.classes:
+        return ds
+    normal = resolve_normal_class(counts, normal_class)
+    cap = imbalance_cap(counts, ratio, normal)
     keep: list[np.ndarray] = []
     for ci, name in enumerate(ds.classes):
         idx = np.flatnonzero(ds.labels == ci)
-        if name != majority and len(idx) > cap:
+        if name != normal and len(idx) > cap:
             idx = _class_rng(seed, name).choice(idx, size=cap, replace=False)
         keep.append(idx)
     return ds.subset(np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64))
@@ -917,6 +959,38 @@ def balance_targets(counts: dict[str, int], target_ratio: float = 1.0) -> dict[s
     # The epsilon keeps 0.7 * 10 (= 7.000000000000001) at 7 instead of 8.
     target = math.ceil(target_ratio * max(counts.values()) - 1e-9)
     return {name: max(0, target - int(n)) for name, n in counts.items()}
+
+
+@dataclass
+class ProtocolCounts:
+    """What a run's protocol does to each class, from the class counts alone (no image is read):
+    the real test images held out, the training pool, what the simulated imbalance keeps, and the
+    synthetic images each class then needs. `split` + `simulate_imbalance` + `balance_targets` give
+    exactly these counts, so a preview (the Data and Synthesize pages, the memory check) is the run."""
+    normal_class: str
+    images: dict[str, int]
+    test: dict[str, int]
+    pool: dict[str, int]
+    train: dict[str, int]
+    needed: dict[str, int]
+
+    def rows(self) -> list[dict]:
+        return [{"class": c, "normal": c == self.normal_class, "images": self.images[c], "test": self.test[c],
+                 "train": self.train[c], "synthetic": self.needed[c]} for c in self.images]
+
+
+def protocol_counts(counts: dict[str, int], test_per_class: int | float = 20, ratio: float | None = None,
+                    normal_class: str | None = None, target_ratio: float = 1.0) -> ProtocolCounts:
+    """Per class: test images, training pool, after the imbalance (ratio None: none), synthetic needed."""
+    _check_test_per_class(test_per_class)
+    normal = resolve_normal_class(counts, normal_class)
+    test = {c: _test_count(n, test_per_class) for c, n in counts.items()}
+    pool = {c: n - test[c] for c, n in counts.items()}
+    train = dict(pool)
+    if ratio is not None:
+        cap = imbalance_cap(pool, ratio, normal)
+        train = {c: (n if c == normal else min(n, cap)) for c, n in pool.items()}
+    return ProtocolCounts(normal, dict(counts), test, pool, train, balance_targets(train, target_ratio))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import zipfile
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RunError
+from .rundir import RunDir, atomic_path
 
 _SAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
 
@@ -37,20 +37,20 @@ def _png(img: np.ndarray) -> bytes:
 
 
 def available_methods(run_dir: str | Path) -> list[str]:
-    base = Path(run_dir) / "synthetic"
-    return sorted(p.name for p in base.iterdir() if (p / "provenance.csv").exists()) if base.exists() else []
+    """Methods of the run whose synthetic images can be exported (`RunDir.synthetic_methods`)."""
+    return RunDir(run_dir).synthetic_methods()
 
 
-def export_zip(run_dir: str | Path, method: str, out: str | Path, seed: int | None = None,
+def export_zip(run_dir: str | Path, method: str | None, out: str | Path, seed: int | None = None,
                quality_filtered: bool = False) -> Path:
-    """Write the balanced dataset of `method` to the zip `out`; returns its path."""
-    from .experiment import load_npz
-    run_dir, out = Path(run_dir), Path(out)
-    if not (run_dir / "data" / "train.npz").exists():
-        raise RunError(f"{run_dir} is not a finished run directory (no data/train.npz); run an experiment first")
-    if quality_filtered:
+    """Write the balanced dataset of `method` (None or "none": the real images only) to the zip `out`."""
+    rd, out = RunDir(run_dir), Path(out)
+    train = rd.load_split("train")
+    if train is None:
+        raise RunError(f"{rd.root} is not a finished run directory (no data/train.npz); run an experiment first")
+    method = None if method in (None, "", "none") else method
+    if quality_filtered and (method is None or not rd.has_quality_filter(method)):
         raise RunError("this run has no quality-filtered set; export the full set instead")
-    train = load_npz(run_dir / "data" / "train.npz")
     rows: list[list] = []
     entries: list[tuple[str, bytes]] = []
     counters: dict[str, int] = {}
@@ -65,40 +65,35 @@ def export_zip(run_dir: str | Path, method: str, out: str | Path, seed: int | No
         cls = train.classes[lab]
         add(cls, f"real_{i:05d}_{_safe_stem(src)}.png", _png(img), ["real", "", "", "", src])
 
-    if method != "none":
-        prov = run_dir / "synthetic" / method / "provenance.csv"
-        if not prov.exists():
-            have = available_methods(run_dir)
+    if method is not None:
+        if method not in rd.synthetic_methods():
+            have = rd.synthetic_methods()
             raise RunError(f"no synthetic images of {method!r} in this run; "
                            + (f"it has: {', '.join(have)}" if have else "it has none (was it run with save_images off?)"))
-        with open(prov, newline="", encoding="utf-8") as fh:
-            prov_rows = list(csv.DictReader(fh))
-        seeds = sorted({int(r["seed"]) for r in prov_rows})
-        use = seeds[0] if seed is None else int(seed)
+        items = rd.gallery(method)
+        seeds = sorted({it.seed for it in items})
+        use = (seeds[0] if seeds else 0) if seed is None else int(seed)
         if use not in seeds:
             raise RunError(f"seed {use} has no synthetic images of {method}; seeds with images: {seeds}")
-        for r in prov_rows:
-            if int(r["seed"]) != use:
+        for it in items:
+            if it.seed != use:
                 continue
-            cls = r["class"]
-            data = (prov.parent / r["file"]).read_bytes()
-            n = counters.get(cls, 0)
-            add(cls, f"syn_{method}_s{use}_{n:05d}.png", data, ["synthetic", method, use, r["parents"], r["file"]])
+            n = counters.get(it.cls, 0)
+            add(it.cls, f"syn_{method}_s{use}_{n:05d}.png", it.path.read_bytes(),
+                ["synthetic", method, use, "|".join(it.parents), it.file])
 
     manifest = io.StringIO()
     w = csv.writer(manifest)
     w.writerow(["file", "class", "origin", "method", "seed", "parents", "source"])
     w.writerows(rows)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for arc, data in entries:
-            zf.writestr(arc, data)
-        zf.writestr("manifest.csv", manifest.getvalue())
-        for extra in ("metrics.json", "config.json"):
-            if (run_dir / extra).exists():
-                zf.write(run_dir / extra, extra)
-    os.replace(tmp, out)   # never leave a half-written zip under the final name
+    with atomic_path(out) as tmp:      # never a half-written zip under the final name
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for arc, data in entries:
+                zf.writestr(arc, data)
+            zf.writestr("manifest.csv", manifest.getvalue())
+            for extra in (rd.metrics_path, rd.config_path):
+                if extra.exists():
+                    zf.write(extra, extra.name)
     return out
 
 

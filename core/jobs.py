@@ -4,6 +4,7 @@ The app and the CLI only submit and read; training always happens in a separate 
 
     store = JobStore(workspace)              # <workspace>/jobs.db (no server to start)
     job_id = store.submit(config)            # checked (config, data path, memory) and queued
+    job_id = store.submit(config, start_worker=True)   # ... and a worker started when none runs (the app)
     store.status(job_id).status              # queued | running | done | failed | cancelled | interrupted
     store.cancel(job_id); store.list(); store.delete(job_id); store.rerun(job_id); store.resume(job_id)
     ensure_worker(workspace)                 # start `python -m core.jobs worker W` unless one runs
@@ -16,8 +17,12 @@ failed with the reason by the next reader. How many jobs run at once is bounded 
 slot lock files under `<home>/.slots` (default: one per GPU, or one on CPU), so two workspaces never
 oversubscribe the CPU; each child gets cpu_count / slots threads.
 
-Cancel writes `<run_dir>/CANCEL` (the job's reporter raises `Cancelled` at its next check); a job
+Cancel writes the run's CANCEL file (the job's reporter raises `Cancelled` at its next check); a job
 that has not stopped after `DEFECTAUG_CANCEL_GRACE` seconds is killed. What it wrote is kept.
+
+Job kinds: "experiment" (`core.experiment.run`); others register with `register_job_kind(name, fn)` from a
+module named in DEFECTAUG_PLUGINS (the tests register a "sleep" job with crash and disk-full hooks this way),
+which the job process imports too.
 """
 from __future__ import annotations
 
@@ -37,25 +42,57 @@ import zipfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .errors import Cancelled, DefectAugError, ParamError, RunError
-from .events import CANCEL_FILE, Reporter, read_events
+from .events import Reporter
+from .plugins import load_plugins
+from .rundir import RunDir
 from .workspace import Workspace, is_valid_id, new_id, project_root, workspace_home
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED = (
     "queued", "running", "done", "failed", "cancelled", "interrupted")
 ACTIVE = (QUEUED, RUNNING)
 FINISHED = (DONE, FAILED, CANCELLED, INTERRUPTED)
-KINDS = ("experiment", "sleep")   # "sleep": a trivial job (no torch) for tests and health checks
+AUTOSTART_ENV = "DEFECTAUG_AUTOSTART_WORKER"
 
 LOCK_FILE = "worker.lock"
 WORKER_LOG = "worker.log"
-JOB_FILE = "job.json"
 
 WORKER_DIED = ("The worker process stopped while this job was running (it was killed or crashed, "
                "for example out of memory). What the job wrote so far is kept in its run folder; "
                "use Re-run to start it again.")
+
+
+JobFn = Callable[[dict, Path], object]
+_KINDS: dict[str, JobFn] = {}
+
+
+def register_job_kind(name: str, fn: JobFn) -> None:
+    """A kind of job the worker can run: `fn(config, run_dir)` in the job's own process."""
+    _KINDS[name] = fn
+
+
+def job_kinds() -> list[str]:
+    load_plugins()
+    return list(_KINDS)
+
+
+def _experiment_job(config: dict, run_dir: Path) -> None:
+    from .experiment import run
+    config = dict(config)
+    threads = os.environ.get("DEFECTAUG_JOB_THREADS")
+    if threads and not config.get("num_threads"):
+        config["num_threads"] = int(threads)
+    run(config, run_dir, resume=True)   # a resumed job reuses what it trained before
+
+
+register_job_kind("experiment", _experiment_job)
+
+
+def autostart_enabled() -> bool:
+    """Whether submitting a job starts a background worker ($DEFECTAUG_AUTOSTART_WORKER, default on)."""
+    return os.environ.get(AUTOSTART_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def _env_float(name: str, default: float) -> float:
@@ -218,13 +255,14 @@ class JobStore:
 
     # -- submitting ----------------------------------------------------------------------------
     def submit(self, config: dict, kind: str = "experiment", label: str = "", check: bool = True,
-               counts: dict[str, int] | None = None) -> str:
+               counts: dict[str, int] | None = None, start_worker: bool = False) -> str:
         """Queue a job; returns its id (also the run id: the run folder is `runs/<id>`).
         `check` validates the config, the data path (inside the workspace or the data roots) and the
         memory the synthetic images will need, so a job that cannot run is refused here with why.
-        `counts` (images per class after the simulated imbalance) sharpens the memory estimate."""
-        if kind not in KINDS:
-            raise ParamError(f"unknown job kind {kind!r}; use one of {', '.join(KINDS)}")
+        `counts` (images per class after the simulated imbalance) sharpens the memory estimate.
+        `start_worker`: start a background worker when none runs (and autostart is on), as the app does."""
+        if kind not in job_kinds():
+            raise ParamError(f"unknown job kind {kind!r}; use one of {', '.join(job_kinds())}")
         if not isinstance(config, dict):
             raise ParamError("a job config is a dict of settings")
         config = json.loads(json.dumps(config))   # a plain-JSON copy, as it will be stored
@@ -241,14 +279,23 @@ class JobStore:
                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (job_id, kind, QUEUED, json.dumps(config), str(run_dir), label, now))
         self._write_job_file(self.get(job_id))
+        if start_worker:
+            self.start_worker()
         return job_id
 
-    def rerun(self, job_id: str) -> str:
+    def start_worker(self) -> bool:
+        """Start a background worker for this workspace when autostart is on and none is alive (after a
+        submit, or after an app or machine restart left jobs queued). True when one was started."""
+        if autostart_enabled() and not self.worker_alive():
+            return ensure_worker(self)
+        return False
+
+    def rerun(self, job_id: str, start_worker: bool = False) -> str:
         """A new job with the same kind and config as `job_id`."""
         job = self.get(job_id)
-        return self.submit(job.config, kind=job.kind, label=job.label)
+        return self.submit(job.config, kind=job.kind, label=job.label, start_worker=start_worker)
 
-    def resume(self, job_id: str) -> Job:
+    def resume(self, job_id: str, start_worker: bool = False) -> Job:
         """Queue a failed, cancelled or interrupted experiment again in its own run folder: the models it
         had already trained (results/<model>.json) are reused, the rest is trained."""
         job = self.get(job_id)
@@ -256,13 +303,15 @@ class JobStore:
             raise RunError("only experiment jobs can be resumed; use Re-run")
         if job.status not in (FAILED, CANCELLED, INTERRUPTED):
             raise RunError(f"this job is {job.status}; only a failed, cancelled or interrupted job can be resumed")
-        (Path(job.run_dir) / CANCEL_FILE).unlink(missing_ok=True)
+        RunDir(job.run_dir).clear_cancel()
         with self._db() as db:
             db.execute("UPDATE jobs SET status = ?, reason = '', started = NULL, finished = NULL, pid = NULL, "
                        "worker_pid = NULL, cancel_requested = 0 WHERE id = ? AND status IN (?, ?, ?)",
                        (QUEUED, job_id, FAILED, CANCELLED, INTERRUPTED))
         job = self.get(job_id)
         self._write_job_file(job)
+        if start_worker:
+            self.start_worker()
         return job
 
     # -- reading -------------------------------------------------------------------------------
@@ -312,8 +361,7 @@ class JobStore:
                 db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = ?", (job_id, RUNNING))
         job = self.get(job_id)
         if job.status == RUNNING:
-            Path(job.run_dir).mkdir(parents=True, exist_ok=True)
-            (Path(job.run_dir) / CANCEL_FILE).write_text(str(now), encoding="utf-8")
+            RunDir(job.run_dir).request_cancel(str(now))
         elif job.status == CANCELLED:
             self._write_job_file(job)
         return job
@@ -416,27 +464,17 @@ class JobStore:
         return failed
 
     def _write_job_file(self, job: Job) -> None:
-        """`run_dir/job.json`: the run folder says what became of its job, even without the db."""
-        run_dir = Path(job.run_dir)
-        if not run_dir.is_dir():
-            return
-        info = {k: v for k, v in job.to_dict().items() if k != "config"}
-        tmp = run_dir / (JOB_FILE + ".tmp")
-        try:
-            tmp.write_text(json.dumps(info, indent=1), encoding="utf-8")
-            os.replace(tmp, run_dir / JOB_FILE)
-        except OSError:
-            pass   # the db is the record; a full disk must not hide the status change
+        """The run's job.json: the run folder says what became of its job, even without the db."""
+        RunDir(job.run_dir).write_job_info({k: v for k, v in job.to_dict().items() if k != "config"})
 
 
 def _append_error(run_dir: Path, message: str) -> None:
     """An `error` event at the end of the run's events, unless the job already wrote one."""
-    if not run_dir.is_dir():
+    rd = RunDir(run_dir)
+    if not rd.exists():
         return
-    last = None
-    for last in read_events(run_dir):
-        pass
-    if last is not None and last.get("kind") == "error":
+    events = rd.events()
+    if events and events[-1].get("kind") == "error":
         return
     try:
         Reporter(run_dir).emit("error", message=message)
@@ -534,16 +572,15 @@ def preflight(config: dict, workspace: Workspace | None = None, counts: dict[str
     """Validate an experiment config before it is queued; returns `core.experiment.estimate` plus
     memory_bytes. `counts`: images per class after the simulated imbalance when the caller knows them
     (the app does), else counted from the files. Raises ParamError / DataError saying what to change."""
+    from .data import protocol_counts
     from .experiment import ExperimentConfig, estimate
     cfg = ExperimentConfig.from_dict(dict(config))
-    if workspace is not None and config.get("data"):
-        workspace.check_data_path(str(config["data"]))
+    if workspace is not None:
+        workspace.check_data_path(str(cfg.data))
     if counts is None:
-        counts = quick_counts(cfg.data)
-        if counts and cfg.ratio:
-            cap = max(1, int(float(cfg.ratio) * max(counts.values()) + 1e-9))
-            top = max(counts, key=counts.get)
-            counts = {c: (n if c == top else min(n, cap)) for c, n in counts.items()}
+        found = quick_counts(cfg.data)
+        counts = protocol_counts(found, cfg.test_split, cfg.ratio, cfg.normal_class,
+                                 cfg.target_ratio).train if found else None
     est = dict(estimate(dict(config), counts or None) or {})
     if est.get("balanced_size"):
         channels = 1 if str(cfg.channels) == "1" else 3
@@ -746,7 +783,7 @@ def _watch_child(store: JobStore, child: _Child, grace: float) -> bool:
         now = time.time()
         if job.cancel_requested and child.cancel_deadline is None:
             child.cancel_deadline = now + grace
-            (Path(job.run_dir) / CANCEL_FILE).touch()
+            RunDir(job.run_dir).request_cancel()
         if child.cancel_deadline is not None and now > child.cancel_deadline:
             if child.killed_at is None:
                 _say(f"job {job.id} did not stop within {grace:.0f}s of cancel: terminating it")
@@ -788,32 +825,6 @@ def _watch_parent() -> None:
     threading.Thread(target=loop, daemon=True, name="parent-watch").start()
 
 
-def _sleep_job(config: dict, run_dir: Path) -> dict:
-    """A trivial job: `steps` progress events over `seconds`; for tests of the runner itself.
-    Options: fail (message -> ParamError), crash (a bug), disk_full (ENOSPC while writing), ignore_cancel
-    (keeps going: tests the kill)."""
-    rep = Reporter(run_dir)
-    steps = int(config.get("steps", 10))
-    seconds = float(config.get("seconds", 1.0))
-    rep.stage("sleep", f"{steps} steps over {seconds:.1f}s")
-    for i in range(steps):
-        if config.get("ignore_cancel"):
-            rep.emit("progress", stage="sleep", step=i + 1, total=steps, overall=(i + 1) / steps)
-        else:
-            rep.progress("sleep", i + 1, steps, overall=(i + 1) / steps)
-        with open(run_dir / "partial.txt", "a", encoding="utf-8") as fh:
-            fh.write(f"step {i + 1}\n")
-        if config.get("fail") and i == steps // 2:
-            raise ParamError(str(config["fail"]))
-        if config.get("crash") and i == steps // 2:
-            raise ZeroDivisionError("a bug on purpose")
-        if config.get("disk_full") and i == steps // 2:
-            raise OSError(errno.ENOSPC, "No space left on device", str(run_dir / "partial.txt"))
-        time.sleep(seconds / max(1, steps))
-    rep.emit("done", message="slept")
-    return {"steps": steps}
-
-
 def run_job_process(workspace: Path, job_id: str) -> int:
     """Body of the child process: run one job and record how it ended."""
     _watch_parent()
@@ -822,17 +833,9 @@ def run_job_process(workspace: Path, job_id: str) -> int:
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        if job.kind == "experiment":
-            from .experiment import run
-            config = dict(job.config)
-            threads = os.environ.get("DEFECTAUG_JOB_THREADS")
-            if threads and not config.get("num_threads"):
-                config["num_threads"] = int(threads)
-            run(config, run_dir, resume=True)   # a resumed job reuses what it trained before
-        elif job.kind == "sleep":
-            _sleep_job(job.config, run_dir)
-        else:
+        if job.kind not in job_kinds():
             raise ParamError(f"unknown job kind {job.kind!r}")
+        _KINDS[job.kind](job.config, run_dir)
         store.finish(job_id, DONE, "")
         return 0
     except Cancelled as err:
@@ -888,4 +891,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m core.jobs` runs this file as __main__: hand over to the module proper, so that job kinds a
+    # plugin registers in `core.jobs` are the ones this process looks up
+    from core.jobs import main as _main
+    sys.exit(_main())

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from .errors import RunError
 from . import runs
+from .errors import RunError
+from .rundir import atomic_write
 
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D"]
 
@@ -39,7 +40,7 @@ def fig_class_counts(before: dict[str, int], after: dict[str, int] | None = None
     fig.add_bar(name="dataset", x=classes, y=[before[c] for c in classes], marker_color=PALETTE[0],
                 text=[before[c] for c in classes], textposition="outside")
     if after is not None:
-        fig.add_bar(name="after imbalance", x=classes, y=[after.get(c, 0) for c in classes],
+        fig.add_bar(name="training, after the test split and imbalance", x=classes, y=[after.get(c, 0) for c in classes],
                     marker_color=PALETTE[1], text=[after.get(c, 0) for c in classes], textposition="outside")
     fig.update_layout(barmode="group", yaxis_title="images")
     return _layout(fig, title)
@@ -245,8 +246,4 @@ def build_report(run_dir: str | Path) -> str:
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write `build_report` to `out` (default `<run_dir>/report.html`); returns the path."""
     out = Path(out) if out is not None else Path(run_dir) / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    tmp.write_text(build_report(run_dir), encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return atomic_write(out, build_report(run_dir))

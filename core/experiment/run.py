@@ -1,0 +1,131 @@
+"""The local runner: the plan's tasks in order, in this process.
+
+    from core.experiment import run
+    metrics = run({"data": "path/or.zip", "methods": ["smote"], "seeds": [0]}, "runs/x")
+    run(config, "runs/x", resume=True)                    # skip every task whose output matches the settings
+    run(config, "runs/x", tasks=["fit:smote_s0", "train:smote_s0"], resume=True)   # part of the plan
+
+`tasks` runs part of the plan (another process may run the rest at the same time): a task whose inputs are
+not in the run folder yet is an error that names the task to run first. `run` returns metrics.json's content
+when the plan's `aggregate` ran, else None.
+"""
+from __future__ import annotations
+
+import resource
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from ..errors import Cancelled, DefectAugError, RunError
+from ..events import Reporter
+from ..rundir import RunDir
+from ..runtime import pick_device
+from .config import ExperimentConfig, steps_of
+from .plan import Task, plan
+from .tasks import TaskContext, aggregate, fit, is_done, prepare, train, write_config
+
+
+def run(config: dict | ExperimentConfig, run_dir: str | Path, callback: Callable[[dict], None] | None = None,
+        resume: bool = False, tasks: Iterable[str] | None = None, started: float | None = None) -> dict | None:
+    """Run the experiment's plan (or the `tasks` named) in this process; see the module docstring.
+
+    Every trained model leaves results/<model>_s<seed>.json and every fitted method fits/<method>_s<seed>.json.
+    With resume=True a task whose output is there, made with the same data, split, classifier and method
+    settings, is not run again: an interrupted run (killed worker, closed laptop) goes on where it stopped.
+    """
+    reporter = Reporter(run_dir, callback)
+    try:
+        cfg = ExperimentConfig.from_dict(config)
+        return _Runner(cfg, RunDir(run_dir), reporter, resume).run(tasks, started or time.time())
+    except Cancelled as err:
+        reporter.emit("error", message=str(err), cancelled=True)
+        raise
+    except DefectAugError as err:
+        reporter.emit("error", message=str(err))
+        raise
+    except Exception as err:  # a bug or the machine (e.g. disk full): keep what was written, say why
+        reporter.log(traceback.format_exc())
+        reporter.emit("error", message=f"{type(err).__name__}: {err}")
+        raise
+
+
+class _Runner:
+    def __init__(self, cfg: ExperimentConfig, rd: RunDir, reporter: Reporter, resume: bool) -> None:
+        if cfg.num_threads:
+            torch.set_num_threads(int(cfg.num_threads))
+        self.cfg, self.rd, self.reporter, self.resume = cfg, rd, reporter, resume
+        self.ctx = TaskContext(cfg, rd, reporter, pick_device(cfg.device), progress=self._overall)
+        self.units: dict[str, float] = {}
+        self.done_units, self.current = 0.0, 0.0
+
+    def _overall(self, fraction: float) -> float:
+        total = sum(self.units.values()) or 1.0
+        return round(min(1.0, (self.done_units + fraction * self.current) / total), 4)
+
+    def _weigh(self, tasks: list[Task]) -> None:
+        """Progress weights: classifier steps for trainings, a balanced run's steps for a fit."""
+        split = self.rd.split()
+        bal, paper = steps_of(self.cfg, split["train_counts"], split["needed"])
+        self.units = {t.id: (paper if t.baseline == "paper" else bal) if t.kind in ("fit", "train") else 0.0
+                      for t in tasks}
+
+    def run(self, only: Iterable[str] | None, t_start: float) -> dict | None:
+        full = plan(self.cfg)
+        wanted = set(only) if only is not None else {t.id for t in full}
+        unknown = wanted - {t.id for t in full}
+        if unknown:
+            raise RunError(f"no task {', '.join(sorted(unknown))} in this run's plan; its tasks are "
+                           f"{', '.join(t.id for t in full)}")
+        todo = [t for t in full if t.id in wanted]
+        finished = {t.id for t in full if t.id not in wanted and is_done(t, self.cfg, self.rd)}
+        failed: dict[str, int] = {}      # method -> the seed it failed at, in this session
+        metrics = None
+        for task in todo:
+            for need in task.needs:
+                if need not in finished and not (need.startswith("fit:") and self._fit_failed(need)):
+                    raise RunError(f"the task {task.id} needs {need}, which has not run yet; run it first")
+            if task.kind != "prepare" and not self.units:
+                self._weigh(full)
+            self.current = self.units.get(task.id, 0.0)
+            if task.kind == "aggregate":
+                peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+                metrics = aggregate(self.ctx, round(time.time() - t_start, 1), peak)
+            elif self.resume and is_done(task, self.cfg, self.rd):
+                self._reused(task)
+            elif task.kind == "prepare":
+                prepare(self.ctx)
+            elif task.kind == "fit":
+                if task.name in failed:
+                    self.rd.write_fit(task.name, task.seed, {
+                        "key": self.cfg.key(task.name, classifier=False), "method": task.name, "seed": task.seed,
+                        "failed": f"not tried: it failed for seed {failed[task.name]}"})
+                elif fit(self.ctx, task.name, task.seed).get("failed"):
+                    failed[task.name] = task.seed
+            else:
+                train(self.ctx, task)
+            finished.add(task.id)
+            self.done_units += self.current
+            self.current = 0.0
+        return metrics
+
+    def _fit_failed(self, fit_id: str) -> bool:
+        method, seed = fit_id[len("fit:"):].rsplit("_s", 1)
+        rec = self.rd.fit(method, int(seed))
+        return bool(rec and rec.get("failed"))
+
+    def _reused(self, task: Task) -> None:
+        """A task whose output is already there (resume): say so in the events and the log."""
+        if task.kind == "train":
+            m = self.rd.result(task.name, task.seed)["metrics"]
+            self.reporter.emit("result", model=task.model_id, f1_macro=m["f1_macro"],
+                               recall_macro=m["recall_macro"], resumed=True)
+            self.reporter.log(f"resumed: {task.model_id} reused from results/{task.model_id}.json")
+        else:
+            self.reporter.log(f"resumed: {task.id} reused from the run folder")
+        if task.kind == "prepare":
+            write_config(self.ctx, self.rd.split().get("normal_class"))   # this session's settings
+            self.reporter.emit("stage", stage="split", message="train / test split reused",
+                               **{k: self.rd.split()[k] for k in ("train_counts", "test_counts", "needed")})

@@ -1,0 +1,315 @@
+"""What each task of the plan does (prepare, fit, train, aggregate), reading and writing only the run folder.
+
+Fair comparison: each seed trains three baselines on the imbalanced set, all from the same initial weights
+as the augmented runs of that seed:
+  paper           same epochs as the augmented runs (the papers' protocol; fewer gradient steps)
+  equal_steps     as many gradient steps as an augmented run
+  class_weighted  equal steps, loss weighted by inverse class frequency
+A method's verdict is taken against the strongest of them (highest mean macro F1). The real test split never
+sees synthetic data.
+
+A task is finished when its output is in the run folder with the key of the settings it was made with
+(`is_done`): resuming skips exactly those, and any process can take the others.
+"""
+from __future__ import annotations
+
+import platform
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import classifier as clf
+from ..errors import Cancelled, DefectAugError, ParamError, RunError
+from ..events import Reporter
+from ..imageset import ImageSet, synthetic_source
+from ..metrics import aggregate as aggregate_seeds
+from ..metrics import bootstrap_f1_ci, classification_metrics, leaderboard, seed_gain, verdict
+from ..methods import Context, get_method
+from ..rundir import RunDir
+from .config import ExperimentConfig, steps_of
+from .plan import Task, plan
+
+# What a method may raise that means "this method failed on this data", not "the run is broken": the
+# other methods and the baselines go on.
+METHOD_FAILURES = (DefectAugError, RuntimeError, ValueError, MemoryError)
+
+
+@dataclass
+class TaskContext:
+    """What the tasks of one process share: the run, its reporter and device, the images once loaded."""
+    cfg: ExperimentConfig
+    rd: RunDir
+    reporter: Reporter
+    device: torch.device
+    progress: Callable[[float], float] = lambda fraction: 0.0    # a task's fraction done -> the run's
+    _sets: dict[str, ImageSet] = field(default_factory=dict)
+
+    def images(self, name: str) -> ImageSet:
+        if name not in self._sets:
+            self._sets[name] = self.rd.require_split(name)
+        return self._sets[name]
+
+    def split(self) -> dict:
+        split = self.rd.split()
+        if not split:
+            raise RunError(f"{self.rd.root} has no split.json: its data was not prepared")
+        return split
+
+
+# ---------------------------------------------------------------------------------------------
+# Finished?
+# ---------------------------------------------------------------------------------------------
+def is_done(task: Task, cfg: ExperimentConfig, rd: RunDir) -> bool:
+    """Whether the task's output is in the run folder, made with the current settings."""
+    if task.kind == "prepare":
+        split = rd.split()
+        return (split.get("key") == cfg.key(classifier=False) and rd.split_images_path("train").exists()
+                and rd.split_images_path("test").exists())
+    if task.kind == "fit":
+        rec = rd.fit(task.name, task.seed)
+        return bool(rec and rec.get("key") == cfg.key(task.name, classifier=False) and not rec.get("failed")
+                    and rd.synthetic_npz(task.name, task.seed).exists())
+    if task.kind == "train":
+        rec = rd.result(task.name, task.seed)
+        return bool(rec and rec.get("key") == cfg.key(task.method) and "metrics" in rec and "pred" in rec)
+    return False   # aggregate: cheap, always run
+
+
+# ---------------------------------------------------------------------------------------------
+# prepare
+# ---------------------------------------------------------------------------------------------
+def write_config(ctx: TaskContext, normal_class: str | None) -> None:
+    """config.json: the resolved settings of this session (every parameter value), the normal class the
+    run uses (once known) and where it runs."""
+    resolved = ctx.cfg.resolved()
+    if normal_class is not None:
+        resolved["normal_class"] = normal_class
+        resolved["normal_class_detected"] = ctx.cfg.normal_class is None
+    resolved["environment"] = {"torch": torch.__version__, "device": str(ctx.device),
+                               "python": platform.python_version(), "threads": torch.get_num_threads(),
+                               "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    ctx.rd.write_config(resolved)
+
+
+def prepare(ctx: TaskContext) -> dict:
+    """Load the data, split off the real test set, simulate the imbalance on the rest (the normal class kept
+    whole), and work out how many synthetic images each class needs."""
+    from ..data import balance_targets, load_dataset, resolve_normal_class, simulate_imbalance, split
+
+    cfg, rd, reporter = ctx.cfg, ctx.rd, ctx.reporter
+    write_config(ctx, None)
+    reporter.stage("load", f"loading {cfg.data}")
+    warnings_before = len(reporter.warnings)
+    channels = cfg.channels if cfg.channels == "auto" else int(cfg.channels)
+    full, report = load_dataset(cfg.data, image_size=cfg.image_size, channels=channels)
+    rd.write_data_report(report.to_dict())
+    normal = resolve_normal_class(full.counts(), cfg.normal_class)
+    write_config(ctx, normal)
+    pool, test = split(full, cfg.test_split, seed=cfg.split_seed)
+    train = simulate_imbalance(pool, cfg.ratio, seed=cfg.split_seed, normal_class=normal) if cfg.ratio else pool
+    if len(test) == 0:
+        raise ParamError("the test split is empty: every class needs at least 2 images")
+    for c, n in test.counts().items():
+        if n == 0:
+            reporter.warn(f"class {c!r} has no test image (too few images); its recall cannot be measured")
+    needed = balance_targets(train.counts(), cfg.target_ratio)
+    rd.save_split("train", train)
+    rd.save_split("test", test)
+    ctx._sets.update(train=train, test=test)
+    record = {"key": cfg.key(classifier=False), "normal_class": normal, "train": train.sources,
+              "test": test.sources, "train_counts": train.counts(), "test_counts": test.counts(),
+              "pool_counts": pool.counts(), "needed": needed, "warnings": reporter.warnings[warnings_before:]}
+    rd.write_split(record)
+    reporter.emit("stage", stage="split", message="train / test split done", train_counts=train.counts(),
+                  test_counts=test.counts(), needed=needed, normal_class=normal)
+    synth_mb = sum(needed.values()) * int(np.prod(train.shape)) / 2**20
+    if synth_mb > cfg.max_synthetic_mb:
+        raise ParamError(f"the synthetic images would need {synth_mb:.0f} MB, over the limit of "
+                         f"{cfg.max_synthetic_mb} MB; lower the target ratio or the image size")
+    return record
+
+
+# ---------------------------------------------------------------------------------------------
+# fit(method, seed)
+# ---------------------------------------------------------------------------------------------
+def fit(ctx: TaskContext, method: str, seed: int) -> dict:
+    """Fit `method` on the training set for `seed`, sample what each class needs, and keep the sampler, the
+    synthetic images and their provenance. A method that fails on this data is recorded as failed (the run
+    goes on without it); a cancel or a bug is raised."""
+    cfg, rd, reporter = ctx.cfg, ctx.rd, ctx.reporter
+    train, needed = ctx.images("train"), ctx.split()["needed"]
+    warnings_before = len(reporter.warnings)
+    record: dict = {"key": cfg.key(method, classifier=False), "method": method, "seed": seed}
+    try:
+        synth, parents, seconds, fallbacks = _synthesize(ctx, method, seed, train, needed)
+    except (Cancelled, KeyboardInterrupt):
+        raise
+    except METHOD_FAILURES as err:
+        # one method failing must not lose the others (nor the baselines already trained)
+        reporter.log(traceback.format_exc())
+        reporter.warn(f"method {method} failed and is left out of the results: {err}")
+        record.update(failed=f"{type(err).__name__}: {err}", warnings=reporter.warnings[warnings_before:])
+        rd.write_fit(method, seed, record)
+        return record
+    rd.save_synthetic(method, seed, synth, parents, png=cfg.save_images)
+    record.update(fit_seconds=round(seconds, 2), fallbacks=fallbacks, counts=synth.counts(),
+                  warnings=reporter.warnings[warnings_before:])
+    rd.write_fit(method, seed, record)
+    return record
+
+
+def _synthesize(ctx: TaskContext, name: str, seed: int, train: ImageSet,
+                needed: dict[str, int]) -> tuple[ImageSet, list[list[str]], float, list[dict]]:
+    cfg, rd, reporter = ctx.cfg, ctx.rd, ctx.reporter
+    spec = get_method(name)
+    params = cfg.method_params(name)
+    folder = rd.checkpoint_dir(name, seed)
+    sampler_ctx = Context(reporter=reporter, device=ctx.device, seed=seed, method=name,
+                          work_dir=rd.training_dir(name, seed), num_threads=cfg.num_threads,
+                          normal_class=ctx.split().get("normal_class"))
+    reporter.stage(f"fit:{name}_s{seed}", f"fitting {name}, seed {seed}")
+    t0 = time.time()
+    torch.manual_seed(seed)
+    sampler = spec.sampler_cls(params, sampler_ctx)
+    sampler.fit(train, needed)
+    sampler.save(folder)
+    imgs, labels, parents = [], [], []
+    todo = [(c, n) for c, n in needed.items() if n > 0]
+    for i, (c, n) in enumerate(todo):
+        reporter.progress(f"sample:{name}_s{seed}", i, len(todo), cls=c)
+        batch = sampler.sample(c, n, seed=seed * 1000 + train.class_index(c))
+        if batch.images.shape != (n, *train.shape) or batch.images.dtype != np.uint8:
+            raise RuntimeError(f"{name} returned images of shape {batch.images.shape} {batch.images.dtype} "
+                               f"for class {c}, expected {(n, *train.shape)} uint8")
+        imgs.append(batch.images)
+        labels.append(np.full(n, train.class_index(c)))
+        parents.extend(batch.parents if len(batch.parents) == n else [[] for _ in range(n)])
+    fallbacks = [dict(fb, seed=seed) for fb in getattr(sampler, "fallbacks_", [])]
+    if not imgs:
+        return ImageSet.empty(train.classes, train.shape), [], time.time() - t0, fallbacks
+    sources = [synthetic_source(name, seed, p) for p in parents]
+    synth = ImageSet(np.concatenate(imgs), np.concatenate(labels), train.classes, sources)
+    return synth, parents, time.time() - t0, fallbacks
+
+
+# ---------------------------------------------------------------------------------------------
+# train(model, seed)
+# ---------------------------------------------------------------------------------------------
+def train(ctx: TaskContext, task: Task) -> dict | None:
+    """Train and score one classifier: a baseline on the imbalanced set, or the classifier on a method's
+    augmented set. Same architecture, initial weights and data order for every model of a seed. Returns
+    None (and trains nothing) when the method's fit failed."""
+    cfg, rd, reporter = ctx.cfg, ctx.rd, ctx.reporter
+    seed, cp = task.seed, cfg.classifier_params()
+    train_set, test = ctx.images("train"), ctx.images("test")
+    split = ctx.split()
+    steps_bal, _ = steps_of(cfg, split["train_counts"], split["needed"])
+    steps, weights, data = None, None, train_set
+    if task.baseline in ("equal_steps", "class_weighted"):
+        steps = steps_bal
+    if task.baseline == "class_weighted":
+        weights = clf.inverse_frequency_weights(train_set.labels, len(train_set.classes))
+    if task.method is not None:
+        rec = rd.fit(task.method, seed)
+        if rec is None or rec.get("failed"):
+            return None
+        data = ImageSet.concat([train_set, rd.load_synthetic(task.method, seed)])
+    model_id = task.model_id
+    total = steps if steps is not None else clf.steps_for(len(data), cp)
+    reporter.stage(f"train:{model_id}", f"training the classifier for {task.name}, seed {seed}")
+
+    def on_epoch(point: dict) -> None:
+        reporter.emit("epoch", **point)
+        reporter.progress(f"train:{model_id}", point["step"], total, overall=ctx.progress(point["step"] / total))
+
+    res = clf.train(data, cp, seed, steps=steps, class_weights=weights, device=ctx.device, eval_set=test,
+                    name=model_id, on_epoch=on_epoch, check_cancel=reporter.check_cancel)
+    probs = clf.predict(res.model, test)
+    rd.write_predictions(model_id, test, probs)
+    pred = probs.argmax(1)
+    m = classification_metrics(test.labels, pred, test.classes)
+    m.update(seconds=round(res.seconds, 2), steps=res.steps,
+             seconds_per_step=round(res.seconds / max(res.steps, 1), 5), train_size=len(data))
+    record = {"key": cfg.key(task.method), "metrics": m, "pred": pred.tolist()}
+    rd.write_result(task.name, seed, record)
+    reporter.emit("result", model=model_id, f1_macro=m["f1_macro"], recall_macro=m["recall_macro"])
+    return record
+
+
+# ---------------------------------------------------------------------------------------------
+# aggregate
+# ---------------------------------------------------------------------------------------------
+def aggregate(ctx: TaskContext, seconds_total: float | None = None, peak_rss_mb: float | None = None) -> dict:
+    """metrics.json from the stored results: every model over seeds, the gains and verdicts against the
+    strongest baseline, the leaderboard, failures, fallbacks and warnings."""
+    cfg, rd, reporter = ctx.cfg, ctx.rd, ctx.reporter
+    reporter.stage("metrics", "computing metrics and the leaderboard")
+    split, test = ctx.split(), ctx.images("test")
+    classes, y, k = test.classes, test.labels, len(test.classes)
+    steps_bal, steps_paper = steps_of(cfg, split["train_counts"], split["needed"])
+    cp = cfg.classifier_params()
+    warnings = list(split.get("warnings") or [])
+    per_seed: dict[str, dict[int, dict]] = {}
+    preds: dict[str, dict[int, np.ndarray]] = {}
+    timings: dict[str, dict] = {}
+    failures: dict[str, str] = {}
+    fallbacks: list[dict] = []
+    for task in plan(cfg):
+        if task.kind == "fit":
+            rec = rd.fit(task.name, task.seed) or {}
+            warnings += rec.get("warnings") or []
+            if rec.get("failed"):
+                failures.setdefault(task.name, rec["failed"])
+            elif rec:
+                fallbacks += rec.get("fallbacks") or []
+                timings.setdefault(task.name, {}).setdefault("fit_seconds", []).append(rec.get("fit_seconds"))
+        elif task.kind == "train":
+            rec = rd.result(task.name, task.seed)
+            if rec is None or rec.get("key") != cfg.key(task.method):
+                if task.method is not None and task.method in failures:
+                    continue
+                raise RunError(f"the classifier {task.model_id} has no result of these settings yet; "
+                               f"run the task {task.id} first")
+            per_seed.setdefault(task.name, {})[task.seed] = rec["metrics"]
+            preds.setdefault(task.name, {})[task.seed] = np.asarray(rec["pred"], dtype=np.int64)
+
+    out: dict = {"classes": classes, "baselines": {}, "methods": {}, "failed": failures,
+                 "fallbacks": fallbacks, "warnings": warnings,
+                 "protocol": {"train_counts": split["train_counts"], "test_counts": split["test_counts"],
+                              "needed": split["needed"], "normal_class": split.get("normal_class"),
+                              "ratio": cfg.ratio, "target_ratio": cfg.target_ratio, "seeds": cfg.seeds,
+                              "steps_balanced": steps_bal, "steps_paper": steps_paper,
+                              "epochs": cp.epochs, "image_size": cfg.image_size}}
+
+    def summarise(name: str) -> dict:
+        agg = aggregate_seeds(per_seed[name], classes)
+        agg["f1_ci"] = bootstrap_f1_ci(y, [preds[name][s] for s in sorted(preds[name])], k)
+        agg["seconds"] = float(np.mean([r["seconds"] for r in per_seed[name].values()]))
+        agg["seconds_per_step"] = float(np.mean([r["seconds_per_step"] for r in per_seed[name].values()]))
+        return agg
+
+    for b in cfg.baselines:
+        out["baselines"][b] = summarise(f"baseline_{b}")
+    strongest = max(cfg.baselines, key=lambda b: out["baselines"][b]["f1_macro"])
+    out["strongest_baseline"] = strongest
+    for name in cfg.methods:
+        if name in failures or name not in per_seed:
+            continue
+        agg = summarise(name)
+        agg["timing"] = timings.get(name, {})
+        agg["gain"] = {b: seed_gain([per_seed[f"baseline_{b}"][s]["f1_macro"] for s in cfg.seeds],
+                                    [per_seed[name][s]["f1_macro"] for s in cfg.seeds]) for b in cfg.baselines}
+        agg["verdict"] = verdict(name, agg, out["baselines"], strongest, y,
+                                 [preds[f"baseline_{strongest}"][s] for s in cfg.seeds],
+                                 [preds[name][s] for s in cfg.seeds], classes)
+        out["methods"][name] = agg
+    out["leaderboard"] = leaderboard(out, cfg.baselines)
+    out["seconds_total"] = seconds_total
+    out["peak_rss_mb"] = peak_rss_mb
+    rd.write_metrics(out)
+    reporter.emit("done", message=f"finished in {seconds_total or 0:.0f} s", overall=1.0)
+    return out
