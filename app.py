@@ -22,19 +22,21 @@ from ui import common  # noqa: E402
 
 def home() -> None:
     from core import runs
+    from core.advice import measured_summary
     ws = common.workspace()
     st.title("DefectAug")
     st.markdown(
         "Make a small, imbalanced set of defect images bigger with synthetic images, and see whether a "
         "classifier trained on the result really gets better on **real** test images.")
+    st.info(measured_summary())
     st.subheader("Start here")
     c1, c2 = st.columns(2)
     with c1:
         st.markdown("**1. Data** - use the built-in sample dataset, upload a zip of class folders, or "
                     "upload the class folders themselves.")
         st.page_link(PAGES["data"], label="Open Data", icon=":material/folder_open:")
-        st.markdown("**2. Synthesize** - pick methods (SMOTE is a fast first choice), see the estimate, "
-                    "launch. The job runs in the background; you can close the tab.")
+        st.markdown("**2. Synthesize** - pick methods, see the estimate, launch. The job runs in the "
+                    "background; you can close the tab.")
         st.page_link(PAGES["synthesize"], label="Open Synthesize", icon=":material/science:")
         st.markdown("**3. Jobs** - live progress, losses and log; cancel or re-run.")
         st.page_link(PAGES["jobs"], label="Open Jobs", icon=":material/schedule:")

@@ -47,8 +47,9 @@ def build() -> None:
     except RunError as err:
         common.show_unreadable(err)
         return
+    from core.experiment import BASELINE_HELP
     classes = metrics["classes"]
-    methods = [m for m in metrics.get("methods", {}) if m != "none"]
+    methods = list(metrics.get("methods", {}))
     baselines = list(metrics.get("baselines", {}))
     strongest = metrics.get("strongest_baseline") or baselines[0]
 
@@ -65,6 +66,8 @@ def build() -> None:
     st.caption(f"Methods first, ordered by their gain over the strongest baseline ({strongest}); mean ± std over "
                "seeds, with the 95% bootstrap interval over test images.")
     st.dataframe(runs.leaderboard_rows(metrics), hide_index=True, width="stretch")
+    st.caption(" · ".join(f"**{b}**: {BASELINE_HELP.get(b, '')}" for b in baselines) +
+               f". A method's verdict is taken against the strongest of them, here {strongest}.")
 
     if not methods:
         return
@@ -72,8 +75,7 @@ def build() -> None:
     c1, c2, c3, c4 = st.columns(4)
     method = c1.selectbox("Method", methods, key="c_method")
     baseline = c2.selectbox("Baseline", baselines, index=baselines.index(strongest), key="c_base",
-                            help="paper: same epochs; equal_steps: as many gradient steps as the augmented run; "
-                                 "class_weighted: equal steps with a class-weighted loss.")
+                            help="; ".join(f"{b}: {BASELINE_HELP.get(b, '')}" for b in baselines))
     seeds = runs.seeds_of(metrics) or [0]
     seed = c3.selectbox("Seed", ["all seeds"] + seeds, key="c_seed")
     normalize = c4.radio("Show", ["counts", "row-normalised"], key="c_norm") == "row-normalised"

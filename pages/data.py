@@ -115,7 +115,7 @@ def my_datasets(ws) -> None:
 
 
 def show_dataset(path: Path) -> None:
-    from core.data import simulate_imbalance
+    from core.data import protocol_counts
     st.subheader(f"Dataset: {common.dataset_name(path)}")
     with st.spinner("Reading the images..."):
         ds, rep = common.load_dataset(path)
@@ -130,22 +130,26 @@ def show_dataset(path: Path) -> None:
     settings = common.workspace().settings()
     c1, c2 = st.columns([1, 2])
     with c1:
+        normal = common.normal_class_picker(path, counts, key="normal_d")
         simulate = st.checkbox("Simulate a stronger imbalance (as in the papers)",
                                value=settings.get("ratio") is not None, key="simulate")
         ratio = None
         if simulate:
-            ratio = st.slider("Imbalance ratio: each minority class keeps at most this fraction of the "
-                              "majority count", 0.01, 1.0, float(settings.get("ratio") or 0.1), 0.01, key="ratio")
+            ratio = st.slider("Imbalance ratio: each defect class keeps at most this fraction of the normal "
+                              "class's count", 0.01, 1.0, float(settings.get("ratio") or 0.1), 0.01, key="ratio")
         if settings.get("ratio") != ratio:
             common.workspace().update_settings(ratio=ratio)
-        after = simulate_imbalance(ds, ratio, seed=0).counts() if ratio else None
-        rows = [{"class": c, "images": counts[c], **({"after imbalance": after[c]} if after else {})}
-                for c in rep.classes]
+        test_per_class = int(settings.get("test_per_class") or 20)
+        plan = protocol_counts(counts, test_per_class, ratio, normal)
+        rows = [{"class": c, "images": counts[c], "test": plan.test[c],
+                 "train" + (" after imbalance" if ratio else ""): plan.train[c]} for c in rep.classes]
         st.dataframe(rows, hide_index=True, width="stretch")
-        st.caption("The job also holds out real test images per class before the imbalance; "
-                   "they are never mixed with synthetic ones.")
+        st.caption(f"A run first holds out {test_per_class} real test images per class (at most half of a class; "
+                   "set on Synthesize), then simulates the imbalance on the rest: the counts the run will use. "
+                   "Test images are never mixed with synthetic ones.")
     with c2:
-        st.plotly_chart(report.fig_class_counts(counts, after), width="stretch", key="counts_chart")
+        st.plotly_chart(report.fig_class_counts(counts, plan.train if ratio else None), width="stretch",
+                        key="counts_chart")
 
     if rep.skipped or rep.duplicates:
         with st.expander(f"Problems found ({len(rep.skipped)} skipped, {len(rep.duplicates)} duplicates)",

@@ -6,6 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import runs
+from core.rundir import RunDir
 from ui import common
 
 
@@ -29,8 +30,10 @@ def build() -> None:
     c1, c2 = st.columns([2, 1])
     method = c1.selectbox("Synthetic images from", options,
                           format_func=lambda m: "none (real images only)" if m == "none" else m, key="e_method")
-    filtered = c2.checkbox("Quality-filtered set only", key="e_filtered",
-                           help="Only the synthetic images that passed the run's quality gate (when it had one).")
+    filtered = False
+    if method != "none" and RunDir(run_dir).has_quality_filter(method):   # only when there is a filter to apply
+        filtered = c2.checkbox("Quality-filtered set only", key="e_filtered",
+                               help="Only the synthetic images that passed the run's quality gate.")
     st.caption("Layout: `<class>/<file>.png` (torchvision ImageFolder), real and synthetic files named so they "
                "never collide, plus `manifest.csv` (origin, method, seed, parents), `metrics.json` and "
                "`config.json`.")

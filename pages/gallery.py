@@ -72,7 +72,7 @@ def build() -> None:
         shown = items[(page - 1) * PER_PAGE: page * PER_PAGE]
         st.markdown(f"**Synthetic {cls}** by {method}: {len(items)} images")
         common.image_grid([_read(it.path) for it in shown],
-                          [f"s{it.seed} · {it.file.split('/')[-1].split('_')[-1].split('.')[0]}" for it in shown],
+                          [f"s{it.seed} · #{it.index}" for it in shown],
                           cols=6, width=90)
     if shown:
         st.subheader("Where an image came from")

@@ -43,17 +43,11 @@ def _actions(job: Job) -> None:
                 "Resume", key=f"resume_{job.id}", width="stretch",
                 help="Go on where it stopped: models it already trained are kept, the rest is trained"):
             with common.guard():
-                s.resume(job.id)
-                from core.jobs import ensure_worker
-                if common.autostart_worker():
-                    ensure_worker(s)
+                s.resume(job.id, start_worker=True)
                 st.rerun()
         if st.button("Re-run", key=f"rerun_{job.id}", help="A new job with the same settings", width="stretch"):
             with common.guard():
-                new = s.rerun(job.id)
-                from core.jobs import ensure_worker
-                if common.autostart_worker():
-                    ensure_worker(s)
+                new = s.rerun(job.id, start_worker=True)
                 common.select_run(new)
                 st.rerun()
         if st.button("Delete", key=f"delete_{job.id}", help="Forget the job and delete its run folder",

@@ -4,50 +4,32 @@ from __future__ import annotations
 import streamlit as st
 
 from core import runs
-from core.errors import ParamError
 from ui import common
 from ui.forms import params_form
 
-INTERPOLATION = ("smote", "borderline_smote", "adasyn")
+def _unavailable(specs) -> None:
+    """Methods this server cannot run, each with what it needs (never hidden, never a failed job)."""
+    off = [m for m in specs if not m.available]
+    if off:
+        with st.expander(f"Not available on this server ({len(off)})"):
+            for m in off:
+                st.markdown(f"**{m.name}** ({m.family}): {m.unavailable_reason()}")
 
 
-def parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.replace(" ", ",").split(",") if s.strip()]
-    except ValueError:
-        raise ParamError(f"seeds must be whole numbers separated by commas, e.g. 0,1,2; got {text!r}") from None
-    if not seeds:
-        raise ParamError("give at least one seed, e.g. 0 (or 0,1,2 to measure the spread between seeds)")
-    return seeds
-
-
-def suggestion(train_counts: dict[str, int], available: list[str]) -> str:
-    """Advice from the class counts, following the papers: interpolation is safer below ~10 images
-    per class, DCGAN stronger from ~25."""
-    if len(train_counts) < 2:
-        return ""
-    majority = max(train_counts, key=train_counts.get)
-    minority = {c: n for c, n in train_counts.items() if c != majority}
-    cls, n = min(minority.items(), key=lambda kv: kv[1])
-    gan = "dcgan" if "dcgan" in available else None
-    if n < 10:
-        return (f"Your rarest class ({cls}) keeps {n} training images. Below about 10 images per class the "
-                "papers found interpolation (smote, borderline_smote, adasyn) safer than GANs: start with smote.")
-    if n >= 25 and gan:
-        return (f"Your rarest class ({cls}) keeps {n} training images. From about 25 images per class the papers "
-                "found DCGAN stronger than interpolation: try dcgan beside smote (GANs want the paper preset "
-                "on a GPU; quick is a short CPU run).")
-    return (f"Your rarest class ({cls}) keeps {n} training images, between the ~10 where interpolation is safer "
-            "and the ~25 where DCGAN gets stronger: run smote" + (" and dcgan side by side" if gan else "")
-            + " and let the Compare page decide.")
+def _workspace_evidence(ws) -> dict:
+    from core.advice import workspace_evidence
+    finished = [r for r in runs.list_runs(ws.runs) if r["has_metrics"] and not r["results_problem"]]
+    return workspace_evidence([runs.load_metrics(ws.run_dir(r["id"])) or {} for r in finished[:50]])
 
 
 def build() -> None:
-    from core.data import simulate_imbalance, split
-    from core.experiment import SUPPORTED_SIZES, ExperimentConfig
+    from core.advice import suggestion
     from core.classifier import PRESETS as CLF_PRESETS, ClassifierParams
+    from core.data import protocol_counts
+    from core.experiment import SUPPORTED_SIZES, ExperimentConfig, parse_seeds
     from core.jobs import preflight
-    from core.methods import all_methods, build_params, get_method
+    from core.methods import all_methods
+    from core.params import build_params
 
     ws = common.workspace()
     path = common.current_dataset()
@@ -55,10 +37,11 @@ def build() -> None:
         st.info("Choose a dataset first.")
         st.page_link("pages/data.py", label="Go to Data", icon=":material/folder_open:")
         return
-    ds, rep = common.load_dataset(path)
+    _, rep = common.load_dataset(path)
     st.caption(f"Dataset: `{common.dataset_name(path)}` · {len(rep.classes)} classes · "
                f"{sum(rep.counts.values())} images")
-    specs = {m.name: m for m in all_methods() if m.name != "none"}
+    every = all_methods()
+    specs = {m.name: m for m in every if m.available}
     settings = ws.settings()
 
     left, right = st.columns([3, 2])
@@ -77,16 +60,21 @@ def build() -> None:
                                         "than the seed-to-seed spread.")
         c4, c5, c6 = st.columns(3)
         simulate = c4.checkbox("Simulate imbalance", value=settings.get("ratio") is not None, key="simulate_s",
-                               help="Cut each minority class to at most ratio x the majority count, as the "
-                                    "papers do (0.1 and below).")
+                               help="Cut each defect class to at most ratio x the normal class's count, as "
+                                    "the papers do (0.1 and below).")
         ratio = c4.slider("Imbalance ratio", 0.01, 1.0, float(settings.get("ratio") or 0.1), 0.01,
                           key="ratio_s", disabled=not simulate)
         ratio = ratio if simulate else None
         target_ratio = c5.slider("Target balance ratio", 0.05, 1.0, 1.0, 0.05, key="target_ratio",
                                  help="Generate until each class has this fraction of the majority count "
                                       "(1.0 = fully balanced).")
-        test_per_class = c6.number_input("Test images per class", 1, 10_000, 20, 1, key="test_per_class",
+        test_per_class = c6.number_input("Test images per class", 1, 10_000, int(settings.get("test_per_class") or 20),
+                                         1, key="test_per_class",
                                          help="Real images held out per class (at most half of the class).")
+        if (settings.get("ratio"), settings.get("test_per_class")) != (ratio, int(test_per_class)):
+            ws.update_settings(ratio=ratio, test_per_class=int(test_per_class))   # the Data page shows the same
+        normal = common.normal_class_picker(path, rep.counts, key="normal_s")
+        _unavailable(every)
         overrides: dict[str, dict] = {}
         for name in methods:
             spec = specs[name]
@@ -109,17 +97,16 @@ def build() -> None:
     seeds = parse_seeds(seeds_text)
     config = {"data": str(path), "methods": methods, "seeds": seeds, "ratio": ratio,
               "target_ratio": float(target_ratio), "image_size": int(image_size),
-              "test_per_class": int(test_per_class), "preset": preset, "overrides": overrides}
+              "test_per_class": int(test_per_class), "normal_class": normal, "preset": preset,
+              "overrides": overrides}
 
     with right:
-        pool, _ = split(ds, int(test_per_class), seed=0)
-        train = simulate_imbalance(pool, ratio, seed=0) if ratio else pool
-        train_counts = train.counts()
-        st.markdown("**Training images per class** (after the test split" +
-                    (" and the imbalance)" if ratio else ")"))
-        st.dataframe([{"class": c, "train": n} for c, n in train_counts.items()], hide_index=True,
-                     width="stretch")
-        tip = suggestion(train_counts, list(specs))
+        counts = protocol_counts(rep.counts, int(test_per_class), ratio, normal, float(target_ratio))
+        train_counts = counts.train
+        st.markdown("**Images per class in the run** (real test images held out first" +
+                    (", then the imbalance simulated)" if ratio else ")"))
+        st.dataframe(counts.rows(), hide_index=True, width="stretch")
+        tip = suggestion(train_counts, list(specs), _workspace_evidence(ws), normal)
         if tip:
             st.info(tip)
         if not methods:
@@ -139,11 +126,7 @@ def build() -> None:
         if preset == "paper":
             st.warning("The paper preset is meant for a GPU; on a CPU it can take hours.")
         if st.button("Launch", type="primary", key="launch"):
-            s = common.store()
-            job_id = s.submit(config, counts=train_counts)
-            if common.autostart_worker():
-                from core.jobs import ensure_worker
-                ensure_worker(s)
+            job_id = common.store().submit(config, counts=train_counts, start_worker=True)
             common.select_run(job_id)
             st.session_state["launched"] = job_id
         launched = st.session_state.get("launched")

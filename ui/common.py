@@ -8,7 +8,6 @@ because page navigation may drop query parameters.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import traceback
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ import streamlit as st
 
 from core import runs
 from core.errors import DefectAugError
-from core.jobs import ACTIVE, JobStore, ensure_worker
+from core.jobs import ACTIVE, JobStore
 from core.workspace import Workspace, data_roots, is_valid_id
 
 log = logging.getLogger("defectaug.app")
@@ -87,16 +86,6 @@ def store() -> JobStore:
     return st.session_state[key]
 
 
-def autostart_worker() -> bool:
-    return os.environ.get("DEFECTAUG_AUTOSTART_WORKER", "1") not in ("0", "false", "no")
-
-
-def ensure_worker_if_needed(s: JobStore) -> None:
-    """Start the background worker when jobs wait and none is alive (after an app or machine restart)."""
-    if autostart_worker() and s.counts().get("queued") and not s.worker_alive():
-        ensure_worker(s)
-
-
 # ---------------------------------------------------------------------------------------------
 # Selected run
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +140,8 @@ def sidebar() -> None:
 def _sidebar_jobs() -> None:
     try:
         s = store()
-        ensure_worker_if_needed(s)
+        if s.counts().get("queued"):
+            s.start_worker()      # jobs wait, none runs them (after an app or machine restart)
         jobs = s.list(ACTIVE)
     except Exception as err:   # noqa: BLE001  the sidebar must never break a page
         st.caption(f"jobs unavailable: {err}")
@@ -213,6 +203,26 @@ def current_dataset() -> Path | None:
 
 def set_dataset(path: Path | None) -> None:
     workspace().update_settings(dataset=str(path) if path else "")
+
+
+def normal_class_picker(path: Path, counts: dict[str, int], key: str) -> str:
+    """A select box of the dataset's classes for its normal (defect-free) class: the detected one first
+    time, then the user's choice, kept per dataset in the workspace settings (Data and Synthesize share it)."""
+    from core.data import detect_normal_class
+    ws = workspace()
+    chosen = dict(ws.settings().get("normal_classes") or {})
+    classes = list(counts)
+    detected = detect_normal_class(counts)
+    current = chosen.get(str(path)) if chosen.get(str(path)) in classes else detected
+    pick = st.selectbox("Normal (defect-free) class", classes, index=classes.index(current), key=key,
+                        format_func=lambda c: f"{c} (detected)" if c == detected else c,
+                        help="Kept whole when the imbalance is simulated (every defect class is cut to the "
+                             "ratio x its count), and the source that translation methods turn into defects. "
+                             "Detected from the names (normal, good, ok, free, pass...), else the largest class.")
+    if pick != chosen.get(str(path), detected):
+        chosen[str(path)] = pick
+        ws.update_settings(normal_classes=chosen)
+    return pick
 
 
 def dataset_name(path: Path) -> str:
