@@ -26,6 +26,21 @@ from PIL import Image
 
 # The real dataset lives next to the repository, in the shared folder (never copied into the repo).
 MAGNETIC_TILE = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "magnetic_tile"
+REPO = Path(__file__).resolve().parents[1]
+
+# The test-only "sleep" job kind (tests/support/sleep_job.py) is a plugin: this process and every worker and
+# job process the tests start import it (they run with the repository on their Python path).
+SLEEP_PLUGIN = "tests.support.sleep_job"
+_plugins = [m for m in os.environ.get("DEFECTAUG_PLUGINS", "").split(",") if m.strip()]
+os.environ["DEFECTAUG_PLUGINS"] = ",".join(_plugins + [SLEEP_PLUGIN] * (SLEEP_PLUGIN not in _plugins))
+_paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO)] * (str(REPO) not in _paths) + _paths)
+import tests.support.sleep_job  # noqa: E402,F401  (registers the kind in this process)
+
+# The finished run most result tests read (built once per session by `finished_run`).
+FINISHED_RUN = dict(methods=["smote", "mixup"], seeds=[0, 1], ratio=0.2, image_size=16, test_per_class=4,
+                    overrides={"classifier": {"epochs": 1, "width": 4}}, device="cpu", num_threads=1)
+FINISHED_CLASSES = {"normal": 30, "crack": 12, "spöt ü": 9}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -138,6 +153,41 @@ def make_dataset() -> Callable[..., Path]:
 def make_zip() -> Callable[..., Path]:
     """`make_zip(folder, zip_path, prefix="")` -> the zip path."""
     return zip_folder
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> Path:
+    """One real finished run for the tests that read results (runs, report, export, CLI, the app's pages):
+    noise images of three classes (one with a non-ASCII name), smote and mixup, two seeds, one epoch.
+    Read it, never change it: a test that damages a run works on a copy."""
+    from core.experiment import run
+    tmp = tmp_path_factory.mktemp("finished")
+    data = write_dataset(tmp, FINISHED_CLASSES, size=16)
+    run(dict(FINISHED_RUN, data=str(data)), tmp / "run")
+    return tmp / "run"
+
+
+@pytest.fixture
+def toy_plugins(tmp_path, monkeypatch) -> dict:
+    """Methods from outside the project (tests/support/toy_plugins.py) in a folder of their own, named in
+    DEFECTAUG_PLUGINS for this process and any it starts; returns the environment for a subprocess. The
+    registry forgets them afterwards."""
+    import sys
+    from core import plugins
+    from core.methods import registry
+    from tests.support import toy_plugins as toy
+    folder = tmp_path / "plugins"
+    modules = toy.write(folder)
+    names = ",".join([os.environ.get("DEFECTAUG_PLUGINS", ""), *modules]).strip(",")
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setenv("DEFECTAUG_PLUGINS", names)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder), os.environ["PYTHONPATH"]]))
+    yield env
+    for name in [n for n in registry._REGISTRY if n.startswith("toy_")]:
+        del registry._REGISTRY[name]
+    for module in modules:
+        plugins._IMPORTED.pop(module, None)
+        sys.modules.pop(module, None)
 
 
 @pytest.fixture

@@ -1,19 +1,22 @@
 """AppTest fixtures: one DEFECTAUG_HOME for the app tests, a helper to open a page, and a workspace
-holding a finished real run (smote, two seeds, one epoch, 32 px) for the result pages.
+holding the session's finished real run (tests/conftest.py `finished_run`: smote and mixup, two seeds) as a
+done job, for the result pages.
 
 Each `open_page()` without `ws=` is a new browser session and so gets a new workspace. The app never
 starts a worker here (DEFECTAUG_AUTOSTART_WORKER=0); tests that need jobs to run call `worker_main`.
 """
 from __future__ import annotations
 
+import os
+import shutil
 import zipfile
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.jobs import JobStore, worker_main
-from core.sample_data import write_sample_dataset
+from core.jobs import JobStore
+from core.rundir import RunDir
 from core.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,17 +72,18 @@ def zip_bytes(tmp_path: Path, counts: dict[str, int], size: int = 32, seed: int 
 
 
 @pytest.fixture(scope="session")
-def done_ws(app_env) -> dict:
-    """A workspace with a dataset chosen and one finished smote run (two seeds)."""
+def done_ws(app_env, finished_run) -> dict:
+    """A workspace with the finished run's dataset chosen and the run itself as a done job."""
     ws = Workspace.create()
-    data = write_sample_dataset(ws.uploads / "tiles", {"normal": 20, "scratch": 8, "spot": 8, "crack": 8},
-                                size=32, seed=3)
+    config = RunDir(finished_run).config()
+    data = Path(shutil.copytree(config["data"], ws.uploads / "tiles"))
     ws.update_settings(dataset=str(data))
     store = JobStore(ws)
-    run_id = store.submit({"data": str(data), "methods": ["smote"], "seeds": [0, 1], "ratio": None,
-                           "image_size": 32, "test_per_class": 3, "overrides": {"classifier": {"epochs": 1}},
-                           "num_threads": 1})
-    worker_main(ws.root, once=True)
+    keys = ("methods", "seeds", "ratio", "image_size", "test_per_class", "overrides", "device", "num_threads")
+    run_id = store.submit({"data": str(data), **{k: config[k] for k in keys}})
+    shutil.copytree(finished_run, store.get(run_id).run_dir, dirs_exist_ok=True)
+    store.claim_next(os.getpid())
+    store.finish(run_id, "done")
     job = store.status(run_id)
     assert job.status == "done", job.reason
     return {"ws": ws, "run": run_id, "run_dir": Path(job.run_dir)}

@@ -54,17 +54,21 @@ def test_compare_with_a_corrupt_metrics_file_says_to_rerun(done_ws):
 
 def test_gallery_with_a_corrupt_or_missing_provenance_says_to_rerun(done_ws):
     ws, run_id, run_dir = _copy_of_finished_run(done_ws)
-    prov = run_dir / "synthetic" / "smote" / "provenance.csv"
+    prov = run_dir / "synthetic" / "smote" / "provenance_s0.csv"
     for damage in ("garbage", "missing"):
         if damage == "garbage":
             prov.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\xfd not a table\n")
+            where = "synthetic/smote/provenance_s0.csv "
         else:
-            prov.unlink()
+            for p in prov.parent.glob("provenance*.csv"):
+                p.unlink()
+            where = "synthetic/smote has no provenance file"
         at = open_page("gallery", ws=ws.id, run=run_id)
+        at.selectbox(key="g_method").set_value("smote").run()
         assert_clean(at)
         errors = texts(at.error)
-        assert any(e.startswith("This run's synthetic images of smote are unreadable "
-                                "(synthetic/smote/provenance.csv ") and e.endswith(f"{RERUN}.") for e in errors), errors
+        assert any(e.startswith(f"This run's synthetic images of smote are unreadable ({where}")
+                   and e.endswith(f"{RERUN}.") for e in errors), errors
         assert not any("This is a bug" in e for e in errors), errors
         assert _jobs_links(at)
         assert not at.get("image")

@@ -96,12 +96,21 @@ def test_data_imbalance_ratio_changes_the_counts():
     at.slider(key="ratio").set_value(0.1).run()
     assert_clean(at)
     table = at.dataframe[0].value
-    assert list(table.columns) == ["class", "images", "after imbalance"]
-    after = dict(zip(table["class"], table["after imbalance"]))
-    assert after == {"crack": 8, "normal": 120, "scratch": 12, "spot": 12}
+    assert list(table.columns) == ["class", "images", "test", "train after imbalance"]
+    # 20 test images per class first (at most half a class), then every defect class cut to 0.1 x the
+    # 100 normal images left: the counts a run will train on
+    after = dict(zip(table["class"], table["train after imbalance"]))
+    assert after == {"crack": 4, "normal": 100, "scratch": 10, "spot": 8}
+    assert dict(zip(table["class"], table["test"])) == {"crack": 4, "normal": 20, "scratch": 12, "spot": 7}
     assert ws_of(at).settings()["ratio"] == 0.1
     chart = at.get("plotly_chart")[0].proto.spec
-    assert "after imbalance" in chart
+    assert "after the test split and imbalance" in chart
+    # the Synthesize page shows the same counts (one preview for both pages)
+    at.switch_page("pages/synthesize.py").run()
+    assert_clean(at)
+    preview = at.dataframe[0].value
+    assert dict(zip(preview["class"], preview["train"])) == after
+    assert at.selectbox(key="normal_s").value == "normal"
 
 
 def test_data_zip_upload(tmp_path):
@@ -213,7 +222,9 @@ def _with_sample(page: str):
 def test_synthesize_estimate_suggestion_and_launch():
     at = _with_sample("synthesize")
     assert_clean(at)
-    assert any("interpolation" in t and "safer" in t for t in texts(at.info))      # 8 crack images
+    tips = [t for t in texts(at.info) if "rarest defect class" in t]
+    # the suggestion rests on what this project measured, and the sample's 4 crack training images
+    assert tips and "class-weighted baseline" in tips[0] and "GANs tend to fail" in tips[0], tips
     at.number_input(key="p:quick:classifier:epochs").set_value(1).run()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Classifier trainings"] == "4"                  # 3 baselines + smote, one seed
@@ -226,6 +237,22 @@ def test_synthesize_estimate_suggestion_and_launch():
     assert job.status == "queued" and job.config["methods"] == ["smote"]
     assert job.config["overrides"] == {"classifier": {"epochs": 1}}
     assert at.query_params["run"] in (job.id, [job.id])
+
+
+def test_plugin_methods_appear_in_the_synthesize_form_and_the_app_still_starts(toy_plugins):
+    """A method from a module outside the project (DEFECTAUG_PLUGINS) is in the form with its parameters; one
+    whose package is missing is listed as unavailable with the reason; a module that cannot be imported
+    does not stop the app."""
+    at = _with_sample("synthesize")
+    assert_clean(at)
+    options = at.multiselect(key="methods").options
+    assert "toy_mean (classic)" in options and not any("toy_needs_extra" in o for o in options)
+    assert any("toy_needs_extra" in t and "defectaug_surely_missing_package" in t for t in texts(at.markdown))
+    at.multiselect(key="methods").set_value(["toy_mean"]).run()
+    assert_clean(at)
+    assert at.number_input(key="p:quick:toy_mean:noise").value == 8.0     # its form, from its dataclass
+    home = open_page()
+    assert_clean(home)
 
 
 def test_synthesize_forms_come_from_the_registry():
@@ -369,7 +396,8 @@ def test_jobs_details_of_a_finished_run(done_ws):
 def test_gallery_shows_synthetic_beside_real_with_provenance(done_ws):
     at = open_page("gallery", ws=done_ws["ws"].id)
     assert_clean(at)
-    assert at.selectbox(key="g_method").value == "smote"
+    assert at.selectbox(key="g_method").options == ["mixup", "smote"]
+    at.selectbox(key="g_method").set_value("smote").run()
     at.selectbox(key="g_class").set_value("crack").run()
     assert any(t.startswith("**Synthetic crack**") for t in texts(at.markdown))
     assert any(t.startswith("**Real crack**") for t in texts(at.markdown))
@@ -406,16 +434,15 @@ def test_export_zip_and_report(done_ws):
     ws = done_ws["ws"]
     at = open_page("export", ws=ws.id, run=done_ws["run"])
     assert_clean(at)
+    at.selectbox(key="e_method").set_value("smote").run()
     at.button(key="e_build").click().run()
     assert_clean(at)
     assert at.get("download_button")
     (zip_path,) = list(ws.exports.glob(f"{done_ws['run'][:8]}_smote.zip"))
     names = open_zip_names(zip_path)
     assert "manifest.csv" in names and any(n.startswith("crack/syn_smote_") for n in names)
-    at.checkbox(key="e_filtered").check().run()
-    at.button(key="e_build").click().run()
-    assert_clean(at)
-    assert any("no quality-filtered set" in t for t in texts(at.error))
+    # no method of this run has a quality gate: the filtered export is not offered at all
+    assert not [c for c in at.checkbox if c.key == "e_filtered"]
     at.button(key="e_report").click().run()
     assert_clean(at)
     report = ws.exports / f"{done_ws['run'][:8]}_report.html"

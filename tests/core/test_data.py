@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from core.data import (REASON_EMPTY, REASON_EXTENSION, REASON_NESTED, REASON_NOT_IMAGE, REASON_ROOT,
-                       DataReport, Limits, SkippedFile, balance_targets, load_dataset, resolve_data_path,
-                       simulate_imbalance, split)
+                       DataReport, Limits, SkippedFile, balance_targets, detect_normal_class, load_dataset,
+                       protocol_counts, resolve_data_path, simulate_imbalance, split)
 from core.errors import DataError, ParamError
 from core.imageset import ImageSet
 
@@ -586,10 +589,33 @@ def test_imbalance_edge_ratios():
     assert simulate_imbalance(ds, 0.4).counts()["b"] == 40
 
 
-def test_imbalance_named_majority_and_ties():
+def test_imbalance_named_normal_class_and_ties():
     ds = toy({"a": 20, "b": 20, "c": 10})
-    assert simulate_imbalance(ds, 0.5).counts() == {"a": 20, "b": 10, "c": 10}   # tie: first class
-    assert simulate_imbalance(ds, 0.5, majority="c").counts() == {"a": 5, "b": 5, "c": 10}
+    assert simulate_imbalance(ds, 0.5).counts() == {"a": 20, "b": 10, "c": 10}   # no name says normal: largest, first on ties
+    assert simulate_imbalance(ds, 0.5, normal_class="c").counts() == {"a": 5, "b": 5, "c": 10}
+
+
+def test_imbalance_keeps_the_normal_class_whole_even_when_defects_outnumber_it():
+    """A set with 166 defect and 161 normal images (seen on a real 3D-printing set): the normal class is
+    kept and the defect class is cut, never the other way round."""
+    ds = toy({"failure": 166, "normal": 161})
+    assert simulate_imbalance(ds, 0.1).counts() == {"failure": 16, "normal": 161}
+    assert detect_normal_class({"failure": 166, "normal": 161}) == "normal"
+
+
+@pytest.mark.parametrize("counts, normal", [
+    ({"MT_Blowhole": 115, "MT_Free": 952, "MT_Crack": 57}, "MT_Free"),
+    ({"crack": 300, "good": 40}, "good"),
+    ({"OK": 10, "NG": 50}, "OK"),
+    ({"not_ok": 90, "ok": 10}, "ok"),
+    ({"fail": 90, "success": 10}, "success"),
+    ({"no_defect": 5, "scratch": 9}, "no_defect"),
+    ({"defect-free": 5, "dent": 9}, "defect-free"),
+    ({"pass": 3, "normal": 7, "dent": 9}, "normal"),        # two names say normal: the larger of them
+    ({"dent": 5, "scratch": 9}, "scratch"),                 # none does: the largest class
+])
+def test_the_normal_class_is_detected_from_names_else_the_largest(counts, normal):
+    assert detect_normal_class(counts) == normal
 
 
 def test_imbalance_is_fixed_by_seed():
@@ -605,9 +631,24 @@ def test_imbalance_bad_ratio(bad):
         simulate_imbalance(toy({"a": 4, "b": 4}), bad)
 
 
-def test_imbalance_unknown_majority():
-    with pytest.raises(ParamError, match=r"unknown majority class 'z'; classes are \['a', 'b'\]"):
-        simulate_imbalance(toy({"a": 4, "b": 4}), 0.5, majority="z")
+def test_imbalance_unknown_normal_class():
+    with pytest.raises(ParamError, match=r"unknown normal class 'z'; the classes are a, b"):
+        simulate_imbalance(toy({"a": 4, "b": 4}), 0.5, normal_class="z")
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts=st.dictionaries(st.sampled_from(["normal", "crack", "spot", "dent", "OK"]),
+                              st.integers(0, 40), min_size=2),
+       tpc=st.one_of(st.integers(1, 25), st.floats(0.05, 0.9)), ratio=st.one_of(st.none(), st.floats(0.01, 1.0)),
+       target=st.floats(0.05, 1.0))
+def test_protocol_counts_are_what_split_and_imbalance_do(counts, tpc, ratio, target):
+    """The preview the Data and Synthesize pages show (and the memory check uses) is the run's protocol."""
+    ds = toy(counts)
+    preview = protocol_counts(counts, tpc, ratio, target_ratio=target)
+    pool, test = split(ds, tpc, seed=3)
+    train = simulate_imbalance(pool, ratio, seed=3, normal_class=preview.normal_class) if ratio else pool
+    assert preview.test == test.counts() and preview.pool == pool.counts() and preview.train == train.counts()
+    assert preview.needed == balance_targets(train.counts(), target)
 
 
 # ---------------------------------------------------------------------------------------------------

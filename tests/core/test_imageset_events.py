@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from core.errors import Cancelled
-from core.events import Reporter, read_events
+from core.events import Reporter
 from core.imageset import ImageSet, parse_source, synthetic_source
+from core.rundir import RunDir
 
 
 def _set(n=4, c=1):
@@ -45,7 +46,7 @@ def test_reporter_writes_jsonl_log_and_cancels(tmp_path):
     rep.stage("load", "loading")
     rep.progress("train", 3, 10, loss=float("nan"), value=np.float32(1.5))
     rep.warn("careful")
-    events = list(read_events(tmp_path))
+    events = RunDir(tmp_path).events()
     assert [e["kind"] for e in events] == ["stage", "progress", "warning"]
     assert events[1]["loss"] == "nan" and events[1]["value"] == 1.5
     assert seen == events
@@ -57,4 +58,4 @@ def test_reporter_writes_jsonl_log_and_cancels(tmp_path):
 
 def test_read_events_skips_a_half_written_line(tmp_path):
     (tmp_path / "events.jsonl").write_text(json.dumps({"kind": "stage"}) + "\n" + '{"kind": "prog')
-    assert [e["kind"] for e in read_events(tmp_path)] == ["stage"]
+    assert [e["kind"] for e in RunDir(tmp_path).events()] == ["stage"]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import DataError, ParamError, RunError
-from core.events import read_events
+from core.rundir import RunDir
 from core.jobs import (FAILED, WORKER_DIED, JobStore, default_max_parallel, ensure_worker, quick_counts,
                        run_job_process, wait_for, worker_main)
 from core.sample_data import write_sample_dataset
@@ -204,7 +204,7 @@ def test_jobs_end_done_failed_or_failed_with_bug_reason(store, only_in):
     job = store.status(bug)
     assert job.status == FAILED and "internal error (ZeroDivisionError" in job.reason
     assert "Traceback" in (Path(job.run_dir) / "log.txt").read_text()
-    assert list(read_events(job.run_dir))[-1]["kind"] == "error"
+    assert RunDir(job.run_dir).events()[-1]["kind"] == "error"
 
 
 def test_disk_full_is_a_clear_failure_and_earlier_runs_stay_intact(store, only_in):
@@ -249,8 +249,8 @@ def test_disk_full_while_writing_a_checkpoint_is_the_disk_full_failure(store, on
     assert job.status == FAILED, job.reason
     assert job.reason == ("the disk is full: the job could not write its files. Free some space (delete old runs "
                           "on the Jobs page) and re-run it; earlier runs are intact")
-    assert writes and writes[0].endswith("state.safetensors.tmp")
-    assert not any(p.name.endswith(".tmp") for p in Path(job.run_dir).rglob("*"))
+    assert writes and Path(writes[0]).name.startswith(".state.safetensors.") and writes[0].endswith(".part")
+    assert not any(p.name.endswith((".tmp", ".part")) for p in Path(job.run_dir).rglob("*"))
     assert "No space left on device (os error 28)" in (Path(job.run_dir) / "log.txt").read_text()
     assert {p: p.read_bytes() for p in earlier_dir.rglob("*") if p.is_file()} == before
 
@@ -392,7 +392,9 @@ def test_worker_killed_mid_job_marks_it_failed_and_the_next_job_runs(store, only
         job_id = store.submit({"seconds": 60, "steps": 600}, kind="sleep")
         ensure_worker(store)
         job = wait_for(store, job_id, 20, statuses=("running",))
+        deadline = time.time() + 20
         while not (Path(job.run_dir) / "partial.txt").exists():
+            assert time.time() < deadline, f"the sleep job never wrote: {store.get(job_id).reason}"
             time.sleep(0.05)
         worker_pid = store.worker_info()["pid"]
         os.kill(worker_pid, signal.SIGKILL)
@@ -401,7 +403,7 @@ def test_worker_killed_mid_job_marks_it_failed_and_the_next_job_runs(store, only
         assert job.status == "failed" and job.reason == WORKER_DIED
         assert _pid_gone(job.pid)                  # the job process died with its worker
         assert (Path(job.run_dir) / "partial.txt").exists()
-        last = list(read_events(job.run_dir))[-1]
+        last = RunDir(job.run_dir).events()[-1]
         assert last["kind"] == "error" and last["message"] == WORKER_DIED
         assert json.loads((Path(job.run_dir) / "job.json").read_text())["status"] == "failed"
         nxt = store.submit({"seconds": 0.2, "steps": 2}, kind="sleep")
@@ -450,7 +452,7 @@ def test_real_experiment_job_runs_to_completion(store):
     run_dir = Path(job.run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert "smote" in metrics["methods"] and (run_dir / "predictions" / "smote_s0.csv").exists()
-    assert (run_dir / "synthetic" / "smote" / "provenance.csv").exists()
+    assert (run_dir / "synthetic" / "smote" / "provenance_s0.csv").exists()
 
 
 @pytest.mark.slow
@@ -459,7 +461,7 @@ def test_worker_killed_during_real_training_then_a_new_job_completes(store):
     ensure_worker(store)
     job = wait_for(store, job_id, 60, statuses=("running",))
     end = time.time() + 120
-    while not any(e.get("kind") == "epoch" for e in read_events(job.run_dir)):
+    while not any(e.get("kind") == "epoch" for e in RunDir(job.run_dir).events()):
         assert time.time() < end, "training never started"
         assert store.status(job_id).status == "running", store.status(job_id).reason
         time.sleep(0.2)
@@ -485,7 +487,7 @@ def test_a_cancelled_job_resumes_in_its_run_folder_reusing_what_it_trained(store
     ensure_worker(store)
     job = wait_for(store, job_id, 60, statuses=("running",))
     end = time.time() + 120
-    while not any(e.get("kind") == "result" for e in read_events(job.run_dir)):
+    while not any(e.get("kind") == "result" for e in RunDir(job.run_dir).events()):
         assert time.time() < end, "no model finished"
         time.sleep(0.05)
     store.cancel(job_id)
@@ -498,9 +500,9 @@ def test_a_cancelled_job_resumes_in_its_run_folder_reusing_what_it_trained(store
     job = wait_for(store, job_id, 180)
     assert job.status == "done", job.reason
     assert job.run_dir == store.get(job_id).run_dir and (Path(job.run_dir) / "metrics.json").exists()
-    resumed = {e["model"] for e in read_events(job.run_dir) if e.get("kind") == "result" and e.get("resumed")}
+    resumed = {e["model"] for e in RunDir(job.run_dir).events() if e.get("kind") == "result" and e.get("resumed")}
     assert resumed == {k.removesuffix(".json") for k in kept}
-    trained = [e["stage"] for e in read_events(job.run_dir) if e.get("kind") == "stage"
+    trained = [e["stage"] for e in RunDir(job.run_dir).events() if e.get("kind") == "stage"
                and e["stage"].startswith("train:")]
     assert len(set(trained)) == 5   # 3 baselines + 2 methods, seed 0
     assert all(trained.count(f"train:{k.removesuffix('.json')}") == 1 for k in kept)   # none trained twice

@@ -1,24 +1,13 @@
 """Charts and the one-page HTML report of a run."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from core import report
 from core.errors import RunError
-from core.sample_data import write_sample_dataset
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    from core.experiment import run
-    base = tmp_path_factory.mktemp("report")
-    data = write_sample_dataset(base / "data", {"normal": 16, "spot": 6, "crack": 6}, size=32, seed=2)
-    run_dir = base / "run"
-    run({"data": str(data), "methods": ["smote"], "seeds": [0], "ratio": None, "image_size": 32,
-         "test_per_class": 2, "overrides": {"classifier": {"epochs": 1}}, "num_threads": 1}, run_dir)
-    return run_dir
 
 
 def test_confusion_heatmap_counts_and_row_normalised():
@@ -47,7 +36,9 @@ def test_report_is_one_self_contained_page(finished_run, tmp_path):
     assert "<script src=" not in html                         # nothing fetched: works offline
     out = report.write_report(finished_run, tmp_path / "r.html")
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
-    assert report.write_report(finished_run) == finished_run / "report.html"
+    copy = Path(shutil.copytree(finished_run, tmp_path / "run"))
+    assert report.write_report(copy) == copy / "report.html"
+    assert not [p for p in copy.iterdir() if p.name.endswith(".part")]
 
 
 def test_report_of_an_unfinished_run_says_so(tmp_path):

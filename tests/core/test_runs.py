@@ -11,19 +11,6 @@ import pytest
 from core import runs
 from core.errors import RunError
 from core.events import Reporter
-from core.sample_data import write_sample_dataset
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    """A real run: sample data, smote, 2 seeds, one epoch (a few seconds on a CPU)."""
-    from core.experiment import run
-    base = tmp_path_factory.mktemp("runs")
-    data = write_sample_dataset(base / "data", {"normal": 16, "scratch": 6, "crack": 6}, size=32, seed=0)
-    run_dir = base / "run"
-    run({"data": str(data), "methods": ["smote"], "seeds": [0, 1], "ratio": None, "image_size": 32,
-         "test_per_class": 2, "overrides": {"classifier": {"epochs": 1}}, "num_threads": 1}, run_dir)
-    return run_dir
 
 
 def test_progress_of_a_running_job_with_eta(tmp_path):
@@ -80,7 +67,7 @@ def test_format_seconds():
 
 def test_finished_run_summary_and_listing(finished_run):
     s = runs.run_summary(finished_run)
-    assert s["status"] == "done" and s["methods"] == ["smote"] and s["has_metrics"] and s["has_synthetic"]
+    assert s["status"] == "done" and s["methods"] == ["smote", "mixup"] and s["has_metrics"] and s["has_synthetic"]
     assert [r["id"] for r in runs.list_runs(finished_run.parent)] == ["run"]
     p = runs.progress(finished_run)
     assert p.finished and p.fraction == 1.0 and p.remaining is None
@@ -88,7 +75,7 @@ def test_finished_run_summary_and_listing(finished_run):
 
 
 def test_gallery_lists_images_with_their_real_parents(finished_run):
-    assert runs.synthetic_methods(finished_run) == ["smote"]
+    assert runs.synthetic_methods(finished_run) == ["mixup", "smote"]
     items = runs.gallery(finished_run, "smote", "crack")
     assert items and all(it.cls == "crack" and it.path.exists() for it in items)
     assert {it.seed for it in items} == {0, 1}
@@ -123,11 +110,29 @@ def test_predictions_cells_and_confusion_agree_with_metrics(finished_run):
 def test_leaderboard_rows_put_methods_first_and_verdicts_read_plainly(finished_run):
     metrics = runs.load_metrics(finished_run)
     rows = runs.leaderboard_rows(metrics)
-    assert rows[0]["kind"] == "method" and rows[0]["name"] == "smote"
-    assert {"macro F1", "± std", "95% CI", f"gain vs {metrics['strongest_baseline']}"} <= set(rows[0])
-    assert all(r["kind"] == "baseline" for r in rows[1:])
+    strongest = metrics["strongest_baseline"]
+    assert [r["kind"] for r in rows] == ["method"] * 2 + ["baseline"] * 3
+    gains = [metrics["methods"][r["name"]]["gain"][strongest]["mean"] for r in rows[:2]]
+    assert gains == sorted(gains, reverse=True)                     # the fairest gain first
+    assert {"macro F1", "± std", "95% CI", f"gain vs {strongest}"} <= set(rows[0])
+    # what a user reads: 3 decimals everywhere, the spread over the two seeds, no "None" in a baseline's gains
+    for r in rows:
+        assert all(len(r[k].split(".")[1]) == 3 for k in ("macro F1", "precision", "recall", "accuracy"))
+        assert r["± std"].startswith("± ") and r["95% CI"].count(" to ") == 1
+        assert "None" not in map(str, r.values())
+    assert all(r[f"gain vs {b}"] == "" for r in rows[2:] for b in metrics["baselines"])
+    assert rows[0][f"gain vs {strongest}"] == f"{gains[0]:+.3f}"
     lines = runs.verdict_lines(metrics)
     assert lines and lines[0].startswith("smote: macro F1")
+
+
+def test_leaderboard_rows_of_one_seed_say_so():
+    one = {"strongest_baseline": "paper", "protocol": {"seeds": [0]}, "baselines": {"paper": {}},
+           "leaderboard": [{"name": "smote", "kind": "method", "f1_macro": 0.51234, "f1_std": 0.0,
+                            "f1_ci": [0.4, 0.6], "precision_macro": 0.5, "recall_macro": 0.5, "accuracy": 0.5,
+                            "gain": {"paper": 0.01}, "verdict": "no clear difference"}]}
+    row = runs.leaderboard_rows(one)[0]
+    assert row["± std"] == "1 seed" and row["macro F1"] == "0.512" and row["gain vs paper"] == "+0.010"
 
 
 def test_run_status_from_job_file_or_files(tmp_path):
@@ -201,7 +206,7 @@ def test_metrics_problem_follows_the_file_when_it_is_rewritten(finished_run, tmp
 
 
 @pytest.mark.parametrize("content, why", [
-    (None, "provenance.csv is missing"),
+    (None, "synthetic/smote has no provenance file"),
     (b"\x89PNG\r\n\x1a\n\xff\xfe\n", "is not text"),
     ("hello,world\n1,2\n", "lacks the columns file, class, seed"),
     ("file,class,seed,parents\ncrack/s0_00000.png,crack\n", "has 2 fields instead of 4 at line 2"),
@@ -213,24 +218,27 @@ def test_metrics_problem_follows_the_file_when_it_is_rewritten(finished_run, tmp
 ])
 def test_gallery_with_a_corrupt_provenance_says_so(finished_run, tmp_path, content, why):
     run_dir = _copy(finished_run, tmp_path / "run")
-    prov = run_dir / "synthetic" / "smote" / "provenance.csv"
+    prov = run_dir / "synthetic" / "smote" / "provenance_s0.csv"
     if content is None:
-        prov.unlink()
+        for p in prov.parent.glob("provenance*.csv"):
+            p.unlink()
     else:
         prov.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(RunError) as err:
         runs.gallery(run_dir, "smote")
     msg = str(err.value)
-    assert msg.startswith("This run's synthetic images of smote are unreadable (synthetic/smote/provenance.csv ")
+    where = "synthetic/smote has" if content is None else "synthetic/smote/provenance_s0.csv "
+    assert msg.startswith(f"This run's synthetic images of smote are unreadable ({where}")
     assert why in msg and msg.endswith("; re-run it from the Jobs page.")
 
 
 def test_gallery_of_a_run_still_writing_its_provenance(finished_run, tmp_path):
     run_dir = _copy(finished_run, tmp_path / "run")
-    prov = run_dir / "synthetic" / "smote" / "provenance.csv"
+    (run_dir / "synthetic" / "smote" / "provenance_s1.csv").unlink()   # seed 1 not written yet
+    prov = run_dir / "synthetic" / "smote" / "provenance_s0.csv"
     text = prov.read_text()
     whole = runs.gallery(run_dir, "smote")
-    prov.write_text(text + "crack/s1_9")                  # half a row not flushed yet: waits for the next read
+    prov.write_text(text + "crack/s0_9")                  # half a row not flushed yet: waits for the next read
     assert [it.file for it in runs.gallery(run_dir, "smote")] == [it.file for it in whole]
     lines = text.splitlines(keepends=True)
     prov.write_text("".join(lines[:3]) + lines[3][:5])

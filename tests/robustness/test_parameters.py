@@ -48,7 +48,7 @@ def test_a_valid_configuration_is_queued_inside_the_workspace(user, job):
 def test_ratios_outside_zero_one(user, job, key, what, value):
     store, config = job
     message = refused(user, store, {**config, key: value})
-    hint = ("e.g. 0.1 keeps at most 10% of the majority count per minority class" if key == "ratio" else
+    hint = ("e.g. 0.1 keeps at most 10% of the normal class's count per defect class" if key == "ratio" else
             "1.0 balances every class up to the majority count")
     assert message == f"{what} must be in (0, 1], got {value}; {hint}"
 

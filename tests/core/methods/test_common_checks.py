@@ -1,8 +1,10 @@
 """Common checks run over every registered method (as imbalanced-learn checks every sampler).
 
-A new method gets these tests by being registered. Tiny images (16 px), a couple of training steps:
-count, shape, dtype, seed determinism, ratio honoured, provenance, checkpoint round trip, a class of
-one image, presets and parameter docs.
+A new method gets these tests by being registered (built-in, or from a DEFECTAUG_PLUGINS module). Tiny
+images (16 px) and each method's `tiny` preset (a couple of training steps): count, shape, dtype, seed
+determinism, ratio honoured, provenance as the spec declares it, checkpoint round trip, a class of one image,
+presets and parameter docs. Methods this server cannot run (spec.unavailable_reason()) are skipped with
+the reason.
 """
 from __future__ import annotations
 
@@ -10,22 +12,16 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from core.data import balance_targets
 from core.events import Reporter
 from core.imageset import ImageSet
 from core.methods import Context, all_methods, get_method
 
-# Parameters that make each method train for a couple of steps on 16 px images.
-TINY_OVERRIDES: dict[str, dict] = {
-    "gan": {"steps": 2, "batch_size": 4},
-    "dcgan": {"steps": 2, "batch_size": 4},
-    "cgan": {"steps": 2, "batch_size": 4},
-    "wgan_gp": {"steps": 2, "batch_size": 4},
-    "acgan": {"steps": 2, "batch_size": 4},
-}
-
-ALL = [m.name for m in all_methods()]
+SPECS = all_methods()
+RUNNABLE = [pytest.param(m.name, marks=pytest.mark.skipif(not m.available, reason=str(m.unavailable_reason())))
+            for m in SPECS]
 
 
 def tiny_set(channels: int = 1, counts=(12, 5, 3), size: int = 16, seed: int = 0) -> ImageSet:
@@ -45,9 +41,9 @@ def tiny_set(channels: int = 1, counts=(12, 5, 3), size: int = 16, seed: int = 0
 
 def make(name: str, seed: int = 0, reporter: Reporter | None = None, work_dir=None):
     spec = get_method(name)
-    params = spec.make_params("quick", TINY_OVERRIDES.get(name, {}))
-    ctx = Context(reporter=reporter or Reporter(), device=__import__("torch").device("cpu"), seed=seed,
-                  method=name, work_dir=work_dir)
+    params = spec.make_params("tiny")
+    ctx = Context(reporter=reporter or Reporter(), device=torch.device("cpu"), seed=seed, method=name,
+                  work_dir=work_dir, normal_class="normal")
     return spec, spec.sampler_cls(params, ctx)
 
 
@@ -59,7 +55,7 @@ def fit_sample(name: str, train: ImageSet, seed: int = 0, **kw):
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", RUNNABLE)
 def test_count_shape_dtype_and_ratio(name, channels):
     train = tiny_set(channels)
     sampler, needed = fit_sample(name, train)
@@ -67,16 +63,14 @@ def test_count_shape_dtype_and_ratio(name, channels):
     total = dict(train.counts())
     for cls, n in needed.items():
         batch = sampler.sample(cls, n, seed=1)
-        expect = 0 if name == "none" else n
-        assert batch.images.shape == (expect, 16, 16, channels)
+        assert batch.images.shape == (n, 16, 16, channels)
         assert batch.images.dtype == np.uint8
-        assert len(batch.parents) == expect
-        total[cls] += expect
-    if name != "none":   # target ratio 1.0: every class reaches the majority count
-        assert set(total.values()) == {12}
+        assert len(batch.parents) == n
+        total[cls] += n
+    assert set(total.values()) == {12}     # target ratio 1.0: every class reaches the majority count
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", RUNNABLE)
 def test_same_seed_same_images(name):
     train = tiny_set()
     a, _ = fit_sample(name, train, seed=3)
@@ -86,7 +80,7 @@ def test_same_seed_same_images(name):
     np.testing.assert_array_equal(x1, a.sample("crack", 6, seed=5).images)
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if n != "none"])
+@pytest.mark.parametrize("name", RUNNABLE)
 def test_images_are_not_all_copies_of_one(name):
     train = tiny_set()
     sampler, _ = fit_sample(name, train)
@@ -94,43 +88,61 @@ def test_images_are_not_all_copies_of_one(name):
     assert len({im.tobytes() for im in imgs}) > 1, "every synthetic image is the same"
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", RUNNABLE)
 def test_checkpoint_round_trip(name, tmp_path):
     train = tiny_set()
     sampler, _ = fit_sample(name, train)
     folder = sampler.save(tmp_path / name)
     spec = get_method(name)
-    loaded = spec.load_sampler(folder, Context(device=__import__("torch").device("cpu"), method=name))
+    loaded = spec.load_sampler(folder, Context(device=torch.device("cpu"), method=name))
     assert loaded.classes_ == train.classes
     assert dataclasses.asdict(loaded.params) == dataclasses.asdict(sampler.params)
     np.testing.assert_array_equal(sampler.sample("spot", 5, seed=9).images, loaded.sample("spot", 5, seed=9).images)
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if n != "none"])
-def test_class_of_one_image_never_crashes(name):
+@pytest.mark.parametrize("name", RUNNABLE)
+def test_class_of_one_image_never_crashes_and_says_what_it_did(name):
     train = tiny_set(counts=(12, 1, 4))
     rep = Reporter()
     sampler, needed = fit_sample(name, train, reporter=rep)
     batch = sampler.sample("crack", needed["crack"], seed=0)
     assert batch.images.shape == (11, 16, 16, 1)
+    family = get_method(name).family
+    if family == "classic":            # copies and flips of the one image: nothing to warn about
+        assert not [w for w in rep.warnings if "crack" in w]
+    else:                              # interpolation, mixing and generators need more: the user is told
+        assert any("'crack'" in w or " crack " in w for w in rep.warnings), rep.warnings
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if n != "none"])
-def test_provenance_names_real_images_of_the_class(name):
+@pytest.mark.parametrize("name", RUNNABLE)
+def test_provenance_is_what_the_spec_declares(name):
+    """Parents name real training images of the class (interpolation, mixing, copies), one normal image
+    (translation), or nothing (a generator from noise): never an image of another class or from elsewhere."""
     train = tiny_set()
     sampler, _ = fit_sample(name, train)
     batch = sampler.sample("spot", 4, seed=0)
-    real_spot = {s for s in train.sources if s.startswith("spot/")}
-    for parents in batch.parents:
-        assert set(parents) <= real_spot
-    if get_method(name).family in ("classic", "interpolation", "mixing"):
-        assert all(parents for parents in batch.parents), "interpolation and copies always have parents"
+    kind = get_method(name).provenance
+    real = {c: {s for s, lab in zip(train.sources, train.labels) if train.classes[lab] == c} for c in train.classes}
+    assert len(batch.parents) == 4 and all(isinstance(p, list) for p in batch.parents)
+    if kind == "parents":
+        assert all(p and set(p) <= real["spot"] for p in batch.parents), batch.parents
+    elif kind == "source":
+        assert all(len(p) == 1 and p[0] in real["normal"] for p in batch.parents), batch.parents
+    else:
+        assert all(p == [] for p in batch.parents), f"{name} generates from noise but names parents"
 
 
-@pytest.mark.parametrize("spec", all_methods(), ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 def test_presets_build_and_every_param_is_documented(spec):
-    for preset in ("quick", "paper"):
+    for preset in ("quick", "paper", "tiny"):
         spec.make_params(preset)
     for f in dataclasses.fields(spec.params_cls):
         assert f.metadata.get("help"), f"{spec.name}.{f.name} has no help text for the UI"
     assert spec.summary and spec.paper and spec.family
+    assert spec.provenance in ("parents", "source", "none")
+
+
+def test_the_registry_lists_every_method_once_and_no_baseline():
+    names = [m.name for m in SPECS]
+    assert len(names) == len(set(names)) and "none" not in names
+    assert {"smote", "random_oversample", "dcgan", "acgan"} <= set(names)

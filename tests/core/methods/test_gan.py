@@ -1,4 +1,4 @@
-"""The GAN family (core/methods/gan.py on core/generative.py), on tiny real images and real torch.
+"""The GAN family (core/methods/gan/, trained by core.training.Trainer), on tiny real images and real torch.
 
 What the common checks do not cover: monitors and sample grids in the run directory, finite losses,
 resume after a cancel continues the same run (bit-identical weights on CPU), longer runs continue from a
@@ -15,12 +15,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import core.training.parallel as parallel
 from core.errors import Cancelled, ParamError
-from core.events import CANCEL_FILE, Reporter, read_events
-from core.generative import (DIFFAUGMENT_CHOICES, AdversarialTrainer, d_loss_fn, diff_augment, g_loss_fn,
-                             parse_policy)
+from core.events import CANCEL_FILE, Reporter
 from core.imageset import ImageSet
 from core.methods import Context, get_method
+from core.methods.gan.common import DIFFAUGMENT_CHOICES, d_loss_fn, diff_augment, g_loss_fn, parse_policy
+from core.methods.gan.gan import AdversarialStep
+from core.rundir import RunDir
+from core.runtime import Placement
+from core.training import LoopSettings, Trainer, Who, side_by_side
 
 GANS = ["gan", "dcgan", "cgan", "wgan_gp", "acgan"]
 TINY = {"steps": 3, "batch_size": 4, "monitor_every": 1, "sample_every": 2, "g_width": 4, "d_width": 4,
@@ -55,7 +59,7 @@ def test_trains_with_monitors_grids_and_finite_losses(name, tmp_path):
     batch = sampler.sample("spot", 6, seed=0)
     assert batch.images.shape == (6, 16, 16, 3) and batch.images.dtype == np.uint8
     assert batch.parents == [[]] * 6
-    events = list(read_events(tmp_path))
+    events = RunDir(tmp_path).events()
     monitors = [e for e in events if e["kind"] == "monitor"]
     trained = [None] if get_method(name).conditional else ["crack", "spot"]   # normal needed nothing
     assert sorted({m["class"] for m in monitors}, key=str) == sorted(trained, key=str)
@@ -89,7 +93,7 @@ def test_resume_after_cancel_continues_the_same_run(name, tmp_path):
     ckpts = list((tmp_path / "work").glob("*.safetensors"))
     assert ckpts, "a cancelled run leaves a checkpoint"
     resumed = fit(name, train, Reporter(run), work_dir=tmp_path / "work", seed=1, steps=4)
-    monitors = [e for e in read_events(run) if e["kind"] == "monitor"]
+    monitors = [e for e in RunDir(run).events() if e["kind"] == "monitor"]
     for cls in {m["class"] for m in monitors}:                # per-class models may train side by side
         assert [m["step"] for m in monitors if m["class"] == cls][-2:] == [3, 4]   # 3 and 4 ran after the resume
     want, got = straight.get_state()[0], resumed.get_state()[0]
@@ -109,31 +113,39 @@ def test_more_steps_continue_a_kept_training_state(tmp_path):
     assert sorted(m["class"] for m in monitors) == ["crack", "crack", "spot", "spot"]   # two classes
     for cls in ("crack", "spot"):
         assert [m["step"] for m in monitors if m["class"] == cls] == [3, 4]
-    for (ka, a), (kb, b) in zip(straight.get_state()[0].items(), longer.get_state()[0].items()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    want, got = straight.get_state()[0], longer.get_state()[0]
+    assert list(want) == list(got)                            # a missing key would not show in a zip
+    for key in want:
+        torch.testing.assert_close(want[key], got[key], rtol=0, atol=0, msg=key)
+
+
+def _trainer(params, images, rep=None, checkpoint=None, init=0):
+    """A dcgan training process on `images` (networks initialised from `init`) and the loop that runs it."""
+    from models.dcgan import build_dcgan
+    who = Who("dcgan", "crack", 0)
+    process = AdversarialStep(*build_dcgan(8, 1, 16, 4, 4, generator=torch.Generator().manual_seed(init)),
+                              params, images, placement=Placement.for_device("cpu"), seed=0, who=who)
+    return process, Trainer(process, LoopSettings.from_params(params, process.total), who=who,
+                            reporter=rep or Reporter(), checkpoint=checkpoint)
 
 
 def test_finished_checkpoint_keeps_only_the_generator_and_is_reused(tmp_path):
-    from models.dcgan import build_dcgan
     p = get_method("dcgan").make_params("quick", {**TINY, "steps": 2})
     images = tiny_set().images[:6]
-
-    def trainer(params, rep):
-        return AdversarialTrainer(*build_dcgan(8, 1, 16, 4, 4), params, images, reporter=rep,
-                                  checkpoint=tmp_path / "c.safetensors")
-
-    first = trainer(p, Reporter())
-    first.run()
+    first, loop = _trainer(p, images, checkpoint=tmp_path / "c.safetensors")
+    loop.run()
     assert all(k.startswith("G.") for k in load_file(str(tmp_path / "c.safetensors")))   # G only at the end
     rep = Reporter()
-    again = trainer(p, rep)
-    assert again.run()["resumed_from"] == 2                          # same settings: nothing to train
+    again, loop = _trainer(p, images, rep, checkpoint=tmp_path / "c.safetensors", init=5)
+    assert loop.run()["resumed_from"] == 2                           # same settings: nothing to train
     assert not [e for e in rep.events if e["kind"] == "monitor"]
-    for a, b in zip(first.G.state_dict().values(), again.G.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    want, got = first.G.state_dict(), again.G.state_dict()
+    assert list(want) == list(got)
+    for key in want:                                                 # G came from the checkpoint
+        torch.testing.assert_close(want[key], got[key], rtol=0, atol=0, msg=key)
     rep = Reporter()
-    trainer(dataclasses.replace(p, lr_g=1e-3), rep).run()            # other settings: trains anew
-    assert [e["step"] for e in rep.events if e["kind"] == "monitor"] == [1, 2]
+    _trainer(dataclasses.replace(p, lr_g=1e-3), images, rep, checkpoint=tmp_path / "c.safetensors")[1].run()
+    assert [e["step"] for e in rep.events if e["kind"] == "monitor"] == [1, 2]   # other settings: anew
 
 
 def test_a_finished_fit_removes_its_training_checkpoints_unless_kept(tmp_path):
@@ -144,7 +156,6 @@ def test_a_finished_fit_removes_its_training_checkpoints_unless_kept(tmp_path):
 
 
 def test_side_by_side_uses_every_core_and_only_on_cpu():
-    from core.methods.gan import side_by_side
     cpu, before = torch.device("cpu"), torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -167,12 +178,11 @@ def test_side_by_side_uses_every_core_and_only_on_cpu():
 def test_models_side_by_side_equal_the_models_one_after_another(monkeypatch):
     """Two per-class models trained at once (two threads, one torch thread each) are bit for bit the
     models trained one after the other on one thread: they share nothing but the reporter."""
-    import core.methods.gan as gan_mod
     train, before = tiny_set(), torch.get_num_threads()
-    monkeypatch.setattr(gan_mod, "side_by_side", lambda n, device: [(n, 2, 1)])
+    monkeypatch.setattr(parallel, "side_by_side", lambda n, device: [(n, 2, 1)])
     together = fit("dcgan", train, seed=3, steps=6)
     assert torch.get_num_threads() == before                  # the thread count is given back
-    monkeypatch.setattr(gan_mod, "side_by_side", lambda n, device: [(n, 1, 1)])
+    monkeypatch.setattr(parallel, "side_by_side", lambda n, device: [(n, 1, 1)])
     torch.set_num_threads(1)
     try:
         apart = fit("dcgan", train, seed=3, steps=6)
@@ -185,16 +195,16 @@ def test_models_side_by_side_equal_the_models_one_after_another(monkeypatch):
 
 
 def test_a_failing_model_stops_the_one_beside_it_and_its_own_error_is_raised(monkeypatch, tmp_path):
-    import core.methods.gan as gan_mod
-    monkeypatch.setattr(gan_mod, "side_by_side", lambda n, device: [(n, 2, 1)])
-    real_step = AdversarialTrainer.train_step
+    monkeypatch.setattr(parallel, "side_by_side", lambda n, device: [(n, 2, 1)])
+    real_step, steps = AdversarialStep.step, {}
 
     def failing_step(self, monitor=False):
-        if self.class_name == "spot" and self.step >= 1:
+        steps[self.who.cls] = steps.get(self.who.cls, 0) + 1
+        if self.who.cls == "spot" and steps["spot"] > 1:
             raise RuntimeError("spot's model broke")
         return real_step(self, monitor)
 
-    monkeypatch.setattr(AdversarialTrainer, "train_step", failing_step)
+    monkeypatch.setattr(AdversarialStep, "step", failing_step)
     rep = Reporter(tmp_path / "run")
     with pytest.raises(RuntimeError, match="spot's model broke"):       # not the other's "stopped"
         fit("dcgan", tiny_set(), rep, work_dir=tmp_path / "work", steps=5000)
@@ -308,31 +318,29 @@ def test_cutout_and_translation_move_pixels():
 
 def test_trainer_runs_alone_and_rejects_bad_settings():
     p = get_method("dcgan").make_params("quick", TINY)
-    from models.dcgan import build_dcgan
-    G, D = build_dcgan(8, 1, 16, 4, 4)
-    tr = AdversarialTrainer(G, D, p, tiny_set().images[:5])
-    out = tr.run()
+    _, loop = _trainer(p, tiny_set().images[:5])
+    out = loop.run()
     assert out["steps"] == 3 and out["images"] == 10 and math.isfinite(out["d_loss"])
     with pytest.raises(ParamError):
-        AdversarialTrainer(G, D, p, tiny_set().images[:0])
+        _trainer(p, tiny_set().images[:0])
 
 
 def test_collapse_and_vanishing_gradient_flags_need_a_late_persistent_signal():
-    from models.dcgan import build_dcgan
     p = get_method("dcgan").make_params("quick", {**TINY, "steps": 20, "loss": "saturating"})
     rep = Reporter()
-    tr = AdversarialTrainer(*build_dcgan(8, 1, 16, 4, 4), p, tiny_set().images[:5], reporter=rep)
+    _, tr = _trainer(p, tiny_set().images[:5], rep)
     bad = {"d_loss": 0.01, "g_loss": -0.001, "g_grad_norm": 1e-4, "d_real": 0.999, "d_fake": 0.001,
            "diversity": 0.01, "diversity_real": 0.4}
     for step in (2, 3, 4, 5):            # early: a transient that often recovers, no flag
         tr.step = step
-        tr._report(bad, "t")
+        tr._report(bad)
     assert not rep.warnings
-    for step in (12, 13, 14):
+    for step in (12, 13, 14, 15, 16):
         tr.step = step
-        tr._report(bad, "t")
-    assert len(rep.warnings) == 2
+        tr._report(bad)
+    assert len(rep.warnings) == 2        # each flag once
     assert "mode collapse" in rep.warnings[0] and "vanishing gradients" in rep.warnings[1]
-    tr.step = 15
-    with pytest.raises(ParamError, match="diverged"):
-        tr._report({**bad, "d_loss": float("nan")}, "t")
+    assert rep.warnings[0].startswith("dcgan [crack]: ")
+    tr.step = 17
+    with pytest.raises(ParamError, match=r"dcgan \[crack\] diverged at step 17 \(d_loss is not finite\)"):
+        tr._report({**bad, "d_loss": float("nan")})

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from core.errors import Cancelled, ParamError
-from core.events import read_events
-from core.experiment import ExperimentConfig, estimate, load_npz, run
+from core.experiment import ExperimentConfig, estimate, plan, run
+from core.rundir import RunDir
 
 FAST = {"classifier": {"epochs": 1, "batch_size": 8, "width": 4}}
 
@@ -18,7 +18,7 @@ def data(tmp_path, make_dataset):
 
 
 def cfg(data, **kw):
-    base = dict(data=str(data), methods=["smote", "random_oversample"], seeds=[0], ratio=0.2, image_size=16,
+    base = dict(data=str(data) if data is not None else None, methods=["smote", "random_oversample"], seeds=[0], ratio=0.2, image_size=16,
                 test_per_class=4, overrides=FAST, device="cpu")
     base.update(kw)
     return base
@@ -28,9 +28,13 @@ def test_run_writes_the_run_directory_and_metrics(tmp_path, data):
     out = tmp_path / "run"
     m = run(cfg(data), out)
     for f in ("config.json", "events.jsonl", "log.txt", "metrics.json", "data_report.json", "split.json",
-              "data/train.npz", "data/test.npz", "synthetic/smote/provenance.csv"):
+              "data/train.npz", "data/test.npz", "synthetic/smote/provenance_s0.csv", "synthetic/smote/s0.npz",
+              "fits/smote_s0.json", "checkpoints/smote/seed0/meta.json"):
         assert (out / f).exists(), f
-    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(m))
+    # metrics.json is what the results say: each model's seed-0 block is its results file
+    rd = RunDir(out)
+    for model, block in [(f"baseline_{b}", m["baselines"][b]) for b in m["baselines"]] + list(m["methods"].items()):
+        assert block["seeds"]["0"] == rd.result(model, 0)["metrics"], model
     # imbalance then balance: 26 normal train images, minorities cut to floor(0.2*26)=5, topped up to 26
     split = json.loads((out / "split.json").read_text())
     assert split["train_counts"] == {"crack": 5, "normal": 26, "spot": 5}
@@ -53,7 +57,7 @@ def test_run_writes_the_run_directory_and_metrics(tmp_path, data):
         assert mm["seeds"]["0"]["train_size"] == 78
     assert [r["f1_macro"] for r in m["leaderboard"]] == sorted((r["f1_macro"] for r in m["leaderboard"]), reverse=True)
     # synthetic images on disk, with provenance naming real training images
-    with open(out / "synthetic/smote/provenance.csv", encoding="utf-8") as fh:
+    with open(out / "synthetic/smote/provenance_s0.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 42
     train_sources = set(split["train"])
@@ -64,9 +68,11 @@ def test_run_writes_the_run_directory_and_metrics(tmp_path, data):
         preds = list(csv.DictReader(fh))
     assert [p["file"] for p in preds] == split["test"]
     assert abs(sum(float(preds[0][f"p_{c}"]) for c in ("crack", "normal", "spot")) - 1) < 1e-3
-    kinds = {e["kind"] for e in read_events(out)}
+    kinds = {e["kind"] for e in rd.events()}
     assert {"stage", "progress", "epoch", "done"} <= kinds
-    assert load_npz(out / "data/test.npz").sources == split["test"]
+    assert rd.load_split("test").sources == split["test"]
+    # the normal class is recorded where the run and the user read it
+    assert split["normal_class"] == m["protocol"]["normal_class"] == rd.config()["normal_class"] == "normal"
 
 
 def test_seeds_give_mean_std_and_paired_gains(tmp_path, data):
@@ -109,7 +115,7 @@ def test_cancel_stops_and_keeps_what_was_written(tmp_path, data):
         run(cfg(data), out, callback=cancel_after_first_model)
     assert (out / "predictions/baseline_paper_s0.csv").exists()
     assert not (out / "metrics.json").exists()
-    assert list(read_events(out))[-1]["kind"] == "error"
+    assert RunDir(out).events()[-1]["kind"] == "error"
 
 
 def test_resume_goes_on_where_an_interrupted_run_stopped(tmp_path, data):
@@ -135,7 +141,7 @@ def test_resume_goes_on_where_an_interrupted_run_stopped(tmp_path, data):
         assert m["methods"][name]["f1_macro"] == fresh["methods"][name]["f1_macro"]
         assert m["methods"][name]["gain"] == fresh["methods"][name]["gain"]
     assert m["methods"]["smote"]["timing"]["fit_seconds"][0] is not None
-    rows = list(csv.reader(open(out / "synthetic/smote/provenance.csv", encoding="utf-8")))
+    rows = list(csv.reader(open(out / "synthetic/smote/provenance_s0.csv", encoding="utf-8")))
     assert len(rows) - 1 == sum(1 for _ in (out / "synthetic/smote").rglob("*.png"))
 
 
@@ -160,7 +166,9 @@ def test_resume_retrains_what_other_settings_would_change(tmp_path, data):
     ({"target_ratio": 2}, "target ratio"),
     ({"image_size": 50}, "image size 50 is not supported"),
     ({"methods": ["nope"]}, "unknown method 'nope'"),
-    ({"methods": []}, "at least one method"),
+    ({"data": ""}, "no dataset given"),
+    ({"data": None}, "no dataset given"),
+    ({"normal_class": 3}, "normal_class must be a class name"),
     ({"seeds": []}, "distinct seeds"),
     ({"preset": "huge"}, "unknown preset"),
     ({"test_per_class": 0}, "test_per_class"),
@@ -178,7 +186,7 @@ def test_resume_retrains_what_other_settings_would_change(tmp_path, data):
 ])
 def test_config_errors_are_clear(data, bad, message):
     with pytest.raises(ParamError, match=message):
-        ExperimentConfig.from_dict(cfg(data, **bad))
+        ExperimentConfig.from_dict({**cfg(data), **bad})
 
 
 def test_synthetic_memory_bound_is_checked_before_training(tmp_path, data):
@@ -187,9 +195,16 @@ def test_synthetic_memory_bound_is_checked_before_training(tmp_path, data):
     assert not (tmp_path / "r" / "predictions").exists()
 
 
-def test_none_method_is_the_paper_baseline(tmp_path, data):
+def test_a_run_of_baselines_only_and_none_is_no_method(tmp_path, data):
+    """'none' (the imbalanced set as it is) is the paper baseline every run trains, not a method: a
+    config that still lists it gets the baselines, and the registry says what it is."""
+    from core.methods import get_method
     m = run(cfg(data, methods=["none"]), tmp_path / "r")
-    assert m["methods"]["none"]["f1_macro"] == m["baselines"]["paper"]["f1_macro"]
+    assert m["methods"] == {} and set(m["baselines"]) == {"paper", "equal_steps", "class_weighted"}
+    assert [t.id for t in plan(ExperimentConfig.from_dict(cfg(data, methods=[])))][1:4] == [
+        "train:baseline_paper_s0", "train:baseline_equal_steps_s0", "train:baseline_class_weighted_s0"]
+    with pytest.raises(ParamError, match="not a method"):
+        get_method("none")
 
 
 def test_estimate_counts_trainings(data):

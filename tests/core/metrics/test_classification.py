@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from core.metrics import (_fast_macro_f1, aggregate, bootstrap_f1_ci, classification_metrics, macro_f1,
+from core.metrics.classification import (_fast_macro_f1, aggregate, bootstrap_f1_ci, classification_metrics, macro_f1,
                           paired_bootstrap_gain, seed_gain)
 
 
