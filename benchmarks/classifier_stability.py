@@ -12,6 +12,11 @@ the F1 values, mean, SD (ddof=1) and a 90% interval of the SD (chi-square). A 5-
 (about +-35%), a 20-seed one about +-16%: compare settings on many seeds. Results go into
 benchmarks/RESULTS.md by hand (section seed_stability). --procs N trains N seeds at a time, each in
 its own process with --threads threads (use --threads 1 with --procs 2 on 2 cores).
+
+Each setting is a run of the experiment's plan with the equal-steps baseline only
+(`core.experiment.run_in_processes`, one run folder per setting under benchmarks/out/classifier_stability/),
+so the numbers are those the product computes. --members and --flip-tta score what the product does not train
+(an ensemble per seed, flip-averaged predictions) and train the seeds here directly.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,7 +38,10 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._results import machine  # noqa: E402
 from core import classifier as clf  # noqa: E402
 from core.data import balance_targets, load_dataset, simulate_imbalance, split  # noqa: E402
+from core.experiment import run_in_processes  # noqa: E402
 from core.metrics import macro_f1  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "out" / "classifier_stability"
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -105,15 +114,25 @@ def main() -> None:
     print(f"Machine: {machine()}", flush=True)
     _, train, _ = _loaded(a.data, a.image_size)          # the seeds run in this process reuse it
     seeds = parse_seeds(a.seeds)
-    pool = mp.get_context("spawn").Pool(a.procs) if a.procs > 1 else None
-    for text in a.settings:
+    direct = a.members > 1 or a.flip_tta
+    pool = mp.get_context("spawn").Pool(a.procs) if a.procs > 1 and direct else None
+    for i, text in enumerate(a.settings):
         p = clf.ClassifierParams(**json.loads(text))
         steps = clf.steps_for(len(train) + sum(balance_targets(train.counts(), 1.0).values()), p)
         t0 = time.time()
-        jobs = [(a.data, text, s, a.members, a.threads, a.flip_tta, a.image_size) for s in seeds]
-        results = pool.map(_one_seed, jobs, chunksize=1) if pool else [_one_seed(j) for j in jobs]
-        f1 = [r[0] for r in results]
-        tta = [r[1] for r in results if r[1] is not None]
+        if a.members == 1 and not a.flip_tta:     # what the product trains: the plan's equal-steps baseline
+            config = dict(data=a.data, methods=[], baselines=["equal_steps"], seeds=seeds, ratio=0.1,
+                          image_size=a.image_size, test_per_class=20, save_images=False,
+                          overrides={"classifier": json.loads(text)})
+            shutil.rmtree(OUT / f"setting{i}", ignore_errors=True)
+            m = run_in_processes(config, OUT / f"setting{i}", a.procs, a.threads)
+            f1 = [m["baselines"]["equal_steps"]["seeds"][str(s)]["f1_macro"] for s in seeds]
+            tta = []
+        else:
+            jobs = [(a.data, text, s, a.members, a.threads, a.flip_tta, a.image_size) for s in seeds]
+            results = pool.map(_one_seed, jobs, chunksize=1) if pool else [_one_seed(j) for j in jobs]
+            f1 = [r[0] for r in results]
+            tta = [r[1] for r in results if r[1] is not None]
         lo, hi = sd_interval(f1)
         line = (f"{text} {a.image_size} px members {a.members} threads {a.threads} x {a.procs} processes bf16 {clf.use_bf16(p, torch.device('cpu'))} steps {steps}: "
                 f"F1 {[round(v, 3) for v in f1]} mean {np.mean(f1):.3f} SD {np.std(f1, ddof=1):.3f} "

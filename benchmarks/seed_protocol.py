@@ -15,18 +15,15 @@ training step and peak memory. With --stability it also trains the equal-steps b
 
 --procs N (default: one per core) trains the models in N processes of one torch thread each: a small
 CNN on 64 px images uses two cores poorly from one process (per-op overhead dominates), so two
-single-thread processes finish the 50 trainings sooner. Each process runs `core.experiment.run` on a
-share of the (seed, model) pairs in its own folder; the shares' results/<model>.json files are then
-gathered into one folder and `run(..., resume=True)` reuses every one of them (the same code path as
-resuming an interrupted run: a result is reused only when data, split, classifier and method settings
-match) to compute the metrics, leaderboard and verdicts. The numbers are those of the sequential run
-up to float rounding of 1 vs 2 threads.
+single-thread processes finish the 50 trainings sooner. The run is the experiment's plan of tasks
+(`core.experiment.run_in_processes`): prepare once, then each baseline training and each method's fit and
+training go to a pool of processes, all in one run folder, then aggregate. The numbers are those of the
+sequential run up to float rounding of 1 vs 2 threads.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import resource
 import shutil
@@ -38,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._results import machine, write_section  # noqa: E402
-from core.experiment import run  # noqa: E402
+from core.experiment import run_in_processes  # noqa: E402
+from core.rundir import RunDir  # noqa: E402
 
 METHODS = "smote,borderline_smote,adasyn,random_oversample,augment,mixup,cutmix"
 
@@ -63,26 +61,16 @@ def main() -> None:
     base = dict(data=a.data, seeds=seeds, ratio=a.ratio, image_size=a.image_size, test_per_class=20,
                 device="auto", save_images=False)
     main_cfg = dict(base, methods=methods, overrides={"classifier": {"epochs": a.epochs}})
-    old_cfg = dict(base, methods=["none"], baselines=["equal_steps"],
+    old_cfg = dict(base, methods=[], baselines=["equal_steps"],
                    overrides={"classifier": {"epochs": a.epochs, "schedule": "constant", "ema_halflife": 0.0}})
     out = Path(a.out)
     for d in ("main", "constant_lr_last_epoch", "parts"):   # a fresh measurement, never a resumed one
         shutil.rmtree(out / d, ignore_errors=True)
     t0 = time.time()
-    if a.procs > 1:
-        parts = _shares(main_cfg, out / "parts", seeds, methods)
-        if a.stability:
-            parts += [(dict(old_cfg, seeds=[s]), out / "parts" / f"constant_s{s}", 1.0) for s in seeds]
-        _run_parallel(parts, a.procs)
-        _gather(out / "parts", out / "main", exclude="constant_")
-        m = run(main_cfg, out / "main", callback=_dots, resume=True)
-        old = None
-        if a.stability:
-            _gather(out / "parts", out / "constant_lr_last_epoch", include="constant_")
-            old = run(old_cfg, out / "constant_lr_last_epoch", callback=_dots, resume=True)
-    else:
-        m = run(main_cfg, out / "main", callback=_dots)
-        old = run(old_cfg, out / "constant_lr_last_epoch", callback=_dots) if a.stability else None
+    threads = 1 if a.procs > 1 else (os.cpu_count() or 1)
+    m = run_in_processes(main_cfg, out / "main", a.procs, threads, callback=_dots, on_chain=_done)
+    old = (run_in_processes(old_cfg, out / "constant_lr_last_epoch", a.procs, threads, callback=_dots,
+                            on_chain=_done) if a.stability else None)
     minutes = (time.time() - t0) / 60
     n_train = len(m["leaderboard"]) * len(seeds) + (len(seeds) if a.stability else 0)
     peak_mb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
@@ -93,68 +81,8 @@ def main() -> None:
         (Path(a.out) / "metrics_summary.json").write_text(json.dumps(m["leaderboard"], indent=1))
 
 
-# Cost of one model in classifier steps, relative to a balanced run (the paper baseline trains
-# on the imbalanced set only: 700 of 3080 steps on magnetic_tile at ratio 0.1).
-_COST = {"paper": 0.25}
-
-
-def _shares(cfg: dict, parts_dir: Path, seeds: list[int], methods: list[str]) -> list[tuple[dict, Path, float]]:
-    """Cut the (seed, model) pairs into per-seed shares of about four balanced runs each.
-
-    Every share is a valid experiment on its own: it keeps at least one baseline (the cheap paper
-    one where it has none), so a share may train a paper baseline a second time; the copies are
-    identical and one is kept.
-    """
-    items = [("baseline", b) for b in ("paper", "equal_steps", "class_weighted")] + [("method", m) for m in methods]
-    per_seed_cost = sum(_COST.get(n, 1.0) for _, n in items)
-    n_shares = max(1, round(per_seed_cost / 4))
-    groups: list[list[tuple[str, str]]] = [[] for _ in range(n_shares)]
-    load = [0.0] * n_shares
-    for item in sorted(items, key=lambda it: -_COST.get(it[1], 1.0)):   # longest first, to the least loaded
-        i = load.index(min(load))
-        groups[i].append(item)
-        load[i] += _COST.get(item[1], 1.0)
-    out = []
-    for s in seeds:
-        for i, g in enumerate(groups):
-            baselines = [n for kind, n in g if kind == "baseline"] or ["paper"]
-            ms = [n for kind, n in g if kind == "method"] or ["none"]
-            cost = sum(_COST.get(n, 1.0) for n in baselines + [m for m in ms if m != "none"])
-            out.append((dict(cfg, seeds=[s], methods=ms, baselines=baselines), parts_dir / f"s{s}_share{i}", cost))
-    return out
-
-
-def _run_share(job: tuple[dict, Path, float]) -> str:
-    cfg, run_dir, _ = job
-    import torch
-    torch.set_num_threads(1)
-    t = time.time()
-    run(dict(cfg, num_threads=1), run_dir)
-    return f"[{time.strftime('%H:%M:%S')}] {run_dir.name} done in {time.time() - t:.0f} s"
-
-
-def _run_parallel(parts: list[tuple[dict, Path, float]], procs: int) -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"       # inherited by the spawned processes before torch loads
-    parts = sorted(parts, key=lambda p: -p[2])  # longest first: the pool then ends evenly
-    with mp.get_context("spawn").Pool(procs, maxtasksperchild=1) as pool:
-        for line in pool.imap_unordered(_run_share, parts):
-            print(line, flush=True)
-
-
-def _gather(parts_dir: Path, dest: Path, include: str = "", exclude: str | None = None) -> None:
-    """Copy the shares' results, predictions and per-epoch events into one run folder."""
-    for sub in ("results", "predictions"):
-        (dest / sub).mkdir(parents=True, exist_ok=True)
-    with open(dest / "share_events.jsonl", "a", encoding="utf-8") as events:
-        for share in sorted(parts_dir.iterdir()):
-            if not share.name.startswith(include) or (exclude and share.name.startswith(exclude)):
-                continue
-            for sub in ("results", "predictions"):
-                for f in (share / sub).glob("*"):
-                    shutil.copy2(f, dest / sub / f.name)
-            ev = share / "events.jsonl"
-            if ev.exists():
-                events.write(ev.read_text(encoding="utf-8"))
+def _done(ids: list[str]) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {', '.join(ids)} done", flush=True)
 
 
 def _dots(ev: dict) -> None:
@@ -173,7 +101,7 @@ def _table(m: dict, old: dict | None, seeds: list[int], a, minutes: float, n_tra
         f"{sum(p['test_counts'].values())} images ({p['test_counts']}); training counts after imbalance "
         f"{p['train_counts']}; balanced runs {p['steps_balanced']} steps, paper baseline {p['steps_paper']} steps.",
         f"Wall time: **{minutes:.1f} min** for {n_train} trainings (+ synthesis), "
-        + (f"{a.procs} processes of 1 torch thread each" if a.procs > 1 else f"one process") +
+        + (f"{a.procs} processes of 1 torch thread each" if a.procs > 1 else "one process") +
         f"; peak memory {peak_mb:.0f} MB (max RSS of one process).",
         "",
         "| model | precision | recall | macro F1 (mean ± sd) | 95% CI | gain vs paper | vs equal_steps | "
@@ -221,13 +149,8 @@ def _table(m: dict, old: dict | None, seeds: list[int], a, minutes: float, n_tra
 
 def _late_swing(run_dir: Path, seeds: list[int], last: int = 10) -> list[float]:
     """max - min of the equal-steps baseline's per-epoch test macro F1 (the evaluated model) over the last epochs."""
-    from core.events import read_events
     points: dict[str, list[float]] = {}
-    evs = list(read_events(run_dir))
-    shared = run_dir / "share_events.jsonl"     # the per-epoch curves of a parallel run's shares
-    if shared.exists():
-        evs += [json.loads(line) for line in shared.read_text(encoding="utf-8").splitlines() if line.strip()]
-    for ev in evs:
+    for ev in RunDir(run_dir).events():       # every process of the pool wrote to the run's events
         if ev.get("kind") == "epoch" and str(ev.get("model", "")).startswith("baseline_equal_steps_s"):
             points.setdefault(ev["model"], []).append(ev["test_f1"])
     out = []
