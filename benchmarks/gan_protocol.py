@@ -9,9 +9,9 @@ and after, three baselines (core.experiment), plus a sample grid per method unde
         --set classifier.epochs=1 --out benchmarks/out/smoke --figures benchmarks/out/smoke  # plumbing check
 
 The full run takes hours on 2 CPU cores (five GANs x 3 seeds x up to 10 minutes, plus the classifiers).
-`--fit-only` skips the classifiers: it prepares the training set exactly as the experiment does, fits each
-method, samples what every class needs, and reports the wall-clock minutes: how the quick preset's
-"each method under 10 minutes on 2 cores" is checked.
+`--fit-only` skips the classifiers: it runs only the plan's `prepare` and `fit` tasks (the training set exactly
+as the experiment makes it, each method fitted and sampled for what every class needs) and reports the
+wall-clock minutes: how the quick preset's "each method under 10 minutes on 2 cores" is checked.
 Results: the run directory (default benchmarks/out/gan_protocol, not committed), a markdown table on
 stdout (--table FILE writes it too; --write puts it in benchmarks/RESULTS.md), and figures/<method>.png:
 8 synthetic images per minority class (one row each) from the first seed.
@@ -50,7 +50,7 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
 
 def figure_from_images(per_class: dict[str, np.ndarray], path: Path, cols: int = 8) -> None:
     """One row of up to `cols` images per class."""
-    from core.generative import save_grid
+    from core.training import save_grid
     rows = []
     for imgs in per_class.values():
         row = imgs[:cols]
@@ -62,60 +62,47 @@ def figure_from_images(per_class: dict[str, np.ndarray], path: Path, cols: int =
 
 
 def figure_from_run(run_dir: Path, method: str, path: Path, seed: int = 0, cols: int = 8) -> bool:
-    from PIL import Image
-    base = run_dir / "synthetic" / method
-    per_class = {}
-    for folder in sorted(p for p in base.glob("*") if p.is_dir()):
-        files = sorted(folder.glob(f"s{seed}_*.png"))[:cols]
-        if files:
-            imgs = [np.asarray(Image.open(f)) for f in files]
-            per_class[folder.name] = np.stack([i[..., None] if i.ndim == 2 else i for i in imgs])
+    from core.rundir import RunDir
+    rd = RunDir(run_dir)
+    if not rd.synthetic_npz(method, seed).exists():
+        return False
+    synth = rd.load_synthetic(method, seed)
+    per_class = {c: synth.of_class(c).images[:cols] for c in synth.classes if synth.counts()[c]}
     if per_class:
         figure_from_images(per_class, path, cols)
     return bool(per_class)
 
 
 def fit_only(args, overrides: dict) -> dict:
-    """Fit + sample each method per seed on the experiment's training set; minutes per method."""
-    import torch
-    from core.data import balance_targets, load_dataset, simulate_imbalance, split
-    from core.events import Reporter
-    from core.experiment import ExperimentConfig
-    from core.methods import Context, get_method, pick_device
-
-    cfg = ExperimentConfig.from_dict({"data": str(args.data), "methods": args.methods, "seeds": args.seeds,
-                                      "ratio": args.ratio, "preset": args.preset, "image_size": args.image_size,
-                                      "overrides": overrides, "num_threads": args.threads})
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    full, _ = load_dataset(cfg.data, image_size=cfg.image_size)
-    pool, _test = split(full, int(cfg.test_per_class), seed=cfg.split_seed)
-    train = simulate_imbalance(pool, cfg.ratio, seed=cfg.split_seed) if cfg.ratio else pool
-    needed = balance_targets(train.counts(), cfg.target_ratio)
-    print(f"train counts {train.counts()}; needed {needed}; threads {torch.get_num_threads()}", flush=True)
-    device = pick_device(cfg.device)
-    out: dict = {"train_counts": train.counts(), "needed": needed, "methods": {}}
-    for name in cfg.methods:
-        spec = get_method(name)
-        for seed in cfg.seeds:
-            run = args.out / name / f"seed{seed}"
-            rep = Reporter(run)
-            ctx = Context(reporter=rep, device=device, seed=seed, method=name, work_dir=None,
-                          num_threads=cfg.num_threads)
+    """The plan's prepare and fit tasks only (no classifier); minutes per method and seed."""
+    from core.experiment import run
+    from core.rundir import RunDir
+    config = {"data": str(args.data), "methods": args.methods, "seeds": args.seeds, "ratio": args.ratio,
+              "preset": args.preset, "image_size": args.image_size, "overrides": overrides,
+              "num_threads": args.threads}
+    rd = RunDir(args.out / "fit_only")
+    run(config, rd.root, tasks=["prepare"])
+    split = rd.split()
+    print(f"train counts {split['train_counts']}; needed {split['needed']}", flush=True)
+    out: dict = {"train_counts": split["train_counts"], "needed": split["needed"], "methods": {}}
+    for name in args.methods:
+        for seed in args.seeds:
             t0 = time.time()
             load_before = round(__import__("os").getloadavg()[0], 1)
-            sampler = spec.sampler_cls(cfg.method_params(name), ctx).fit(train, needed)
-            t_fit = time.time() - t0
-            samples = {c: sampler.sample(c, n, seed=seed * 1000 + train.class_index(c)).images
-                       for c, n in needed.items() if n > 0}
+            run(config, rd.root, tasks=[f"fit:{name}_s{seed}"])
             total = time.time() - t0
-            row = {"seed": seed, "fit_min": round(t_fit / 60, 2), "total_min": round(total / 60, 2),
-                   "when": time.strftime("%Y-%m-%d %H:%M", time.localtime(t0)), "load": load_before,
-                   "fit": getattr(sampler, "fit_info_", {})}
+            rec = rd.fit(name, seed) or {}
+            fit_info = {}
+            if rd.has_sampler(name, seed):
+                fit_info = json.loads((rd.checkpoint_dir(name, seed) / "meta.json").read_text()).get("fit", {})
+            trained = sum(v.get("seconds", 0.0) for v in fit_info.values())
+            row = {"seed": seed, "fit_min": round((trained or rec.get("fit_seconds", total)) / 60, 2),
+                   "total_min": round(total / 60, 2), "when": time.strftime("%Y-%m-%d %H:%M", time.localtime(t0)),
+                   "load": load_before, "fit": fit_info, "failed": rec.get("failed")}
             out["methods"].setdefault(name, []).append(row)
-            print(f"{name} seed {seed}: fit {t_fit / 60:.2f} min, fit + sample {total / 60:.2f} min", flush=True)
-            if args.figures and seed == cfg.seeds[0]:
-                figure_from_images(samples, args.figures / f"{name}.png")
+            print(f"{name} seed {seed}: fit {row['fit_min']:.2f} min, fit + sample {total / 60:.2f} min", flush=True)
+            if args.figures and seed == args.seeds[0]:
+                figure_from_run(rd.root, name, args.figures / f"{name}.png", seed=seed)
     return out
 
 

@@ -1,4 +1,5 @@
-"""Images per second of one D+G step of `dcgan`: our training loop (core.generative) against a minimal
+"""Images per second of one D+G step of `dcgan`: our training loop (core.training.Trainer running dcgan's
+step, core/methods/gan/gan.py) against a minimal
 plain-PyTorch loop of the same networks, in the same process, on the same data.
 
     .venv/bin/python benchmarks/gan_throughput.py                    # 64 and 128 px, quick-preset widths
@@ -6,7 +7,7 @@ plain-PyTorch loop of the same networks, in the same process, on the same data.
 
 Both loops keep the training images on the device as one tensor and draw random batches from it; the
 plain loop is the PyTorch DCGAN example (BCE, fake batch reused for the G update, fp32). Ours runs
-`AdversarialTrainer.run()` as a method does (monitors every `monitor_every` steps, cancellation checks, no
+`Trainer.run()` as the method does (monitors every `monitor_every` steps, cancellation checks, no
 DiffAugment, no sample grids since there is no run directory); on CUDA it adds bf16 autocast,
 channels_last and fused Adam. Rounds alternate ours / plain and the median is kept, so a busy shared
 machine slows both alike. `--write` puts the table in benchmarks/RESULTS.md (section gan_throughput).
@@ -29,8 +30,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks._results import machine, write_section  # noqa: E402
-from core.generative import AdversarialTrainer  # noqa: E402
 from core.methods import get_method  # noqa: E402
+from core.methods.gan.gan import AdversarialStep  # noqa: E402
+from core.runtime import Placement  # noqa: E402
+from core.training import LoopSettings, Trainer, Who  # noqa: E402
 from models.dcgan import build_dcgan  # noqa: E402
 
 def nets(size: int, width: int, latent: int, seed: int = 0):
@@ -63,12 +66,15 @@ def plain_loop(size, width, batch, latent, data, device):
 
 
 def our_loop(size, width, batch, latent, images, steps, device):
-    """`AdversarialTrainer.run()` exactly as a method calls it (it trains `steps` more each call)."""
+    """The loop exactly as the dcgan sampler runs it: a fresh `Trainer` per call on the same training state
+    (each call trains `steps` more)."""
     params = get_method("dcgan").make_params("quick", {
         "g_width": width, "d_width": width, "batch_size": batch, "latent_dim": latent, "diffaugment": "none",
         "loss": "non_saturating", "hflip": False, "steps": steps, "sample_every": 0})
-    trainer = AdversarialTrainer(*nets(size, width, latent), params, images, device=device)
-    return lambda _steps: trainer.run()
+    who = Who("dcgan", "bench", 0)
+    process = AdversarialStep(*nets(size, width, latent), params, images, placement=Placement.for_device(device),
+                              seed=0, who=who)
+    return lambda _steps: Trainer(process, LoopSettings.from_params(params, process.total), who=who).run()
 
 
 def timed(fn, steps, device) -> float:
@@ -126,7 +132,7 @@ def main(argv=None) -> int:
              f"Machine: {machine()}; device {device}; 1-minute load average {load_before:.1f} before and "
              f"{os.getloadavg()[0]:.1f} after (the machine is shared: other work runs on the same cores).", "",
              f"One D+G step of dcgan (g_width = d_width = {args.width}, batch {args.batch}, latent {args.latent}, "
-             f"grayscale, non-saturating loss, no DiffAugment): `AdversarialTrainer` as the methods run it "
+             f"grayscale, non-saturating loss, no DiffAugment): `core.training.Trainer` running dcgan's step as the method does "
              f"(monitors every 10 steps, cancellation checks) against the PyTorch DCGAN example's loop on the "
              f"same networks and data, in one process; {args.rounds} alternating rounds of {args.steps} steps "
              f"each; medians of img/s and of the per-round ratio. Images/s counts the real images per step.", "",

@@ -60,7 +60,7 @@ class Reporter:
         self.callback = callback
         self.events: list[dict] = []
         self.warnings: list[str] = []
-        self._lock = threading.RLock()     # models trained side by side (core.methods.gan) share a reporter
+        self._lock = threading.RLock()     # models trained side by side (core.training.train_models) share one
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
 
