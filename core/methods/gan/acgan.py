@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 
 from models.dcgan import build_dcgan
@@ -16,10 +15,11 @@ from models.dcgan import build_dcgan
 from ...params import param
 from ..base import MethodSpec
 from ..registry import register
+from .base import GANTraining
 from .cgan import CGANParams
-from .base import GANSampler, GANTraining
 from .common import PAPER_COMMON, TINY, d_loss_fn, g_loss_fn
 from .dcgan import conv_size
+from .sampler import GANSampler
 
 
 @dataclass
@@ -31,35 +31,26 @@ class AuxiliaryClassifierStep(GANTraining):
     """D learns real vs fake and the class of both; G learns to fool D and to be recognised as its class."""
 
     def step(self, monitor: bool) -> dict[str, float] | None:
-        G, D, p, w = self.G, self.D, self.p, self.p.aux_weight
+        D, p, w = self.D, self.p, self.p.aux_weight
         # -- train the discriminator: real/fake head plus the class head on real and fake images ------
         for k in range(p.d_steps):
             x, y = self.real_batch()
             z = self.noise(x.shape[0])
             with self.autocast():
-                if k == p.d_steps - 1:
-                    fake = G(z, y)              # kept with its graph for the generator update below
-                else:
-                    with torch.no_grad():
-                        fake = G(z, y)
+                fake = self.fakes(z, y, keep_graph=k == p.d_steps - 1)   # the last ones train G below
                 real_out, real_aux = D(self.aug(x))
                 fake_out, fake_aux = D(self.aug(fake.detach()))
             loss_d = d_loss_fn(self.loss, real_out, fake_out)
             loss_d = loss_d + w * (F.cross_entropy(real_aux.float(), y) + F.cross_entropy(fake_aux.float(), y))
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.opt_d.step()
+            self.update(self.opt_d, loss_d)
         # -- train the generator: fool D, and be classified as the class asked -------------------------
-        D.requires_grad_(False)
-        try:
+        with self.frozen(D):
             with self.autocast():
                 out, out_aux = D(self.aug(fake))
             loss_g = g_loss_fn(self.loss, out)
             loss_g = loss_g + w * F.cross_entropy(out_aux.float(), y)
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
-        finally:
-            D.requires_grad_(True)
         stats = None
         if monitor:
             stats = self.stats(loss_d, loss_g, real_out, fake_out, fake, x)

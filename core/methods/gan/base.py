@@ -1,26 +1,23 @@
-"""What every GAN method builds on: `GANTraining` (G, D, their optimisers, the random stream, the training
-images on the device; the monitors, grids and warnings the loop asks for) and `GANSampler` (one model per
-class, or one conditional model for all; sampling; saved state). A method adds its `step` and networks."""
+"""`GANTraining`: what every GAN's training step works on (G, D, their Adam optimisers, one random stream, the
+training images on the device) and what the loop asks of it (monitor numbers, the fixed-noise grid, mode
+collapse and vanishing-gradient warnings, the resume fingerprint). A method subclasses it with its `step`;
+`sampler.GANSampler` fits and samples it."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ...advice import FEW_IMAGES   # paper 000: below about 10 images per class GANs fail
 from ...errors import ParamError
-from ...imageset import ImageSet
-from ...runtime import Placement, cpu_threads
-from ...training import LoopSettings, Trainer, TrainingProcess, Who, mean_pairwise_distance, settings_fingerprint
-from ...training import to_uint8, train_models
+from ...runtime import Placement
+from ...training import TrainingProcess, Who, mean_pairwise_distance, settings_fingerprint, to_uint8
 from ...training.images import GRID_COLS
-from ..base import SampleBatch, Sampler
-from .common import BCE_LOSSES, DIVERGENCE_HINT, LOSSES, class_seed, diff_augment, generate, parse_policy
+from .common import BCE_LOSSES, DIVERGENCE_HINT, LOSSES, diff_augment, parse_policy
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,6 +103,27 @@ class GANTraining(TrainingProcess):
 
     def autocast(self):
         return self.place.autocast()
+
+    def fakes(self, z: torch.Tensor, y: torch.Tensor | None = None, keep_graph: bool = True) -> torch.Tensor:
+        """G(z | y); without its graph (no_grad) when no generator update will use these fakes."""
+        with contextlib.nullcontext() if keep_graph else torch.no_grad():
+            return self.G(z) if y is None else self.G(z, y)
+
+    @staticmethod
+    def update(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    @contextlib.contextmanager
+    def frozen(self, net: nn.Module):
+        """No weight gradients for `net` inside (D while G learns to fool it)."""
+        net.requires_grad_(False)
+        try:
+            yield
+        finally:
+            net.requires_grad_(True)
+
     def stats(self, loss_d: torch.Tensor, loss_g: torch.Tensor, real_out: torch.Tensor, fake_out: torch.Tensor,
               fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
         """The monitor numbers of a step (call after G's backward, before its optimiser step)."""
@@ -161,137 +179,3 @@ class GANTraining(TrainingProcess):
 
     def summary(self) -> dict:
         return {"images": self.n_train}
-
-
-# ---------------------------------------------------------------------------------------------
-# The sampler: one model per class that needs images, or one conditional model for all classes
-# ---------------------------------------------------------------------------------------------
-class GANSampler(Sampler):
-    """Fit / sample / state shared by the GANs. A method's sampler sets NAME, `training` (its
-    GANTraining subclass), `conditional`, and implements `arch` and `build`."""
-    NAME = "gan"
-    training: type[GANTraining] = GANTraining
-    conditional = False
-
-    # -- networks (per method) -------------------------------------------------------------------------
-    def arch(self, shape: tuple[int, int, int], n_classes: int) -> dict:
-        """The JSON-able description from which `build` makes the networks (saved with the sampler)."""
-        raise NotImplementedError
-
-    @staticmethod
-    def build(arch: dict, generator: torch.Generator | None = None) -> tuple[nn.Module, nn.Module]:
-        raise NotImplementedError
-
-    def _square(self, shape: tuple[int, int, int]) -> int:
-        h, w, _ = shape
-        if h != w:
-            raise ParamError(f"{self.NAME} needs square images, got {h}x{w}; set the run's image size "
-                             f"(--image-size 64)")
-        return h
-
-    def _checkpoint(self, tag: str) -> Path | None:
-        wd = self.ctx.work_dir
-        return Path(wd) / f"{self.NAME}_seed{self.ctx.seed}_{tag}.safetensors" if wd is not None else None
-
-    def _few_images(self, c: str, n: int) -> None:
-        if n < FEW_IMAGES:
-            self.ctx.reporter.warn(f"{self.NAME}: class {c} has only {n} training images; with fewer than "
-                                   f"~{FEW_IMAGES}, GANs tend to fail and oversampling is the safer choice")
-
-    def _train(self, tag: str, images: np.ndarray, labels: np.ndarray | None, seed: int, cls: str | None,
-               stop=None) -> tuple[dict, nn.Module]:
-        """One model: networks from `seed`, trained by the loop; returns (summary, G in eval mode)."""
-        G, D = self.build(self.arch_, torch.Generator().manual_seed(seed))
-        who = Who(self.NAME, cls, self.ctx.seed)
-        process = self.training(G, D, self.params, images, labels, placement=Placement.for_device(self.ctx.device),
-                                seed=seed, who=who)
-        trainer = Trainer(process, LoopSettings.from_params(self.params, process.total), who=who,
-                          reporter=self.ctx.reporter, checkpoint=self._checkpoint(tag), stop=stop)
-        return trainer.run(), process.G.eval()
-
-    # -- fit -----------------------------------------------------------------------------------------
-    def fit(self, train: ImageSet, needed: dict[str, int]) -> "GANSampler":
-        self._remember(train)
-        self.arch_ = self.arch(train.shape, len(train.classes))
-        self.generators_: dict[str, nn.Module] = {}
-        self.trained_: list[str] = []
-        self.fit_info_: dict[str, dict] = {}
-        device = torch.device(self.ctx.device)
-        counts = train.counts()
-        with cpu_threads(self.ctx.num_threads, device):
-            if self.conditional:
-                self.trained_ = [c for c in train.classes if counts[c] > 0]
-                for c in self.trained_:
-                    if needed.get(c, 0) > 0:
-                        self._few_images(c, counts[c])
-                info, G = self._train("all", train.images, train.labels, class_seed(self.ctx.seed, 10_000), None)
-                self.fit_info_["all"], self.generators_["all"] = info, G
-            else:
-                todo = []
-                for ci, c in enumerate(train.classes):
-                    if needed.get(c, 0) <= 0:
-                        continue
-                    if counts[c] == 0:
-                        self.ctx.reporter.warn(f"{self.NAME}: class {c} has no training image; nothing to learn from")
-                        continue
-                    self._few_images(c, counts[c])
-                    todo.append((ci, c))
-
-                def job(ci: int, c: str):
-                    return lambda stop: self._train(f"class{ci}", train.of_class(c).images, None,
-                                                    class_seed(self.ctx.seed, ci), c, stop)
-
-                done = train_models([job(ci, c) for ci, c in todo], device)
-                for (_, c), (info, G) in zip(todo, done):
-                    self.fit_info_[c] = info
-                    self.generators_[c] = G
-                    self.trained_.append(c)
-        self._drop_training_checkpoints()
-        return self
-
-    def _drop_training_checkpoints(self) -> None:
-        """Once every model is trained the per-model checkpoints only duplicate G (the sampler's own
-        checkpoint holds it): remove them, unless keep_train_state asks to continue training later.
-        Until then they let a fit that died in class 4 skip classes 1 to 3 when it is run again."""
-        if self.ctx.work_dir is None or getattr(self.params, "keep_train_state", False):
-            return
-        for p in Path(self.ctx.work_dir).glob(f"{self.NAME}_seed{self.ctx.seed}_*.safetensors"):
-            p.unlink(missing_ok=True)
-
-    # -- sample --------------------------------------------------------------------------------------
-    def sample(self, class_name: str, n: int, seed: int) -> SampleBatch:
-        if n <= 0:
-            return self._empty()
-        if class_name not in self.classes_:
-            raise ParamError(f"unknown class {class_name!r}; classes are {self.classes_}")
-        if class_name not in self.trained_:
-            why = "has no training image" if self.conditional else "needed no images when the model was fitted"
-            raise ParamError(f"{self.NAME} has no generator for class {class_name!r} (it {why}); "
-                             f"fit again with that class in `needed`")
-        device = torch.device(self.ctx.device)
-        G = self.generators_["all" if self.conditional else class_name].to(device)
-        labels = torch.full((n,), self.classes_.index(class_name), dtype=torch.long) if self.conditional else None
-        with cpu_threads(self.ctx.num_threads, device):
-            imgs = generate(G, n, seed, labels, self.arch_["latent_dim"], device)
-        return SampleBatch(imgs, [[] for _ in range(n)])
-
-    # -- state ---------------------------------------------------------------------------------------
-    def _slot(self, name: str) -> str:
-        return "all" if name == "all" else f"c{self.classes_.index(name)}"
-
-    def get_state(self):
-        tensors = {f"{self._slot(k)}.{name}": v for k, G in self.generators_.items()
-                   for name, v in G.state_dict().items()}
-        return tensors, {"arch": self.arch_, "trained": self.trained_, "fit": self.fit_info_}
-
-    def set_state(self, tensors, meta):
-        self.arch_ = meta["arch"]
-        self.trained_ = list(meta["trained"])
-        self.fit_info_ = meta.get("fit", {})
-        names = ["all"] if self.conditional else self.trained_
-        self.generators_ = {}
-        for name in names:
-            G, _ = self.build(self.arch_)
-            prefix = self._slot(name) + "."
-            G.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-            self.generators_[name] = G.to(torch.device(self.ctx.device)).eval()

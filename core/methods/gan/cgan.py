@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from models.dcgan import build_dcgan
 
 from ...params import param
 from ..base import MethodSpec
 from ..registry import register
-from .base import GANSampler, GANTraining
+from .base import GANTraining
 from .common import PAPER_COMMON, TINY, ConvGANParams, d_loss_fn, g_loss_fn
 from .dcgan import conv_size
+from .sampler import GANSampler
 
 
 @dataclass
@@ -32,33 +31,24 @@ class ConditionalStep(GANTraining):
     """`d_steps` updates of D(x | y), then one of G(z | y), on class-balanced real batches."""
 
     def step(self, monitor: bool) -> dict[str, float] | None:
-        G, D, p = self.G, self.D, self.p
+        D, p = self.D, self.p
         # -- train the discriminator on real and fake images of the same classes ----------------------
         for k in range(p.d_steps):
             x, y = self.real_batch()
             z = self.noise(x.shape[0])
             with self.autocast():
-                if k == p.d_steps - 1:
-                    fake = G(z, y)              # kept with its graph for the generator update below
-                else:
-                    with torch.no_grad():
-                        fake = G(z, y)
+                fake = self.fakes(z, y, keep_graph=k == p.d_steps - 1)   # the last ones train G below
                 real_out, _ = D(self.aug(x), y)
                 fake_out, _ = D(self.aug(fake.detach()), y)
             loss_d = d_loss_fn(self.loss, real_out, fake_out)
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.opt_d.step()
+            self.update(self.opt_d, loss_d)
         # -- train the generator: D must take its images for real ones of the class asked ------------
-        D.requires_grad_(False)
-        try:
+        with self.frozen(D):
             with self.autocast():
                 out, _ = D(self.aug(fake), y)
             loss_g = g_loss_fn(self.loss, out)
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
-        finally:
-            D.requires_grad_(True)
         stats = self.stats(loss_d, loss_g, real_out, fake_out, fake, x) if monitor else None
         self.opt_g.step()
         return stats

@@ -15,9 +15,9 @@ from models.dcgan import build_dcgan, check_size
 from ...errors import ParamError
 from ..base import MethodSpec
 from ..registry import register
-from .base import GANSampler
 from .common import PAPER_COMMON, TINY, ConvGANParams
 from .gan import AdversarialStep
+from .sampler import GANSampler
 
 
 @dataclass

@@ -10,48 +10,38 @@ DCGAN trains with the same step (dcgan.py).
 """
 from __future__ import annotations
 
-import torch
-
 from models.gan import build_mlp
 
 from ...errors import ParamError
 from ..base import MethodSpec
 from ..registry import register
-from .base import GANSampler, GANTraining
+from .base import GANTraining
 from .common import PAPER_COMMON, TINY, GANParams, d_loss_fn, g_loss_fn
+from .sampler import GANSampler
 
 
 class AdversarialStep(GANTraining):
     """Algorithm 1: `d_steps` updates of D, then one of G; unconditional (one model per class)."""
 
     def step(self, monitor: bool) -> dict[str, float] | None:
-        G, D, p = self.G, self.D, self.p
+        D, p = self.D, self.p
         # -- train the discriminator: k updates, each on a fresh real batch and fresh noise -----------
         for k in range(p.d_steps):
             x, _ = self.real_batch()
             z = self.noise(x.shape[0])
             with self.autocast():
-                if k == p.d_steps - 1:
-                    fake = G(z)                 # kept with its graph for the generator update below
-                else:
-                    with torch.no_grad():
-                        fake = G(z)
+                fake = self.fakes(z, keep_graph=k == p.d_steps - 1)   # the last ones train G below
                 real_out, _ = D(self.aug(x))
                 fake_out, _ = D(self.aug(fake.detach()))
             loss_d = d_loss_fn(self.loss, real_out, fake_out)
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.opt_d.step()
+            self.update(self.opt_d, loss_d)
         # -- train the generator: fool D on the last fakes (no D weight gradients) ---------------------
-        D.requires_grad_(False)
-        try:
+        with self.frozen(D):
             with self.autocast():
                 out, _ = D(self.aug(fake))
             loss_g = g_loss_fn(self.loss, out)
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
-        finally:
-            D.requires_grad_(True)
         stats = self.stats(loss_d, loss_g, real_out, fake_out, fake, x) if monitor else None
         self.opt_g.step()
         return stats

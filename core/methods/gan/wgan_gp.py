@@ -18,9 +18,10 @@ from models.dcgan import build_dcgan
 from ...params import param
 from ..base import MethodSpec
 from ..registry import register
-from .base import GANSampler, GANTraining
+from .base import GANTraining
 from .common import BCE_AND_HINGE, PAPER_COMMON, TINY, ConvGANParams, d_loss_fn, g_loss_fn
 from .dcgan import conv_size
+from .sampler import GANSampler
 
 
 @dataclass
@@ -60,36 +61,27 @@ class CriticStep(GANTraining):
     """n_critic updates of the critic (Wasserstein loss + gradient penalty), then one of the generator."""
 
     def step(self, monitor: bool) -> dict[str, float] | None:
-        G, D, p = self.G, self.D, self.p
+        D, p = self.D, self.p
         # -- train the critic: n_critic updates, each on a fresh real batch and fresh noise -----------
         for k in range(p.d_steps):
             x, _ = self.real_batch()
             z = self.noise(x.shape[0])
             with self.autocast():
-                if k == p.d_steps - 1:
-                    fake = G(z)                 # kept with its graph for the generator update below
-                else:
-                    with torch.no_grad():
-                        fake = G(z)
+                fake = self.fakes(z, keep_graph=k == p.d_steps - 1)   # the last ones train G below
                 x_aug, f_aug = self.aug(x), self.aug(fake.detach())
                 real_out, _ = D(x_aug)
                 fake_out, _ = D(f_aug)
             loss_d = d_loss_fn(self.loss, real_out, fake_out)
             if self.loss == "wasserstein_gp":
                 loss_d = loss_d + p.gp_weight * gradient_penalty(D, x_aug, f_aug, self.rng)
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.opt_d.step()
+            self.update(self.opt_d, loss_d)
         # -- train the generator: raise the critic's score of its images -------------------------------
-        D.requires_grad_(False)
-        try:
+        with self.frozen(D):
             with self.autocast():
                 out, _ = D(self.aug(fake))
             loss_g = g_loss_fn(self.loss, out)
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
-        finally:
-            D.requires_grad_(True)
         stats = self.stats(loss_d, loss_g, real_out, fake_out, fake, x) if monitor else None
         self.opt_g.step()
         return stats
