@@ -508,3 +508,23 @@ def test_a_cancelled_job_resumes_in_its_run_folder_reusing_what_it_trained(store
     assert all(trained.count(f"train:{k.removesuffix('.json')}") == 1 for k in kept)   # none trained twice
     with pytest.raises(RunError, match="only a failed, cancelled or interrupted job"):
         store.resume(job_id)   # done
+
+
+def test_submit_starts_the_worker_once_when_asked_and_autostart_is_on(store, only_in, monkeypatch):
+    with only_in(store):
+        monkeypatch.setenv("DEFECTAUG_AUTOSTART_WORKER", "0")
+        quiet = store.submit({"seconds": 0.1, "steps": 2}, kind="sleep", start_worker=True)
+        assert not store.worker_alive() and store.get(quiet).status == "queued"   # switched off: nothing runs
+        monkeypatch.setenv("DEFECTAUG_AUTOSTART_WORKER", "1")
+        try:
+            job_id = store.submit({"seconds": 0.1, "steps": 2}, kind="sleep", start_worker=True)
+            assert wait_for(store, job_id, 30).status == "done"
+            assert wait_for(store, quiet, 30).status == "done"         # the worker takes the queue
+            assert store.start_worker() is False                       # one is alive: no second one
+        finally:
+            _stop_workers()
+
+
+def test_an_unknown_job_kind_is_refused_with_the_known_ones(store):
+    with pytest.raises(ParamError, match="unknown job kind 'nap'; use one of experiment, sleep"):
+        store.submit({}, kind="nap")
