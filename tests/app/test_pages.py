@@ -417,6 +417,11 @@ def test_compare_shows_both_confusion_matrices_cells_and_verdict(done_ws):
     assert any("Verdict:" in t for t in texts(at.info) + texts(at.success) + texts(at.error))
     board = at.dataframe[0].value
     assert board["kind"].iloc[0] == "method" and "gain vs paper" in board.columns
+    cells = [str(v) for v in board.to_numpy().ravel()]
+    assert "None" not in cells and "nan" not in cells                 # a baseline's gain cells are empty
+    assert all(v.startswith("± ") for v in board["± std"]) and all(len(v) == 5 for v in board["macro F1"])
+    # each baseline said in one line, so "paper" being low is no surprise
+    assert any("**paper**: same epochs as an augmented run" in t for t in texts(at.caption))
     at.radio(key="c_norm").set_value("row-normalised").run()
     at.selectbox(key="c_seed").set_value(1).run()
     other = next(b for b in ("paper", "equal_steps", "class_weighted") if b != strongest)
