@@ -76,6 +76,25 @@ def make_model(p: ClassifierParams, channels: int, num_classes: int, seed: int) 
     raise ParamError(f"unknown classifier arch {p.arch!r}; use small_cnn or resnet18")
 
 
+def saved_form(model: nn.Module, p: ClassifierParams, classes: list[str], channels: int, image_size: int,
+               seed: int) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, meta) that `rebuild` turns back into the trained classifier."""
+    import dataclasses
+    tensors = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return tensors, {"params": dataclasses.asdict(p), "classes": list(classes), "channels": int(channels),
+                     "image_size": int(image_size), "seed": int(seed)}
+
+
+def rebuild(tensors: dict[str, torch.Tensor], meta: dict, device: torch.device | str = "cpu") -> nn.Module:
+    """A trained classifier back from `saved_form` (in eval mode)."""
+    from .params import build_params
+    p = build_params(ClassifierParams, {**meta["params"], "weights_path": ""}, "classifier")
+    with torch.random.fork_rng(devices=[]):          # building seeds torch's stream: leave the caller's alone
+        model = make_model(p, int(meta["channels"]), len(meta["classes"]), int(meta.get("seed", 0)))
+    model.load_state_dict(tensors)
+    return model.to(device).eval()
+
+
 def load_weights(net: nn.Module, path: str) -> None:
     """Load a local state dict (.pt/.pth via torch.load, or .safetensors), skipping shape mismatches
     (e.g. the first conv for grayscale or the final layer for another class count)."""

@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 
 from . import runs
 from .errors import RunError
-from .rundir import atomic_write
+from .files import atomic_write
 
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D"]
 

@@ -26,11 +26,12 @@ The layout (ARCHITECTURE.md):
                                    holds resumable training state while a generator trains
     samples/<method>/<class>/seed<k>_step<n>.png   the sample-grid timeline of a generator
     results/<model>_s<seed>.json   one trained classifier: its metrics and test predictions (class indexes)
+    classifiers/<model>_s<seed>.safetensors (+ .json)   its weights, and the settings and classes to rebuild it
     predictions/<model>_s<seed>.csv  per test image: true class, prediction, probability per class
     metrics.json                   the aggregate: baselines, methods, gains, verdicts, leaderboard
 
-Every writer goes through `atomic_write` (or `atomic_path` for files a library writes), so a crash never
-leaves half a file under its final name. Readers tolerate a run that is still being written.
+Every writer goes through `core.files` (`atomic_write`, `atomic_path` for files a library writes), so a crash
+never leaves half a file under its final name. Readers tolerate a run that is still being written.
 """
 from __future__ import annotations
 
@@ -39,66 +40,23 @@ import csv
 import io
 import json
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
 
 import numpy as np
 
 from .errors import RunError
+from .files import atomic_path, atomic_write, load_tensors, read_json, save_tensors, write_json
 from .imageset import ImageSet
+
+__all__ = ["CANCEL_FILE", "GalleryItem", "RERUN_HINT", "RunDir", "atomic_path", "atomic_write", "read_json",
+           "write_json"]
 
 CANCEL_FILE = "CANCEL"
 RERUN_HINT = "re-run it from the Jobs page"
 PROVENANCE_COLUMNS = ("file", "class", "seed")
 _PROVENANCE_FILE = re.compile(r"^provenance(?:_s(-?\d+))?\.csv$")
-
-
-# ---------------------------------------------------------------------------------------------
-# Atomic writes: the one way a file of a run (or of a workspace) is written
-# ---------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside `path` for a writer that needs a file name (safetensors, PNG, zip);
-    it replaces `path` when the block ends without error, and is removed when it fails."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
-        raise
-
-
-def atomic_write(path: str | Path, data: str | bytes) -> Path:
-    """Write `data` to `path` in one step: readers see the old file or the whole new one, never half."""
-    with atomic_path(path) as tmp:
-        if isinstance(data, str):
-            tmp.write_text(data, encoding="utf-8")
-        else:
-            tmp.write_bytes(data)
-    return Path(path)
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write(path, json.dumps(obj, indent=1, ensure_ascii=False))
-
-
-def read_json(path: str | Path) -> dict | None:
-    """A JSON object from `path`; None when missing, unreadable or not an object."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,6 +304,22 @@ class RunDir:
 
     def result(self, model: str, seed: int) -> dict | None:
         return read_json(self.result_path(model, seed))
+
+    def classifier_path(self, model_id: str) -> Path:
+        return self.root / "classifiers" / f"{model_id}.safetensors"
+
+    def save_classifier(self, model_id: str, tensors: dict, meta: dict) -> None:
+        """A trained classifier's weights and what rebuilds it (params, classes, channels, image size)."""
+        save_tensors(tensors, self.classifier_path(model_id))
+        write_json(self.classifier_path(model_id).with_suffix(".json"), meta)
+
+    def classifier(self, model_id: str) -> tuple[dict, dict] | None:
+        """(tensors, meta) of a saved classifier, or None when the run did not keep it."""
+        path = self.classifier_path(model_id)
+        meta = read_json(path.with_suffix(".json"))
+        if meta is None or not path.exists():
+            return None
+        return load_tensors(path), meta
 
     def predictions_path(self, model_id: str) -> Path:
         return self.root / "predictions" / f"{model_id}.csv"

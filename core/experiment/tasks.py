@@ -230,6 +230,7 @@ def train(ctx: TaskContext, task: Task) -> dict | None:
                     name=model_id, on_epoch=on_epoch, check_cancel=reporter.check_cancel)
     probs = clf.predict(res.model, test)
     rd.write_predictions(model_id, test, probs)
+    rd.save_classifier(model_id, *clf.saved_form(res.model, cp, test.classes, test.channels, test.shape[0], seed))
     pred = probs.argmax(1)
     m = classification_metrics(test.labels, pred, test.classes)
     m.update(seconds=round(res.seconds, 2), steps=res.steps,

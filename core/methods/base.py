@@ -32,9 +32,9 @@ from ..errors import ParamError
 from ..events import Reporter
 from ..imageset import ImageSet
 from ..params import build_params
-from ..rundir import write_json
+from ..files import write_json
 from ..runtime import pick_device
-from ..training.checkpoint import load_tensors, save_tensors
+from ..files import load_tensors, save_tensors
 
 PRESETS = ("quick", "paper", "tiny")   # tiny: the common checks' few steps on 16 px images
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..rundir import atomic_path
+from ..files import atomic_path
 
 GRID_COLS = 8
 

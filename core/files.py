@@ -1,0 +1,102 @@
+"""Writing and reading files so that a crash never leaves half of one: the one atomic-write helper of the
+project (run folders, workspace settings, exports, checkpoints), and the safetensors files of checkpoints.
+
+    with atomic_path("out.zip") as tmp: write_the_zip(tmp)     # replaces out.zip only when it is complete
+    atomic_write("metrics.json", text); write_json(path, obj); read_json(path)
+    save_tensors({"w": t}, "state.safetensors", metadata={...}); load_tensors(path); read_metadata(path)
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:                 # torch is imported only by the functions that need it: a job or a page that
+    import torch                  # never touches tensors starts without it
+
+
+# ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` for a writer that needs a file name (safetensors, PNG, zip);
+    it replaces `path` when the block ends without error, and is removed when it fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> Path:
+    """Write `data` to `path` in one step: readers see the old file or the whole new one, never half."""
+    with atomic_path(path) as tmp:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write(path, json.dumps(obj, indent=1, ensure_ascii=False))
+
+
+def read_json(path: str | Path) -> dict | None:
+    """A JSON object from `path`; None when missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# safetensors
+# ---------------------------------------------------------------------------------------------
+_OS_ERROR = re.compile(r"os error (\d+)")
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """`safetensors.torch.save_file` into `path` atomically, with a failed write raised as the `OSError` it
+    is (safetensors raises its own `SafetensorError`): a full disk while saving a checkpoint then reads "the
+    disk is full", like any other write, instead of an internal error. An earlier file at `path` stays whole."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        try:
+            safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as err:
+            text = str(err)
+            code = _OS_ERROR.search(text)
+            if code is None and "No space left" not in text and "I/O error" not in text:
+                raise   # not a write failure (a bad tensor): a bug, reported as such
+            if code:
+                number = int(code.group(1))
+            else:
+                number = errno.ENOSPC if "No space left" in text else errno.EIO
+            raise OSError(number, text, str(path)) from err     # the half-written temporary file goes
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as fh:
+        return dict(fh.metadata() or {})
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+    return load_file(str(path))
+
