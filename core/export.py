@@ -1,6 +1,7 @@
 """Export a run as a balanced dataset zip in ImageFolder layout.
 
     export_zip("runs/x", "smote", "balanced.zip")
+    export_zip("runs/x", "smote", "gated.zip", quality_filtered=True)   # only what the quality gate keeps
 
 <class>/real_<n>_<name>.png      the real training images of the run (as the run used them)
 <class>/syn_<method>_s<seed>_<n>.png  the synthetic images of one seed (the first by default)
@@ -75,8 +76,9 @@ def export_zip(run_dir: str | Path, method: str | None, out: str | Path, seed: i
         use = (seeds[0] if seeds else 0) if seed is None else int(seed)
         if use not in seeds:
             raise RunError(f"seed {use} has no synthetic images of {method}; seeds with images: {seeds}")
+        kept = rd.quality_table(method, use) if quality_filtered else {}
         for it in items:
-            if it.seed != use:
+            if it.seed != use or (quality_filtered and kept.get(it.file, {}).get("kept") != "True"):
                 continue
             n = counters.get(it.cls, 0)
             add(it.cls, f"syn_{method}_s{use}_{n:05d}.png", it.path.read_bytes(),

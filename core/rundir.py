@@ -22,6 +22,9 @@ The layout (ARCHITECTURE.md):
     synthetic/<method>/s<seed>.npz the synthetic images of one seed, as the classifier trained on them
     synthetic/<method>/<class>/s<seed>_<i>.png and synthetic/<method>/provenance_s<seed>.csv
                                    the same images as files, and where each came from (when images are saved)
+    quality/<method>_s<seed>.json and synthetic/<method>/quality_s<seed>.csv
+                                   how good the synthetic images are (FD/KD-cls, SSIM, PRDC, copies, CAS), and per
+                                   image its nearest real image and whether the quality gate keeps it
     checkpoints/<method>/seed<k>/  the fitted sampler (state.safetensors + meta.json); training/ inside it
                                    holds resumable training state while a generator trains
     samples/<method>/<class>/seed<k>_step<n>.png   the sample-grid timeline of a generator
@@ -413,16 +416,53 @@ class RunDir:
         buf = io.StringIO(newline="")
         w = csv.writer(buf)
         w.writerow(["file", "class", "seed", "parents"])
-        counters: dict[int, int] = {}
-        for img, lab, par in zip(synth.images, synth.labels, parents):
+        for img, lab, par, rel in zip(synth.images, synth.labels, parents, self.synthetic_files(synth, seed)):
             cls = synth.classes[lab]
-            i = counters.get(int(lab), 0)
-            counters[int(lab)] = i + 1
-            rel = f"{cls}/s{seed}_{i:05d}.png"
             (base / cls).mkdir(parents=True, exist_ok=True)
             Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(base / rel)
             w.writerow([rel, cls, seed, "|".join(par)])
         atomic_write(self.provenance_path(method, seed), buf.getvalue())
+
+    @staticmethod
+    def synthetic_files(synth: ImageSet, seed: int) -> list[str]:
+        """The file name (relative to synthetic/<method>/) of each synthetic image, in the set's order."""
+        counters: dict[int, int] = {}
+        out = []
+        for lab in synth.labels:
+            i = counters.get(int(lab), 0)
+            counters[int(lab)] = i + 1
+            out.append(f"{synth.classes[lab]}/s{seed}_{i:05d}.png")
+        return out
+
+    # -- the quality of the synthetic images (core.metrics.generative) ----------------------------
+    def quality_path(self, method: str, seed: int) -> Path:
+        return self.root / "quality" / f"{method}_s{seed}.json"
+
+    def write_quality(self, method: str, seed: int, record: dict, rows: list[dict]) -> None:
+        """The quality report of one method and seed, and its per-image table (nearest real image, copy,
+        predicted class, kept by the gate) as synthetic/<method>/quality_s<seed>.csv."""
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        cols = ["file", "class", "nearest", "distance", "copy", "predicted", "confidence", "kept"]
+        w.writerow(cols)
+        for r in rows:
+            w.writerow([r.get(c, "") for c in cols])
+        atomic_write(self.quality_table_path(method, seed), buf.getvalue())
+        write_json(self.quality_path(method, seed), record)
+
+    def quality(self, method: str, seed: int) -> dict | None:
+        return read_json(self.quality_path(method, seed))
+
+    def quality_table_path(self, method: str, seed: int) -> Path:
+        return self.synthetic_dir(method) / f"quality_s{seed}.csv"
+
+    def quality_table(self, method: str, seed: int) -> dict[str, dict]:
+        """{file: row} of one seed's per-image quality table ({} when the run measured none)."""
+        try:
+            with open(self.quality_table_path(method, seed), newline="", encoding="utf-8") as fh:
+                return {r["file"]: r for r in csv.DictReader(fh)}
+        except (OSError, KeyError, csv.Error):
+            return {}
 
     def load_synthetic(self, method: str, seed: int) -> ImageSet:
         path = self.synthetic_npz(method, seed)
@@ -533,9 +573,9 @@ class RunDir:
                     out[s] = ds.images[i]
         return out
 
-    # -- quality filter (none of today's methods has one: the export offers it only when present) ----
     def has_quality_filter(self, method: str) -> bool:
-        return (self.synthetic_dir(method) / "quality_filter.json").exists()
+        """Whether the quality gate was measured for this method (the export can then keep only what passed)."""
+        return any(self.synthetic_dir(method).glob("quality_s*.csv"))
 
 
 # ---------------------------------------------------------------------------------------------

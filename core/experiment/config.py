@@ -79,6 +79,8 @@ class ExperimentConfig:
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     max_synthetic_mb: int = 4096        # refuse before starting when synthetic images would not fit
     save_images: bool = True
+    quality: bool = True                # measure the synthetic images (core.metrics.generative)
+    quality_gate: bool = False          # also train each method on its gated set (wrong-class and copied images out)
 
     @classmethod
     def from_dict(cls, d: dict | "ExperimentConfig") -> "ExperimentConfig":
@@ -138,6 +140,11 @@ class ExperimentConfig:
                 raise ParamError(f"unknown baseline {b!r}; use {', '.join(BASELINES)}")
         if not self.baselines:
             raise ParamError("keep at least one baseline: a method can only be judged against one")
+        for key in ("quality", "quality_gate", "save_images"):
+            if not isinstance(getattr(self, key), bool):
+                raise ParamError(f"{key} must be true or false, got {getattr(self, key)!r}")
+        if self.quality_gate and not self.quality:
+            raise ParamError("quality_gate needs quality: the gate drops images the quality measures find")
         for key in self.overrides:
             if key != "classifier" and key not in self.methods:
                 raise ParamError(f"settings given for {key!r}, which is not among the chosen methods "
@@ -145,6 +152,11 @@ class ExperimentConfig:
         self.classifier_params()
         for m in self.methods:
             self.method_params(m)
+
+    @property
+    def feature_baseline(self) -> str:
+        """The baseline whose classifier (trained on the real images only) gives the quality features."""
+        return "class_weighted" if "class_weighted" in self.baselines else self.baselines[0]
 
     @property
     def test_split(self) -> int | float:

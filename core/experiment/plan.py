@@ -2,8 +2,11 @@
 
     prepare                  split + imbalance, once: split.json, data/train.npz, data/test.npz
     fit:<method>_s<seed>     the method fitted on the training set: its sampler, synthetic images, provenance
-    train:<model>_s<seed>    one classifier (a baseline, or a method's augmented set): results/, predictions/
-    aggregate                metrics.json: every model over seeds, gains, verdicts, leaderboard
+    quality:<method>_s<seed> how good its synthetic images are (core.metrics.generative), on the features of the
+                             seed's class-weighted baseline; which images the quality gate keeps
+    train:<model>_s<seed>    one classifier (a baseline, a method's augmented set, or with quality_gate the gated
+                             set `<method>+gate`): results/, predictions/, classifiers/
+    aggregate                metrics.json: every model over seeds, gains, verdicts, leaderboard, quality
 
     tasks = plan(cfg)        # in order; each task names the tasks it needs
     run(cfg, run_dir)        # the local runner: the plan in order, skipping finished tasks on resume
@@ -21,10 +24,11 @@ from .config import ExperimentConfig
 
 @dataclass(frozen=True)
 class Task:
-    kind: str                   # prepare | fit | train | aggregate
+    kind: str                   # prepare | fit | quality | train | aggregate
     name: str = ""              # fit: the method; train: the model (baseline_<kind> or a method)
     seed: int | None = None
-    method: str | None = None   # train: the method whose synthetic images it adds (None for baselines)
+    method: str | None = None   # fit, quality, train: the method whose synthetic images it works on
+    gated: bool = False         # train: only the images the quality gate keeps
     baseline: str | None = None  # train of a baseline: paper | equal_steps | class_weighted
     needs: tuple[str, ...] = ()
 
@@ -42,28 +46,37 @@ class Task:
 
 def plan(cfg: ExperimentConfig) -> list[Task]:
     """The tasks of a run in the order the local runner takes them: per seed the baselines, then each
-    method's fit and training."""
+    method's fit, quality and training (and gated training)."""
     tasks = [Task("prepare")]
-    trains = []
+    ends = []
     for seed in cfg.seeds:
         for b in cfg.baselines:
-            trains.append(Task("train", f"baseline_{b}", seed, baseline=b, needs=("prepare",)))
-            tasks.append(trains[-1])
+            ends.append(Task("train", f"baseline_{b}", seed, baseline=b, needs=("prepare",)))
+            tasks.append(ends[-1])
         for m in cfg.methods:
             fit = Task("fit", m, seed, method=m, needs=("prepare",))
-            trains.append(Task("train", m, seed, method=m, needs=(fit.id,)))
-            tasks += [fit, trains[-1]]
-    tasks.append(Task("aggregate", needs=tuple(t.id for t in trains)))
+            train = Task("train", m, seed, method=m, needs=(fit.id,))
+            tasks += [fit]
+            if cfg.quality:
+                quality = Task("quality", m, seed, method=m,
+                               needs=(fit.id, f"train:baseline_{cfg.feature_baseline}_s{seed}"))
+                tasks.append(quality)
+                ends.append(quality)
+            tasks.append(train)
+            ends.append(train)
+            if cfg.quality_gate:
+                ends.append(Task("train", f"{m}+gate", seed, method=m, gated=True, needs=(quality.id,)))
+                tasks.append(ends[-1])
+    tasks.append(Task("aggregate", needs=tuple(t.id for t in ends)))
     return tasks
 
 
 def chains(tasks: list[Task]) -> list[list[Task]]:
-    """The plan between prepare and aggregate as independent chains (a baseline's training; a method's fit
-    and its training, per seed), the units a pool of processes can take in any order."""
-    by_id = {t.id: t for t in tasks}
-    out = []
-    for t in tasks:
-        if t.kind == "train":
-            fit = [by_id[n] for n in t.needs if by_id[n].kind == "fit"]
-            out.append(fit + [t])
+    """The plan between prepare and aggregate as chains a pool of processes can take in any order: first each
+    baseline's training, then per method and seed its fit, quality and trainings (a quality task needs the
+    seed's baseline classifier, which the first chains make)."""
+    out = [[t] for t in tasks if t.kind == "train" and t.baseline]
+    for fit in (t for t in tasks if t.kind == "fit"):
+        out.append([fit] + [t for t in tasks if t.kind in ("quality", "train") and t.method == fit.method
+                            and t.seed == fit.seed])
     return out

@@ -2,9 +2,10 @@
 
     metrics = run_in_processes(config, "runs/x", processes=2, threads=1)
 
-`prepare` runs here; then the plan's independent chains (a baseline's training; a method's fit and its
-training, per seed) go to a pool of `processes` fresh processes of `threads` torch threads each, longest
-first; `aggregate` runs here once they are all done. Every task reads and writes only the run folder, so this
+`prepare` runs here; then the plan's chains go to a pool of `processes` fresh processes of `threads` torch
+threads each, longest first, in two waves: the baselines' trainings (a method's quality task reads its seed's
+baseline classifier), then each method's fit, quality and trainings per seed; `aggregate` runs here once they
+are all done. Every task reads and writes only the run folder, so this
 gives the metrics of `run` (one process) up to the float rounding of the thread count. On CPU, small models
 train faster as several single-thread processes than as one process with every core (per-op overhead
 dominates): benchmarks/seed_protocol.py uses this.
@@ -41,15 +42,15 @@ def run_in_processes(config: dict, run_dir: str | Path, processes: int, threads:
     steps_bal, steps_paper = steps_of(cfg, split["train_counts"], split["needed"])
     cost = {t.id: (steps_paper if t.baseline == "paper" else steps_bal) for t in plan(cfg) if t.kind != "aggregate"}
     groups = sorted(chains(plan(cfg)), key=lambda g: -sum(cost[t.id] for t in g))   # longest first
-    jobs = [(config, str(run_dir), [t.id for t in g], resume) for g in groups]
-    if processes <= 1:
-        for job in jobs:
-            _run_chain(job)
-            if on_chain:
-                on_chain(job[2])
-    else:
-        os.environ["OMP_NUM_THREADS"] = str(threads)     # inherited by the spawned processes before torch loads
-        with mp.get_context("spawn").Pool(processes, maxtasksperchild=1) as pool:
+    waves = [[g for g in groups if g[0].baseline], [g for g in groups if not g[0].baseline]]
+    os.environ["OMP_NUM_THREADS"] = str(threads)         # inherited by the spawned processes before torch loads
+    for wave in waves:
+        jobs = [(config, str(run_dir), [t.id for t in g], resume) for g in wave]
+        if processes <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                (on_chain or (lambda ids: None))(_run_chain(job))
+            continue
+        with mp.get_context("spawn").Pool(min(processes, len(jobs)), maxtasksperchild=1) as pool:
             for ids in pool.imap_unordered(_run_chain, jobs):
                 if on_chain:
                     on_chain(ids)

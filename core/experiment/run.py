@@ -25,7 +25,7 @@ from ..rundir import RunDir
 from ..runtime import pick_device
 from .config import ExperimentConfig, steps_of
 from .plan import Task, plan
-from .tasks import TaskContext, aggregate, fit, is_done, prepare, train, write_config
+from .tasks import CAS_EPOCH_SHARE, TaskContext, aggregate, fit, is_done, prepare, quality, train, write_config
 
 
 def run(config: dict | ExperimentConfig, run_dir: str | Path, callback: Callable[[dict], None] | None = None,
@@ -69,8 +69,8 @@ class _Runner:
         """Progress weights: classifier steps for trainings, a balanced run's steps for a fit."""
         split = self.rd.split()
         bal, paper = steps_of(self.cfg, split["train_counts"], split["needed"])
-        self.units = {t.id: (paper if t.baseline == "paper" else bal) if t.kind in ("fit", "train") else 0.0
-                      for t in tasks}
+        units = {"fit": bal, "train": bal, "quality": bal * CAS_EPOCH_SHARE * 1.5}
+        self.units = {t.id: paper if t.baseline == "paper" else units.get(t.kind, 0.0) for t in tasks}
 
     def run(self, only: Iterable[str] | None, t_start: float) -> dict | None:
         full = plan(self.cfg)
@@ -97,6 +97,8 @@ class _Runner:
                 self._reused(task)
             elif task.kind == "prepare":
                 prepare(self.ctx)
+            elif task.kind == "quality":
+                quality(self.ctx, task.name, task.seed)
             elif task.kind == "fit":
                 if task.name in failed:
                     self.rd.write_fit(task.name, task.seed, {

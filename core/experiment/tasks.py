@@ -73,10 +73,19 @@ def is_done(task: Task, cfg: ExperimentConfig, rd: RunDir) -> bool:
         rec = rd.fit(task.name, task.seed)
         return bool(rec and rec.get("key") == cfg.key(task.name, classifier=False) and not rec.get("failed")
                     and rd.synthetic_npz(task.name, task.seed).exists())
+    if task.kind == "quality":
+        rec = rd.quality(task.name, task.seed)
+        return bool(rec and rec.get("key") == quality_key(cfg, task.name))
     if task.kind == "train":
         rec = rd.result(task.name, task.seed)
-        return bool(rec and rec.get("key") == cfg.key(task.method) and "metrics" in rec and "pred" in rec)
+        key = quality_key(cfg, task.method) if task.gated else cfg.key(task.method)
+        return bool(rec and rec.get("key") == key and "metrics" in rec and "pred" in rec)
     return False   # aggregate: cheap, always run
+
+
+def quality_key(cfg: ExperimentConfig, method: str) -> str:
+    """What a quality report (and a gated training) depends on: the method's images and the classifier."""
+    return cfg.key(method) + ":quality1"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,6 +206,61 @@ def _synthesize(ctx: TaskContext, name: str, seed: int, train: ImageSet,
 
 
 # ---------------------------------------------------------------------------------------------
+# quality(method, seed)
+# ---------------------------------------------------------------------------------------------
+CAS_EPOCH_SHARE = 0.06    # the train-on-synthetic classifier gets this share of a full training's epochs
+
+
+def quality(ctx: TaskContext, method: str, seed: int) -> dict | None:
+    """How good the method's synthetic images of this seed are (core.metrics.generative), on the features of
+    the seed's classifier trained on the real images only; which images the quality gate keeps. None when the
+    method's fit failed."""
+    from ..metrics.generative import assess
+    from ..metrics.generative.features import InceptionFeatures, inception_path
+    cfg, rd, reporter = ctx.cfg, ctx.rd, ctx.reporter
+    rec = rd.fit(method, seed)
+    if rec is None or rec.get("failed"):
+        return None
+    reporter.stage(f"quality:{method}_s{seed}", f"measuring the synthetic images of {method}, seed {seed}")
+    feature_id = RunDir.model_id(f"baseline_{cfg.feature_baseline}", seed)
+    saved = rd.classifier(feature_id)
+    if saved is None:
+        raise RunError(f"the quality of {method} needs the classifier {feature_id}, which this run did not keep; "
+                       f"run train:{feature_id} first")
+    model = clf.rebuild(*saved, device=ctx.device)
+    train_set, test = ctx.images("train"), ctx.images("test")
+    synth = rd.load_synthetic(method, seed)
+    inception = InceptionFeatures(inception_path()) if inception_path() is not None else None
+    cp = cfg.classifier_params()
+    cas_params = type(cp)(**{**cp.__dict__, "epochs": max(1, round(cp.epochs * CAS_EPOCH_SHARE))})
+
+    def cas(data: ImageSet) -> dict:
+        res = clf.train(data, cas_params, seed, device=ctx.device, check_cancel=reporter.check_cancel)
+        pred = clf.predict(res.model, test).argmax(1)
+        m = classification_metrics(test.labels, pred, test.classes)
+        return {"f1_macro": round(m["f1_macro"], 4), "accuracy": round(m["accuracy"], 4),
+                "recall": {c: round(v["recall"], 4) for c, v in m["per_class"].items()},
+                "epochs": cas_params.epochs, "train_size": len(data)}
+
+    report, rows = assess(train_set, synth, model, test, ctx.split().get("normal_class"), seed=seed,
+                          inception=inception, cas=cas, embed=seed == cfg.seeds[0])
+    for row, file in zip(rows, RunDir.synthetic_files(synth, seed)):
+        row["file"] = file
+    report.update(key=quality_key(cfg, method), method=method, seed=seed, feature_model=feature_id)
+    rd.write_quality(method, seed, report, rows)
+    reporter.emit("quality", method=method, seed=seed, gate_dropped=report["overall"].get("gate_dropped"),
+                  near_copies=report["overall"].get("near_copies"), seconds=report["seconds"])
+    return report
+
+
+def _gate_mask(rd: RunDir, method: str, seed: int, synth: ImageSet) -> np.ndarray:
+    table = rd.quality_table(method, seed)
+    if not table:
+        raise RunError(f"{method} has no quality table for seed {seed}; run quality:{method}_s{seed} first")
+    return np.array([table.get(f, {}).get("kept", "True") == "True" for f in RunDir.synthetic_files(synth, seed)])
+
+
+# ---------------------------------------------------------------------------------------------
 # train(model, seed)
 # ---------------------------------------------------------------------------------------------
 def train(ctx: TaskContext, task: Task) -> dict | None:
@@ -217,7 +281,11 @@ def train(ctx: TaskContext, task: Task) -> dict | None:
         rec = rd.fit(task.method, seed)
         if rec is None or rec.get("failed"):
             return None
-        data = ImageSet.concat([train_set, rd.load_synthetic(task.method, seed)])
+        synth = rd.load_synthetic(task.method, seed)
+        if task.gated:                      # only the images the quality gate keeps
+            kept = _gate_mask(rd, task.method, seed, synth)
+            synth = synth.subset(np.flatnonzero(kept))
+        data = ImageSet.concat([train_set, synth])
     model_id = task.model_id
     total = steps if steps is not None else clf.steps_for(len(data), cp)
     reporter.stage(f"train:{model_id}", f"training the classifier for {task.name}, seed {seed}")
@@ -235,7 +303,8 @@ def train(ctx: TaskContext, task: Task) -> dict | None:
     m = classification_metrics(test.labels, pred, test.classes)
     m.update(seconds=round(res.seconds, 2), steps=res.steps,
              seconds_per_step=round(res.seconds / max(res.steps, 1), 5), train_size=len(data))
-    record = {"key": cfg.key(task.method), "metrics": m, "pred": pred.tolist()}
+    key = quality_key(cfg, task.method) if task.gated else cfg.key(task.method)
+    record = {"key": key, "metrics": m, "pred": pred.tolist()}
     rd.write_result(task.name, seed, record)
     reporter.emit("result", model=model_id, f1_macro=m["f1_macro"], recall_macro=m["recall_macro"])
     return record
@@ -244,6 +313,39 @@ def train(ctx: TaskContext, task: Task) -> dict | None:
 # ---------------------------------------------------------------------------------------------
 # aggregate
 # ---------------------------------------------------------------------------------------------
+def summarise_quality(per_seed: dict[int, dict]) -> dict:
+    """The quality reports of a method over seeds: every number the mean over seeds (per class and overall),
+    the gate's dropped counts summed, the embedding of the first seed, and each seed's report."""
+    seeds = sorted(per_seed)
+    first = per_seed[seeds[0]]
+
+    def mean(blocks: list[dict]) -> dict:
+        out = {}
+        for key in blocks[0]:
+            values = [b.get(key) for b in blocks]
+            numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if len(numbers) == len(values):
+                out[key] = round(float(np.nanmean(numbers)), 5) if numbers else None
+            elif all(isinstance(v, bool) for v in values):
+                out[key] = all(values)
+        return out
+
+    classes = [c for c in first["per_class"] if all(c in per_seed[s]["per_class"] for s in seeds)]
+    out = {"features": first["features"], "seeds": [int(s) for s in seeds],
+           "per_class": {c: mean([per_seed[s]["per_class"][c] for s in seeds]) for c in classes},
+           "overall": mean([per_seed[s]["overall"] for s in seeds]),
+           "gate": {"confidence": first["gate"]["confidence"],
+                    "dropped": {c: int(sum(per_seed[s]["gate"]["dropped"].get(c, 0) for s in seeds)) for c in classes}},
+           "seconds": round(float(np.mean([per_seed[s]["seconds"] for s in seeds])), 2)}
+    if all("cas" in per_seed[s] for s in seeds):
+        out["cas"] = {k: round(float(np.mean([per_seed[s]["cas"][k] for s in seeds])), 4)
+                      for k in ("f1_macro", "accuracy")}
+    for key in ("inception", "embedding"):
+        if key in first:
+            out[key] = first[key]
+    return out
+
+
 def aggregate(ctx: TaskContext, seconds_total: float | None = None, peak_rss_mb: float | None = None) -> dict:
     """metrics.json from the stored results: every model over seeds, the gains and verdicts against the
     strongest baseline, the leaderboard, failures, fallbacks and warnings."""
@@ -259,8 +361,16 @@ def aggregate(ctx: TaskContext, seconds_total: float | None = None, peak_rss_mb:
     timings: dict[str, dict] = {}
     failures: dict[str, str] = {}
     fallbacks: list[dict] = []
+    qualities: dict[str, dict[int, dict]] = {}
     for task in plan(cfg):
-        if task.kind == "fit":
+        if task.kind == "quality":
+            rec = rd.quality(task.name, task.seed)
+            if rec is not None and rec.get("key") == quality_key(cfg, task.name):
+                qualities.setdefault(task.name, {})[task.seed] = rec
+            elif task.name not in failures:
+                raise RunError(f"the quality of {task.name} has no report of these settings yet; run the task "
+                               f"{task.id} first")
+        elif task.kind == "fit":
             rec = rd.fit(task.name, task.seed) or {}
             warnings += rec.get("warnings") or []
             if rec.get("failed"):
@@ -270,7 +380,7 @@ def aggregate(ctx: TaskContext, seconds_total: float | None = None, peak_rss_mb:
                 timings.setdefault(task.name, {}).setdefault("fit_seconds", []).append(rec.get("fit_seconds"))
         elif task.kind == "train":
             rec = rd.result(task.name, task.seed)
-            if rec is None or rec.get("key") != cfg.key(task.method):
+            if rec is None or rec.get("key") != (quality_key(cfg, task.method) if task.gated else cfg.key(task.method)):
                 if task.method is not None and task.method in failures:
                     continue
                 raise RunError(f"the classifier {task.model_id} has no result of these settings yet; "
@@ -297,11 +407,17 @@ def aggregate(ctx: TaskContext, seconds_total: float | None = None, peak_rss_mb:
         out["baselines"][b] = summarise(f"baseline_{b}")
     strongest = max(cfg.baselines, key=lambda b: out["baselines"][b]["f1_macro"])
     out["strongest_baseline"] = strongest
-    for name in cfg.methods:
-        if name in failures or name not in per_seed:
+    models = [(m, m, False) for m in cfg.methods] + ([(f"{m}+gate", m, True) for m in cfg.methods]
+                                                     if cfg.quality_gate else [])
+    for name, method, gated in models:
+        if method in failures or name not in per_seed:
             continue
         agg = summarise(name)
-        agg["timing"] = timings.get(name, {})
+        agg["timing"] = timings.get(method, {})
+        if method in qualities:
+            agg["quality"] = summarise_quality(qualities[method])
+        if gated:
+            agg["gated_from"] = method
         agg["gain"] = {b: seed_gain([per_seed[f"baseline_{b}"][s]["f1_macro"] for s in cfg.seeds],
                                     [per_seed[name][s]["f1_macro"] for s in cfg.seeds]) for b in cfg.baselines}
         agg["verdict"] = verdict(name, agg, out["baselines"], strongest, y,

@@ -16,6 +16,7 @@ from PIL import Image
 
 from core.events import Reporter
 from core.jobs import WORKER_DIED, JobStore, worker_main
+from core.rundir import RunDir
 from core.workspace import Workspace, is_valid_id
 
 from .conftest import assert_clean, open_page, open_zip_names, texts, ws_of, zip_bytes
@@ -446,8 +447,15 @@ def test_export_zip_and_report(done_ws):
     (zip_path,) = list(ws.exports.glob(f"{done_ws['run'][:8]}_smote.zip"))
     names = open_zip_names(zip_path)
     assert "manifest.csv" in names and any(n.startswith("crack/syn_smote_") for n in names)
-    # no method of this run has a quality gate: the filtered export is not offered at all
-    assert not [c for c in at.checkbox if c.key == "e_filtered"]
+    # the run measured its images: the set the quality gate keeps can be exported instead
+    full = sum(n.startswith(("crack/syn_", "spöt ü/syn_")) for n in names)
+    at.checkbox(key="e_filtered").check().run()
+    at.button(key="e_build").click().run()
+    assert_clean(at)
+    (gated,) = list(ws.exports.glob(f"{done_ws['run'][:8]}_smote_filtered.zip"))
+    table = RunDir(done_ws["run_dir"]).quality_table("smote", 0)
+    kept = sum(r["kept"] == "True" for r in table.values())
+    assert sum("/syn_" in n for n in open_zip_names(gated)) == kept < full == len(table)
     at.button(key="e_report").click().run()
     assert_clean(at)
     report = ws.exports / f"{done_ws['run'][:8]}_report.html"

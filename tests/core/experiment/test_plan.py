@@ -35,18 +35,25 @@ def test_the_plan_prepares_once_then_fits_and_trains_then_aggregates(tmp_path):
     tasks = plan(ExperimentConfig.from_dict(cfg(tmp_path)))
     ids = [t.id for t in tasks]
     assert ids[0] == "prepare" and ids[-1] == "aggregate"
-    assert ids[1:8] == ["train:baseline_paper_s0", "train:baseline_equal_steps_s0",
-                        "train:baseline_class_weighted_s0", "fit:smote_s0", "train:smote_s0", "fit:mixup_s0",
-                        "train:mixup_s0"]
-    assert len(ids) == 2 + 2 * (3 + 2 * 2)
+    assert ids[1:10] == ["train:baseline_paper_s0", "train:baseline_equal_steps_s0",
+                         "train:baseline_class_weighted_s0", "fit:smote_s0", "quality:smote_s0", "train:smote_s0",
+                         "fit:mixup_s0", "quality:mixup_s0", "train:mixup_s0"]
+    assert len(ids) == 2 + 2 * (3 + 2 * 3)
     by_id = {t.id: t for t in tasks}
     assert by_id["train:smote_s1"].needs == ("fit:smote_s1",) and by_id["fit:smote_s1"].needs == ("prepare",)
-    assert set(by_id["aggregate"].needs) == {i for i in ids if i.startswith("train:")}
+    # the quality of a method's images is read on the seed's classifier of the real images only
+    assert by_id["quality:smote_s1"].needs == ("fit:smote_s1", "train:baseline_class_weighted_s1")
+    assert set(by_id["aggregate"].needs) == {i for i in ids if i.startswith(("train:", "quality:"))}
     for t in tasks:                                  # the order respects every dependency
         assert all(ids.index(n) < ids.index(t.id) for n in t.needs)
     assert [[t.id for t in c] for c in chains(tasks)][:4] == [
         ["train:baseline_paper_s0"], ["train:baseline_equal_steps_s0"], ["train:baseline_class_weighted_s0"],
-        ["fit:smote_s0", "train:smote_s0"]]
+        ["train:baseline_paper_s1"]]
+    assert [t.id for t in chains(tasks)[6]] == ["fit:smote_s0", "quality:smote_s0", "train:smote_s0"]
+    gated = {t.id: t for t in plan(ExperimentConfig.from_dict({**cfg(tmp_path), "quality_gate": True}))}
+    assert gated["train:smote+gate_s0"].needs == ("quality:smote_s0",) and gated["train:smote+gate_s0"].gated
+    assert [t.id for t in plan(ExperimentConfig.from_dict({**cfg(tmp_path), "quality": False}))][4:6] == [
+        "fit:smote_s0", "train:smote_s0"]
 
 
 def test_a_task_whose_inputs_are_missing_names_the_task_to_run_first(tmp_path, make_dataset):
@@ -66,8 +73,10 @@ run(config, run_dir, tasks=tasks)
 
 
 def test_the_plan_split_between_two_processes_gives_the_metrics_of_one(tmp_path, make_dataset):
+    """Two processes at once on one run folder, each with half the chains. Without quality tasks every chain
+    stands alone (a quality task reads another chain's baseline classifier: the pool runner's waves, below)."""
     data = make_dataset(tmp_path, {"normal": 30, "crack": 12, "spot": 9}, size=16)
-    config = cfg(data)
+    config = dict(cfg(data), quality=False)
     one = run(config, tmp_path / "one")
 
     shared = tmp_path / "two"
