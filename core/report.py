@@ -87,6 +87,24 @@ def fig_leaderboard(metrics: dict) -> go.Figure:
     return _layout(fig, "Macro F1 (mean ± std over seeds)")
 
 
+def fig_embedding(points: list[dict], title: str = "Real and synthetic images, t-SNE of the classifier's features"
+                  ) -> go.Figure:
+    """The 2-D embedding of a method's first seed: one colour per class, real as circles, synthetic as crosses.
+    Synthetic points far from their class's real ones, or piled in one spot, are what the numbers say."""
+    fig = go.Figure()
+    classes = sorted({p["class"] for p in points})
+    for i, c in enumerate(classes):
+        for origin, symbol in (("real", "circle"), ("synthetic", "x")):
+            pts = [p for p in points if p["class"] == c and p["origin"] == origin]
+            if pts:
+                fig.add_scatter(x=[p["x"] for p in pts], y=[p["y"] for p in pts], mode="markers",
+                                name=f"{c} · {origin}", marker=dict(color=PALETTE[i % len(PALETTE)], symbol=symbol,
+                                                                     size=6 if origin == "real" else 7))
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    return _layout(fig, title, height=460)
+
+
 def _group_label(column: str, value) -> str:
     # a bare "0" or "1" in a legend reads as a value, not as the seed it is
     return f"s{value}" if column == "seed" else str(value)
@@ -208,6 +226,11 @@ def build_report(run_dir: str | Path) -> str:
     parts.append("".join(f"<p class='verdict'>{html.escape(t)}</p>" for t in lines) or
                  "<p class='muted'>No method results.</p>")
     parts.append("<h2>Leaderboard</h2>" + _table(runs.leaderboard_rows(metrics)))
+    quality = runs.quality_rows(metrics)
+    if quality:
+        first = next(m for m in metrics["methods"].values() if m.get("quality"))
+        parts.append("<h2>Synthetic image quality</h2><p class='muted'>Features: "
+                     f"{html.escape(first['quality']['features'])}; means over seeds.</p>" + _table(quality))
     if metrics.get("leaderboard"):
         parts.append(fig(fig_leaderboard(metrics)))
 

@@ -31,7 +31,7 @@ __all__ = ["RERUN_HINT", "GalleryItem", "Progress", "cell", "confusion_from_pred
            "format_seconds", "gallery", "images_by_source", "leaderboard_rows", "list_runs", "load_config",
            "load_job_info", "load_metrics", "log_tail", "loss_rows", "metrics_problem", "model_id",
            "model_metrics", "prediction_models", "predictions", "progress", "read_metrics", "real_images",
-           "run_label", "run_status", "run_summary", "sample_grids", "seed_confusion", "seeds_of",
+           "quality_of", "quality_rows", "run_label", "run_status", "run_summary", "sample_grids", "seed_confusion", "seeds_of",
            "synthetic_methods", "to_display", "verdict_lines"]
 
 MONITOR_SKIP = {"t", "kind", "method", "class", "seed", "step", "total"}
@@ -258,6 +258,12 @@ def real_images(run_dir: str | Path, cls: str, split: str = "train") -> tuple[np
     return sub.images, sub.sources
 
 
+def quality_of(run_dir: str | Path, method: str, item: GalleryItem) -> dict | None:
+    """The per-image quality row of a synthetic image (nearest real image, copy, predicted class, kept), or None
+    when the run did not measure it."""
+    return RunDir(run_dir).quality_table(method, item.seed).get(item.file)
+
+
 def images_by_source(run_dir: str | Path, sources: list[str]) -> dict[str, np.ndarray]:
     """Real images of the run by their source id (train and test splits), for provenance parents."""
     return RunDir(run_dir).images_by_source(sources)
@@ -361,6 +367,40 @@ def leaderboard_rows(metrics: dict) -> list[dict]:
             row[f"gain vs {b}"] = f"{gains[b]:+.3f}" if gains.get(b) is not None else ""
         row["verdict"] = r.get("verdict") or ""
         rows.append(row)
+    return rows
+
+
+QUALITY_COLUMNS = (("fd_cls", "FD-cls"), ("kd_cls", "KD-cls"), ("precision", "precision"), ("recall", "recall"),
+                   ("density", "density"), ("coverage", "coverage"), ("ssim_real", "SSIM real"),
+                   ("ssim_synthetic", "SSIM synthetic"), ("near_copies", "near-copies"),
+                   ("wrong_class", "wrong class"))
+
+
+def quality_rows(metrics: dict) -> list[dict]:
+    """One row per method and class (and one 'all' row per method) of the synthetic images' quality, as the
+    user reads it: 3 decimals, empty where a number is missing, KD-cls with its spread over subsets, the gate's
+    dropped count, and the train-on-synthetic macro F1 on the 'all' row."""
+    def fmt(v) -> str:
+        return f"{v:.3f}" if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else ""
+
+    rows = []
+    for name, m in (metrics.get("methods") or {}).items():
+        q = m.get("quality") if isinstance(m, dict) else None
+        if not q or m.get("gated_from"):
+            continue
+        blocks = [(c, b) for c, b in q.get("per_class", {}).items()] + [("all", q.get("overall", {}))]
+        for cls, b in blocks:
+            row = {"method": name, "class": cls}
+            for key, label in QUALITY_COLUMNS:
+                row[label] = fmt(b.get(key))
+                if key == "kd_cls" and row[label] and b.get("kd_cls_std") is not None:
+                    row[label] += f" ± {b['kd_cls_std']:.3f}"
+                if key == "fd_cls" and row[label] and b.get("fd_cls_reliable") is False:
+                    row[label] += " (few images)"
+            row["gate dropped"] = str(q.get("gate", {}).get("dropped", {}).get(cls, "")) if cls != "all" else \
+                str(b.get("gate_dropped", ""))
+            row["train-on-synthetic F1"] = fmt((q.get("cas") or {}).get("f1_macro")) if cls == "all" else ""
+            rows.append(row)
     return rows
 
 

@@ -35,6 +35,27 @@ def cell_images(run_dir, model: str, true_cls: str, pred_cls: str, title: str) -
     common.image_grid(imgs, caps, cols=4, width=90)
 
 
+def quality_section(metrics: dict, methods: list[str]) -> None:
+    """How good the synthetic images are, per method and class, and where they fall among the real ones."""
+    rows = runs.quality_rows(metrics)
+    if not rows:
+        return
+    st.subheader("Synthetic image quality")
+    first = next(metrics["methods"][m]["quality"] for m in methods if metrics["methods"][m].get("quality"))
+    st.caption(f"Features: {first['features']} (FD-cls / KD-cls, not FID); real training images of a class against "
+               "its synthetic images, means over seeds. SSIM synthetic near 1 while real is lower: mode collapse. "
+               "Near-copies: closer to one real image than a quarter of the real images' spacing. Wrong class: the "
+               "real-data classifier puts them in another class with confidence 0.9 or more. The quality gate drops "
+               "both. Train-on-synthetic F1: a classifier trained on the synthetic defect images and the real normal "
+               "images, scored on the real test images.")
+    st.dataframe(rows, hide_index=True, width="stretch")
+    with_embedding = [m for m in methods if (metrics["methods"][m].get("quality") or {}).get("embedding")]
+    if with_embedding:
+        pick = st.selectbox("Embedding of", with_embedding, key="c_embed")
+        st.plotly_chart(report.fig_embedding(metrics["methods"][pick]["quality"]["embedding"]), width="stretch",
+                        key="embedding")
+
+
 def build() -> None:
     picked = common.pick_run(need="metrics")
     if picked is None:
@@ -110,6 +131,7 @@ def build() -> None:
     st.plotly_chart(report.fig_per_class(models, classes, metric), width="stretch", key="per_class")
     if metrics.get("leaderboard"):
         st.plotly_chart(report.fig_leaderboard(metrics), width="stretch", key="leader_chart")
+    quality_section(metrics, methods)
     notes = list(metrics.get("warnings") or [])
     notes += [f"{f.get('method')} / {f.get('class')}: {f.get('reason')}; {f.get('fallback')} was used"
               for f in metrics.get("fallbacks") or []]

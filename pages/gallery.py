@@ -12,6 +12,21 @@ from ui import common
 PER_PAGE = 24
 
 
+def nearest(run_dir, method: str, item: runs.GalleryItem) -> None:
+    """The synthetic image's nearest real training image (memorisation) and what the quality gate made of it."""
+    row = runs.quality_of(run_dir, method, item)
+    if not row:
+        return
+    found = runs.images_by_source(run_dir, [row["nearest"]]) if row.get("nearest") else {}
+    text = (f"Nearest real training image: {row['nearest']} (RMS distance {float(row['distance']):.3f}"
+            + ("; a near-copy" if row["copy"] == "True" else "") + f"). The real-data classifier reads it as "
+            f"{row['predicted']} ({float(row['confidence']):.2f}); the quality gate "
+            + ("keeps it." if row["kept"] == "True" else "drops it."))
+    st.caption(text)
+    if row.get("nearest") in found:
+        st.image(runs.to_display(found[row["nearest"]]), caption=f"nearest real: {row['nearest']}", width=120)
+
+
 def provenance(run_dir, item: runs.GalleryItem) -> None:
     st.image(runs.to_display(_read(item.path)), caption=item.file, width=160)
     if not item.parents:
@@ -79,6 +94,7 @@ def build() -> None:
         choice = st.selectbox("Synthetic image", range(len(shown)), format_func=lambda i: shown[i].file,
                               key="g_pick")
         provenance(run_dir, shown[choice])
+        nearest(run_dir, method, shown[choice])
 
 
 st.title("Gallery")

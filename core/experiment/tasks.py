@@ -28,6 +28,7 @@ from ..events import Reporter
 from ..imageset import ImageSet, synthetic_source
 from ..metrics import aggregate as aggregate_seeds
 from ..metrics import bootstrap_f1_ci, classification_metrics, leaderboard, seed_gain, verdict
+from ..metrics.generative import collapse_note
 from ..methods import Context, get_method
 from ..rundir import RunDir
 from .config import ExperimentConfig, steps_of
@@ -423,6 +424,11 @@ def aggregate(ctx: TaskContext, seconds_total: float | None = None, peak_rss_mb:
         agg["verdict"] = verdict(name, agg, out["baselines"], strongest, y,
                                  [preds[f"baseline_{strongest}"][s] for s in cfg.seeds],
                                  [preds[name][s] for s in cfg.seeds], classes)
+        if "quality" in agg:
+            note = collapse_note(agg["quality"])
+            if note:                                    # say mode collapse in words, where the verdict is read
+                agg["verdict"]["text"] += " " + note
+                agg["verdict"]["mode_collapse"] = True
         out["methods"][name] = agg
     out["leaderboard"] = leaderboard(out, cfg.baselines)
     out["seconds_total"] = seconds_total

@@ -403,6 +403,8 @@ def test_gallery_shows_synthetic_beside_real_with_provenance(done_ws):
     assert any(t.startswith("**Synthetic crack**") for t in texts(at.markdown))
     assert any(t.startswith("**Real crack**") for t in texts(at.markdown))
     assert any("Made from 2 real image(s)" in t for t in texts(at.caption))
+    # beside it, its nearest real training image and what the quality gate made of it
+    assert any(t.startswith("Nearest real training image: crack/") and "quality gate" in t for t in texts(at.caption))
     at.selectbox(key="g_seed").set_value(1).run()
     assert_clean(at)
     assert len(at.get("image")) > 4
@@ -423,6 +425,13 @@ def test_compare_shows_both_confusion_matrices_cells_and_verdict(done_ws):
     assert all(v.startswith("± ") for v in board["± std"]) and all(len(v) == 5 for v in board["macro F1"])
     # each baseline said in one line, so "paper" being low is no surprise
     assert any("**paper**: same epochs as an augmented run" in t for t in texts(at.caption))
+    # how good the synthetic images are, named by the features that measured them
+    assert "Synthetic image quality" in texts(at.subheader)
+    quality = at.dataframe[1].value
+    assert {"FD-cls", "KD-cls", "SSIM synthetic", "near-copies", "train-on-synthetic F1"} <= set(quality.columns)
+    assert set(quality["method"]) == {"smote", "mixup"} and "all" in set(quality["class"])
+    assert any("not FID" in t for t in texts(at.caption))
+    assert any("t-SNE" in c.proto.spec for c in at.get("plotly_chart"))
     at.radio(key="c_norm").set_value("row-normalised").run()
     at.selectbox(key="c_seed").set_value(1).run()
     other = next(b for b in ("paper", "equal_steps", "class_weighted") if b != strongest)
