@@ -30,7 +30,7 @@ from .features import penultimate
 from .images import near_copies, ssim_diversity
 
 GATE_CONFIDENCE = 0.9     # the real-data classifier this sure of another class: the image is dropped by the gate
-SSIM_SAMPLE = 50          # images per set for the pairwise SSIM (1,225 pairs at most, 400 measured)
+SSIM_SAMPLE = 30          # images per set for the pairwise SSIM (435 pairs, 150 of them measured)
 COLLAPSE_SSIM = 0.8       # synthetic SSIM diversity at least this, and 0.2 above the real one: mode collapse
 TSNE_PER_SET = 100        # points per class and set in the 2-D embedding
 

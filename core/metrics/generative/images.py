@@ -16,7 +16,7 @@ import torch
 COPY_FRACTION = 0.25   # closer to a real image than a quarter of the real images' typical spacing: a near-copy
 
 
-def ssim_diversity(images: np.ndarray, max_pairs: int = 400, seed: int = 0) -> float:
+def ssim_diversity(images: np.ndarray, max_pairs: int = 150, seed: int = 0) -> float:
     """Mean SSIM over (up to `max_pairs` random) pairs of distinct images of uint8 [N,H,W,C]."""
     from torchmetrics.functional.image import structural_similarity_index_measure as ssim
     n = len(images)
@@ -26,7 +26,7 @@ def ssim_diversity(images: np.ndarray, max_pairs: int = 400, seed: int = 0) -> f
     if len(pairs) > max_pairs:
         pick = np.random.default_rng(seed).choice(len(pairs), max_pairs, replace=False)
         pairs = [pairs[p] for p in sorted(pick)]
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).double()
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
     a = x[[i for i, _ in pairs]]
     b = x[[j for _, j in pairs]]
     side = min(x.shape[-2:])
