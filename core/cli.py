@@ -97,8 +97,9 @@ def cmd_run(args) -> int:
     cfg = ExperimentConfig.from_dict(dict(
         data=args.data, methods=args.methods, seeds=args.seeds, ratio=ratio, target_ratio=args.target_ratio,
         image_size=args.image_size, test_per_class=int(tpc) if tpc >= 1 else tpc, split_seed=args.split_seed,
-        normal_class=args.normal_class, preset=args.preset, overrides=overrides, device=args.device, num_threads=args.threads,
-        save_images=not args.no_images))
+        normal_class=args.normal_class, preset=args.preset, overrides=overrides, device=args.device,
+        num_threads=args.threads, save_images=not args.no_images, quality=not args.no_quality,
+        quality_gate=args.quality_gate))
     out = Path(args.out)
     if args.resume and args.force:
         raise ParamError("--resume keeps what the run directory holds and --force deletes it: choose one")
@@ -200,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true",
                    help="reuse the models an interrupted run in --out already trained with the same settings")
     p.add_argument("--no-images", action="store_true", help="do not write synthetic PNGs")
+    p.add_argument("--quality-gate", action="store_true",
+                   help="also train each method on what its quality gate keeps (as <method>+gate)")
+    p.add_argument("--no-quality", action="store_true", help="do not measure the synthetic images")
     p = sub.add_parser("export", help="balanced dataset zip of one method")
     p.add_argument("run")
     p.add_argument("--method", required=True)

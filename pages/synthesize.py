@@ -74,6 +74,11 @@ def build() -> None:
         if (settings.get("ratio"), settings.get("test_per_class")) != (ratio, int(test_per_class)):
             ws.update_settings(ratio=ratio, test_per_class=int(test_per_class))   # the Data page shows the same
         normal = common.normal_class_picker(path, rep.counts, key="normal_s")
+        gate = st.checkbox("Quality gate", value=False, key="quality_gate",
+                           help="Also train each method on its gated set: without the synthetic images the "
+                                "real-data classifier puts in another class with high confidence, and without "
+                                "near-copies of real images. The leaderboard then shows each method with and "
+                                "without the gate; the export can keep the gated set.")
         _unavailable(every)
         overrides: dict[str, dict] = {}
         for name in methods:
@@ -98,7 +103,7 @@ def build() -> None:
     config = {"data": str(path), "methods": methods, "seeds": seeds, "ratio": ratio,
               "target_ratio": float(target_ratio), "image_size": int(image_size),
               "test_per_class": int(test_per_class), "normal_class": normal, "preset": preset,
-              "overrides": overrides}
+              "overrides": overrides, "quality_gate": bool(gate)}
 
     with right:
         counts = protocol_counts(rep.counts, int(test_per_class), ratio, normal, float(target_ratio))

@@ -204,6 +204,7 @@ def estimate(config: dict | ExperimentConfig, counts: dict[str, int] | None = No
     from ..data import balance_targets
     cfg = ExperimentConfig.from_dict(config)
     n_train = len(cfg.seeds) * (len(cfg.baselines) + len(cfg.methods))
+    n_train += len(cfg.seeds) * len(cfg.methods) * int(cfg.quality_gate)      # each method's gated set too
     out = {"trainings": n_train, "methods": list(cfg.methods), "seeds": cfg.seeds, "baselines": cfg.baselines}
     if counts:
         needed = balance_targets(counts, cfg.target_ratio)

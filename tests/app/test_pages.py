@@ -229,6 +229,9 @@ def test_synthesize_estimate_suggestion_and_launch():
     at.number_input(key="p:quick:classifier:epochs").set_value(1).run()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Classifier trainings"] == "4"                  # 3 baselines + smote, one seed
+    at.checkbox(key="quality_gate").check().run()
+    assert {m.label: m.value for m in at.metric}["Classifier trainings"] == "5"   # + smote on its gated set
+    at.checkbox(key="quality_gate").uncheck().run()
     assert int(metrics["Synthetic images per method and seed"].replace(",", "")) > 0
     at.button(key="launch").click().run()
     assert_clean(at)
