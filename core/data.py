@@ -67,7 +67,7 @@ from .errors import ArchiveError, DataError, ParamError
 from .imageset import ImageSet
 
 __all__ = ["Limits", "SkippedFile", "DataReport", "safe_extract_zip", "load_dataset", "split",
-           "simulate_imbalance", "balance_targets", "detect_normal_class", "resolve_normal_class",
+           "simulate_imbalance", "balance_targets", "detect_normal_class", "resolve_normal_class", "fold_split",
            "protocol_counts", "ProtocolCounts", "resolve_data_path", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
@@ -880,6 +880,26 @@ def split(ds: ImageSet, test_per_class: int | float = 20, seed: int = 0) -> tupl
     mask = np.zeros(len(ds), bool)
     mask[chosen] = True
     return ds.subset(np.flatnonzero(~mask)), ds.subset(np.flatnonzero(mask))
+
+
+def fold_split(ds: ImageSet, folds: int, seed: int = 0) -> list[tuple[ImageSet, ImageSet]]:
+    """Stratified K-fold: [(train_pool, test)] per fold, every image in exactly one fold's test part. Each
+    class's images are shuffled (fixed by `seed`, per class by name) and dealt into `folds` parts of sizes
+    that differ by at most one; a class with fewer images than folds is missing from some test parts."""
+    if isinstance(folds, bool) or not isinstance(folds, numbers.Integral) or folds < 2:
+        raise ParamError(f"folds must be a whole number of at least 2, got {folds!r}")
+    parts: list[list[np.ndarray]] = [[] for _ in range(folds)]
+    for ci, name in enumerate(ds.classes):
+        idx = np.flatnonzero(ds.labels == ci)
+        for k, chunk in enumerate(np.array_split(idx[_class_rng(seed, name).permutation(len(idx))], folds)):
+            parts[k].append(chunk)
+    out = []
+    for k in range(folds):
+        test = np.sort(np.concatenate(parts[k])) if parts[k] else np.zeros(0, np.int64)
+        mask = np.zeros(len(ds), bool)
+        mask[test] = True
+        out.append((ds.subset(np.flatnonzero(~mask)), ds.subset(test)))
+    return out
 
 
 def _check_ratio(value: float, what: str) -> float:

@@ -32,6 +32,10 @@ The layout (ARCHITECTURE.md):
     classifiers/<model>_s<seed>.safetensors (+ .json)   its weights, and the settings and classes to rebuild it
     predictions/<model>_s<seed>.csv  per test image: true class, prediction, probability per class
     metrics.json                   the aggregate: baselines, methods, gains, verdicts, leaderboard
+    folds/f<k>/                    with K folds: each fold's own run folder (split, data, fits, synthetic,
+                                   results, predictions, metrics.json of that fold); the top folder's metrics.json
+                                   and predictions/ pool them (every real image tested once), data/test.npz holds
+                                   every test image and data/train.npz the first fold's training set
 
 Every writer goes through `core.files` (`atomic_write`, `atomic_path` for files a library writes), so a crash
 never leaves half a file under its final name. Readers tolerate a run that is still being written.
@@ -162,6 +166,18 @@ class RunDir:
         """A path recorded relative to the run (an event's `path`) as a path on disk."""
         p = Path(rel)
         return p if p.is_absolute() else self.root / p
+
+    # -- folds: with K-fold runs each fold is a run folder of its own under folds/ -----------------------
+    def fold(self, k: int | None) -> "RunDir":
+        """The run folder of fold `k` (folds/f<k>/, the same layout), or this one for a single split (None)."""
+        return self if k is None else RunDir(self.root / "folds" / f"f{k}")
+
+    def folds(self) -> list["RunDir"]:
+        """The fold folders of a K-fold run, in order; [] for a single split."""
+        base = self.root / "folds"
+        found = sorted((p for p in base.glob("f*") if p.is_dir() and p.name[1:].isdigit()),
+                       key=lambda p: int(p.name[1:])) if base.is_dir() else []
+        return [RunDir(p) for p in found]
 
     # -- the fixed files ---------------------------------------------------------------------------
     @property

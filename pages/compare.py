@@ -46,8 +46,9 @@ def quality_section(metrics: dict, methods: list[str]) -> None:
                "its synthetic images, means over seeds. SSIM synthetic near 1 while real is lower: mode collapse. "
                "Near-copies: closer to one real image than a quarter of the real images' spacing. Wrong class: the "
                "real-data classifier puts them in another class with confidence 0.9 or more. The quality gate drops "
-               "both. Train-on-synthetic F1: a classifier trained on the synthetic defect images and the real normal "
-               "images, scored on the real test images.")
+               "wrong-class images, and a generator's near-copies (copies are what random_oversample and SMOTE "
+               "make by design). Train-on-synthetic F1: a classifier trained on the synthetic defect images and "
+               "the real normal images, scored on the real test images.")
     st.dataframe(rows, hide_index=True, width="stretch")
     with_embedding = [m for m in methods if (metrics["methods"][m].get("quality") or {}).get("embedding")]
     if with_embedding:

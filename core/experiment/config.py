@@ -30,6 +30,7 @@ _NUMBERS = {"ratio": (float, "a number in (0, 1], e.g. 0.1"),
             "image_size": (int, "a whole number of pixels, e.g. 64"),
             "test_per_class": (float, "a whole number of images (e.g. 20) or a fraction in (0, 1)"),
             "split_seed": (int, "a whole number, e.g. 0"),
+            "folds": (int, "a whole number of folds from 1 (one split) to 20, e.g. 5"),
             "num_threads": (int, "a whole number of CPU threads of at least 1, e.g. 2"),
             "max_synthetic_mb": (float, "a number of megabytes, e.g. 4096")}
 
@@ -71,6 +72,7 @@ class ExperimentConfig:
     channels: str = "auto"              # auto | 1 | 3
     test_per_class: float = 20          # int: images per class; float < 1: fraction per class
     split_seed: int = 0                 # fixes the test split and the imbalance subset
+    folds: int = 1                      # 1: one split (test_per_class); K: stratified K-fold, every image tested once
     normal_class: str | None = None     # the defect-free class (None: detected from the names, else the largest)
     preset: str = "quick"               # quick (CPU) | paper (GPU)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"smote": {...}, "classifier": {...}}
@@ -121,6 +123,9 @@ class ExperimentConfig:
         if not (0 < float(self.target_ratio) <= 1):
             raise ParamError(f"target ratio must be in (0, 1], got {self.target_ratio}; 1.0 balances every "
                              "class up to the majority count")
+        if isinstance(self.folds, bool) or int(self.folds) != float(self.folds) or not 1 <= int(self.folds) <= 20:
+            raise ParamError(f"folds must be a whole number from 1 (one split) to 20, got {self.folds!r}")
+        self.folds = int(self.folds)
         if int(self.image_size) not in SUPPORTED_SIZES:
             raise ParamError(f"image size {self.image_size} is not supported; choose one of {SUPPORTED_SIZES}")
         self.image_size = int(self.image_size)
@@ -183,6 +188,8 @@ class ExperimentConfig:
     def data_key(self) -> dict:
         d = {f: getattr(self, f) for f in ("ratio", "target_ratio", "image_size", "channels", "test_per_class",
                                            "split_seed")}
+        if self.folds > 1:                     # absent with one split: keys of earlier runs stay valid
+            d["folds"] = self.folds
         d["data"] = str(Path(str(self.data)).resolve())
         if self.normal_class is not None:      # absent when detected: keys of earlier runs stay valid
             d["normal_class"] = self.normal_class
@@ -203,9 +210,10 @@ def estimate(config: dict | ExperimentConfig, counts: dict[str, int] | None = No
     `counts`: training images per class after the simulated imbalance (`core.data.protocol_counts`)."""
     from ..data import balance_targets
     cfg = ExperimentConfig.from_dict(config)
-    n_train = len(cfg.seeds) * (len(cfg.baselines) + len(cfg.methods))
-    n_train += len(cfg.seeds) * len(cfg.methods) * int(cfg.quality_gate)      # each method's gated set too
-    out = {"trainings": n_train, "methods": list(cfg.methods), "seeds": cfg.seeds, "baselines": cfg.baselines}
+    n_train = len(cfg.seeds) * cfg.folds * (len(cfg.baselines) + len(cfg.methods))
+    n_train += len(cfg.seeds) * cfg.folds * len(cfg.methods) * int(cfg.quality_gate)   # each gated set too
+    out = {"trainings": n_train, "methods": list(cfg.methods), "seeds": cfg.seeds, "baselines": cfg.baselines,
+           "folds": cfg.folds}
     if counts:
         needed = balance_targets(counts, cfg.target_ratio)
         n_bal = sum(counts.values()) + sum(needed.values())

@@ -1,6 +1,7 @@
 """The experiment as a plan of tasks, each of which reads and writes only the run folder.
 
-    prepare                  split + imbalance, once: split.json, data/train.npz, data/test.npz
+    prepare                  split + imbalance, once: split.json, data/train.npz, data/test.npz (with K folds
+                             one prepare per fold, and every other task per fold too: `fit:smote_f2_s0`)
     fit:<method>_s<seed>     the method fitted on the training set: its sampler, synthetic images, provenance
     quality:<method>_s<seed> how good its synthetic images are (core.metrics.generative), on the features of the
                              seed's class-weighted baseline; which images the quality gate keeps
@@ -30,13 +31,17 @@ class Task:
     method: str | None = None   # fit, quality, train: the method whose synthetic images it works on
     gated: bool = False         # train: only the images the quality gate keeps
     baseline: str | None = None  # train of a baseline: paper | equal_steps | class_weighted
+    fold: int | None = None     # with K folds: which (its files are in folds/f<k>/); None: the single split
     needs: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
-        if self.kind in ("prepare", "aggregate"):
+        f = f"_f{self.fold}" if self.fold is not None else ""
+        if self.kind == "aggregate":
             return self.kind
-        return f"{self.kind}:{self.name}_s{self.seed}"
+        if self.kind == "prepare":
+            return self.kind + (f":f{self.fold}" if self.fold is not None else "")
+        return f"{self.kind}:{self.name}{f}_s{self.seed}"
 
     @property
     def model_id(self) -> str:
@@ -47,26 +52,30 @@ class Task:
 def plan(cfg: ExperimentConfig) -> list[Task]:
     """The tasks of a run in the order the local runner takes them: per seed the baselines, then each
     method's fit, quality and training (and gated training)."""
-    tasks = [Task("prepare")]
-    ends = []
-    for seed in cfg.seeds:
-        for b in cfg.baselines:
-            ends.append(Task("train", f"baseline_{b}", seed, baseline=b, needs=("prepare",)))
-            tasks.append(ends[-1])
-        for m in cfg.methods:
-            fit = Task("fit", m, seed, method=m, needs=("prepare",))
-            train = Task("train", m, seed, method=m, needs=(fit.id,))
-            tasks += [fit]
-            if cfg.quality:
-                quality = Task("quality", m, seed, method=m,
-                               needs=(fit.id, f"train:baseline_{cfg.feature_baseline}_s{seed}"))
-                tasks.append(quality)
-                ends.append(quality)
-            tasks.append(train)
-            ends.append(train)
-            if cfg.quality_gate:
-                ends.append(Task("train", f"{m}+gate", seed, method=m, gated=True, needs=(quality.id,)))
+    tasks, ends = [], []
+    for fold in ([None] if cfg.folds == 1 else range(cfg.folds)):
+        prepare = Task("prepare", fold=fold)
+        tasks.append(prepare)
+        for seed in cfg.seeds:
+            feature = None
+            for b in cfg.baselines:
+                ends.append(Task("train", f"baseline_{b}", seed, baseline=b, fold=fold, needs=(prepare.id,)))
                 tasks.append(ends[-1])
+                feature = ends[-1] if b == cfg.feature_baseline else feature
+            for m in cfg.methods:
+                fit = Task("fit", m, seed, method=m, fold=fold, needs=(prepare.id,))
+                train = Task("train", m, seed, method=m, fold=fold, needs=(fit.id,))
+                tasks += [fit]
+                if cfg.quality:
+                    quality = Task("quality", m, seed, method=m, fold=fold, needs=(fit.id, feature.id))
+                    tasks.append(quality)
+                    ends.append(quality)
+                tasks.append(train)
+                ends.append(train)
+                if cfg.quality_gate:
+                    ends.append(Task("train", f"{m}+gate", seed, method=m, gated=True, fold=fold,
+                                     needs=(quality.id,)))
+                    tasks.append(ends[-1])
     tasks.append(Task("aggregate", needs=tuple(t.id for t in ends)))
     return tasks
 
@@ -78,5 +87,5 @@ def chains(tasks: list[Task]) -> list[list[Task]]:
     out = [[t] for t in tasks if t.kind == "train" and t.baseline]
     for fit in (t for t in tasks if t.kind == "fit"):
         out.append([fit] + [t for t in tasks if t.kind in ("quality", "train") and t.method == fit.method
-                            and t.seed == fit.seed])
+                            and t.seed == fit.seed and t.fold == fit.fold])
     return out

@@ -37,8 +37,9 @@ def run_in_processes(config: dict, run_dir: str | Path, processes: int, threads:
     started = time.time()
     config = dict(config, num_threads=threads)
     cfg = ExperimentConfig.from_dict(dict(config))
-    run(config, run_dir, callback, resume=resume, tasks=["prepare"])
-    split = RunDir(run_dir).split()
+    prepares = [t.id for t in plan(cfg) if t.kind == "prepare"]
+    run(config, run_dir, callback, resume=resume, tasks=prepares)
+    split = RunDir(run_dir).fold(0 if cfg.folds > 1 else None).split()
     steps_bal, steps_paper = steps_of(cfg, split["train_counts"], split["needed"])
     cost = {t.id: (steps_paper if t.baseline == "paper" else steps_bal) for t in plan(cfg) if t.kind != "aggregate"}
     groups = sorted(chains(plan(cfg)), key=lambda g: -sum(cost[t.id] for t in g))   # longest first

@@ -57,7 +57,10 @@ class _Runner:
         if cfg.num_threads:
             torch.set_num_threads(int(cfg.num_threads))
         self.cfg, self.rd, self.reporter, self.resume = cfg, rd, reporter, resume
-        self.ctx = TaskContext(cfg, rd, reporter, pick_device(cfg.device), progress=self._overall)
+        device = pick_device(cfg.device)
+        folds = [None] if cfg.folds == 1 else list(range(cfg.folds))
+        self.ctxs = {f: TaskContext(cfg, rd.fold(f), reporter, device, progress=self._overall, fold=f, top=rd)
+                     for f in folds}
         self.units: dict[str, float] = {}
         self.done_units, self.current = 0.0, 0.0
 
@@ -67,7 +70,7 @@ class _Runner:
 
     def _weigh(self, tasks: list[Task]) -> None:
         """Progress weights: classifier steps for trainings, a balanced run's steps for a fit."""
-        split = self.rd.split()
+        split = self.rd.fold(next(iter(self.ctxs))).split()
         bal, paper = steps_of(self.cfg, split["train_counts"], split["needed"])
         units = {"fit": bal, "train": bal, "quality": bal * CAS_EPOCH_SHARE * 1.5}
         self.units = {t.id: paper if t.baseline == "paper" else units.get(t.kind, 0.0) for t in tasks}
@@ -80,7 +83,8 @@ class _Runner:
             raise RunError(f"no task {', '.join(sorted(unknown))} in this run's plan; its tasks are "
                            f"{', '.join(t.id for t in full)}")
         todo = [t for t in full if t.id in wanted]
-        finished = {t.id for t in full if t.id not in wanted and is_done(t, self.cfg, self.rd)}
+        self.by_id = {t.id: t for t in full}
+        finished = {t.id for t in full if t.id not in wanted and is_done(t, self.cfg, self.rd.fold(t.fold))}
         failed: dict[str, int] = {}      # method -> the seed it failed at, in this session
         metrics = None
         for task in todo:
@@ -90,44 +94,45 @@ class _Runner:
             if task.kind != "prepare" and not self.units:
                 self._weigh(full)
             self.current = self.units.get(task.id, 0.0)
+            ctx = self.ctxs.get(task.fold)
             if task.kind == "aggregate":
                 peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-                metrics = aggregate(self.ctx, round(time.time() - t_start, 1), peak)
-            elif self.resume and is_done(task, self.cfg, self.rd):
-                self._reused(task)
+                metrics = aggregate(list(self.ctxs.values()), self.rd, round(time.time() - t_start, 1), peak)
+            elif self.resume and is_done(task, self.cfg, ctx.rd):
+                self._reused(task, ctx)
             elif task.kind == "prepare":
-                prepare(self.ctx)
+                prepare(ctx)
             elif task.kind == "quality":
-                quality(self.ctx, task.name, task.seed)
+                quality(ctx, task.name, task.seed)
             elif task.kind == "fit":
                 if task.name in failed:
-                    self.rd.write_fit(task.name, task.seed, {
+                    ctx.rd.write_fit(task.name, task.seed, {
                         "key": self.cfg.key(task.name, classifier=False), "method": task.name, "seed": task.seed,
                         "failed": f"not tried: it failed for seed {failed[task.name]}"})
-                elif fit(self.ctx, task.name, task.seed).get("failed"):
+                elif fit(ctx, task.name, task.seed).get("failed"):
                     failed[task.name] = task.seed
             else:
-                train(self.ctx, task)
+                train(ctx, task)
             finished.add(task.id)
             self.done_units += self.current
             self.current = 0.0
         return metrics
 
     def _fit_failed(self, fit_id: str) -> bool:
-        method, seed = fit_id[len("fit:"):].rsplit("_s", 1)
-        rec = self.rd.fit(method, int(seed))
+        t = self.by_id[fit_id]
+        rec = self.rd.fold(t.fold).fit(t.name, t.seed)
         return bool(rec and rec.get("failed"))
 
-    def _reused(self, task: Task) -> None:
+    def _reused(self, task: Task, ctx: TaskContext) -> None:
         """A task whose output is already there (resume): say so in the events and the log."""
         if task.kind == "train":
-            m = self.rd.result(task.name, task.seed)["metrics"]
-            self.reporter.emit("result", model=task.model_id, f1_macro=m["f1_macro"],
+            m = ctx.rd.result(task.name, task.seed)["metrics"]
+            self.reporter.emit("result", model=task.id.split(":", 1)[1], f1_macro=m["f1_macro"],
                                recall_macro=m["recall_macro"], resumed=True)
             self.reporter.log(f"resumed: {task.model_id} reused from results/{task.model_id}.json")
         else:
             self.reporter.log(f"resumed: {task.id} reused from the run folder")
         if task.kind == "prepare":
-            write_config(self.ctx, self.rd.split().get("normal_class"))   # this session's settings
+            write_config(ctx, ctx.rd.split().get("normal_class"))   # this session's settings
             self.reporter.emit("stage", stage="split", message="train / test split reused",
-                               **{k: self.rd.split()[k] for k in ("train_counts", "test_counts", "needed")})
+                               **{k: ctx.rd.split()[k] for k in ("train_counts", "test_counts", "needed")})

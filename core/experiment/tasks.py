@@ -27,7 +27,7 @@ from ..errors import Cancelled, DefectAugError, ParamError, RunError
 from ..events import Reporter
 from ..imageset import ImageSet, synthetic_source
 from ..metrics import aggregate as aggregate_seeds
-from ..metrics import bootstrap_f1_ci, classification_metrics, leaderboard, seed_gain, verdict
+from ..metrics import bootstrap_f1_ci, classification_metrics, judge, leaderboard, seed_gain
 from ..metrics.generative import collapse_note
 from ..methods import Context, get_method
 from ..rundir import RunDir
@@ -43,11 +43,20 @@ METHOD_FAILURES = (DefectAugError, RuntimeError, ValueError, MemoryError)
 class TaskContext:
     """What the tasks of one process share: the run, its reporter and device, the images once loaded."""
     cfg: ExperimentConfig
-    rd: RunDir
+    rd: RunDir                        # the fold's run folder (the run's own with a single split)
     reporter: Reporter
     device: torch.device
     progress: Callable[[float], float] = lambda fraction: 0.0    # a task's fraction done -> the run's
+    fold: int | None = None
+    top: RunDir | None = None         # the run folder itself (config.json, events, pooled metrics)
     _sets: dict[str, ImageSet] = field(default_factory=dict)
+
+    def stage(self, kind: str, name: str, seed: int) -> str:
+        """The task's id as its events name it (`fit:smote_s0`, with folds `fit:smote_f2_s0`)."""
+        return f"{kind}:{name}" + (f"_f{self.fold}" if self.fold is not None else "") + f"_s{seed}"
+
+    def where(self, seed: int) -> str:
+        return f"seed {seed}" + (f", fold {self.fold + 1} of {self.cfg.folds}" if self.fold is not None else "")
 
     def images(self, name: str) -> ImageSet:
         if name not in self._sets:
@@ -86,7 +95,7 @@ def is_done(task: Task, cfg: ExperimentConfig, rd: RunDir) -> bool:
 
 def quality_key(cfg: ExperimentConfig, method: str) -> str:
     """What a quality report (and a gated training) depends on: the method's images and the classifier."""
-    return cfg.key(method) + ":quality1"
+    return cfg.key(method) + ":quality2"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,7 +103,7 @@ def quality_key(cfg: ExperimentConfig, method: str) -> str:
 # ---------------------------------------------------------------------------------------------
 def write_config(ctx: TaskContext, normal_class: str | None) -> None:
     """config.json: the resolved settings of this session (every parameter value), the normal class the
-    run uses (once known) and where it runs."""
+    run uses (once known) and where it runs; in the run folder and (with folds) the fold's."""
     resolved = ctx.cfg.resolved()
     if normal_class is not None:
         resolved["normal_class"] = normal_class
@@ -102,13 +111,14 @@ def write_config(ctx: TaskContext, normal_class: str | None) -> None:
     resolved["environment"] = {"torch": torch.__version__, "device": str(ctx.device),
                                "python": platform.python_version(), "threads": torch.get_num_threads(),
                                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    ctx.rd.write_config(resolved)
+    for rd in {ctx.rd.root: ctx.rd, (ctx.top or ctx.rd).root: ctx.top or ctx.rd}.values():
+        rd.write_config(resolved if rd is ctx.rd else dict(resolved, fold=ctx.fold))
 
 
 def prepare(ctx: TaskContext) -> dict:
-    """Load the data, split off the real test set, simulate the imbalance on the rest (the normal class kept
-    whole), and work out how many synthetic images each class needs."""
-    from ..data import balance_targets, load_dataset, resolve_normal_class, simulate_imbalance, split
+    """Load the data, split off the real test set (this fold's part with K folds), simulate the imbalance on
+    the rest (the normal class kept whole), and work out how many synthetic images each class needs."""
+    from ..data import balance_targets, fold_split, load_dataset, resolve_normal_class, simulate_imbalance, split
 
     cfg, rd, reporter = ctx.cfg, ctx.rd, ctx.reporter
     write_config(ctx, None)
@@ -119,7 +129,10 @@ def prepare(ctx: TaskContext) -> dict:
     rd.write_data_report(report.to_dict())
     normal = resolve_normal_class(full.counts(), cfg.normal_class)
     write_config(ctx, normal)
-    pool, test = split(full, cfg.test_split, seed=cfg.split_seed)
+    if ctx.fold is None:
+        pool, test = split(full, cfg.test_split, seed=cfg.split_seed)
+    else:
+        pool, test = fold_split(full, cfg.folds, seed=cfg.split_seed)[ctx.fold]
     train = simulate_imbalance(pool, cfg.ratio, seed=cfg.split_seed, normal_class=normal) if cfg.ratio else pool
     if len(test) == 0:
         raise ParamError("the test split is empty: every class needs at least 2 images")
@@ -130,12 +143,13 @@ def prepare(ctx: TaskContext) -> dict:
     rd.save_split("train", train)
     rd.save_split("test", test)
     ctx._sets.update(train=train, test=test)
-    record = {"key": cfg.key(classifier=False), "normal_class": normal, "train": train.sources,
+    record = {"key": cfg.key(classifier=False), "normal_class": normal, "fold": ctx.fold, "train": train.sources,
               "test": test.sources, "train_counts": train.counts(), "test_counts": test.counts(),
               "pool_counts": pool.counts(), "needed": needed, "warnings": reporter.warnings[warnings_before:]}
     rd.write_split(record)
-    reporter.emit("stage", stage="split", message="train / test split done", train_counts=train.counts(),
-                  test_counts=test.counts(), needed=needed, normal_class=normal)
+    reporter.emit("stage", stage="split", message="train / test split done" + (
+                  f" (fold {ctx.fold + 1} of {cfg.folds})" if ctx.fold is not None else ""),
+                  train_counts=train.counts(), test_counts=test.counts(), needed=needed, normal_class=normal)
     synth_mb = sum(needed.values()) * int(np.prod(train.shape)) / 2**20
     if synth_mb > cfg.max_synthetic_mb:
         raise ParamError(f"the synthetic images would need {synth_mb:.0f} MB, over the limit of "
@@ -181,7 +195,7 @@ def _synthesize(ctx: TaskContext, name: str, seed: int, train: ImageSet,
     sampler_ctx = Context(reporter=reporter, device=ctx.device, seed=seed, method=name,
                           work_dir=rd.training_dir(name, seed), num_threads=cfg.num_threads,
                           normal_class=ctx.split().get("normal_class"))
-    reporter.stage(f"fit:{name}_s{seed}", f"fitting {name}, seed {seed}")
+    reporter.stage(ctx.stage("fit", name, seed), f"fitting {name}, {ctx.where(seed)}")
     t0 = time.time()
     torch.manual_seed(seed)
     sampler = spec.sampler_cls(params, sampler_ctx)
@@ -222,7 +236,7 @@ def quality(ctx: TaskContext, method: str, seed: int) -> dict | None:
     rec = rd.fit(method, seed)
     if rec is None or rec.get("failed"):
         return None
-    reporter.stage(f"quality:{method}_s{seed}", f"measuring the synthetic images of {method}, seed {seed}")
+    reporter.stage(ctx.stage("quality", method, seed), f"measuring the synthetic images of {method}, {ctx.where(seed)}")
     feature_id = RunDir.model_id(f"baseline_{cfg.feature_baseline}", seed)
     saved = rd.classifier(feature_id)
     if saved is None:
@@ -243,8 +257,10 @@ def quality(ctx: TaskContext, method: str, seed: int) -> dict | None:
                 "recall": {c: round(v["recall"], 4) for c, v in m["per_class"].items()},
                 "epochs": cas_params.epochs, "train_size": len(data)}
 
+    copies_by_design = get_method(method).provenance == "parents"    # copies, flips, interpolation
     report, rows = assess(train_set, synth, model, test, ctx.split().get("normal_class"), seed=seed,
-                          inception=inception, cas=cas, embed=seed == cfg.seeds[0])
+                          inception=inception, cas=cas, embed=seed == cfg.seeds[0] and ctx.fold in (None, 0),
+                          gate_copies=not copies_by_design)
     for row, file in zip(rows, RunDir.synthetic_files(synth, seed)):
         row["file"] = file
     report.update(key=quality_key(cfg, method), method=method, seed=seed, feature_model=feature_id)
@@ -289,14 +305,15 @@ def train(ctx: TaskContext, task: Task) -> dict | None:
         data = ImageSet.concat([train_set, synth])
     model_id = task.model_id
     total = steps if steps is not None else clf.steps_for(len(data), cp)
-    reporter.stage(f"train:{model_id}", f"training the classifier for {task.name}, seed {seed}")
+    stage = ctx.stage("train", task.name, seed)
+    reporter.stage(stage, f"training the classifier for {task.name}, {ctx.where(seed)}")
 
     def on_epoch(point: dict) -> None:
         reporter.emit("epoch", **point)
-        reporter.progress(f"train:{model_id}", point["step"], total, overall=ctx.progress(point["step"] / total))
+        reporter.progress(stage, point["step"], total, overall=ctx.progress(point["step"] / total))
 
     res = clf.train(data, cp, seed, steps=steps, class_weights=weights, device=ctx.device, eval_set=test,
-                    name=model_id, on_epoch=on_epoch, check_cancel=reporter.check_cancel)
+                    name=stage.split(":", 1)[1], on_epoch=on_epoch, check_cancel=reporter.check_cancel)
     probs = clf.predict(res.model, test)
     rd.write_predictions(model_id, test, probs)
     rd.save_classifier(model_id, *clf.saved_form(res.model, cp, test.classes, test.channels, test.shape[0], seed))
@@ -307,7 +324,7 @@ def train(ctx: TaskContext, task: Task) -> dict | None:
     key = quality_key(cfg, task.method) if task.gated else cfg.key(task.method)
     record = {"key": key, "metrics": m, "pred": pred.tolist()}
     rd.write_result(task.name, seed, record)
-    reporter.emit("result", model=model_id, f1_macro=m["f1_macro"], recall_macro=m["recall_macro"])
+    reporter.emit("result", model=stage.split(":", 1)[1], f1_macro=m["f1_macro"], recall_macro=m["recall_macro"])
     return record
 
 
@@ -315,8 +332,8 @@ def train(ctx: TaskContext, task: Task) -> dict | None:
 # aggregate
 # ---------------------------------------------------------------------------------------------
 def summarise_quality(per_seed: dict[int, dict]) -> dict:
-    """The quality reports of a method over seeds: every number the mean over seeds (per class and overall),
-    the gate's dropped counts summed, the embedding of the first seed, and each seed's report."""
+    """The quality reports of a method (one per seed, and per fold): every number the mean over them (per class
+    and overall), the gate's dropped counts summed, the embedding of the first."""
     seeds = sorted(per_seed)
     first = per_seed[seeds[0]]
 
@@ -332,7 +349,7 @@ def summarise_quality(per_seed: dict[int, dict]) -> dict:
         return out
 
     classes = [c for c in first["per_class"] if all(c in per_seed[s]["per_class"] for s in seeds)]
-    out = {"features": first["features"], "seeds": [int(s) for s in seeds],
+    out = {"features": first["features"], "reports": len(seeds),
            "per_class": {c: mean([per_seed[s]["per_class"][c] for s in seeds]) for c in classes},
            "overall": mean([per_seed[s]["overall"] for s in seeds]),
            "gate": {"confidence": first["gate"]["confidence"],
@@ -347,59 +364,92 @@ def summarise_quality(per_seed: dict[int, dict]) -> dict:
     return out
 
 
-def aggregate(ctx: TaskContext, seconds_total: float | None = None, peak_rss_mb: float | None = None) -> dict:
-    """metrics.json from the stored results: every model over seeds, the gains and verdicts against the
-    strongest baseline, the leaderboard, failures, fallbacks and warnings."""
-    cfg, rd, reporter = ctx.cfg, ctx.rd, ctx.reporter
-    reporter.stage("metrics", "computing metrics and the leaderboard")
-    split, test = ctx.split(), ctx.images("test")
-    classes, y, k = test.classes, test.labels, len(test.classes)
-    steps_bal, steps_paper = steps_of(cfg, split["train_counts"], split["needed"])
-    cp = cfg.classifier_params()
-    warnings = list(split.get("warnings") or [])
-    per_seed: dict[str, dict[int, dict]] = {}
-    preds: dict[str, dict[int, np.ndarray]] = {}
-    timings: dict[str, dict] = {}
-    failures: dict[str, str] = {}
-    fallbacks: list[dict] = []
-    qualities: dict[str, dict[int, dict]] = {}
+@dataclass
+class _Collected:
+    """What the stored files of one fold (or the single split) say, read once."""
+    split: dict
+    test: ImageSet
+    per_seed: dict[str, dict[int, dict]] = field(default_factory=dict)
+    preds: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
+    timings: dict[str, dict] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    fallbacks: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    qualities: dict[str, dict[int, dict]] = field(default_factory=dict)
+
+
+def _collect(ctx: TaskContext) -> _Collected:
+    cfg, rd = ctx.cfg, ctx.rd
+    got = _Collected(ctx.split(), ctx.images("test"))
+    got.warnings = list(got.split.get("warnings") or [])
     for task in plan(cfg):
+        if task.fold != ctx.fold:
+            continue
         if task.kind == "quality":
             rec = rd.quality(task.name, task.seed)
             if rec is not None and rec.get("key") == quality_key(cfg, task.name):
-                qualities.setdefault(task.name, {})[task.seed] = rec
-            elif task.name not in failures:
+                got.qualities.setdefault(task.name, {})[task.seed] = rec
+            elif task.name not in got.failures:
                 raise RunError(f"the quality of {task.name} has no report of these settings yet; run the task "
                                f"{task.id} first")
         elif task.kind == "fit":
             rec = rd.fit(task.name, task.seed) or {}
-            warnings += rec.get("warnings") or []
+            got.warnings += rec.get("warnings") or []
             if rec.get("failed"):
-                failures.setdefault(task.name, rec["failed"])
+                got.failures.setdefault(task.name, rec["failed"])
             elif rec:
-                fallbacks += rec.get("fallbacks") or []
-                timings.setdefault(task.name, {}).setdefault("fit_seconds", []).append(rec.get("fit_seconds"))
+                got.fallbacks += rec.get("fallbacks") or []
+                got.timings.setdefault(task.name, {}).setdefault("fit_seconds", []).append(rec.get("fit_seconds"))
         elif task.kind == "train":
             rec = rd.result(task.name, task.seed)
             if rec is None or rec.get("key") != (quality_key(cfg, task.method) if task.gated else cfg.key(task.method)):
-                if task.method is not None and task.method in failures:
+                if task.method is not None and task.method in got.failures:
                     continue
                 raise RunError(f"the classifier {task.model_id} has no result of these settings yet; "
                                f"run the task {task.id} first")
-            per_seed.setdefault(task.name, {})[task.seed] = rec["metrics"]
-            preds.setdefault(task.name, {})[task.seed] = np.asarray(rec["pred"], dtype=np.int64)
+            got.per_seed.setdefault(task.name, {})[task.seed] = rec["metrics"]
+            got.preds.setdefault(task.name, {})[task.seed] = np.asarray(rec["pred"], dtype=np.int64)
+    return got
 
+
+def _pooled_seed(folds: list[_Collected], name: str, seed: int) -> dict:
+    """One model's metrics for one seed over every fold's test images (each real image once)."""
+    y = np.concatenate([f.test.labels for f in folds])
+    pred = np.concatenate([f.preds[name][seed] for f in folds])
+    m = classification_metrics(y, pred, folds[0].test.classes)
+    runs = [f.per_seed[name][seed] for f in folds]
+    m.update(seconds=round(float(np.mean([r["seconds"] for r in runs])), 2), steps=int(np.mean([r["steps"] for r in runs])),
+             seconds_per_step=round(float(np.mean([r["seconds_per_step"] for r in runs])), 5),
+             train_size=int(np.mean([r["train_size"] for r in runs])))
+    return m
+
+
+def _build(cfg: ExperimentConfig, folds: list[_Collected], normal_class: str | None) -> dict:
+    """metrics.json's content from one fold (the single split, or one fold's own) or from K folds pooled."""
+    one = len(folds) == 1
+    test = folds[0].test
+    classes, k = test.classes, len(test.classes)
+    y_all = np.concatenate([f.test.labels for f in folds])
+    names = set.intersection(*(set(f.per_seed) for f in folds))
+    per_seed = {n: (folds[0].per_seed[n] if one else {s: _pooled_seed(folds, n, s) for s in cfg.seeds}) for n in names}
+    pooled = {n: {s: np.concatenate([f.preds[n][s] for f in folds]) for s in cfg.seeds} for n in names}
+    failures = {m: why for f in folds for m, why in f.failures.items()}
+    steps = [steps_of(cfg, f.split["train_counts"], f.split["needed"]) for f in folds]
+    cp = cfg.classifier_params()
+    protocol = {"train_counts": folds[0].split["train_counts"], "test_counts": _sum_counts(f.test.counts() for f in folds),
+                "needed": folds[0].split["needed"], "normal_class": normal_class, "ratio": cfg.ratio,
+                "target_ratio": cfg.target_ratio, "seeds": cfg.seeds, "steps_balanced": steps[0][0],
+                "steps_paper": steps[0][1], "epochs": cp.epochs, "image_size": cfg.image_size, "folds": len(folds)}
+    if not one:
+        protocol["per_fold"] = [{"train_counts": f.split["train_counts"], "test_counts": f.test.counts(),
+                                 "needed": f.split["needed"]} for f in folds]
     out: dict = {"classes": classes, "baselines": {}, "methods": {}, "failed": failures,
-                 "fallbacks": fallbacks, "warnings": warnings,
-                 "protocol": {"train_counts": split["train_counts"], "test_counts": split["test_counts"],
-                              "needed": split["needed"], "normal_class": split.get("normal_class"),
-                              "ratio": cfg.ratio, "target_ratio": cfg.target_ratio, "seeds": cfg.seeds,
-                              "steps_balanced": steps_bal, "steps_paper": steps_paper,
-                              "epochs": cp.epochs, "image_size": cfg.image_size}}
+                 "fallbacks": [fb for f in folds for fb in f.fallbacks], "warnings": [w for f in folds for w in f.warnings],
+                 "protocol": protocol}
 
     def summarise(name: str) -> dict:
         agg = aggregate_seeds(per_seed[name], classes)
-        agg["f1_ci"] = bootstrap_f1_ci(y, [preds[name][s] for s in sorted(preds[name])], k)
+        agg["f1_ci"] = bootstrap_f1_ci(y_all, [pooled[name][s] for s in sorted(pooled[name])], k)
         agg["seconds"] = float(np.mean([r["seconds"] for r in per_seed[name].values()]))
         agg["seconds_per_step"] = float(np.mean([r["seconds_per_step"] for r in per_seed[name].values()]))
         return agg
@@ -414,25 +464,73 @@ def aggregate(ctx: TaskContext, seconds_total: float | None = None, peak_rss_mb:
         if method in failures or name not in per_seed:
             continue
         agg = summarise(name)
-        agg["timing"] = timings.get(method, {})
-        if method in qualities:
-            agg["quality"] = summarise_quality(qualities[method])
+        agg["timing"] = {"fit_seconds": [t for f in folds for t in f.timings.get(method, {}).get("fit_seconds", [])]}
+        reports = [f.qualities[method][s] for f in folds if method in f.qualities for s in sorted(f.qualities[method])]
+        if reports:
+            agg["quality"] = summarise_quality(dict(enumerate(reports)))
         if gated:
             agg["gated_from"] = method
         agg["gain"] = {b: seed_gain([per_seed[f"baseline_{b}"][s]["f1_macro"] for s in cfg.seeds],
                                     [per_seed[name][s]["f1_macro"] for s in cfg.seeds]) for b in cfg.baselines}
-        agg["verdict"] = verdict(name, agg, out["baselines"], strongest, y,
-                                 [preds[f"baseline_{strongest}"][s] for s in cfg.seeds],
-                                 [preds[name][s] for s in cfg.seeds], classes)
-        if "quality" in agg:
-            note = collapse_note(agg["quality"])
-            if note:                                    # say mode collapse in words, where the verdict is read
-                agg["verdict"]["text"] += " " + note
-                agg["verdict"]["mode_collapse"] = True
         out["methods"][name] = agg
+    verdicts = judge({n: [[f.preds[n][s] for s in cfg.seeds] for f in folds] for n in out["methods"]},
+                     [[f.preds[f"baseline_{strongest}"][s] for s in cfg.seeds] for f in folds],
+                     [f.test.labels for f in folds], classes, out["methods"], out["baselines"][strongest], strongest,
+                     normal_class)
+    for name, agg in out["methods"].items():
+        g = agg["gain"][strongest]
+        agg["verdict"] = dict(verdicts[name], seed_std=round(g["std"], 4), positive_seeds=g["positive_seeds"])
+        note = collapse_note(agg["quality"]) if "quality" in agg else ""
+        if note:                                    # say mode collapse in words, where the verdict is read
+            agg["verdict"]["text"] += " " + note
+            agg["verdict"]["mode_collapse"] = True
     out["leaderboard"] = leaderboard(out, cfg.baselines)
+    return out
+
+
+def _sum_counts(counts) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+def aggregate(ctxs: list[TaskContext], top: RunDir, seconds_total: float | None = None,
+              peak_rss_mb: float | None = None) -> dict:
+    """metrics.json from the stored results: every model over seeds, the gains and verdicts against the
+    strongest baseline, the leaderboard, quality, failures, fallbacks and warnings. With K folds each fold's
+    folder gets its own metrics.json, and the run's pools the folds (every real image tested once), with the
+    pooled test images and predictions beside it for the pages."""
+    cfg, reporter = ctxs[0].cfg, ctxs[0].reporter
+    reporter.stage("metrics", "computing metrics and the leaderboard")
+    folds = [_collect(c) for c in ctxs]
+    normal = folds[0].split.get("normal_class")
+    if len(ctxs) > 1:
+        for c, f in zip(ctxs, folds):
+            c.rd.write_metrics(dict(_build(cfg, [f], normal), fold=c.fold))
+        top.save_split("test", ImageSet.concat([f.test for f in folds]))
+        top.save_split("train", ctxs[0].images("train"))
+        for name in set.intersection(*(set(f.preds) for f in folds)):
+            for s in cfg.seeds:
+                probs = [c.rd.predictions(RunDir.model_id(name, s)) for c in ctxs]
+                _write_pooled_predictions(top, RunDir.model_id(name, s), [r for p in probs for r in p],
+                                          folds[0].test.classes)
+    out = _build(cfg, folds, normal)
     out["seconds_total"] = seconds_total
     out["peak_rss_mb"] = peak_rss_mb
-    rd.write_metrics(out)
+    top.write_metrics(out)
     reporter.emit("done", message=f"finished in {seconds_total or 0:.0f} s", overall=1.0)
     return out
+
+
+def _write_pooled_predictions(top: RunDir, model_id: str, rows: list[dict], classes: list[str]) -> None:
+    from ..files import atomic_write
+    import csv
+    import io
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["file", "true", "pred"] + [f"p_{c}" for c in classes])
+    for r in rows:
+        w.writerow([r["file"], r["true"], r["pred"]] + [f"{r['probs'].get(c, 0.0):.5f}" for c in classes])
+    atomic_write(top.predictions_path(model_id), buf.getvalue())

@@ -3,7 +3,8 @@ each method against the strongest fair baseline (`verdict`). Generated-image qua
 memorisation) will live beside them in `generative/`."""
 from .classification import (SCALARS, aggregate, bootstrap_f1_ci, classification_metrics, macro_f1,
                              paired_bootstrap_gain, seed_gain)
-from .verdict import leaderboard, verdict
+from .intervals import holm, paired_gain
+from .verdict import judge, leaderboard, verdict_text
 
-__all__ = ["SCALARS", "aggregate", "bootstrap_f1_ci", "classification_metrics", "leaderboard", "macro_f1",
-           "paired_bootstrap_gain", "seed_gain", "verdict"]
+__all__ = ["SCALARS", "aggregate", "bootstrap_f1_ci", "classification_metrics", "holm", "judge", "leaderboard",
+           "macro_f1", "paired_bootstrap_gain", "paired_gain", "seed_gain", "verdict_text"]

@@ -12,7 +12,7 @@ Per class that received synthetic images (real training images of the class vs i
   near_copies                  share of synthetic images closer to one real image than a quarter of the real
                                images' typical spacing (memorisation); per image its nearest real image
   wrong_class                  share the real-data classifier puts in another class with high confidence
-  gate_dropped                 what the quality gate drops: wrong-class or near-copy images
+  gate_dropped                 what the quality gate drops: wrong-class images, and a generator's near-copies
 Overall: the same distances over every synthetic image, and the train-on-synthetic accuracy (CAS): a classifier
 trained on the synthetic defect images plus the real normal images, scored on the real test set.
 `table` holds one row per synthetic image (nearest real image, distance, copy, predicted class, confidence, kept):
@@ -52,11 +52,14 @@ def _distances(real_f: np.ndarray, syn_f: np.ndarray, seed: int) -> dict:
 
 def assess(train: ImageSet, synth: ImageSet, feature_model, test: ImageSet | None = None,
            normal_class: str | None = None, seed: int = 0, inception=None, cas=None,
-           embed: bool = False, gate_confidence: float = GATE_CONFIDENCE) -> tuple[dict, list[dict]]:
+           embed: bool = False, gate_confidence: float = GATE_CONFIDENCE,
+           gate_copies: bool = True) -> tuple[dict, list[dict]]:
     """The quality report of one method's synthetic images for one seed, and its per-image table.
     `feature_model`: a classifier trained on the real training images (its penultimate layer gives the
     'cls' features). `inception`: an `InceptionFeatures` or None. `cas(train_set) -> {f1_macro, accuracy}`
-    trains and scores the train-on-synthetic classifier (None: not measured)."""
+    trains and scores the train-on-synthetic classifier (None: not measured). `gate_copies`: whether the gate
+    drops near-copies too (a generator's memorised images); off for methods that copy or interpolate real
+    images by design (random_oversample, SMOTE...), whose near-copy share is reported all the same."""
     t0 = time.time()
     real_f, _ = penultimate(feature_model, train.images)
     syn_f, syn_p = penultimate(feature_model, synth.images)
@@ -84,10 +87,11 @@ def assess(train: ImageSet, synth: ImageSet, feature_model, test: ImageSet | Non
         copies = near_copies(syn_imgs, real_imgs) if len(r_idx) else None
         wrong = (predicted[s_idx] != ci) & (confidence[s_idx] >= gate_confidence)
         copy = copies["copy"] if copies is not None else np.zeros(len(s_idx), bool)
-        kept[s_idx] = ~(wrong | copy)
+        drop = wrong | (copy & gate_copies)
+        kept[s_idx] = ~drop
         block.update(n_real=int(len(r_idx)), n_synthetic=int(len(s_idx)),
                      near_copies=round(float(copy.mean()), 4), wrong_class=round(float(wrong.mean()), 4),
-                     gate_dropped=int((wrong | copy).sum()))
+                     gate_dropped=int(drop.sum()))
         per_class[c] = block
         for j, i in enumerate(s_idx):
             rows[i] = {"class": c, "nearest": train.sources[r_idx[copies["nearest"][j]]] if copies is not None else "",
@@ -103,7 +107,8 @@ def assess(train: ImageSet, synth: ImageSet, feature_model, test: ImageSet | Non
                    gate_kept=int(kept.sum()), gate_dropped=int((~kept).sum()))
     report = {"features": f"cls: the penultimate layer ({real_f.shape[1]}-d) of a classifier trained on the "
                           f"real training images only", "per_class": per_class, "overall": overall,
-              "gate": {"confidence": gate_confidence, "dropped": {c: b["gate_dropped"] for c, b in per_class.items()}}}
+              "gate": {"confidence": gate_confidence, "copies": gate_copies,
+                       "dropped": {c: b["gate_dropped"] for c, b in per_class.items()}}}
     if inception is not None:
         report["inception"] = "Inception-v3 (torchvision, local weights, SHA-256 checked), 2048-d pool features"
     if cas is not None and len(synth):
