@@ -50,6 +50,9 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=32,
                     help="side in pixels (32 by default; 64 is the product's default, 2.5x slower here)")
     ap.add_argument("--epochs", type=int, default=35)
+    ap.add_argument("--folds", type=int, default=1, help="1: one split (20 test images per class); K: K-fold")
+    ap.add_argument("--section", default=None, help="RESULTS.md section (default seed_protocol, or "
+                                                        "seed_protocol_folds<K> with --folds K)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "seed_protocol"))
     ap.add_argument("--stability", action="store_true", help="also run the constant-rate last-epoch baseline")
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
@@ -59,7 +62,7 @@ def main() -> None:
     seeds = [int(s) for s in a.seeds.split(",")]
     methods = a.methods.split(",")
     base = dict(data=a.data, seeds=seeds, ratio=a.ratio, image_size=a.image_size, test_per_class=20,
-                device="auto", save_images=False)
+                folds=a.folds, device="auto", save_images=False, quality=False)
     main_cfg = dict(base, methods=methods, overrides={"classifier": {"epochs": a.epochs}})
     old_cfg = dict(base, methods=[], baselines=["equal_steps"],
                    overrides={"classifier": {"epochs": a.epochs, "schedule": "constant", "ema_halflife": 0.0}})
@@ -77,7 +80,7 @@ def main() -> None:
     body = _table(m, old, seeds, a, minutes, n_train, peak_mb)
     print("\n" + body)
     if not a.no_write:
-        write_section("seed_protocol", body)
+        write_section(a.section or ("seed_protocol" if a.folds == 1 else f"seed_protocol_folds{a.folds}"), body)
         (Path(a.out) / "metrics_summary.json").write_text(json.dumps(m["leaderboard"], indent=1))
 
 
@@ -93,19 +96,24 @@ def _dots(ev: dict) -> None:
 def _table(m: dict, old: dict | None, seeds: list[int], a, minutes: float, n_train: int, peak_mb: float) -> str:
     p = m["protocol"]
     lines = [
-        "## Core pipeline: the paper protocol on magnetic_tile (`benchmarks/seed_protocol.py`)",
+        "## Core pipeline: the paper protocol on magnetic_tile (`benchmarks/seed_protocol.py`"
+        + (f" --folds {a.folds})" if a.folds > 1 else ")"),
         "",
         f"Machine: {machine()}.",
         f"Protocol: ratio {a.ratio}, {len(seeds)} seeds ({a.seeds}), {a.image_size} px, small CNN, "
-        f"{p['epochs']} epochs (cosine to zero, EMA weights), balanced real test set "
-        f"{sum(p['test_counts'].values())} images ({p['test_counts']}); training counts after imbalance "
+        f"{p['epochs']} epochs (cosine to zero, EMA weights), "
+        + (f"{a.folds}-fold: every real image tested once ({sum(p['test_counts'].values())} images), the imbalance "
+           "simulated on each fold's training part; first fold's " if a.folds > 1 else
+           f"balanced real test set {sum(p['test_counts'].values())} images ({p['test_counts']}); ") +
+        "training counts after imbalance "
         f"{p['train_counts']}; balanced runs {p['steps_balanced']} steps, paper baseline {p['steps_paper']} steps.",
         f"Wall time: **{minutes:.1f} min** for {n_train} trainings (+ synthesis), "
         + (f"{a.procs} processes of 1 torch thread each" if a.procs > 1 else "one process") +
         f"; peak memory {peak_mb:.0f} MB (max RSS of one process).",
         "",
         "| model | precision | recall | macro F1 (mean ± sd) | 95% CI | gain vs paper | vs equal_steps | "
-        "vs class_weighted | verdict (vs strongest) | s/step |",
+        "vs class_weighted | verdict vs strongest (gain, interval at its Holm level; smallest gain it could see) "
+        "| s/step |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in m["leaderboard"]:
@@ -118,7 +126,9 @@ def _table(m: dict, old: dict | None, seeds: list[int], a, minutes: float, n_tra
             g = src["gain"]
             row += " | ".join(f"{g[b]['mean']:+.3f} ± {g[b]['std']:.3f} ({g[b]['positive_seeds']}/{g[b]['n_seeds']})"
                               for b in ("paper", "equal_steps", "class_weighted"))
-            row += f" | {src['verdict']['label']} ({src['verdict']['gain']:+.3f}, CI {src['verdict']['ci'][0]:+.3f} to {src['verdict']['ci'][1]:+.3f})"
+            v = src["verdict"]
+            row += (f" | {v['label']} ({v['gain']:+.3f}, {100 * v['level']:.1f}% {v['ci'][0]:+.3f} to {v['ci'][1]:+.3f}; "
+                    f"{v['mdg']:.3f})")
         else:
             row += " - | - | - | -"
         row += f" | {src['seconds_per_step'] * 1000:.1f} ms |"
@@ -129,7 +139,7 @@ def _table(m: dict, old: dict | None, seeds: list[int], a, minutes: float, n_tra
                   "(seeds where the method won / seeds).",
               f"Seed-to-seed SD of the equal-steps baseline's macro F1: **{eq['std']['f1_macro']:.3f}** "
               f"(values {eq_vals})."]
-    swing = _late_swing(Path(a.out) / "main", seeds)
+    swing = _late_swing(Path(a.out) / "main", seeds) if a.folds == 1 else []
     if swing:
         lines.append(f"Epoch-to-epoch swing of that baseline's test macro F1 over its last 10 epochs (max - min, per "
                      f"seed): {', '.join(f'{v:.3f}' for v in swing)} (mean {sum(swing) / len(swing):.3f}).")

@@ -1,0 +1,182 @@
+"""Are the verdicts calibrated? A/A runs: the baseline against itself with independent seeds, on magnetic_tile.
+
+    .venv/bin/python benchmarks/verdict_calibration.py                 # 32 px, ratio 0.03, ~15 min on 2 cores
+    .venv/bin/python benchmarks/verdict_calibration.py --pool 24 --planted 6 --runs 10 --no-write   # a quick look
+
+A pool of independently seeded trainings of the equal-steps baseline (the imbalanced set, as many steps as a
+balanced run) gives the A/A runs: each run draws 3 seeds as "the baseline" and 3 "methods" of 3 seeds each, all
+the same model, so every "helps" or "hurts" is a false verdict; the run's methods are one family, as in a real
+run. With the verdict rule of `core.metrics.verdict` (two-level bootstrap, Holm over the run's methods) the share
+of A/A runs with any false verdict should be at most 5%; beside it, the rule the product used before (paired
+bootstrap over test images, "mean gain larger than its seed SD", no correction) on the same runs.
+
+Planted gain: a "method" that trains on the same imbalanced set plus the real defect images the imbalance held
+out (the whole training pool, as many steps), beside two A/A methods: its verdict should be "helps" in most runs.
+Runs share trainings (they are drawn from one pool, each run's members distinct), so the runs are not
+independent; the rates are estimated over many more runs than the pool has trainings.
+
+Ratio 0.03 (every defect class cut to 27 images, Fray's 16 kept) so that the held-out real images exist; 32 px
+and 35 epochs as the seed protocol. The trainings are cached (benchmarks/out/verdict_calibration/*.npz), so the
+analysis can be redone without training again.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._results import machine, write_section  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "out" / "verdict_calibration"
+_DATA: dict = {}
+
+
+def _sets(data: str, image_size: int, ratio: float):
+    from core.data import load_dataset, simulate_imbalance, split
+    key = (data, image_size, ratio)
+    if key not in _DATA:
+        full, _ = load_dataset(data, image_size=image_size)
+        pool, test = split(full, 20, seed=0)
+        _DATA[key] = (simulate_imbalance(pool, ratio, seed=0), pool, test)
+    return _DATA[key]
+
+
+def _train(job: tuple) -> tuple[str, int, np.ndarray]:
+    """One training of the kind `kind` ("aa": the imbalanced set; "planted": + the held-out real defects)."""
+    import torch
+    from core import classifier as clf
+    from core.data import balance_targets
+    from core.params import build_params
+    kind, seed, data, image_size, ratio = job
+    torch.set_num_threads(1)
+    path = OUT / f"{kind}_s{seed}_{image_size}px_r{ratio}.npz"
+    if path.exists():
+        return kind, seed, np.load(path)["pred"]
+    train, pool, test = _sets(data, image_size, ratio)
+    p = build_params(clf.ClassifierParams, {}, "classifier")
+    steps = clf.steps_for(len(train) + sum(balance_targets(train.counts(), 1.0).values()), p)
+    res = clf.train(train if kind == "aa" else pool, p, seed, steps=steps)
+    pred = clf.predict(res.model, test).argmax(1)
+    OUT.mkdir(parents=True, exist_ok=True)
+    np.savez(path, pred=pred)
+    return kind, seed, pred
+
+
+def old_rule(y: np.ndarray, base: list[np.ndarray], meth: list[np.ndarray], k: int) -> str:
+    """The verdict rule before the change (one family member at a time, no correction)."""
+    from core.metrics import macro_f1, paired_bootstrap_gain, seed_gain
+    boot = paired_bootstrap_gain(y, base, meth, k)
+    g = seed_gain([macro_f1(y, b, k) for b in base], [macro_f1(y, m, k) for m in meth])
+    lo, hi = boot["ci"]
+    if lo > 0 and g["mean"] > g["std"]:
+        return "helps"
+    if hi < 0 and g["mean"] < -g["std"]:
+        return "hurts"
+    return "no clear difference"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "magnetic_tile"))
+    ap.add_argument("--image-size", type=int, default=32)
+    ap.add_argument("--ratio", type=float, default=0.03)
+    ap.add_argument("--pool", type=int, default=36, help="independently seeded trainings of the baseline")
+    ap.add_argument("--planted", type=int, default=9, help="trainings of the planted method")
+    ap.add_argument("--runs", type=int, default=200, help="A/A runs (and planted runs) drawn from the pools")
+    ap.add_argument("--procs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--no-write", action="store_true")
+    a = ap.parse_args()
+    from core.metrics.verdict import judge
+    t0 = time.time()
+    jobs = [("aa", s, a.data, a.image_size, a.ratio) for s in range(a.pool)]
+    jobs += [("planted", 1000 + s, a.data, a.image_size, a.ratio) for s in range(a.planted)]
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if a.procs > 1:
+        with mp.get_context("spawn").Pool(a.procs) as pool:
+            done = list(pool.imap_unordered(_train, jobs))
+    else:
+        done = [_train(j) for j in jobs]
+    minutes = (time.time() - t0) / 60
+    preds = {(kind, seed): p for kind, seed, p in done}
+    train, _, test = _sets(a.data, a.image_size, a.ratio)
+    y, classes, k = test.labels, test.classes, len(test.classes)
+    aa = [preds[("aa", s)] for s in range(a.pool)]
+    planted = [preds[("planted", 1000 + s)] for s in range(a.planted)]
+    rng = np.random.default_rng(12345)
+
+    def summary(pr: list[np.ndarray]) -> dict:
+        from core.metrics import aggregate, classification_metrics
+        return aggregate({i: classification_metrics(y, p, classes) for i, p in enumerate(pr)}, classes)
+
+    def verdicts(base: list[np.ndarray], methods: dict[str, list[np.ndarray]]) -> tuple[dict, dict]:
+        new = judge({n: [m] for n, m in methods.items()}, [base], [y], classes,
+                    {n: summary(m) for n, m in methods.items()}, summary(base), "equal_steps", "MT_Free")
+        old = {n: old_rule(y, base, m, k) for n, m in methods.items()}
+        return {n: v["label"] for n, v in new.items()}, old
+
+    aa_new = aa_old = 0
+    planted_new = planted_old = 0
+    false_planted_new = 0
+    mdg = []
+    for r in range(a.runs):
+        pick = rng.choice(a.pool, size=12, replace=False)
+        base = [aa[i] for i in pick[:3]]
+        methods = {f"copy{j}": [aa[i] for i in pick[3 + 3 * j: 6 + 3 * j]] for j in range(3)}
+        new, old = verdicts(base, methods)
+        aa_new += any(v != "no clear difference" for v in new.values())
+        aa_old += any(v != "no clear difference" for v in old.values())
+        # planted: 3 baseline seeds, the planted method (3 seeds) and two A/A methods
+        pick = rng.choice(a.pool, size=9, replace=False)
+        base = [aa[i] for i in pick[:3]]
+        methods = {"planted": [planted[i] for i in rng.choice(a.planted, size=3, replace=False)],
+                   "copy0": [aa[i] for i in pick[3:6]], "copy1": [aa[i] for i in pick[6:9]]}
+        new, old = verdicts(base, methods)
+        planted_new += new["planted"] == "helps"
+        planted_old += old["planted"] == "helps"
+        false_planted_new += any(new[n] != "no clear difference" for n in ("copy0", "copy1"))
+        if r < 20:
+            full = judge({n: [m] for n, m in methods.items()}, [base], [y], classes,
+                         {n: summary(m) for n, m in methods.items()}, summary(base), "equal_steps", "MT_Free")
+            mdg.append(full["copy0"]["mdg"])
+    f1_aa = summary(aa)["f1_macro"]
+    f1_planted = summary(planted)["f1_macro"]
+    lines = [
+        "## Verdicts calibrated by A/A runs (`benchmarks/verdict_calibration.py`)",
+        "",
+        f"Machine: {machine()}.",
+        f"magnetic_tile, {a.image_size} px, ratio {a.ratio} (training counts {train.counts()}), 20 real test images "
+        f"per class ({len(y)}), small CNN 35 epochs, the equal-steps baseline. {a.pool} independently seeded "
+        f"trainings of it (macro F1 {f1_aa:.3f} over them) and {a.planted} of the planted method (the same "
+        f"steps on the whole training pool, every real defect image the imbalance held out included: macro F1 "
+        f"{f1_planted:.3f}, a planted gain of {f1_planted - f1_aa:+.3f}); {minutes:.1f} min on {a.procs} "
+        f"processes. {a.runs} A/A runs and {a.runs} planted runs drawn from them (3 seeds each; runs share "
+        "trainings, each run's members distinct).",
+        "",
+        "| rule | A/A runs with any false \"helps\"/\"hurts\" (3 methods per run) | planted runs where the planted "
+        "method \"helps\" |",
+        "|---|---|---|",
+        f"| two-level bootstrap + Holm (now) | **{aa_new} of {a.runs} ({100 * aa_new / a.runs:.1f}%)** | "
+        f"{planted_new} of {a.runs} ({100 * planted_new / a.runs:.0f}%) |",
+        f"| test-image bootstrap + seed SD, no correction (before) | {aa_old} of {a.runs} ({100 * aa_old / a.runs:.1f}%) | "
+        f"{planted_old} of {a.runs} ({100 * planted_old / a.runs:.0f}%) |",
+        "",
+        f"In the planted runs, the two A/A methods beside the planted one got a false verdict in {false_planted_new} "
+        f"of {a.runs} runs (now). Smallest gain these runs could have called \"helps\" (half the interval of an A/A "
+        f"method, first 20 runs): median {np.median(mdg):.3f}, range {min(mdg):.3f} to {max(mdg):.3f} macro F1.",
+    ]
+    body = "\n".join(lines)
+    print(body)
+    if not a.no_write:
+        write_section("verdict_calibration", body)
+
+
+if __name__ == "__main__":
+    main()
