@@ -28,7 +28,7 @@ from .errors import RunError
 from .rundir import RERUN_HINT, GalleryItem, RunDir
 
 __all__ = ["RERUN_HINT", "GalleryItem", "Progress", "cell", "confusion_from_predictions", "epoch_rows", "events",
-           "format_seconds", "gallery", "images_by_source", "leaderboard_rows", "list_runs", "load_config",
+           "fold_dirs", "format_seconds", "gallery", "images_by_source", "leaderboard_rows", "list_runs", "load_config",
            "load_job_info", "load_metrics", "log_tail", "loss_rows", "metrics_problem", "model_id",
            "model_metrics", "prediction_models", "predictions", "progress", "read_metrics", "real_images",
            "quality_of", "quality_rows", "run_label", "run_status", "run_summary", "sample_grids", "seed_confusion", "seeds_of",
@@ -213,7 +213,7 @@ def run_summary(run_dir: str | Path) -> dict:
             "seeds": cfg.get("seeds") or [], "data": cfg.get("data", ""),
             "has_metrics": has_metrics,
             "results_problem": rd.metrics_problem() if has_metrics else None,
-            "has_synthetic": bool(rd.synthetic_methods())}
+            "has_synthetic": bool(rd.synthetic_methods() or any(f.synthetic_methods() for f in rd.folds()[:1]))}
 
 
 def list_runs(runs_root: str | Path) -> list[dict]:
@@ -242,6 +242,11 @@ def run_label(summary: dict) -> str:
 def synthetic_methods(run_dir: str | Path) -> list[str]:
     """Methods of the run with synthetic images to show or export."""
     return RunDir(run_dir).synthetic_methods()
+
+
+def fold_dirs(run_dir: str | Path) -> list[Path]:
+    """The fold folders of a K-fold run (each a run folder with its own synthetic images); [] otherwise."""
+    return [f.root for f in RunDir(run_dir).folds()]
 
 
 def gallery(run_dir: str | Path, method: str, cls: str | None = None, seed: int | None = None) -> list[GalleryItem]:

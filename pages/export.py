@@ -21,6 +21,12 @@ def build() -> None:
         st.page_link("pages/jobs.py", label="See the jobs", icon=":material/schedule:")
         return
     run_id, run_dir = picked
+    report_dir = run_dir
+    folds = runs.fold_dirs(run_dir)
+    if folds:                       # a K-fold run: the dataset of one fold (its training part + synthetic top-up)
+        st.caption(f"This run has {len(folds)} folds; the balanced dataset is the first fold's training images "
+                   "with its synthetic images. The report covers every fold.")
+        run_dir = folds[0]
 
     st.subheader("Balanced dataset")
     methods = available_methods(run_dir)
@@ -56,12 +62,12 @@ def build() -> None:
     rkey = f"report:{run_id}"
     if st.button("Build the report", key="e_report"):
         with common.guard(), st.spinner("Writing the report..."):
-            st.session_state[rkey] = str(write_report(run_dir, ws.exports / f"{run_id[:8]}_report.html"))
+            st.session_state[rkey] = str(write_report(report_dir, ws.exports / f"{run_id[:8]}_report.html"))
     built = st.session_state.get(rkey)
     if built and Path(built).exists():
         st.download_button("Download the report (.html)", Path(built).read_bytes(), file_name=Path(built).name,
                            mime="text/html", key="r_download")
-    summary = runs.run_summary(run_dir)
+    summary = runs.run_summary(report_dir)
     st.caption(f"Run {run_id[:8]} · {summary['label']} · {summary['status']}")
 
 

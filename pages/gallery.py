@@ -59,6 +59,12 @@ def build() -> None:
         st.page_link("pages/synthesize.py", label="Go to Synthesize", icon=":material/science:")
         return
     run_id, run_dir = picked
+    folds = runs.fold_dirs(run_dir)
+    if folds:                       # a K-fold run: each fold made its own synthetic images
+        k = st.selectbox("Fold", list(range(len(folds))), format_func=lambda i: f"fold {i + 1} of {len(folds)}",
+                         key="g_fold", help="Each fold simulated the imbalance and fitted the methods on its own "
+                                            "training part")
+        run_dir = folds[k]
     methods = runs.synthetic_methods(run_dir)
     c1, c2, c3 = st.columns(3)
     method = c1.selectbox("Method", methods, key="g_method")

@@ -71,6 +71,14 @@ def build() -> None:
         test_per_class = c6.number_input("Test images per class", 1, 10_000, int(settings.get("test_per_class") or 20),
                                          1, key="test_per_class",
                                          help="Real images held out per class (at most half of the class).")
+        smallest = min(rep.counts.values()) if rep.counts else 0
+        folds = c6.number_input("Folds", 1, 10, 1, 1, key="folds",
+                                help="1: one split (test images per class above). K: stratified K-fold: every real "
+                                     "image is tested once, each fold simulates the imbalance and fits the methods "
+                                     "on its own training part (K times the work); the verdict pools the folds.")
+        if folds == 1 and smallest < 50:
+            st.caption(f"The smallest class has {smallest} images: with one split, at most half of them test "
+                       "anything. 5 folds test every image once and give a narrower verdict (5 times the work).")
         if (settings.get("ratio"), settings.get("test_per_class")) != (ratio, int(test_per_class)):
             ws.update_settings(ratio=ratio, test_per_class=int(test_per_class))   # the Data page shows the same
         normal = common.normal_class_picker(path, rep.counts, key="normal_s")
@@ -103,7 +111,7 @@ def build() -> None:
     config = {"data": str(path), "methods": methods, "seeds": seeds, "ratio": ratio,
               "target_ratio": float(target_ratio), "image_size": int(image_size),
               "test_per_class": int(test_per_class), "normal_class": normal, "preset": preset,
-              "overrides": overrides, "quality_gate": bool(gate)}
+              "overrides": overrides, "quality_gate": bool(gate), "folds": int(folds)}
 
     with right:
         counts = protocol_counts(rep.counts, int(test_per_class), ratio, normal, float(target_ratio))

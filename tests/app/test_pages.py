@@ -232,6 +232,10 @@ def test_synthesize_estimate_suggestion_and_launch():
     at.checkbox(key="quality_gate").check().run()
     assert {m.label: m.value for m in at.metric}["Classifier trainings"] == "5"   # + smote on its gated set
     at.checkbox(key="quality_gate").uncheck().run()
+    assert any("5 folds test every image once" in t for t in texts(at.caption))   # 8 crack images in the sample
+    at.number_input(key="folds").set_value(2).run()
+    assert {m.label: m.value for m in at.metric}["Classifier trainings"] == "8"   # each fold trains them all
+    at.number_input(key="folds").set_value(1).run()
     assert int(metrics["Synthetic images per method and seed"].replace(",", "")) > 0
     at.button(key="launch").click().run()
     assert_clean(at)
@@ -567,3 +571,32 @@ def test_jobs_curves_of_two_seeds_are_separate_and_samples_are_a_timeline():
     at.selectbox(key=f"grid_gen_{job_id}").set_value("dcgan · crack · s1").run()
     assert_clean(at)
     assert "s1 · step 2 (1 of 1)" in shown()[0]                                 # a single grid: no slider
+
+
+def test_a_k_fold_run_on_compare_gallery_and_export(tmp_path):
+    """Compare reads the pooled folds (every real image tested once); Gallery and Export pick a fold."""
+    from core.experiment import run
+    from tests.conftest import write_dataset
+    ws = Workspace.create()
+    data = write_dataset(ws.uploads, {"normal": 20, "crack": 8, "dent": 6}, size=16, name="tiles")
+    store = JobStore(ws)
+    config = dict(data=str(data), methods=["smote"], seeds=[0], ratio=0.3, image_size=16, folds=2,
+                  overrides={"classifier": {"epochs": 1, "width": 4}}, device="cpu", num_threads=1)
+    run_id = store.submit(config)
+    run(config, store.get(run_id).run_dir)
+    store.claim_next(os.getpid())
+    store.finish(run_id, "done")
+    at = open_page("compare", ws=ws.id, run=run_id)
+    assert_clean(at)
+    assert any("2 folds x 1 seed" in t for t in texts(at.info) + texts(at.success) + texts(at.error))
+    at.selectbox(key="c_true").set_value("crack").run()
+    assert_clean(at)
+    gallery = open_page("gallery", ws=ws.id, run=run_id)
+    assert_clean(gallery)
+    assert gallery.selectbox(key="g_fold").options == ["fold 1 of 2", "fold 2 of 2"]
+    gallery.selectbox(key="g_fold").set_value(1).run()
+    assert_clean(gallery)
+    assert gallery.selectbox(key="g_method").value == "smote"
+    export = open_page("export", ws=ws.id, run=run_id)
+    assert_clean(export)
+    assert any("first fold's training images" in t for t in texts(export.caption))
