@@ -97,7 +97,7 @@ def cmd_run(args) -> int:
     cfg = ExperimentConfig.from_dict(dict(
         data=args.data, methods=args.methods, seeds=args.seeds, ratio=ratio, target_ratio=args.target_ratio,
         image_size=args.image_size, test_per_class=int(tpc) if tpc >= 1 else tpc, split_seed=args.split_seed,
-        normal_class=args.normal_class, preset=args.preset, overrides=overrides, device=args.device,
+        folds=args.folds, normal_class=args.normal_class, preset=args.preset, overrides=overrides, device=args.device,
         num_threads=args.threads, save_images=not args.no_images, quality=not args.no_quality,
         quality_gate=args.quality_gate))
     out = Path(args.out)
@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--test-per-class", default="20")
     p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--folds", type=int, default=1, help="1: one split; K: stratified K-fold (every image tested once)")
     p.add_argument("--normal-class", default=None,
                    help="the defect-free class (kept whole by --ratio; the source of translation methods); "
                         "default: the class named like normal/good/ok/free/pass, else the largest")
