@@ -64,6 +64,13 @@ def build() -> None:
         st.page_link("pages/jobs.py", label="See the jobs", icon=":material/schedule:")
         return
     run_id, run_dir = picked
+    folds = runs.fold_dirs(run_dir)
+    if folds:                       # a K-fold run: the folds pooled (every real image tested once), or one fold
+        view = st.radio("Folds", ["pooled"] + [f"fold {i + 1}" for i in range(len(folds))], horizontal=True,
+                        key="c_fold", help="Pooled: every real image tested once, the verdict over all folds and "
+                                           "seeds. A fold: its own test part, split and verdict.")
+        if view != "pooled":
+            run_dir = folds[int(view.split()[1]) - 1]
     try:
         metrics = runs.read_metrics(run_dir)
     except RunError as err:

@@ -591,6 +591,9 @@ def test_a_k_fold_run_on_compare_gallery_and_export(tmp_path):
     assert any("2 folds x 1 seed" in t for t in texts(at.info) + texts(at.success) + texts(at.error))
     at.selectbox(key="c_true").set_value("crack").run()
     assert_clean(at)
+    at.radio(key="c_fold").set_value("fold 2").run()                  # one fold's own results
+    assert_clean(at)
+    assert any("over 1 seed and the test images" in t for t in texts(at.info) + texts(at.success) + texts(at.error))
     gallery = open_page("gallery", ws=ws.id, run=run_id)
     assert_clean(gallery)
     assert gallery.selectbox(key="g_fold").options == ["fold 1 of 2", "fold 2 of 2"]
