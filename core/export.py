@@ -70,7 +70,8 @@ def export_zip(run_dir: str | Path, method: str | None, out: str | Path, seed: i
         if method not in rd.synthetic_methods():
             have = rd.synthetic_methods()
             raise RunError(f"no synthetic images of {method!r} in this run; "
-                           + (f"it has: {', '.join(have)}" if have else "it has none (was it run with save_images off?)"))
+                           + (f"it has: {', '.join(have)}" if have else
+                              "it has none (was it run with save_images off?)"))
         items = rd.gallery(method)
         seeds = sorted({it.seed for it in items})
         use = (seeds[0] if seeds else 0) if seed is None else int(seed)

@@ -40,7 +40,8 @@ def fig_class_counts(before: dict[str, int], after: dict[str, int] | None = None
     fig.add_bar(name="dataset", x=classes, y=[before[c] for c in classes], marker_color=PALETTE[0],
                 text=[before[c] for c in classes], textposition="outside")
     if after is not None:
-        fig.add_bar(name="training, after the test split and imbalance", x=classes, y=[after.get(c, 0) for c in classes],
+        fig.add_bar(name="training, after the test split and imbalance", x=classes,
+                    y=[after.get(c, 0) for c in classes],
                     marker_color=PALETTE[1], text=[after.get(c, 0) for c in classes], textposition="outside")
     fig.update_layout(barmode="group", yaxis_title="images")
     return _layout(fig, title)

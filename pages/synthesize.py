@@ -85,8 +85,8 @@ def build() -> None:
         gate = st.checkbox("Quality gate", value=False, key="quality_gate",
                            help="Also train each method on its gated set: without the synthetic images the "
                                 "real-data classifier puts in another class with high confidence, and (for "
-                                "generators) without near-copies of real images. The leaderboard then shows each method with and "
-                                "without the gate; the export can keep the gated set.")
+                                "generators) without near-copies of real images. The leaderboard then shows "
+                                "each method with and without the gate; the export can keep the gated set.")
         _unavailable(every)
         overrides: dict[str, dict] = {}
         for name in methods:

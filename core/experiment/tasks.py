@@ -418,7 +418,8 @@ def _pooled_seed(folds: list[_Collected], name: str, seed: int) -> dict:
     pred = np.concatenate([f.preds[name][seed] for f in folds])
     m = classification_metrics(y, pred, folds[0].test.classes)
     runs = [f.per_seed[name][seed] for f in folds]
-    m.update(seconds=round(float(np.mean([r["seconds"] for r in runs])), 2), steps=int(np.mean([r["steps"] for r in runs])),
+    m.update(seconds=round(float(np.mean([r["seconds"] for r in runs])), 2),
+             steps=int(np.mean([r["steps"] for r in runs])),
              seconds_per_step=round(float(np.mean([r["seconds_per_step"] for r in runs])), 5),
              train_size=int(np.mean([r["train_size"] for r in runs])))
     return m
@@ -436,7 +437,8 @@ def _build(cfg: ExperimentConfig, folds: list[_Collected], normal_class: str | N
     failures = {m: why for f in folds for m, why in f.failures.items()}
     steps = [steps_of(cfg, f.split["train_counts"], f.split["needed"]) for f in folds]
     cp = cfg.classifier_params()
-    protocol = {"train_counts": folds[0].split["train_counts"], "test_counts": _sum_counts(f.test.counts() for f in folds),
+    protocol = {"train_counts": folds[0].split["train_counts"],
+                "test_counts": _sum_counts(f.test.counts() for f in folds),
                 "needed": folds[0].split["needed"], "normal_class": normal_class, "ratio": cfg.ratio,
                 "target_ratio": cfg.target_ratio, "seeds": cfg.seeds, "steps_balanced": steps[0][0],
                 "steps_paper": steps[0][1], "epochs": cp.epochs, "image_size": cfg.image_size, "folds": len(folds)}
@@ -444,7 +446,8 @@ def _build(cfg: ExperimentConfig, folds: list[_Collected], normal_class: str | N
         protocol["per_fold"] = [{"train_counts": f.split["train_counts"], "test_counts": f.test.counts(),
                                  "needed": f.split["needed"]} for f in folds]
     out: dict = {"classes": classes, "baselines": {}, "methods": {}, "failed": failures,
-                 "fallbacks": [fb for f in folds for fb in f.fallbacks], "warnings": [w for f in folds for w in f.warnings],
+                 "fallbacks": [fb for f in folds for fb in f.fallbacks],
+                 "warnings": [w for f in folds for w in f.warnings],
                  "protocol": protocol}
 
     def summarise(name: str) -> dict:

@@ -60,7 +60,8 @@ def judge(preds: dict[str, list[list[np.ndarray]]], base: list[list[np.ndarray]]
             per_class[classes[i]] = {"gain": round(cg.gain, 4), "ci": [round(cg.ci[0], 4), round(cg.ci[1], 4)],
                                      "p": round(cg.p, 4), "label": ("helps" if cg.gain > 0 else "hurts") if r
                                      else "no clear difference"}
-        v = {"against": strongest, "label": label, "gain": round(g.gain, 4), "ci": [round(g.ci[0], 4), round(g.ci[1], 4)],
+        v = {"against": strongest, "label": label, "gain": round(g.gain, 4),
+             "ci": [round(g.ci[0], 4), round(g.ci[1], 4)],
              "p": round(g.p, 4), "level": round(1 - lv, 4), "family": len(names), "mdg": round(g.half_width, 4),
              "replicates": g.replicates, "folds": folds, "n_seeds": seeds, "rule": RULE,
              "recall_change": {c: round(summaries[n]["per_class"][c]["recall"] - baseline["per_class"][c]["recall"], 4)
