@@ -30,11 +30,10 @@ import torch
 
 from ..errors import ParamError
 from ..events import Reporter
+from ..files import load_tensors, save_tensors, write_json
 from ..imageset import ImageSet
 from ..params import build_params
-from ..files import write_json
 from ..runtime import pick_device
-from ..files import load_tensors, save_tensors
 
 PRESETS = ("quick", "paper", "tiny")   # tiny: the common checks' few steps on 16 px images
 

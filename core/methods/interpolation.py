@@ -20,8 +20,8 @@ import numpy as np
 
 from ..params import param
 from .base import MethodSpec, SampleBatch
-from .registry import register
 from .classic import _RecordsFallbacks
+from .registry import register
 
 MIN_SMOTE_CLASS = 3  # below this, interpolation has nothing meaningful to interpolate
 

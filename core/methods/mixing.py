@@ -12,8 +12,8 @@ import numpy as np
 
 from ..params import param
 from .base import MethodSpec, SampleBatch
-from .registry import register
 from .classic import _RecordsFallbacks
+from .registry import register
 
 
 @dataclass

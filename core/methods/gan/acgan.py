@@ -16,10 +16,8 @@ from ...params import param
 from ..base import MethodSpec
 from ..registry import register
 from .base import GANTraining
-from .cgan import CGANParams
+from .cgan import CGAN, CGANParams
 from .common import PAPER_COMMON, TINY, d_loss_fn, g_loss_fn
-from .dcgan import conv_size
-from .sampler import GANSampler
 
 
 @dataclass
@@ -59,15 +57,11 @@ class AuxiliaryClassifierStep(GANTraining):
         return stats
 
 
-class ACGAN(GANSampler):
+class ACGAN(CGAN):
+    """cgan's sampler (one conditional model for all classes), with the class head on D instead of the label
+    plane."""
     NAME = "acgan"
     training = AuxiliaryClassifierStep
-    conditional = True
-
-    def arch(self, shape, n_classes):
-        p = self.params
-        return {"latent_dim": p.latent_dim, "channels": shape[2], "img_size": conv_size(self.NAME, shape),
-                "g_width": p.g_width, "d_width": p.d_width, "n_classes": n_classes}
 
     @staticmethod
     def build(arch, generator=None):
