@@ -75,3 +75,21 @@ def test_holm_matches_a_hand_computed_example():
     assert holm([0.001, 0.2, 0.003])[0] == [True, False, True]
     assert holm([0.04])[0] == [True] and holm([0.06])[0] == [False]
     assert holm([0.02, 0.02])[0] == [True, True]        # 0.02 <= 0.025, then 0.02 <= 0.05
+
+
+def test_judge_calls_a_copy_of_the_baseline_no_clear_difference_and_a_clear_gain_helps():
+    from core.metrics import aggregate, classification_metrics, judge
+    ys, base, meth = _replicates(n=400, seeds=3, flip=0.6)
+    classes = ["normal", "crack", "dent"]
+
+    def summary(preds):
+        return aggregate({s: classification_metrics(ys[0], p, classes) for s, p in enumerate(preds)}, classes)
+
+    methods = {"copy": base, "better": meth}
+    v = judge(methods, base, ys, classes, {n: summary(p[0]) for n, p in methods.items()}, summary(base[0]),
+              "class_weighted", normal_class="normal")
+    assert v["copy"]["label"] == "no clear difference" and v["copy"]["gain"] == 0.0 and v["copy"]["p"] == 1.0
+    assert v["better"]["label"] == "helps" and v["better"]["ci"][0] > 0
+    assert v["better"]["family"] == 2 and {v["copy"]["level"], v["better"]["level"]} == {0.975, 0.95}
+    assert set(v["better"]["per_class"]) == {"crack", "dent"}                  # defect classes only
+    assert "The level accounts for the 2 methods compared (Holm)." in v["better"]["text"]
