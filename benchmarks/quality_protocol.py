@@ -79,7 +79,7 @@ def table(m: dict, rd: RunDir, a, seeds: list[int], minutes: float) -> str:
         f"{minutes:.1f} min, {a.procs} processes. Quality: the real training images of each defect class against "
         "its synthetic images on the features of the seed's class-weighted baseline (FD-cls / KD-cls; no Inception "
         "file configured, so no FID), all classes pooled, means over seeds. The gate drops synthetic images that "
-        "classifier puts in another class with confidence >= 0.9, and near-copies.",
+        "classifier puts in another class with confidence >= 0.9 and, for generators, near-copies.",
         "",
         "| method | macro F1 | gain (verdict) | + gate: F1 | gain (verdict) | gate dropped | FD-cls | KD-cls | "
         "SSIM synth / real | precision | recall | CAS F1 | near-copies | quality s / method s |",
