@@ -106,6 +106,18 @@ def fig_embedding(points: list[dict], title: str = "Real and synthetic images, t
     return _layout(fig, title, height=460)
 
 
+def fig_latent(points: list[dict], title: str) -> go.Figure:
+    """A generator's latent codes in 2-D (t-SNE), one colour per class."""
+    fig = go.Figure()
+    for i, c in enumerate(sorted({p["class"] for p in points})):
+        pts = [p for p in points if p["class"] == c]
+        fig.add_scatter(x=[p["x"] for p in pts], y=[p["y"] for p in pts], mode="markers", name=c,
+                        marker=dict(color=PALETTE[i % len(PALETTE)], size=6))
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    return _layout(fig, title, height=460)
+
+
 def _group_label(column: str, value) -> str:
     # a bare "0" or "1" in a legend reads as a value, not as the seed it is
     return f"s{value}" if column == "seed" else str(value)

@@ -304,6 +304,40 @@ class RunDir:
     def has_sampler(self, method: str, seed: int) -> bool:
         return (self.checkpoint_dir(method, seed) / "meta.json").exists()
 
+    def latent_codes(self, method: str, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+        """(codes, class indexes, class names) of the training images, as a pre-trained GAN kept them with
+        its sampler (codes.z and codes.y in its state file); None for a method without them."""
+        folder = self.checkpoint_dir(method, seed)
+        path = folder / "state.safetensors"
+        if not path.exists():
+            return None
+        from safetensors import safe_open
+        with safe_open(str(path), framework="np") as f:
+            if not {"codes.z", "codes.y"} <= set(f.keys()):
+                return None
+            z, y = f.get_tensor("codes.z"), f.get_tensor("codes.y")
+        return z, y, list((read_json(folder / "meta.json") or {}).get("classes", []))
+
+    def latent_map_path(self, method: str, seed: int) -> Path:
+        """The 2-D t-SNE of those codes, computed once when first shown."""
+        return self.checkpoint_dir(method, seed) / "latent_tsne.json"
+
+    def latent_map(self, method: str, seed: int) -> list[dict] | None:
+        got = read_json(self.latent_map_path(method, seed))
+        return got["points"] if isinstance(got, dict) and isinstance(got.get("points"), list) else None
+
+    def write_latent_map(self, method: str, seed: int, points: list[dict]) -> None:
+        write_json(self.latent_map_path(method, seed), {"points": points})
+
+    def latent_methods(self) -> list[tuple[str, int]]:
+        """(method, seed) of every fitted sampler that kept latent codes."""
+        out = []
+        for meta in sorted((self.root / "checkpoints").glob("*/seed*/meta.json")):
+            method, seed = meta.parent.parent.name, meta.parent.name[4:]
+            if seed.isdigit() and self.latent_codes(method, int(seed)) is not None:
+                out.append((method, int(seed)))
+        return out
+
     def samples_dir(self, method: str, cls: str | None) -> Path:
         return self.root / "samples" / method / (cls or "all")
 

@@ -163,6 +163,26 @@ def sample_grids(run_dir: str | Path) -> list[dict]:
     return out
 
 
+def latent_maps(run_dir: str | Path) -> list[tuple[str, int]]:
+    """(method, seed) of the generators whose latent codes a t-SNE can show (the pre-trained GANs)."""
+    return RunDir(run_dir).latent_methods()
+
+
+def latent_map(run_dir: str | Path, method: str, seed: int) -> list[dict]:
+    """The 2-D t-SNE points {class, x, y} of one generator's latent codes; computed once, then read."""
+    rd = RunDir(run_dir)
+    cached = rd.latent_map(method, seed)
+    if cached is not None:
+        return cached
+    got = rd.latent_codes(method, seed)
+    if got is None:
+        return []
+    from .metrics.generative import latent_embedding
+    points = latent_embedding(*got, seed=seed)
+    rd.write_latent_map(method, seed, points)
+    return points
+
+
 # ---------------------------------------------------------------------------------------------
 # Files of a run
 # ---------------------------------------------------------------------------------------------

@@ -155,6 +155,9 @@ def _details(run_id: str) -> None:
         st.page_link("pages/compare.py", label="See the results on Compare", icon=":material/compare:")
     loss = runs.loss_rows(run_dir)
     names = ["Losses", "Classifier", "Samples", "Log"] if loss else ["Classifier", "Log", "Losses", "Samples"]
+    latent = runs.latent_maps(run_dir)
+    if latent:
+        names.insert(names.index("Samples") + 1, "Latent codes")
     tabs = dict(zip(names, st.tabs(names)))
     with tabs["Losses"]:
         rows = loss
@@ -179,8 +182,29 @@ def _details(run_id: str) -> None:
             st.caption("No classifier epoch yet.")
     with tabs["Samples"]:
         _samples(run_id, run_dir)
+    if latent:
+        with tabs["Latent codes"]:
+            _latent(run_id, run_dir, latent)
     with tabs["Log"]:
         st.code(runs.log_tail(run_dir, 60) or "(empty)", language=None)
+
+
+def _latent(run_id: str, run_dir, latent: list[tuple[str, int]]) -> None:
+    """The pre-trained GANs' latent codes of the training images, in 2-D: whether the classes separate."""
+    labels = {f"{m} · s{seed}": (m, seed) for m, seed in latent}
+    pick = next(iter(labels))
+    if len(labels) > 1:
+        pick = st.selectbox("Generator", list(labels), key=f"latent_pick_{run_id}")
+    method, seed = labels[pick]
+    points = runs.latent_map(run_dir, method, seed)
+    if not points:
+        st.caption("Too few codes to draw.")
+        return
+    st.plotly_chart(report.fig_latent(points, f"{method} · s{seed}: the autoencoder's codes of the training "
+                                              "images (t-SNE)"), width="stretch", key=f"latent_{run_id}_{pick}")
+    st.caption("Each point is one training image as the autoencoder encodes it (mirror copies included). "
+               "Minority classes in their own clusters can be generated apart from the normal class; "
+               "classes inside one cloud tend to come out as normal-looking images.")
 
 
 st.title("Jobs")

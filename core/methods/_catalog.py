@@ -17,4 +17,8 @@ CATALOG: dict[str, tuple[str, str]] = {          # name: (module, family)
     "cgan": ("core.methods.gan.cgan", "gan"),
     "wgan_gp": ("core.methods.gan.wgan_gp", "gan"),
     "acgan": ("core.methods.gan.acgan", "gan"),
+    "bagan": ("core.methods.gan.bagan", "gan"),
+    "bagan_gp": ("core.methods.gan.bagan_gp", "gan"),
+    "ida_gan": ("core.methods.gan.ida_gan", "gan"),
+    "three_player_gan": ("core.methods.gan.three_player", "gan"),
 }

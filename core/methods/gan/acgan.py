@@ -26,7 +26,9 @@ class ACGANParams(CGANParams):
 
 
 class AuxiliaryClassifierStep(GANTraining):
-    """D learns real vs fake and the class of both; G learns to fool D and to be recognised as its class."""
+    """D learns real vs fake and the class of both (of real images only when `classify_fakes` is False, as
+    in IDA-GAN); G learns to fool D and to be recognised as its class."""
+    classify_fakes = True
 
     def step(self, monitor: bool) -> dict[str, float] | None:
         D, p, w = self.D, self.p, self.p.aux_weight
@@ -39,7 +41,10 @@ class AuxiliaryClassifierStep(GANTraining):
                 real_out, real_aux = D(self.aug(x))
                 fake_out, fake_aux = D(self.aug(fake.detach()))
             loss_d = d_loss_fn(self.loss, real_out, fake_out)
-            loss_d = loss_d + w * (F.cross_entropy(real_aux.float(), y) + F.cross_entropy(fake_aux.float(), y))
+            aux = F.cross_entropy(real_aux.float(), y)
+            if self.classify_fakes:
+                aux = aux + F.cross_entropy(fake_aux.float(), y)
+            loss_d = loss_d + w * aux
             self.update(self.opt_d, loss_d)
         # -- train the generator: fool D, and be classified as the class asked -------------------------
         with self.frozen(D):

@@ -20,6 +20,23 @@ from ...training.images import GRID_COLS
 from .common import BCE_LOSSES, DIVERGENCE_HINT, LOSSES, diff_augment, parse_policy
 
 
+def training_tensors(images: np.ndarray, labels: np.ndarray | None, hflip: bool, placement: Placement
+                     ) -> tuple[str, torch.Tensor, torch.Tensor | None]:
+    """The training images once on the device: uint8 -> [-1, 1] float NCHW, mirror copies when `hflip`,
+    sorted by class when labelled. Returns (a SHA-1 of the images for resume fingerprints, x, y)."""
+    sha = hashlib.sha1(np.ascontiguousarray(images).tobytes()).hexdigest()
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(placement.device).permute(0, 3, 1, 2).float()
+    x = x.div_(127.5).sub_(1)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=placement.device) if labels is not None else None
+    if hflip:
+        x = torch.cat([x, x.flip(3)])
+        y = torch.cat([y, y]) if y is not None else None
+    if y is not None:
+        order = torch.argsort(y, stable=True)
+        x, y = x[order], y[order]
+    return sha, x.contiguous(memory_format=placement.memory_format), y
+
+
 # ---------------------------------------------------------------------------------------------
 # The training state a GAN step works on
 # ---------------------------------------------------------------------------------------------
@@ -51,28 +68,17 @@ class GANTraining(TrainingProcess):
         self.networks = {"G": self.G, "D": self.D}
         self.optimizers = {"G": self.opt_g, "D": self.opt_d}
 
-        # the data, once, on the device: uint8 -> [-1, 1] float, NCHW; mirror copies when hflip
-        self._data_sha = hashlib.sha1(np.ascontiguousarray(images).tobytes()).hexdigest()
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2).float()
-        x = x.div_(127.5).sub_(1)
-        y = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=self.device) if labels is not None else None
-        if params.hflip:
-            x = torch.cat([x, x.flip(3)])
-            y = torch.cat([y, y]) if y is not None else None
-        if y is not None:                       # sorted by class: balanced draws index into class blocks
-            order = torch.argsort(y, stable=True)
-            x, y = x[order], y[order]
-            present, counts = torch.unique_consecutive(y, return_counts=True)
+        self._data_sha, self.x, self.y = training_tensors(images, labels, params.hflip, placement)
+        if self.y is not None:                  # sorted by class: balanced draws index into class blocks
+            present, counts = torch.unique_consecutive(self.y, return_counts=True)
             self.present, self.counts = present, counts
             self.offsets = torch.cumsum(counts, 0) - counts
-        self.x = x.contiguous(memory_format=placement.memory_format)
-        self.y = y
-        self.n_train = int(x.shape[0])
+        self.n_train = int(self.x.shape[0])
         steps_per_epoch = math.ceil(self.n_train / params.batch_size)
         self.total = int(params.epochs) * steps_per_epoch if getattr(params, "epochs", 0) else int(params.steps)
 
         # fixed noise for the sample grids (its own generator: grids never change the training stream)
-        if grid_labels is None and y is not None:
+        if grid_labels is None and self.y is not None:
             grid_labels = [int(c) for c in self.present.tolist()[:8] for _ in range(GRID_COLS)]
         n_grid = len(grid_labels) if grid_labels else 4 * GRID_COLS
         g = torch.Generator().manual_seed(self.seed + 7919)

@@ -48,37 +48,41 @@ class WGANGPParams(ConvGANParams):
                              choices=["none", "layer"])
 
 
-def gradient_penalty(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Gulrajani et al.'s penalty on random interpolates between real and fake, in float32."""
+def gradient_penalty(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator,
+                     y: torch.Tensor | None = None) -> torch.Tensor:
+    """Gulrajani et al.'s penalty on random interpolates between real and fake, in float32; `y`: the
+    labels of a conditional critic (real and fake of the same classes)."""
     a = torch.rand(real.shape[0], 1, 1, 1, generator=gen, device=real.device)
     x_hat = (a * real.float() + (1 - a) * fake.detach().float()).requires_grad_(True)
-    out, _ = D(x_hat)
+    out, _ = D(x_hat) if y is None else D(x_hat, y)
     (grad,) = torch.autograd.grad(out.float().sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
 class CriticStep(GANTraining):
-    """n_critic updates of the critic (Wasserstein loss + gradient penalty), then one of the generator."""
+    """n_critic updates of the critic (Wasserstein loss + gradient penalty), then one of the generator.
+    With labelled training images (a conditional model, bagan_gp) G and the critic get the labels of the
+    class-balanced real batch: fake labels are balanced too."""
 
     def step(self, monitor: bool) -> dict[str, float] | None:
         D, p = self.D, self.p
         # -- train the critic: n_critic updates, each on a fresh real batch and fresh noise -----------
         for k in range(p.d_steps):
-            x, _ = self.real_batch()
+            x, y = self.real_batch()
             z = self.noise(x.shape[0])
             with self.autocast():
-                fake = self.fakes(z, keep_graph=k == p.d_steps - 1)   # the last ones train G below
+                fake = self.fakes(z, y, keep_graph=k == p.d_steps - 1)   # the last ones train G below
                 x_aug, f_aug = self.aug(x), self.aug(fake.detach())
-                real_out, _ = D(x_aug)
-                fake_out, _ = D(f_aug)
+                real_out, _ = D(x_aug, y)
+                fake_out, _ = D(f_aug, y)
             loss_d = d_loss_fn(self.loss, real_out, fake_out)
             if self.loss == "wasserstein_gp":
-                loss_d = loss_d + p.gp_weight * gradient_penalty(D, x_aug, f_aug, self.rng)
+                loss_d = loss_d + p.gp_weight * gradient_penalty(D, x_aug, f_aug, self.rng, y)
             self.update(self.opt_d, loss_d)
         # -- train the generator: raise the critic's score of its images -------------------------------
         with self.frozen(D):
             with self.autocast():
-                out, _ = D(self.aug(fake))
+                out, _ = D(self.aug(fake), y)
             loss_g = g_loss_fn(self.loss, out)
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()

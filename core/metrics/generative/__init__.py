@@ -141,6 +141,21 @@ def embedding(real_f: np.ndarray, real_y: np.ndarray, syn_f: np.ndarray, syn_y: 
             for (c, o), (a, b) in zip(meta, xy)]
 
 
+def latent_embedding(codes: np.ndarray, labels: np.ndarray, classes: list[str], seed: int = 0,
+                     per_class: int = 150) -> list[dict]:
+    """A 2-D t-SNE of a generator's latent codes (up to `per_class` per class): do the minority classes
+    form their own clusters, or sit inside the normal one (the BAGAN vs BAGAN-GP figure of seminar 004)?"""
+    from sklearn.manifold import TSNE
+    idx = np.concatenate([np.flatnonzero(labels == c)[_sample(int((labels == c).sum()), per_class, seed + c)]
+                          for c in np.unique(labels)]) if len(labels) else np.zeros(0, int)
+    if len(idx) < 5:
+        return []
+    x = codes[idx].astype(np.float32)
+    xy = TSNE(n_components=2, perplexity=min(30.0, (len(x) - 1) / 3), init="pca", random_state=seed).fit_transform(x)
+    return [{"class": classes[int(labels[i])] if int(labels[i]) < len(classes) else str(int(labels[i])),
+             "origin": "code", "x": round(float(a), 3), "y": round(float(b), 3)} for i, (a, b) in zip(idx, xy)]
+
+
 def collapse_note(quality: dict) -> str:
     """Mode collapse in words, from the SSIM diversity per class: '' when there is none."""
     flagged = [(c, b) for c, b in (quality.get("per_class") or {}).items()

@@ -30,10 +30,10 @@ def test_every_combination_of_classes_reads_as_sentences(label, classes):
     assert all(s[0].isupper() or s.startswith("smote") for s in sentences), sentences
     up = [c for c, lab in zip(["crack", "dent", "spot"], classes) if lab == "helps"]
     down = [c for c, lab in zip(["crack", "dent", "spot"], classes) if lab == "hurts"]
-    for c in up:
-        assert f"rose clearly for" in text and c in text
-    for c in down:
-        assert f"fell clearly for" in text and c in text
+    for words, named in (("rose clearly for", up), ("fell clearly for", down)):
+        said = next((s for s in sentences if words in s), "")
+        assert all(c in said for c in named), (named, text)       # each class in the sentence that says so
+        assert bool(said) == bool(named), text
     if not up and not down:
         assert "No defect class's recall changed clearly." in text
 
