@@ -56,13 +56,17 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "seed_protocol"))
     ap.add_argument("--stability", action="store_true", help="also run the constant-rate last-epoch baseline")
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    ap.add_argument("--quality", action="store_true", help="also measure each method's generative quality "
+                                                          "(core.metrics.generative; a table after the main one)")
+    ap.add_argument("--figures", default=None, help="copy each generator's last sample grid of the first seed "
+                                                    "here as <method>.png (e.g. benchmarks/figures)")
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1,
                     help="processes of one torch thread each (1 = one process with all threads)")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     methods = a.methods.split(",")
     base = dict(data=a.data, seeds=seeds, ratio=a.ratio, image_size=a.image_size, test_per_class=20,
-                folds=a.folds, device="auto", save_images=False, quality=False)
+                folds=a.folds, device="auto", save_images=False, quality=a.quality)
     main_cfg = dict(base, methods=methods, overrides={"classifier": {"epochs": a.epochs}})
     old_cfg = dict(base, methods=[], baselines=["equal_steps"],
                    overrides={"classifier": {"epochs": a.epochs, "schedule": "constant", "ema_halflife": 0.0}})
@@ -78,10 +82,39 @@ def main() -> None:
     n_train = len(m["leaderboard"]) * len(seeds) + (len(seeds) if a.stability else 0)
     peak_mb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
     body = _table(m, old, seeds, a, minutes, n_train, peak_mb)
+    if a.quality:
+        body += "\n\n" + _quality_table(m)
+    if a.figures:
+        body += "\n\n" + _figures(out / "main", methods, seeds[0], Path(a.figures))
     print("\n" + body)
     if not a.no_write:
         write_section(a.section or ("seed_protocol" if a.folds == 1 else f"seed_protocol_folds{a.folds}"), body)
         (Path(a.out) / "metrics_summary.json").write_text(json.dumps(m["leaderboard"], indent=1))
+
+
+def _quality_table(m: dict) -> str:
+    """The generative-quality rows of the run (core.runs.quality_rows: the Compare page's table)."""
+    from core.runs import quality_rows
+    rows = quality_rows(m)
+    if not rows:
+        return "(no quality measures)"
+    cols = list(rows[0])
+    return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols),
+                      *("| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows)])
+
+
+def _figures(run: Path, methods: list[str], seed: int, folder: Path) -> str:
+    """The last sample grid of each generator (first seed), copied to folder/<method>.png."""
+    from core.runs import sample_grids
+    grids = sample_grids(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for name in methods:
+        last = [g for g in grids if g["method"] == name and g["seed"] == seed and g["class"] == "all"]
+        if last:
+            shutil.copyfile(last[-1]["path"], folder / f"{name}.png")
+            lines.append(f"![{name}](figures/{name}.png)")
+    return "\n".join(lines)
 
 
 def _done(ids: list[str]) -> None:
