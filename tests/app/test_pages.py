@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from core.events import Reporter
@@ -603,3 +604,28 @@ def test_a_k_fold_run_on_compare_gallery_and_export(tmp_path):
     export = open_page("export", ws=ws.id, run=run_id)
     assert_clean(export)
     assert any("first fold's training images" in t for t in texts(export.caption))
+
+
+def test_jobs_draw_the_latent_codes_of_a_pre_trained_gan():
+    """A bagan fitted into the job's run folder: the Jobs page gets a "Latent codes" tab with one t-SNE trace
+    per class, every training image (mirror copies included) a point."""
+    from core.methods import Context, get_method
+    from tests.core.methods.test_gan import tiny_set
+    ws = ws_of(open_page())
+    store = JobStore(ws)
+    job_id = store.submit({"seconds": 1}, kind="sleep")
+    rd = RunDir(store.get(job_id).run_dir)
+    spec = get_method("bagan")
+    params = spec.make_params("quick", {"steps": 1, "pretrain_steps": 2, "batch_size": 4, "g_width": 4,
+                                        "d_width": 4, "latent_dim": 8})
+    train = tiny_set()
+    spec.sampler_cls(params, Context(device=torch.device("cpu"))).fit(train, {"crack": 2}).save(
+        rd.checkpoint_dir("bagan", 0))
+    at = open_page("jobs", ws=ws.id, run=job_id)
+    assert_clean(at)
+    assert "Latent codes" in [t.label for t in at.tabs]
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    latent = [c for c in charts if "autoencoder's codes" in json.dumps(c.get("layout", {}).get("title", ""))]
+    assert latent, "no latent-code chart"
+    points = {t["name"]: len(t["x"]) for t in latent[0]["data"]}
+    assert points == {c: 2 * n for c, n in train.counts().items()}
