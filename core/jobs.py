@@ -568,6 +568,19 @@ def quick_counts(data: str | Path) -> dict[str, int]:
     return counts
 
 
+def check_methods(cfg, counts: dict[str, int]) -> None:
+    """Refuse a run whose methods cannot train on these training counts (`Sampler.check_data`)."""
+    from .data import balance_targets, resolve_normal_class
+    from .methods import get_method
+    normal = resolve_normal_class(counts, cfg.normal_class) if counts else None
+    needed = balance_targets(counts, cfg.target_ratio)
+    for name in cfg.methods:
+        spec = get_method(name)
+        why = spec.sampler_cls.check_data(cfg.method_params(name), counts, normal, needed)
+        if why:
+            raise ParamError(f"{name} {why}")
+
+
 def preflight(config: dict, workspace: Workspace | None = None, counts: dict[str, int] | None = None) -> dict:
     """Validate an experiment config before it is queued; returns `core.experiment.estimate` plus
     memory_bytes. `counts`: images per class after the simulated imbalance when the caller knows them
@@ -581,6 +594,8 @@ def preflight(config: dict, workspace: Workspace | None = None, counts: dict[str
         found = quick_counts(cfg.data)
         counts = protocol_counts(found, cfg.test_split, cfg.ratio, cfg.normal_class,
                                  cfg.target_ratio).train if found else None
+    if counts:
+        check_methods(cfg, counts)
     est = dict(estimate(dict(config), counts or None) or {})
     if est.get("balanced_size"):
         channels = 1 if str(cfg.channels) == "1" else 3

@@ -275,6 +275,11 @@ def gallery(run_dir: str | Path, method: str, cls: str | None = None, seed: int 
     return RunDir(run_dir).gallery(method, cls, seed)
 
 
+def is_translation(item: GalleryItem) -> bool:
+    """Whether a synthetic image was translated from one real image of another class (cyclegan)."""
+    return len(item.parents) == 1 and not item.parents[0].startswith(f"{item.cls}/")
+
+
 def real_images(run_dir: str | Path, cls: str, split: str = "train") -> tuple[np.ndarray, list[str]]:
     """The real images of a class the run used (train split by default): (uint8 [n,H,W,C], sources)."""
     ds = RunDir(run_dir).load_split(split)

@@ -28,12 +28,25 @@ def nearest(run_dir, method: str, item: runs.GalleryItem) -> None:
 
 
 def provenance(run_dir, item: runs.GalleryItem) -> None:
-    st.image(runs.to_display(_read(item.path)), caption=item.file, width=160)
     if not item.parents:
+        st.image(runs.to_display(_read(item.path)), caption=item.file, width=160)
         st.caption("No parent images: this image was generated from noise by a trained model "
                    "(or the method keeps no provenance).")
         return
     found = runs.images_by_source(run_dir, item.parents)
+    if runs.is_translation(item):
+        src = item.parents[0]
+        st.caption(f"Translated from one real normal training image (seed {item.seed}): source, then result.")
+        left, right = st.columns(2)
+        with left:
+            if src in found:
+                st.image(runs.to_display(found[src]), caption=f"source: {src}", width=160)
+            else:
+                st.caption(f"{src} (not in this run's data)")
+        with right:
+            st.image(runs.to_display(_read(item.path)), caption=f"translated: {item.file}", width=160)
+        return
+    st.image(runs.to_display(_read(item.path)), caption=item.file, width=160)
     st.caption(f"Made from {len(item.parents)} real image(s) (seed {item.seed}):")
     cols = st.columns(max(2, len(item.parents)))
     for col, src in zip(cols, item.parents):

@@ -21,4 +21,5 @@ CATALOG: dict[str, tuple[str, str]] = {          # name: (module, family)
     "bagan_gp": ("core.methods.gan.bagan_gp", "gan"),
     "ida_gan": ("core.methods.gan.ida_gan", "gan"),
     "three_player_gan": ("core.methods.gan.three_player", "gan"),
+    "cyclegan": ("core.methods.translation.cyclegan", "translation"),
 }

@@ -69,6 +69,13 @@ class Sampler:
     def fit(self, train: ImageSet, needed: dict[str, int]) -> "Sampler":
         raise NotImplementedError
 
+    @classmethod
+    def check_data(cls, params: Any, counts: dict[str, int], normal_class: str | None,
+                   needed: dict[str, int] | None = None) -> str | None:
+        """Why this method cannot train on a training set with these class counts, said before a run starts
+        (`core.jobs.preflight`), or None. Translation methods need a normal class, for instance."""
+        return None
+
     def sample(self, class_name: str, n: int, seed: int) -> SampleBatch:
         raise NotImplementedError
 

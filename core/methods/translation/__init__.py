@@ -1,0 +1,1 @@
+"""Translation methods: synthetic defect images made from real normal images (cyclegan)."""
