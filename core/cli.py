@@ -100,6 +100,11 @@ def cmd_run(args) -> int:
         folds=args.folds, normal_class=args.normal_class, preset=args.preset, overrides=overrides, device=args.device,
         num_threads=args.threads, save_images=not args.no_images, quality=not args.no_quality,
         quality_gate=args.quality_gate))
+    from .data import protocol_counts
+    from .jobs import check_methods, quick_counts
+    found = quick_counts(cfg.data)
+    if found:                  # a method that cannot use this data is refused before anything trains
+        check_methods(cfg, protocol_counts(found, cfg.test_split, cfg.ratio, cfg.normal_class, cfg.target_ratio).train)
     out = Path(args.out)
     if args.resume and args.force:
         raise ParamError("--resume keeps what the run directory holds and --force deletes it: choose one")

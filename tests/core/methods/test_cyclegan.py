@@ -132,3 +132,13 @@ def test_data_it_cannot_translate_is_refused_before_the_run_with_the_reason(tmp_
     sampler = spec.sampler_cls(spec.make_params("tiny"), Context(device=torch.device("cpu")))   # no normal class
     with pytest.raises(ParamError, match="normal class"):
         sampler.fit(squares(), {"crack": 2})
+
+
+def test_the_cli_refuses_it_before_anything_trains(tmp_path, capsys):
+    from core.cli import main
+    from tests.conftest import write_dataset
+    data = write_dataset(tmp_path, {"normal": 30, "crack": 5, "spot": 9}, size=16)
+    code = main(["run", "--data", str(data), "--methods", "cyclegan", "--ratio", "0.1", "--out", str(tmp_path / "r")])
+    assert code != 0
+    assert "at least 5 training images per defect class" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()                     # refused before a run folder was made
