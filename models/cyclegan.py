@@ -26,8 +26,13 @@ class ResidualBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    def __init__(self, channels: int = 1, width: int = 64, n_blocks: int = 9, n_down: int = 2) -> None:
+    """`residual`: the output is the input plus a learnt change, clamped to [-1, 1] (x + tanh(net(x))), so the
+    generator starts as the identity and keeps what it does not need to change (not in Zhu et al.)."""
+
+    def __init__(self, channels: int = 1, width: int = 64, n_blocks: int = 9, n_down: int = 2,
+                 residual: bool = False) -> None:
         super().__init__()
+        self.residual = residual
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(channels, width, 7), nn.InstanceNorm2d(width),
                                    nn.ReLU(True)]
         ch = width
@@ -43,7 +48,7 @@ class ResnetGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return (x + self.net(x)).clamp(-1, 1) if self.residual else self.net(x)
 
 
 class PatchDiscriminator(nn.Module):
@@ -64,9 +69,10 @@ class PatchDiscriminator(nn.Module):
 
 
 def build_cyclegan(channels: int, g_width: int, d_width: int, n_blocks: int, d_layers: int, *,
-                   generator: torch.Generator | None = None) -> dict[str, nn.Module]:
+                   residual: bool = False, generator: torch.Generator | None = None) -> dict[str, nn.Module]:
     """G_ab (source -> target), G_ba, D_a (judges the source domain), D_b; N(0, 0.02) from `generator`."""
-    nets = {"G_ab": ResnetGenerator(channels, g_width, n_blocks), "G_ba": ResnetGenerator(channels, g_width, n_blocks),
+    nets = {"G_ab": ResnetGenerator(channels, g_width, n_blocks, residual=residual),
+            "G_ba": ResnetGenerator(channels, g_width, n_blocks, residual=residual),
             "D_a": PatchDiscriminator(channels, d_width, d_layers),
             "D_b": PatchDiscriminator(channels, d_width, d_layers)}
     for net in nets.values():
