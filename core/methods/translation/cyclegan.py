@@ -31,9 +31,11 @@ from ...errors import ParamError
 from ...imageset import ImageSet
 from ...params import param
 from ...runtime import Placement, cpu_threads
-from ...training import LoopSettings, Trainer, TrainingProcess, Who, settings_fingerprint, to_uint8, train_models
+from ...training import (ImagePool, LoopSettings, Trainer, TrainingProcess, Who, settings_fingerprint, to_uint8,
+                         train_models)
 from ...training.images import GRID_COLS
 from ..base import MethodSpec, SampleBatch, Sampler
+from ..gan.base import training_tensors
 from ..registry import register
 
 
@@ -46,18 +48,17 @@ class CycleGANParams:
     lr: float = param(2e-4, "Adam learning rate of G and D (paper 001: 3e-4).", min=1e-6, max=1e-1)
     b1: float = param(0.5, "Adam beta1.", min=0.0, max=0.999)
     b2: float = param(0.999, "Adam beta2.", min=0.0, max=0.9999)
-    decay_from: float = param(0.5, "Share of the steps after which the learning rates fall linearly to zero.",
-                              min=0.0, max=1.0)
+    decay_from: float = param(0.5, "Share of the steps after which the learning rates fall linearly to 0.", min=0.0,
+                              max=1.0)
     lambda_cycle: float = param(10.0, "Weight of the cycle-consistency loss.", min=0.0, max=1000.0)
     lambda_identity: float = param(0.0, "Weight of the identity loss, relative to lambda_cycle (0: off; 0.5 in "
                                         "CycleGAN and the paper preset; on a CPU it costs 40% more per step).",
                                    min=0.0, max=10.0)
-    pool_size: int = param(50, "Past generated images the discriminators also see (0: only the newest).",
-                           min=0, max=1000)
+    pool_size: int = param(50, "Past generated images the discriminators also see (0: the newest only).", min=0,
+                           max=1000)
     g_width: int = param(16, "Generator base channels (64 in the paper).", min=4, max=256)
     d_width: int = param(16, "Discriminator base channels (64 in the paper).", min=4, max=256)
-    n_blocks: int = param(3, "Residual blocks in each generator (9 at 256 px, 6 at 128 px in the paper).",
-                          min=1, max=12)
+    n_blocks: int = param(3, "Residual blocks per generator (paper: 9 at 256 px, 6 at 128 px).", min=1, max=12)
     d_layers: int = param(3, "Stride-2 layers of the PatchGAN (3: 70x70 patches at 256 px); fewer on small "
                              "images.", min=1, max=5)
     residual: bool = param(True, "Generators output their input plus a learnt change (x + tanh(net(x)), clamped): "
@@ -71,40 +72,6 @@ class CycleGANParams:
     monitor_every: int = param(10, "Write the losses every N steps.", min=1)
     checkpoint_every: int = param(250, "Write a resumable training checkpoint every N steps.", min=0)
     keep_train_state: bool = param(False, "Keep D, G_ba and the optimisers after training (to continue later).")
-
-
-def _tensors(images: np.ndarray, hflip: bool, place: Placement) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(place.device).permute(0, 3, 1, 2).float()
-    x = x.div_(127.5).sub_(1)
-    return (torch.cat([x, x.flip(3)]) if hflip else x).contiguous(memory_format=place.memory_format)
-
-
-class ImagePool(nn.Module):
-    """The last `size` generated images of one domain, as buffers (so a checkpoint holds them)."""
-
-    def __init__(self, size: int, shape: tuple[int, ...]) -> None:
-        super().__init__()
-        self.size = size
-        self.register_buffer("images", torch.zeros(size, *shape))
-        self.register_buffer("filled", torch.zeros((), dtype=torch.long))
-
-    def query(self, fakes: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        if self.size == 0:
-            return fakes
-        out = []
-        for img in fakes.detach():
-            n = int(self.filled)
-            if n < self.size:                    # filling up: keep it, show it
-                self.images[n] = img
-                self.filled += 1
-                out.append(img)
-            elif float(torch.rand((), generator=gen, device=gen.device)) < 0.5:   # show an old one, keep the new
-                j = int(torch.randint(self.size, (), generator=gen, device=gen.device))
-                out.append(self.images[j].clone())
-                self.images[j] = img
-            else:
-                out.append(img)
-        return torch.stack(out)
 
 
 class CycleTraining(TrainingProcess):
@@ -126,7 +93,8 @@ class CycleTraining(TrainingProcess):
         self.rng = torch.Generator(device=placement.device).manual_seed(self.seed)
         self._sha = hashlib.sha1(np.ascontiguousarray(source).tobytes() + np.ascontiguousarray(target).tobytes()
                                  ).hexdigest()
-        self.a, self.b = _tensors(source, params.hflip, placement), _tensors(target, params.hflip, placement)
+        self.a = training_tensors(source, None, params.hflip, placement)[1]
+        self.b = training_tensors(target, None, params.hflip, placement)[1]
         shape = tuple(self.a.shape[1:])
         self.pool_a = ImagePool(params.pool_size, shape).to(placement.device)
         self.pool_b = ImagePool(params.pool_size, shape).to(placement.device)
@@ -206,13 +174,6 @@ class CycleTraining(TrainingProcess):
     def fingerprint(self) -> dict:
         return {"settings": settings_fingerprint(self.p), "seed": self.seed, "data": self._sha}
 
-    def summary(self) -> dict:
-        return {"images": int(len(self.b)), "sources": int(len(self.a))}
-
-
-def class_seed(seed: int, class_index: int) -> int:
-    return int(np.random.SeedSequence([int(seed), int(class_index), 17]).generate_state(1)[0])
-
 
 class CycleGANSampler(Sampler):
     NAME = "cyclegan"
@@ -264,7 +225,7 @@ class CycleGANSampler(Sampler):
 
         def job(ci: int, c: str):
             def run(stop):
-                seed = class_seed(self.ctx.seed, ci)
+                seed = int(np.random.SeedSequence([int(self.ctx.seed), ci, 17]).generate_state(1)[0])
                 process = CycleTraining(self._build(torch.Generator().manual_seed(seed)), self.params,
                                         src.images, train.of_class(c).images,
                                         placement=Placement.for_device(device), seed=seed)
@@ -305,7 +266,7 @@ class CycleGANSampler(Sampler):
                 out.append(to_uint8(G(x / 127.5 - 1)))
         return SampleBatch(np.concatenate(out), [[self.normal_sources_[j]] for j in order])
 
-    def get_state(self):
+    def get_state(self):  # the translators and the normal images they translate
         tensors = {f"c{self.classes_.index(c)}.{k}": v for c, G in self.generators_.items()
                    for k, v in G.state_dict().items()}
         tensors["normal.images"] = torch.from_numpy(np.ascontiguousarray(self.normal_images_))
