@@ -44,6 +44,7 @@ MEASURED: tuple[Finding, ...] = (
     Finding("bagan", -0.137, "hurts", 3, "gan_pretrained"),
     Finding("ida_gan", -0.151, "hurts", 3, "gan_pretrained"),
     Finding("bagan_gp", -0.188, "hurts", 3, "gan_pretrained"),
+    Finding("cyclegan", -0.112, "hurts", 3, "cyclegan_protocol"),
 )
 CHEAP = ("smote", "mixup", "augment", "random_oversample", "borderline_smote", "adasyn", "cutmix")
 
@@ -58,7 +59,7 @@ def measured_summary() -> str:
             "beat the strongest fair baseline (a class-weighted classifier). Interpolation, mixing and flips came "
             "within +0.02 to +0.03 macro F1 of it (5 seeds, within noise); the GANs were at or below it (3 seeds), "
             "and the fully-connected GAN (-0.105) and the GANs pre-trained on every class at the CPU budget "
-            "(bagan, ida_gan, bagan_gp: -0.14 to -0.19) hurt. Start with a cheap method and 3 seeds, and let the "
+            "(bagan, ida_gan, bagan_gp: -0.14 to -0.19) and CycleGAN translation (-0.11) hurt. Start with a cheap method and 3 seeds, and let the "
             "verdict say whether it helps on your images.")
 
 
