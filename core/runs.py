@@ -407,6 +407,13 @@ QUALITY_COLUMNS = (("fd_cls", "FD-cls"), ("kd_cls", "KD-cls"), ("precision", "pr
                    ("wrong_class", "wrong class"))
 
 
+def _count(v) -> str:
+    """An image count as shown: whole numbers as they are, a mean over seeds with one decimal."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+        return ""
+    return str(int(v)) if float(v).is_integer() else f"{v:.1f}"
+
+
 def quality_rows(metrics: dict) -> list[dict]:
     """One row per method and class (and one 'all' row per method) of the synthetic images' quality, as the
     user reads it: 3 decimals, empty where a number is missing, KD-cls with its spread over subsets, the gate's
@@ -428,8 +435,8 @@ def quality_rows(metrics: dict) -> list[dict]:
                     row[label] += f" ± {b['kd_cls_std']:.3f}"
                 if key == "fd_cls" and row[label] and b.get("fd_cls_reliable") is False:
                     row[label] += " (few images)"
-            row["gate dropped"] = str(q.get("gate", {}).get("dropped", {}).get(cls, "")) if cls != "all" else \
-                str(b.get("gate_dropped", ""))
+            dropped = q.get("gate", {}).get("dropped", {}).get(cls) if cls != "all" else b.get("gate_dropped")
+            row["gate dropped"] = _count(dropped)
             row["train-on-synthetic F1"] = fmt((q.get("cas") or {}).get("f1_macro")) if cls == "all" else ""
             rows.append(row)
     return rows

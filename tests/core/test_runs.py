@@ -246,3 +246,19 @@ def test_gallery_of_a_run_still_writing_its_provenance(finished_run, tmp_path):
     (run_dir / "job.json").write_text(json.dumps({"status": "running"}))
     prov.write_text("")                                   # opened, no row flushed yet
     assert runs.gallery(run_dir, "smote") == []
+
+
+def test_quality_rows_show_counts_as_counts_and_seed_means_with_one_decimal():
+    from core.runs import quality_rows
+    block = {"fd_cls": 12.3456, "precision": 0.5, "ssim_synthetic": float("nan")}
+    metrics = {"methods": {
+        "smote": {"quality": {"per_class": {"crack": dict(block)}, "overall": dict(block, gate_dropped=5 / 3),
+                              "gate": {"dropped": {"crack": 2.0}}, "cas": {"f1_macro": 0.61234}}},
+        "smote+gate": {"gated_from": "smote", "quality": {"per_class": {}, "overall": {}}},
+        "mixup": {"verdict": {"label": "helps"}}}}
+    rows = quality_rows(metrics)
+    assert [(r["method"], r["class"]) for r in rows] == [("smote", "crack"), ("smote", "all")]   # gated and
+    crack, overall = rows                                                                         # unmeasured left out
+    assert crack["gate dropped"] == "2" and overall["gate dropped"] == "1.7"
+    assert overall["train-on-synthetic F1"] == "0.612" and crack["train-on-synthetic F1"] == ""
+    assert "12.346" in crack.values() and "" in crack.values()          # 3 decimals; NaN shown empty
