@@ -91,7 +91,8 @@ register(MethodSpec(
     name="bagan", family="gan", paper="Mariani et al. 2018, BAGAN; seminar 004",
     summary="Autoencoder pre-trained on every class (normal images included), then G = decoder, D = encoder "
             "with K classes + fake; each class drawn from a Gaussian fitted to its codes. Borrows the surface "
-            "from the plentiful normal images.",
+            "from the plentiful normal images. Measured here (magnetic_tile, quick, 3 seeds): -0.137 macro F1 "
+            "against the strongest baseline, hurts.",
     params_cls=BAGANParams, sampler_cls=BAGAN, conditional=True,
     provenance="none",
     presets={"paper": {**PAPER_COMMON, "epochs": 150, "pretrain_steps": 5000}, "tiny": BAGAN_TINY}))

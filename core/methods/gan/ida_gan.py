@@ -58,7 +58,8 @@ class IDAGAN(PretrainedGANSampler):
 register(MethodSpec(
     name="ida_gan", family="gan", paper="Yang & Zhou 2021, IDA-GAN; seminar 004",
     summary="BAGAN with a variational autoencoder pre-trained on every class, and a discriminator with a "
-            "real/fake output beside a class output. Seminar 004: sharper and more varied than BAGAN.",
+            "real/fake output beside a class output. Measured here (magnetic_tile, quick, 3 seeds): -0.151 "
+            "macro F1 against the strongest baseline, hurts.",
     params_cls=IDAGANParams, sampler_cls=IDAGAN, conditional=True,
     provenance="none",
     presets={"paper": {**PAPER_COMMON, "epochs": 150, "pretrain_steps": 5000}, "tiny": BAGAN_TINY}))

@@ -106,7 +106,8 @@ register(MethodSpec(
                                                   "discriminator, cooperating classifier)",
     summary="Generator, discriminator and a classifier, all started from an autoencoder trained on every "
             "class: G competes with D and cooperates with the classifier, which must recognise the class "
-            "G was asked for.",
+            "G was asked for. Measured here (magnetic_tile, quick, 3 seeds): -0.029 macro F1, no clear "
+            "difference.",
     params_cls=ThreePlayerParams, sampler_cls=ThreePlayerGAN, conditional=True,
     provenance="none",
     presets={"paper": {**PAPER_COMMON, "epochs": 150, "pretrain_steps": 5000}, "tiny": BAGAN_TINY}))

@@ -293,7 +293,8 @@ register(MethodSpec(
     name="cyclegan", family="translation", paper="Zhu et al. 2017, CycleGAN; paper 001 (normal -> defect)",
     summary="Translates real normal images into each defect class (two ResNet generators, two PatchGAN "
             "discriminators, cycle loss): every synthetic defect keeps a real normal surface. Needs the run's "
-            "normal class.",
+            "normal class. Measured here (magnetic_tile, quick, 3 seeds): -0.112 macro F1 against the strongest "
+            "baseline, hurts (the CPU-sized translation draws little defect).",
     params_cls=CycleGANParams, sampler_cls=CycleGANSampler, provenance="source",
     presets={"paper": PAPER, "tiny": {"steps": 2, "batch_size": 2, "g_width": 4, "d_width": 4, "n_blocks": 1,
                                       "min_images": 1, "pool_size": 2}}))
