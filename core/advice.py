@@ -57,7 +57,8 @@ def measured_summary() -> str:
     """What the project's own tables say, for the home page."""
     return ("Measured on a real defect set (magnetic_tile, ratio 0.1, benchmarks/RESULTS.md): no method clearly "
             "beat the strongest fair baseline (a class-weighted classifier). Interpolation, mixing and flips came "
-            "within +0.02 to +0.03 macro F1 of it (5 seeds, within noise); the GANs were at or below it (3 seeds), "
+            "within +0.02 to +0.03 macro F1 of it (5 seeds, within noise; with 5 folds flips hurt, -0.061); the "
+            "GANs were at or below it (3 seeds), "
             "and the fully-connected GAN (-0.105) and the GANs pre-trained on every class at the CPU budget "
             "(bagan, ida_gan, bagan_gp: -0.14 to -0.19) and CycleGAN translation (-0.11) hurt. Start with a "
             "cheap method and 3 seeds, and let the verdict say whether it helps on your images.")
