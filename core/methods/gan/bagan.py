@@ -16,14 +16,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from models.bagan import ClassLatentGenerator, CodeDiscriminator, build_autoencoder
+from models.bagan import ClassLatentGenerator, CodeDiscriminator
 
 from ...params import param
 from ..base import MethodSpec
 from ..registry import register
 from .base import GANTraining
 from .common import PAPER_COMMON, TINY
-from .pretrained import PretrainedGANSampler, PretrainedParams, class_gaussians
+from .pretrained import PretrainedGANSampler, PretrainedParams, autoencoder_nets
 
 BAGAN_TINY = {**TINY, "pretrain_steps": 2}
 
@@ -75,16 +75,10 @@ class BAGAN(PretrainedGANSampler):
 
     @staticmethod
     def build(arch, generator=None):
-        E, Dec = build_autoencoder(arch["latent_dim"], arch["channels"], arch["img_size"], arch["g_width"],
-                                   arch["d_width"], variational=arch["variational"], generator=generator)
+        E, Dec = autoencoder_nets(arch, generator)
         K = arch["n_classes"]
         return (ClassLatentGenerator(Dec, K, arch["latent_dim"]),
                 CodeDiscriminator(E, n_out=K + 1, generator=generator))
-
-    def init_latent(self, G, embed, codes, labels):
-        mean, chol = class_gaussians(codes, labels, self.arch_["n_classes"])
-        G.mean.copy_(torch.from_numpy(mean))
-        G.chol.copy_(torch.from_numpy(chol))
 
 
 register(MethodSpec(

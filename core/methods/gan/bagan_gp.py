@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.bagan import CodeDiscriminator, EmbeddedGenerator, build_autoencoder
+from models.bagan import CodeDiscriminator, EmbeddedGenerator
 
 from ...params import param
 from ..base import MethodSpec
 from ..registry import register
 from .bagan import BAGAN_TINY
 from .common import BCE_AND_HINGE, PAPER_COMMON
-from .pretrained import PretrainedGANSampler, PretrainedParams
+from .pretrained import PretrainedGANSampler, PretrainedParams, autoencoder_nets
 from .wgan_gp import CriticStep
 
 
@@ -46,14 +46,10 @@ class BAGANGP(PretrainedGANSampler):
 
     @staticmethod
     def build(arch, generator=None):
-        E, Dec = build_autoencoder(arch["latent_dim"], arch["channels"], arch["img_size"], arch["g_width"],
-                                   arch["d_width"], variational=arch["variational"], generator=generator)
+        E, Dec = autoencoder_nets(arch, generator)
         K = arch["n_classes"]
         return (EmbeddedGenerator(Dec, K, arch["latent_dim"], generator),
                 CodeDiscriminator(E, n_out=1, label_classes=K, generator=generator))
-
-    def init_latent(self, G, embed, codes, labels):
-        G.embed.load_state_dict(embed.state_dict())
 
 
 register(MethodSpec(

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 
-from models.bagan import ClassLatentGenerator, CodeDiscriminator, build_autoencoder
+from models.bagan import ClassLatentGenerator, CodeDiscriminator
 
 from ...params import param
 from ..base import MethodSpec
@@ -20,7 +19,7 @@ from ..registry import register
 from .acgan import AuxiliaryClassifierStep
 from .bagan import BAGAN_TINY
 from .common import BCE_AND_HINGE, LOSS_HELP, PAPER_COMMON
-from .pretrained import PretrainedGANSampler, PretrainedParams, class_gaussians
+from .pretrained import PretrainedGANSampler, PretrainedParams, autoencoder_nets
 
 
 @dataclass
@@ -43,16 +42,10 @@ class IDAGAN(PretrainedGANSampler):
 
     @staticmethod
     def build(arch, generator=None):
-        E, Dec = build_autoencoder(arch["latent_dim"], arch["channels"], arch["img_size"], arch["g_width"],
-                                   arch["d_width"], variational=arch["variational"], generator=generator)
+        E, Dec = autoencoder_nets(arch, generator)
         K = arch["n_classes"]
         return (ClassLatentGenerator(Dec, K, arch["latent_dim"]),
                 CodeDiscriminator(E, n_out=1, aux_classes=K, generator=generator))
-
-    def init_latent(self, G, embed, codes, labels):
-        mean, chol = class_gaussians(codes, labels, self.arch_["n_classes"])
-        G.mean.copy_(torch.from_numpy(mean))
-        G.chol.copy_(torch.from_numpy(chol))
 
 
 register(MethodSpec(

@@ -163,9 +163,15 @@ def class_gaussians(codes: np.ndarray, labels: np.ndarray, n_classes: int) -> tu
     return mean.astype(np.float32), chol.astype(np.float32)
 
 
+def autoencoder_nets(arch: dict, generator: torch.Generator | None = None) -> tuple[nn.Module, nn.Module]:
+    """The encoder and decoder `arch` describes (a method's `build` wraps them into G and D)."""
+    return build_autoencoder(arch["latent_dim"], arch["channels"], arch["img_size"], arch["g_width"],
+                             arch["d_width"], variational=arch["variational"], generator=generator)
+
+
 class PretrainedGANSampler(GANSampler):
     """A GAN whose G and D start from an autoencoder trained on every class. A method sets NAME,
-    `training`, `autoencoder` ("plain", "supervised" or "variational"), `build` and `init_latent`."""
+    `training`, `autoencoder` ("plain", "supervised" or "variational") and `build`."""
     conditional = True
     autoencoder = "plain"
 
@@ -177,8 +183,7 @@ class PretrainedGANSampler(GANSampler):
 
     def build_autoencoder(self, seed: int) -> tuple[nn.Module, nn.Module, nn.Module | None]:
         a, gen = self.arch_, torch.Generator().manual_seed(int(seed))
-        E, Dec = build_autoencoder(a["latent_dim"], a["channels"], a["img_size"], a["g_width"], a["d_width"],
-                                   variational=a["variational"], generator=gen)
+        E, Dec = autoencoder_nets(a, gen)
         embed = None
         if self.autoencoder == "supervised":
             embed = nn.Embedding(a["n_classes"], a["latent_dim"])
@@ -186,8 +191,14 @@ class PretrainedGANSampler(GANSampler):
         return E, Dec, embed
 
     def init_latent(self, G: nn.Module, embed: nn.Module | None, codes: np.ndarray, labels: np.ndarray) -> None:
-        """How G turns noise into a code of the class asked (the class Gaussians, or the embedding)."""
-        raise NotImplementedError
+        """How G turns noise into a code of the class asked: the supervised autoencoder's label embedding
+        (EmbeddedGenerator), else Gaussians fitted to each class's codes (ClassLatentGenerator)."""
+        if embed is not None:
+            G.embed.load_state_dict(embed.state_dict())
+            return
+        mean, chol = class_gaussians(codes, labels, self.arch_["n_classes"])
+        G.mean.copy_(torch.from_numpy(mean))
+        G.chol.copy_(torch.from_numpy(chol))
 
     def from_autoencoder(self, E: nn.Module, Dec: nn.Module, embed: nn.Module | None, codes: np.ndarray,
                          labels: np.ndarray, seed: int) -> tuple[nn.Module, nn.Module]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from models.bagan import CodeDiscriminator, EmbeddedGenerator, build_autoencoder
+from models.bagan import CodeDiscriminator, EmbeddedGenerator
 
 from ...params import param
 from ..base import MethodSpec
@@ -24,7 +24,7 @@ from ..registry import register
 from .bagan import BAGAN_TINY
 from .base import GANTraining
 from .common import BCE_AND_HINGE, LOSS_HELP, PAPER_COMMON, d_loss_fn, g_loss_fn
-from .pretrained import PretrainedGANSampler, PretrainedParams
+from .pretrained import PretrainedGANSampler, PretrainedParams, autoencoder_nets
 
 
 @dataclass
@@ -87,13 +87,9 @@ class ThreePlayerGAN(PretrainedGANSampler):
 
     @staticmethod
     def build(arch, generator=None):
-        E, Dec = build_autoencoder(arch["latent_dim"], arch["channels"], arch["img_size"], arch["g_width"],
-                                   arch["d_width"], generator=generator)
+        E, Dec = autoencoder_nets(arch, generator)
         return (EmbeddedGenerator(Dec, arch["n_classes"], arch["latent_dim"], generator),
                 CodeDiscriminator(E, n_out=1, generator=generator))
-
-    def init_latent(self, G, embed, codes, labels):
-        G.embed.load_state_dict(embed.state_dict())
 
     def make_process(self, G, D, E, images, labels, seed, who):
         classifier = CodeDiscriminator(copy.deepcopy(E), n_out=self.arch_["n_classes"],

@@ -16,7 +16,6 @@ surface, and its provenance names the normal file it came from. Sample grids: so
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
@@ -91,15 +90,13 @@ class CycleTraining(TrainingProcess):
         self.opt_g = placement.adam(g, params.lr, (params.b1, params.b2))
         self.opt_d = placement.adam(d, params.lr, (params.b1, params.b2))
         self.rng = torch.Generator(device=placement.device).manual_seed(self.seed)
-        self._sha = hashlib.sha1(np.ascontiguousarray(source).tobytes() + np.ascontiguousarray(target).tobytes()
-                                 ).hexdigest()
-        self.a = training_tensors(source, None, params.hflip, placement)[1]
-        self.b = training_tensors(target, None, params.hflip, placement)[1]
+        sha_a, self.a, _ = training_tensors(source, None, params.hflip, placement)
+        sha_b, self.b, _ = training_tensors(target, None, params.hflip, placement)
+        self._sha = sha_a + sha_b
         shape = tuple(self.a.shape[1:])
         self.pool_a = ImagePool(params.pool_size, shape).to(placement.device)
         self.pool_b = ImagePool(params.pool_size, shape).to(placement.device)
-        self.counter = ImagePool(0, ()).to(placement.device)      # its `filled`: the steps done (lr schedule)
-        self.networks = {**nets, "pool_a": self.pool_a, "pool_b": self.pool_b, "counter": self.counter}
+        self.networks = {**nets, "pool_a": self.pool_a, "pool_b": self.pool_b}
         self.optimizers = {"G": self.opt_g, "D": self.opt_d}
         self.total = int(params.steps)
         self.grid_a = self.a[torch.arange(min(GRID_COLS, len(source)))]
@@ -110,7 +107,8 @@ class CycleTraining(TrainingProcess):
 
     def _lr(self) -> float:
         start = self.p.decay_from * self.total
-        t = float(self.counter.filled)
+        state = self.opt_g.state.get(next(self.G_ab.parameters()), {})
+        t = float(state.get("step", 0))                 # steps done: Adam counts them, checkpoints keep them
         return self.p.lr * (1.0 if t < start else max(0.0, (self.total - t) / max(1.0, self.total - start)))
 
     def step(self, monitor: bool) -> dict[str, float] | None:
@@ -152,7 +150,6 @@ class CycleTraining(TrainingProcess):
             self.opt_d.zero_grad(set_to_none=True)
             (d_a + d_b).backward()
             self.opt_d.step()
-        self.counter.filled += 1
         if not monitor:
             return None
         return {"g_loss": float(loss_g.detach()), "g_ab_loss": float(g_ab.detach()), "g_ba_loss": float(g_ba.detach()),
