@@ -100,3 +100,21 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
     return load_file(str(path))
 
+
+
+# ---------------------------------------------------------------------------------------------
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell for a CSV a user downloads and may open in a spreadsheet: text starting with one of
+    = + - @ TAB CR (the OWASP rule for formula injection) gets a leading single quote, so a class folder
+    named '=HYPERLINK(...)' is shown as text, never run. Numbers pass unchanged (-0.5 stays a number)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_row(values: list[Any]) -> list[Any]:
+    """csv_cell over a row: `csv.writer(f).writerow(csv_row([...]))` in every CSV meant for download."""
+    return [csv_cell(v) for v in values]
