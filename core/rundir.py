@@ -297,6 +297,10 @@ class RunDir:
         """The fitted sampler of one method and seed (`Sampler.save` writes it)."""
         return self.root / "checkpoints" / method / f"seed{seed}"
 
+    def shared_training_dir(self, seed: int) -> Path:
+        """Models that several methods of the run train alike (e.g. the diffusion family's UNet), kept once."""
+        return self.root / "checkpoints" / "_shared" / f"seed{seed}"
+
     def training_dir(self, method: str, seed: int) -> Path:
         """Resumable training state of a generator while it trains (removed once it is fitted)."""
         return self.checkpoint_dir(method, seed) / "training"

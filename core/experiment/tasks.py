@@ -194,6 +194,7 @@ def _synthesize(ctx: TaskContext, name: str, seed: int, train: ImageSet,
     folder = rd.checkpoint_dir(name, seed)
     sampler_ctx = Context(reporter=reporter, device=ctx.device, seed=seed, method=name,
                           work_dir=rd.training_dir(name, seed), num_threads=cfg.num_threads,
+                          shared_dir=rd.shared_training_dir(seed),
                           normal_class=ctx.split().get("normal_class"))
     reporter.stage(ctx.stage("fit", name, seed), f"fitting {name}, {ctx.where(seed)}")
     t0 = time.time()
