@@ -227,8 +227,10 @@ class LoRATraining(TrainingProcess):
         self.scaler.update()
         return {"loss": float(loss.detach())} if monitor else None
 
-    def fingerprint(self) -> dict:
-        return {"settings": settings_fingerprint(self.p), "seed": self.seed, "data": self._sha}
+    def fingerprint(self) -> dict:     # what the adapters learn from: not the sampling settings
+        keys = ("prompt", "domain", "class_words", "resolution", "lora_rank", "lora_lr", "lora_batch_size")
+        return {"settings": {k: v for k, v in settings_fingerprint(self.p).items() if k in keys},
+                "seed": self.seed, "data": self._sha}
 
 
 # -- the sampler ------------------------------------------------------------------------------------------
@@ -279,6 +281,7 @@ class StableDiffusionSampler(Sampler):
         self._load()
         counts = train.counts()
         todo = [c for c in train.classes if needed.get(c, 0) > 0]
+        tunes = bool(p.lora_steps) and torch.device(self.ctx.device).type == "cuda"
         self.sources_, self.images_ = {}, {}
         for c in todo:
             if p.mode == "img2img" and counts[c] == 0:
@@ -286,14 +289,14 @@ class StableDiffusionSampler(Sampler):
                 continue
             part = train.of_class(c)
             self.images_[c], self.sources_[c] = part.images, list(part.sources)
-            if counts[c] < 5 and (p.mode == "img2img" or p.lora_steps):
+            if counts[c] < 5 and (p.mode == "img2img" or tunes):
                 rep.warn(f"stable_diffusion: class {c!r} has only {counts[c]} training image"
                          f"{'s' * (counts[c] != 1)}; every image of it starts from or learns from "
                          f"{'that one' if counts[c] == 1 else 'those'}")
         self.lora_, self.fit_info_ = None, {"model": self.model_path_, "model_fingerprint": self.fingerprint_,
                                             "load_seconds": self.load_seconds_, "resolution": self.resolution_}
-        if p.lora_steps and self.images_:
-            if torch.device(self.ctx.device).type != "cuda":
+        if p.lora_steps and any(len(v) for v in self.images_.values()):
+            if not tunes:
                 rep.warn(f"stable_diffusion: LoRA fine-tuning (lora_steps={p.lora_steps}) needs a CUDA GPU; "
                          "generating from the pretrained model as it is")
                 self.fit_info_["lora"] = "skipped: no CUDA GPU"
