@@ -138,6 +138,9 @@ class StableDiffusionParams:
         if fields - {"class", "domain"}:
             raise ParamError(f"stable_diffusion.prompt may name {{class}} and {{domain}} only, not "
                              f"{', '.join('{' + f + '}' for f in sorted(fields - {'class', 'domain'}))}")
+        if self.mode == "img2img" and int(self.steps * self.strength) < 1:
+            raise ParamError(f"stable_diffusion: img2img runs strength x steps = {self.strength} x {self.steps} "
+                             "denoising steps, fewer than one; raise steps or strength")
         if self.resolution % 8:
             raise ParamError(f"stable_diffusion.resolution must be 0 or a multiple of 8, got {self.resolution}")
         self.words()

@@ -164,6 +164,9 @@ def test_prompts_per_class_and_their_checks():
         spec.make_params("quick", {"prompt": "a photo of {class"})
     with pytest.raises(ParamError, match="'MT_Crack' is not class=words"):
         spec.make_params("quick", {"class_words": "MT_Crack"})
+    with pytest.raises(ParamError, match="strength x steps = 0.1 x 5 denoising steps, fewer than one"):
+        spec.make_params("quick", {"strength": 0.1, "steps": 5})
+    assert spec.make_params("quick", {"strength": 0.1, "steps": 5, "mode": "text"}).mode == "text"
     with pytest.raises(ParamError, match="multiple of 8"):
         spec.make_params("quick", {"resolution": 100})
     assert spec.make_params("paper").steps == 50 and spec.make_params("paper").lora_steps > 0
