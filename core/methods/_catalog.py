@@ -24,4 +24,5 @@ CATALOG: dict[str, tuple[str, str]] = {          # name: (module, family)
     "cyclegan": ("core.methods.translation.cyclegan", "translation"),
     "ddpm_cfg": ("core.methods.diffusion.ddpm", "diffusion"),
     "ddpm_translate": ("core.methods.diffusion.translate", "diffusion"),
+    "stable_diffusion": ("core.methods.diffusion.stable_diffusion", "diffusion"),
 }
