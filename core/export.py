@@ -76,6 +76,9 @@ class ExportResult:
     counts: dict[str, dict[str, int]]
     notes: list[str] = field(default_factory=list)
 
+    def __fspath__(self) -> str:       # stands for the zip it wrote: open(result), zipfile.ZipFile(result)
+        return str(self.path)
+
     @property
     def missing(self) -> dict[str, int]:
         return {c: v["missing"] for c, v in self.counts.items() if v.get("missing")}
