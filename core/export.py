@@ -40,6 +40,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from .data import DatasetFiles, balance_targets
 from .errors import ParamError, RunError
 from .files import atomic_path, csv_row
 from .rundir import RunDir
@@ -252,8 +253,6 @@ def export_zip(run_dir: str | Path, method: str | None, out: str | Path, seed: i
                device: str = "cpu") -> ExportResult:
     """Write the balanced dataset of `method` (None or "none": the real images only) to the zip `out`
     (see the module docstring for the layouts and the rules); returns what it holds."""
-    from .data import DatasetFiles, balance_targets
-
     size = _check_options(layout, real, size)
     out, notes = Path(out), []
     rd = RunDir(run_dir)
@@ -263,21 +262,30 @@ def export_zip(run_dir: str | Path, method: str | None, out: str | Path, seed: i
     method = None if method in (None, "", "none") else method
     if quality_filtered and method is None:
         raise RunError("this run has no quality-filtered set; export the full set instead")
-    cfg, report = rd.config(), rd.data_report()
-    data = cfg.get("data")
+    data = rd.config().get("data")
     if not data or not Path(str(data)).exists():
         raise RunError(f"the dataset this run loaded ({data or 'not recorded'}) is no longer there; the export "
                        "copies the original image files, so put the dataset back at that path first")
-    files = DatasetFiles(str(data))
-    try:
-        return _export(rd, files, method, out, seed, quality_filtered, layout, real, size, device, cfg, report,
-                       notes, balance_targets)
-    finally:
-        files.close()
+    opts = _Options(method, seed, quality_filtered, layout, real, size, device)
+    with DatasetFiles(str(data)) as files:
+        return _export(rd, files, opts, out, notes)
 
 
-def _export(rd, files, method, out, seed, quality_filtered, layout, real, size, device, cfg, report, notes,
-            balance_targets) -> ExportResult:
+@dataclass(frozen=True)
+class _Options:
+    method: str | None
+    seed: int | None
+    quality_filtered: bool
+    layout: str
+    real: str
+    size: int | None
+    device: str
+
+
+def _export(rd: RunDir, files: DatasetFiles, opts: _Options, out: Path, notes: list[str]) -> ExportResult:
+    """Plan every entry (real files by role, the synthetic top-up), then write the zip."""
+    method, layout, real, size = opts.method, opts.layout, opts.real, opts.size
+    cfg, report = rd.config(), rd.data_report()
     images = _real_images(rd, files, notes)
     classes = list(report.get("classes") or sorted({s.split("/")[0] for s, _ in images}))
     counts = {c: {"train": 0, "test": 0, "held_back": 0, "synthetic": 0, "sampled": 0, "missing": 0}
@@ -328,7 +336,7 @@ def _export(rd, files, method, out, seed, quality_filtered, layout, real, size, 
 
     used_seed = None
     if method is not None:
-        used_seed, items = _synthetic_items(rd, method, seed, quality_filtered)
+        used_seed, items = _synthetic_items(rd, method, opts.seed, opts.quality_filtered)
         target_ratio = float(cfg.get("target_ratio") or 1.0)
         needed = balance_targets(train_part, target_ratio)
         by_class: dict[str, list] = {c: [] for c in classes}
@@ -345,7 +353,7 @@ def _export(rd, files, method, out, seed, quality_filtered, layout, real, size, 
             counts[cls]["synthetic"] = len(take)
             if needed[cls] > len(take):
                 short[cls] = needed[cls] - len(take)
-        sampler = _sampler(rd, method, used_seed, device) if short and not quality_filtered else None
+        sampler = _sampler(rd, method, used_seed, opts.device) if short and not opts.quality_filtered else None
         for cls, n in short.items():
             if sampler is None:
                 counts[cls]["missing"] = n
@@ -356,7 +364,7 @@ def _export(rd, files, method, out, seed, quality_filtered, layout, real, size, 
             counts[cls]["sampled"] = n
         missing = {c: v["missing"] for c, v in counts.items() if v["missing"]}
         if missing:
-            why = ("images sampled now would bypass the quality gate" if quality_filtered else
+            why = ("images sampled now would bypass the quality gate" if opts.quality_filtered else
                    f"this run kept no generator of {method} (seed {used_seed}) to sample more from")
             notes.append(f"{sum(missing.values())} synthetic images are missing for the balance "
                          f"({', '.join(f'{c}: {n}' for c, n in missing.items())}): {why}.")

@@ -13,13 +13,6 @@ from ui import common
 SIZES = [None, 32, 64, 128, 224, 256, 512]
 
 
-def _zip_file(path: str):
-    """What the download button serves: a callable, so Streamlit reads the zip only when the user clicks (in
-    its own thread), never on a rerun of the page. Streamlit 1.67 reads any data it serves into memory (a file
-    object too, at every rerun), so this keeps one copy of the zip in the process, during a download only."""
-    return lambda: Path(path).read_bytes()
-
-
 def build() -> None:
     from core.export import available_methods, export_zip
     from core.report import write_report
@@ -81,7 +74,7 @@ def build() -> None:
         st.dataframe(built["rows"], hide_index=True, width="stretch")
         for note in built["notes"]:
             (st.warning if "missing" in note or "softer" in note or "grey" in note else st.info)(note)
-        st.download_button("Download the balanced dataset (.zip)", _zip_file(built["path"]),
+        st.download_button("Download the balanced dataset (.zip)", common.file_on_click(built["path"]),
                            file_name=Path(built["path"]).name, mime="application/zip", key="e_download",
                            on_click="ignore")
 
