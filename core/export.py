@@ -222,14 +222,17 @@ def _synthetic_items(rd: RunDir, method: str, seed: int | None, quality_filtered
     return use, chosen
 
 
-def _sampler(rd: RunDir, method: str, seed: int, device: str):
-    """The run's saved generator of `method` and `seed` (the `core sample` path), or None when none is saved."""
+def _sampler(rd: RunDir, method: str, seed: int, device: str) -> tuple[object | None, str]:
+    """(the run's saved generator of `method` and `seed`, the `core sample` path; or None and why not)."""
     if not rd.has_sampler(method, seed):
-        return None
+        return None, f"this run kept no generator of {method} (seed {seed}) to sample more from"
     from .methods import Context, get_method
     from .runtime import pick_device
-    return get_method(method).load_sampler(rd.checkpoint_dir(method, seed),
-                                           Context(device=pick_device(device), seed=seed, method=method))
+    try:
+        return get_method(method).load_sampler(rd.checkpoint_dir(method, seed),
+                                               Context(device=pick_device(device), seed=seed, method=method)), ""
+    except Exception as err:  # noqa: BLE001  (a damaged checkpoint: safetensors, JSON and the methods raise many types)
+        return None, f"its saved generator of {method} (seed {seed}) cannot be loaded ({type(err).__name__}: {err})"
 
 
 def _sampled(sampler, cls: str, n: int, seed: int, class_index: int) -> Iterator[tuple[np.ndarray, list[str]]]:
@@ -353,7 +356,9 @@ def _export(rd: RunDir, files: DatasetFiles, opts: _Options, out: Path, notes: l
             counts[cls]["synthetic"] = len(take)
             if needed[cls] > len(take):
                 short[cls] = needed[cls] - len(take)
-        sampler = _sampler(rd, method, used_seed, opts.device) if short and not opts.quality_filtered else None
+        sampler, why_not = None, "images sampled now would bypass the quality gate"
+        if short and not opts.quality_filtered:
+            sampler, why_not = _sampler(rd, method, used_seed, opts.device)
         for cls, n in short.items():
             if sampler is None:
                 counts[cls]["missing"] = n
@@ -364,10 +369,8 @@ def _export(rd: RunDir, files: DatasetFiles, opts: _Options, out: Path, notes: l
             counts[cls]["sampled"] = n
         missing = {c: v["missing"] for c, v in counts.items() if v["missing"]}
         if missing:
-            why = ("images sampled now would bypass the quality gate" if opts.quality_filtered else
-                   f"this run kept no generator of {method} (seed {used_seed}) to sample more from")
             notes.append(f"{sum(missing.values())} synthetic images are missing for the balance "
-                         f"({', '.join(f'{c}: {n}' for c, n in missing.items())}): {why}.")
+                         f"({', '.join(f'{c}: {n}' for c, n in missing.items())}): {why_not}.")
         sampled = sum(v["sampled"] for v in counts.values())
         if sampled:
             notes.append(f"{sampled} synthetic images were sampled now from the run's saved {method} generator "

@@ -156,6 +156,11 @@ def test_a_method_without_a_saved_generator_says_how_many_are_missing(short_run,
     assert r.missing == {"crack": 2} and r.counts["crack"]["synthetic"] == 30
     assert any("2 synthetic images are missing" in n and "no generator" in n for n in r.notes)
     assert "missing" in zipfile.ZipFile(r.path).read("README.txt").decode()
+    # a damaged checkpoint: the same, saying why
+    shutil.copytree(short_run / "checkpoints", copy / "checkpoints")
+    (copy / "checkpoints" / "smote" / "seed0" / "state.safetensors").write_bytes(b"cut short")
+    r = export_zip(copy, "smote", tmp_path / "c.zip")
+    assert r.missing == {"crack": 2} and any("cannot be loaded" in n for n in r.notes)
 
 
 def test_a_target_ratio_below_one_tops_up_to_that_share(dataset, tmp_path):
