@@ -161,7 +161,8 @@ def main() -> None:
     lines = ["## Export for real use: magnetic_tile with smote, and serving a large zip (benchmarks/export_memory.py)",
              "", f"Machine: {machine()}; 2 CPU cores shared with other engineers' work (contended): 1-minute load "
              f"average {load:.1f} before and {load_after:.1f} after. Measured {time.strftime('%Y-%m-%d %H:%M')} UTC.",
-             "", f"Run: {_shown(args.run)} (smote, seed 0, ratio 0.1, 32 px, quick preset). Export of every real image (the "
+             "", f"Run: {_shown(args.run)} (smote, seed 0, ratio 0.1, 32 px, quick preset). Export of every real "
+             "image (the "
              "original files, read in place) + the smote top-up; `import core.export` alone: "
              f"{floor['peak_rss_mb']:.0f} MB peak RSS, with the method registry and torch (loaded when the saved "
              f"generator samples what the run lacks): {floor_torch['peak_rss_mb']:.0f} MB.", "",
@@ -174,12 +175,14 @@ def main() -> None:
     lines += ["", f"Serving a {args.serve_gib:g} GiB zip (server process, MB: peak RSS so far at each step, and the "
               "RSS held after the click; curl downloads it from Streamlit's media route and gzip middleware under "
               "uvicorn, as `streamlit run` serves it):", "",
-              "| page mechanism | after imports | page rendered | clicked | held after the click | peak (download done) "
+              "| page mechanism | after imports | page rendered | clicked | held after the click "
+              "| peak (download done) "
               "| download |", "|---|---|---|---|---|---|---|"]
     names = {"deferred": "callable (this page: read on click)", "eager": "bytes read at each render (before)"}
     for mode, s in serve.items():
         lines.append(f"| {names[mode]} | {s['after_imports_mb']:.0f} | {s['after_render_mb']:.0f} | "
-                     f"{s['after_click_mb']:.0f} | {s['held_after_click_mb']:.0f} | {s['peak_rss_mb']:.0f} | {s['download_s']} s, "
+                     f"{s['after_click_mb']:.0f} | {s['held_after_click_mb']:.0f} | {s['peak_rss_mb']:.0f} | "
+                     f"{s['download_s']} s, "
                      f"{s['downloaded_bytes'] / 2**30:.2f} GiB |")
     d, e = serve["deferred"], serve["eager"]
     flat, split = exports["flat"], exports["split"]

@@ -16,9 +16,11 @@ Layouts (both hold a Hugging Face `imagefolder` metadata.csv with file_name, lab
 
 Real images are the original files, byte for byte (format, size, colour, EXIF), read from the dataset the run
 loaded (`core.data.DatasetFiles`); a name is kept unless it collides in its folder (then `_1`, `_2` ... before
-the extension, on the later one in source order; case-insensitively, as on Windows and macOS). `real="all"` (default): every image the run loaded, each with its role: `train` (what the run
-trained on), `test` (its real test split), `held_back` (left out of training by the simulated imbalance).
-`real="train"`: only what the run trained on (with `split`, test/ still holds the run's test split).
+the extension, on the later one in source order; case-insensitively, as on Windows and macOS). `real="all"`
+(default): every image the run loaded, each with its role: `train` (what the run trained on), `test` (its real
+test split), `held_back` (left out of training by the simulated imbalance). `real="train"`: only what the run
+trained on (with `split`, test/ still holds the run's test split). Synthetic rows have the role `synthetic`
+(made by the run) or `sampled` (drawn at export).
 
 Synthetic top-up: each class gets `balance_targets` of the exported real training counts (the flat layout's
 whole set; split's train/ part) at the run's target ratio. The run's synthetic images of one seed are used first
@@ -42,12 +44,11 @@ import numpy as np
 
 from .data import DatasetFiles, balance_targets
 from .errors import ParamError, RunError
-from .files import atomic_path, csv_row
+from .files import atomic_path, csv_cell, csv_row
 from .rundir import RunDir
 
 LAYOUTS = ("flat", "split")
 REAL_CHOICES = ("all", "train")
-ROLES = ("train", "test", "held_back")
 MIN_SIZE, MAX_SIZE = 8, 4096
 # Seeds of images sampled at export: apart from the run's own (seed * 1000 + class index), so they differ;
 # small enough for every sampler (SMOTE multiplies its seed by 1000 into a 32-bit random_state).
@@ -55,7 +56,6 @@ EXPORT_SAMPLE_SEED = 900_000
 _SAMPLE_CHUNK = 256             # images sampled (and held) at a time
 # Formats that are compressed already: stored as they are (deflating them costs time and saves nothing).
 _STORED = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif"})
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 
 
@@ -144,7 +144,7 @@ def _path_cell(arc: str) -> str:
     """A path for a CSV cell that `csv_cell` leaves intact: './' before a path starting like a formula
     (a class folder named '-5' or '=x'), which readers of relative paths (Hugging Face's imagefolder,
     os.path.normpath) read as the same file."""
-    return "./" + arc if arc.startswith(_FORMULA_START) else arc
+    return "./" + arc if csv_cell(arc) != arc else arc
 
 
 def _png_bytes(img: np.ndarray) -> bytes:

@@ -142,7 +142,8 @@ def test_the_top_up_samples_the_rest_from_the_saved_generator(short_run, tmp_pat
     sampled = [row for row in rows if row["role"] == "sampled"]
     assert len(sampled) == 2 and all(row["parents"] and row["method"] == "smote" for row in sampled)
     with zipfile.ZipFile(r.path) as zf:
-        made = [np.asarray(Image.open(io.BytesIO(zf.read(row["file"])))) for row in rows if row["origin"] == "synthetic"]
+        made = [np.asarray(Image.open(io.BytesIO(zf.read(row["file"]))))
+                for row in rows if row["origin"] == "synthetic"]
     assert all(m.shape == (16, 16) for m in made)
     assert len({m.tobytes() for m in made}) == len(made)              # the new ones are not the run's again
     assert manifest_counts(r.path) == {"crack": {"real": 8, "synthetic": 32}, "normal": {"real": 40}}
