@@ -143,9 +143,11 @@ def prepare(ctx: TaskContext) -> dict:
     rd.save_split("train", train)
     rd.save_split("test", test)
     ctx._sets.update(train=train, test=test)
+    held_back = sorted(set(pool.sources) - set(train.sources))      # what the export gives back to the user
     record = {"key": cfg.key(classifier=False), "normal_class": normal, "fold": ctx.fold, "train": train.sources,
-              "test": test.sources, "train_counts": train.counts(), "test_counts": test.counts(),
-              "pool_counts": pool.counts(), "needed": needed, "warnings": reporter.warnings[warnings_before:]}
+              "test": test.sources, "held_back": held_back, "train_counts": train.counts(),
+              "test_counts": test.counts(), "pool_counts": pool.counts(), "needed": needed,
+              "warnings": reporter.warnings[warnings_before:]}
     rd.write_split(record)
     reporter.emit("stage", stage="split", message="train / test split done" + (
                   f" (fold {ctx.fold + 1} of {cfg.folds})" if ctx.fold is not None else ""),
