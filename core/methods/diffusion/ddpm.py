@@ -66,7 +66,7 @@ class DDPMSampler(Sampler):
             shared = self.ctx.shared_dir or self.ctx.work_dir
             ckpt = shared / f"ddpm_seed{self.ctx.seed}.safetensors" if shared is not None else None
             self.fit_info_ = Trainer(process, LoopSettings.from_params(self.params, process.total),
-                                     who=Who(self.NAME, "all classes", self.ctx.seed), reporter=self.ctx.reporter,
+                                     who=Who(self.NAME, "all", self.ctx.seed), reporter=self.ctx.reporter,
                                      checkpoint=ckpt, stage=f"train {self.NAME} [all classes]").run()
         if self.fit_info_.get("resumed_from") == process.total:
             self.ctx.reporter.log(f"{self.NAME}: the diffusion model of seed {self.ctx.seed} was already trained in "
