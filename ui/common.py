@@ -45,7 +45,7 @@ def show_error(err: BaseException) -> None:
 def show_unreadable(err: DefectAugError) -> None:
     """A run whose files cannot be read: the error (it says what to do) and the way to the Jobs page."""
     st.error(str(err))
-    st.page_link("pages/jobs.py", label="Open the Jobs page to re-run it", icon=":material/replay:")
+    st.page_link("app_pages/jobs.py", label="Open the Jobs page to re-run it", icon=":material/replay:")
 
 
 @contextmanager

@@ -108,7 +108,7 @@ def test_data_imbalance_ratio_changes_the_counts():
     chart = at.get("plotly_chart")[0].proto.spec
     assert "after the test split and imbalance" in chart
     # the Synthesize page shows the same counts (one preview for both pages)
-    at.switch_page("pages/synthesize.py").run()
+    at.switch_page("app_pages/synthesize.py").run()
     assert_clean(at)
     preview = at.dataframe[0].value
     assert dict(zip(preview["class"], preview["train"])) == after

@@ -8,6 +8,7 @@ screenshot of each page goes to test-artifacts/e2e/. Needs the system Chromium (
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -89,16 +90,15 @@ def _stop_workers(home: Path) -> None:
                 pass
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)     # never leave an old screenshot beside new ones
-    home = tmp_path_factory.mktemp("e2e_home")
+@contextlib.contextmanager
+def _server(home: Path, **extra_env: str):
+    """`streamlit run app.py` on a free port with DEFECTAUG_HOME=home; stopped (and its workers) on exit."""
     port = _free_port()
     env = dict(os.environ, DEFECTAUG_HOME=str(home), DEFECTAUG_WORKER_IDLE="120", DEFECTAUG_DATA_ROOTS="",
-               DEFECTAUG_MAX_PARALLEL="1", PYTHONPATH=str(REPO))
+               DEFECTAUG_MAX_PARALLEL="1", PYTHONPATH=str(REPO), **extra_env)
     env.pop("DEFECTAUG_SHARED_WORKSPACE", None)
     env.pop("DEFECTAUG_AUTOSTART_WORKER", None)
-    log = open(home / "streamlit.log", "wb")
+    log = open(home / "streamlit.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--browser.gatherUsageStats", "false"],
@@ -115,6 +115,13 @@ def app(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
         _stop_workers(home)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)     # never leave an old screenshot beside new ones
+    with _server(tmp_path_factory.mktemp("e2e_home")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -292,3 +299,29 @@ def test_worker_killed_mid_job_shows_failed_then_the_next_job_runs(app, browser)
     assert page.get_by_text("Failed: The worker process stopped").count() == 1
     assert _worker_pid(app["home"], ws) != pid
     page.close()
+
+
+PAGE_TITLES = ["Home", "Data", "Synthesize", "Jobs", "Gallery", "Compare", "Export"]
+
+
+@pytest.mark.parametrize("path", ["data", "synthesize", "jobs", "gallery", "compare", "export", ""])
+def test_a_deep_link_opened_first_after_a_restart_gets_the_whole_app(browser, tmp_path, path):
+    """Issue 26: a fresh server, and this link its first visitor: the navigation lists the app's pages by their
+    titles (not the raw files of a pages/ folder) and the sidebar holds the workspace and running-jobs panel."""
+    with _server(tmp_path) as served:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(f"{served['url']}/{path}")
+        nav = page.locator("[data-testid='stSidebarNav']")
+        nav.wait_for()
+        page.get_by_text("Running jobs").wait_for()
+        _settle(page)
+        links = [t.strip().splitlines()[-1].strip() for t in nav.locator("a").all_inner_texts()]   # after the icon
+        assert links == PAGE_TITLES, links
+        sidebar = page.locator("[data-testid='stSidebar']").inner_text()
+        assert "Workspace" in sidebar and "Running jobs" in sidebar, sidebar
+        expected = {"": "DefectAug"}.get(path, path.capitalize())
+        page.get_by_role("heading", name=expected, exact=True).first.wait_for()
+        assert "ws=" in page.url                         # the workspace in the address, as from /
+        _no_traceback(page)
+        page.close()

@@ -35,7 +35,7 @@ def build() -> None:
     path = common.current_dataset()
     if path is None:
         st.info("Choose a dataset first.")
-        st.page_link("pages/data.py", label="Go to Data", icon=":material/folder_open:")
+        st.page_link("app_pages/data.py", label="Go to Data", icon=":material/folder_open:")
         return
     _, rep = common.load_dataset(path)
     st.caption(f"Dataset: `{common.dataset_name(path)}` · {len(rep.classes)} classes · "
@@ -146,7 +146,7 @@ def build() -> None:
         if launched:
             st.success(f"Job {launched[:8]} queued. It runs in the background: you can follow it on the "
                        "Jobs page or close this tab.")
-            st.page_link("pages/jobs.py", label="Follow it on the Jobs page", icon=":material/schedule:")
+            st.page_link("app_pages/jobs.py", label="Follow it on the Jobs page", icon=":material/schedule:")
 
 
 st.title("Synthesize")

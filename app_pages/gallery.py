@@ -69,7 +69,7 @@ def build() -> None:
     if picked is None:
         st.info("No run with synthetic images yet. Launch one on the Synthesize page; its images appear "
                 "here as soon as a method has made them.")
-        st.page_link("pages/synthesize.py", label="Go to Synthesize", icon=":material/science:")
+        st.page_link("app_pages/synthesize.py", label="Go to Synthesize", icon=":material/science:")
         return
     run_id, run_dir = picked
     folds = runs.fold_dirs(run_dir)

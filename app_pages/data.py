@@ -172,7 +172,7 @@ def show_dataset(path: Path) -> None:
         sub = ds.of_class(cls)
         st.markdown(f"**{cls}** ({len(sub)})")
         common.image_grid(sub.images[:8], cols=8, width=72)
-    st.page_link("pages/synthesize.py", label="Next: choose methods and launch", icon=":material/science:")
+    st.page_link("app_pages/synthesize.py", label="Next: choose methods and launch", icon=":material/science:")
 
 
 st.title("Data")

@@ -61,7 +61,7 @@ def build() -> None:
     picked = common.pick_run(need="metrics")
     if picked is None:
         st.info("No finished run yet. Results appear here when a job is done.")
-        st.page_link("pages/jobs.py", label="See the jobs", icon=":material/schedule:")
+        st.page_link("app_pages/jobs.py", label="See the jobs", icon=":material/schedule:")
         return
     run_id, run_dir = picked
     folds = runs.fold_dirs(run_dir)
