@@ -73,26 +73,26 @@ def server_source(ws) -> None:
                 f"`{DATA_ROOTS_ENV}=/data/tiles{os.pathsep}/mnt/inspection`) before starting the app. "
                 "Until then, upload a zip or a folder.")
     else:
-        st.markdown(f"Folders (or .zip files) under: {common.allowed_roots_text()}")
+        st.markdown(f"Folders (or .zip files) in the server's data folders: {common.allowed_roots_text()}")
         candidates = list_data_candidates(roots)
         if candidates:
             current = common.current_dataset()
-            chosen = st.selectbox("Pick a folder or .zip from the server", candidates, format_func=str,
+            chosen = st.selectbox("Pick a folder or .zip from the server", candidates, format_func=common.dataset_name,
                                   index=candidates.index(current) if current in candidates else 0, key="srv_pick")
             if st.button("Use the selected folder", type="primary", key="srv_use"):
                 with common.guard():
                     path = ws.resolve_data(str(chosen))   # checked again: a link may have changed since
-                    _use(path, f"Using `{path}`.")
+                    _use(path, f"Using `{common.dataset_name(path)}`.")
         else:
             st.info("The server data folders hold no sub-folder or .zip file yet; put a dataset there "
                     "(one sub-folder per class), or upload one.")
     with st.form("server_path"):
-        text = st.text_input("Or type a folder path", placeholder="magnetic_tile  or  /data/magnetic_tile")
+        text = st.text_input("Or type a folder path", placeholder="magnetic_tile  (inside a data folder)")
         go = st.form_submit_button("Use this folder")
     if go:
         with common.guard():
             path = ws.resolve_data(text)
-            _use(path, f"Using `{path}`.")
+            _use(path, f"Using `{common.dataset_name(path)}`.")
 
 
 def my_datasets(ws) -> None:

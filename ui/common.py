@@ -226,16 +226,15 @@ def normal_class_picker(path: Path, counts: dict[str, int], key: str) -> str:
 
 
 def dataset_name(path: Path) -> str:
-    ws = workspace()
-    try:
-        return str(Path(path).resolve().relative_to(ws.uploads.resolve()))
-    except ValueError:
-        return str(path)
+    """The dataset as users see it: relative to the uploads or its data root, never a server path."""
+    return workspace().dataset_label(path)
 
 
 def allowed_roots_text() -> str:
+    """The server's data folders by name (a typed path is taken relative to them; the server's own paths stay
+    off the pages)."""
     roots = data_roots()
-    return ", ".join(f"`{r}`" for r in roots) if roots else ""
+    return ", ".join(f"`{r.name}`" for r in roots) if roots else ""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -629,3 +629,57 @@ def test_jobs_draw_the_latent_codes_of_a_pre_trained_gan():
     assert latent, "no latent-code chart"
     points = {t["name"]: len(t["x"]) for t in latent[0]["data"]}
     assert points == {c: 2 * n for c, n in train.counts().items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Names, not server paths (issue 26)
+# ---------------------------------------------------------------------------------------------
+def page_text(at) -> str:
+    """Everything the page shows (every element's message, the sidebar included), as one string."""
+    out: list[str] = []
+
+    def walk(node) -> None:
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            out.append(str(proto))
+        children = getattr(node, "children", None) or {}
+        for child in (children.values() if isinstance(children, dict) else children):
+            walk(child)
+    walk(at._tree)
+    return "\n".join(out)
+
+
+def test_no_page_or_report_of_a_data_root_dataset_shows_the_roots_path(app_env, finished_run, tmp_path):
+    import shutil
+    from core.report import write_report
+    roots = Path(app_env["roots"])
+    data = Path(shutil.copytree(RunDir(finished_run).config()["data"], roots / "inspection" / "tiles_root"))
+    ws = Workspace.create()
+    ws.update_settings(dataset=str(data))
+    store = JobStore(ws)
+    config = RunDir(finished_run).config()
+    keys = ("methods", "seeds", "ratio", "image_size", "test_per_class", "overrides", "device", "num_threads")
+    run_id = store.submit({"data": str(data), **{k: config[k] for k in keys}})
+    run_dir = Path(store.get(run_id).run_dir)
+    shutil.copytree(finished_run, run_dir, dirs_exist_ok=True)
+    RunDir(run_dir).write_config(dict(config, data=str(data)))      # this run read the data root's copy
+    store.claim_next(os.getpid())
+    store.finish(run_id, "done")
+    forbidden = {str(roots), str(roots.resolve())}
+
+    seen = []
+    for page in PAGES:
+        at = open_page(page, ws=ws.id, run=run_id)
+        assert_clean(at)
+        if page == "data":
+            at.radio(key="source").set_value("Folder on the server").run()
+            assert_clean(at)
+            assert "inspection" in page_text(at)
+        text = page_text(at)
+        assert not [f for f in forbidden if f in text], (page, [ln for ln in text.splitlines() if str(roots) in ln][:5])
+        seen.append(text)
+    assert any("inspection/tiles_root" in t for t in seen[:2]), "the Data and Synthesize pages name the dataset"
+    assert store.status(run_id).label.endswith("on tiles_root (2 seeds)")
+    report = write_report(run_dir, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert not [f for f in forbidden if f in report]
+    assert "tiles_root" in report
