@@ -132,10 +132,14 @@ def build() -> None:
         e1.metric("Classifier trainings", est.get("trainings", "?"))
         e2.metric("Synthetic images per method and seed", f"{est.get('synthetic_per_method', 0):,}")
         e3, e4 = st.columns(2)
-        e3.metric("Rough time (CPU)", runs.format_seconds(est.get("seconds")))
+        e3.metric("Time on this machine", runs.format_seconds(est.get("seconds")),
+                  help="From the start of the job to its results: loading, every training, the synthesis and the "
+                       "metrics, by a model calibrated on this machine's finished runs and its load now.")
         e4.metric("Memory for images", f"{est.get('memory_bytes', 0) / 1e6:,.0f} MB")
         st.caption(f"{len(seeds)} seed(s) x ({len(est.get('baselines', []))} baselines + {len(methods)} "
                    f"method(s)). Baselines: {', '.join(est.get('baselines', []))}. Test images stay real.")
+        if est.get("seconds_low") is not None:
+            st.caption(runs.estimate_note(est))
         if preset == "paper":
             st.warning("The paper preset is meant for a GPU; on a CPU it can take hours.")
         if st.button("Launch", type="primary", key="launch"):
