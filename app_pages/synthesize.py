@@ -23,7 +23,7 @@ def _workspace_evidence(ws) -> dict:
 
 
 def build() -> None:
-    from core.advice import suggestion
+    from core.advice import DEFAULT_METHODS, DEFAULT_SEEDS, defaults_note, suggestion
     from core.classifier import PRESETS as CLF_PRESETS, ClassifierParams
     from core.data import protocol_counts
     from core.experiment import SUPPORTED_SIZES, ExperimentConfig, parse_seeds
@@ -46,16 +46,19 @@ def build() -> None:
 
     left, right = st.columns([3, 2])
     with left:
-        methods = st.multiselect("Methods", list(specs), default=["smote"] if "smote" in specs else [],
+        methods = st.multiselect("Methods", list(specs), default=[m for m in DEFAULT_METHODS if m in specs],
                                  format_func=lambda n: f"{n} ({specs[n].family})", key="methods",
                                  help="Each method makes synthetic images for the minority classes; each is "
                                       "compared with the same baselines.")
+        note = defaults_note(list(specs))
+        if note:
+            st.caption(note)
         c1, c2, c3 = st.columns(3)
         preset = c1.radio("Preset", ["quick", "paper"], horizontal=True, key="preset",
                           help="quick: small networks, minutes on a CPU. paper: the papers' settings, for a GPU.")
         image_size = c2.selectbox("Image size (px)", list(SUPPORTED_SIZES),
                                   index=list(SUPPORTED_SIZES).index(64), key="image_size")
-        seeds_text = c3.text_input("Seeds", value="0", key="seeds",
+        seeds_text = c3.text_input("Seeds", value=",".join(map(str, DEFAULT_SEEDS)), key="seeds",
                                    help="One run per seed; several seeds (0,1,2) show whether a gain is larger "
                                         "than the seed-to-seed spread.")
         c4, c5, c6 = st.columns(3)
