@@ -84,7 +84,7 @@ def test_data_sample_dataset_in_one_click():
     assert_clean(at)
     assert any("Sample dataset created" in t for t in texts(at.success))
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Classes"] == "4" and metrics["Images"] == "168"
+    assert metrics["Classes"] == "4" and metrics["Images"] == "417"
     assert at.get("plotly_chart") and at.get("image")       # class-count chart and thumbnails
     # the choice survives a reload
     again = open_page("data", ws=ws_of(at).id)
@@ -99,11 +99,11 @@ def test_data_imbalance_ratio_changes_the_counts():
     assert_clean(at)
     table = at.dataframe[0].value
     assert list(table.columns) == ["class", "images", "test", "train after imbalance"]
-    # 20 test images per class first (at most half a class), then every defect class cut to 0.1 x the
-    # 100 normal images left: the counts a run will train on
+    # 20 test images per class first (the sample has them for every class), then every defect class cut to
+    # 0.1 x the 260 normal images left: the counts a run will train on
     after = dict(zip(table["class"], table["train after imbalance"]))
-    assert after == {"crack": 4, "normal": 100, "scratch": 10, "spot": 8}
-    assert dict(zip(table["class"], table["test"])) == {"crack": 4, "normal": 20, "scratch": 12, "spot": 7}
+    assert after == {"crack": 22, "normal": 260, "scratch": 26, "spot": 25}
+    assert dict(zip(table["class"], table["test"])) == {"crack": 20, "normal": 20, "scratch": 20, "spot": 20}
     assert ws_of(at).settings()["ratio"] == 0.1
     chart = at.get("plotly_chart")[0].proto.spec
     assert "after the test split and imbalance" in chart
@@ -225,15 +225,23 @@ def test_synthesize_estimate_suggestion_and_launch():
     at = _with_sample("synthesize")
     assert_clean(at)
     tips = [t for t in texts(at.info) if "rarest defect class" in t]
-    # the suggestion rests on what this project measured, and the sample's 4 crack training images
-    assert tips and "class-weighted baseline" in tips[0] and "GANs tend to fail" in tips[0], tips
-    at.number_input(key="p:quick:classifier:epochs").set_value(1).run()
+    # the suggestion rests on what this project measured, and the sample's 22 crack training images
+    assert tips and "class-weighted baseline" in tips[0] and "(crack) keeps 22 training images" in tips[0], tips
+    # the first run's defaults: smote and 3 seeds, and why (what this project measured)
+    assert at.multiselect(key="methods").value == ["smote"] and at.text_input(key="seeds").value == "0,1,2"
+    assert any("no clear difference against the strongest fair baseline" in t for t in texts(at.caption))
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Classifier trainings"] == "4"                  # 3 baselines + smote, one seed
+    assert metrics["Classifier trainings"] == "12"                 # 3 seeds x (3 baselines + smote)
+    # the time on this machine as a range, with what it rests on
+    assert "Time on this machine" in metrics
+    assert any(t.startswith("Likely ") and " to " in t for t in texts(at.caption)), texts(at.caption)
+    at.number_input(key="p:quick:classifier:epochs").set_value(1).run()
+    at.text_input(key="seeds").set_value("0").run()
+    assert {m.label: m.value for m in at.metric}["Classifier trainings"] == "4"   # one seed
     at.checkbox(key="quality_gate").check().run()
     assert {m.label: m.value for m in at.metric}["Classifier trainings"] == "5"   # + smote on its gated set
     at.checkbox(key="quality_gate").uncheck().run()
-    assert any("5 folds test every image once" in t for t in texts(at.caption))   # 8 crack images in the sample
+    assert any("5 folds test every image once" in t for t in texts(at.caption))   # 42 crack images in the sample
     at.number_input(key="folds").set_value(2).run()
     assert {m.label: m.value for m in at.metric}["Classifier trainings"] == "8"   # each fold trains them all
     at.number_input(key="folds").set_value(1).run()
@@ -432,7 +440,16 @@ def test_compare_shows_both_confusion_matrices_cells_and_verdict(done_ws):
     assert "None" not in cells and "nan" not in cells                 # a baseline's gain cells are empty
     assert all(v.startswith("± ") for v in board["± std"]) and all(len(v) == 5 for v in board["macro F1"])
     # each baseline said in one line, so "paper" being low is no surprise
-    assert any("**paper**: same epochs as an augmented run" in t for t in texts(at.caption))
+    lines = next(t for t in texts(at.markdown) if t.startswith("**The baselines**")).splitlines()[1:]
+    assert [ln.split("**")[1] for ln in lines] == ["paper", "equal_steps", "class_weighted"]
+    assert "same epochs as an augmented run" in lines[0] and "class frequency" in lines[2]
+    assert sum("(the strongest here)" in ln for ln in lines) == 1
+    # a verdict that is not "helps" leads to that method's images in the Gallery
+    verdicts = json.loads((done_ws["run_dir"] / "metrics.json").read_text())["methods"]
+    links = [ln for ln in at.get("page_link")]
+    for name, m in verdicts.items():
+        shown = [ln for ln in links if ln.proto.label == f"See the images {name} made, in the Gallery"]
+        assert len(shown) == (m["verdict"]["label"] != "helps"), (name, m["verdict"]["label"])
     # how good the synthetic images are, named by the features that measured them
     assert "Synthetic image quality" in texts(at.subheader)
     quality = at.dataframe[1].value
@@ -683,3 +700,17 @@ def test_no_page_or_report_of_a_data_root_dataset_shows_the_roots_path(app_env, 
     report = write_report(run_dir, tmp_path / "report.html").read_text(encoding="utf-8")
     assert not [f for f in forbidden if f in report]
     assert "tiles_root" in report
+
+
+def test_a_verdict_link_opens_the_gallery_on_that_method(done_ws):
+    from streamlit.testing.v1 import AppTest
+    from core import runs
+    from .conftest import REPO
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=90)
+    first = runs.synthetic_methods(done_ws["run_dir"])[0]
+    other = next(m for m in ("smote", "mixup") if m != first)          # not the one shown by default
+    at.query_params.update(ws=done_ws["ws"].id, run=done_ws["run"], method=other)
+    at.run()
+    at.switch_page("app_pages/gallery.py").run()
+    assert_clean(at)
+    assert at.selectbox(key="g_method").value == other
