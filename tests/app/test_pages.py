@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -714,3 +715,47 @@ def test_a_verdict_link_opens_the_gallery_on_that_method(done_ws):
     at.switch_page("app_pages/gallery.py").run()
     assert_clean(at)
     assert at.selectbox(key="g_method").value == other
+
+
+# ---------------------------------------------------------------------------------------------
+# The README's path for a newcomer (issue 25)
+# ---------------------------------------------------------------------------------------------
+def shown_seconds(text: str) -> float:
+    """Seconds of a duration as runs.format_seconds writes it ('42 s', '3 min 05 s', '1 h 02 min')."""
+    units = {"h": 3600, "min": 60, "s": 1}
+    return float(sum(int(n) * units[u] for n, u in re.findall(r"(\d+) (h|min|s)\b", text)))
+
+
+def estimate_range(caption: str) -> tuple[float, float]:
+    low, high = re.match(r"Likely (.+?) to (.+?)[,;.]", caption).groups()
+    return shown_seconds(low), shown_seconds(high)
+
+
+def interval_width(verdict: str) -> float:
+    lo, hi = re.search(r"interval ([+-]\d\.\d+) to ([+-]\d\.\d+)", verdict).groups()
+    return float(hi) - float(lo)
+
+
+def test_the_readme_path_on_the_sample_with_its_defaults_gives_a_narrow_verdict_in_the_estimated_time():
+    """Data -> the built-in sample -> Synthesize with its defaults (smote, 3 seeds) -> Launch -> Compare: the
+    verdict's interval is narrower than 0.15 and the job finished inside the range Synthesize showed."""
+    at = open_page("data")
+    at.button(key="make_sample").click().run()
+    ws = ws_of(at)
+    at = open_page("synthesize", ws=ws.id)
+    assert_clean(at)
+    low, high = estimate_range(next(t for t in texts(at.caption) if t.startswith("Likely ")))
+    at.button(key="launch").click().run()
+    assert_clean(at)
+    (job,) = JobStore(ws).list()
+    assert job.config["methods"] == ["smote"] and job.config["seeds"] == [0, 1, 2] and not job.config["overrides"]
+    worker_main(ws.root, once=True)
+    job = JobStore(ws).status(job.id)
+    assert job.status == "done", job.reason
+    at = open_page("compare", ws=ws.id, run=job.id)
+    assert_clean(at)
+    verdict = next(t for t in texts(at.info) + texts(at.success) + texts(at.error) if "Verdict:" in t)
+    width = interval_width(verdict)
+    print(f"\nREADME path: estimate {low:.0f}-{high:.0f} s, actual {job.elapsed:.0f} s; interval width {width:.3f}")
+    assert width < 0.15, verdict
+    assert job.elapsed <= high, (job.elapsed, low, high)

@@ -325,3 +325,45 @@ def test_a_deep_link_opened_first_after_a_restart_gets_the_whole_app(browser, tm
         assert "ws=" in page.url                         # the workspace in the address, as from /
         _no_traceback(page)
         page.close()
+
+
+def _seconds(text: str) -> float:
+    units = {"h": 3600, "min": 60, "s": 1}
+    return float(sum(int(n) * units[u] for n, u in re.findall(r"(\d+) (h|min|s)\b", text)))
+
+
+def test_the_readme_path_on_the_sample_with_its_defaults(app, browser):
+    """Issue 25, the README's path as a newcomer walks it: Data -> the built-in sample -> Synthesize with its
+    defaults (smote, 3 seeds) -> Launch -> Jobs -> Compare. Prints the estimate against the actual time and the
+    verdict's interval; the interval is narrower than 0.15 and the run ends inside the range shown."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(f"{app['url']}/data")
+    page.get_by_role("button", name="Create the sample dataset").click()
+    page.get_by_text("Sample dataset created").wait_for()
+    _settle(page)
+    ws = parse_qs(urlparse(page.url).query)["ws"][0]
+    page.goto(f"{app['url']}/synthesize?ws={ws}")
+    page.get_by_text("What will run").wait_for()
+    _settle(page)
+    shown = page.get_by_text(re.compile(r"^Likely ")).first.inner_text()
+    low, high = (_seconds(t) for t in re.match(r"Likely (.+?) to (.+?)[,;.]", shown).groups())
+    _shot(page, "8_readme_synthesize")
+    page.get_by_role("button", name="Launch").click()
+    page.get_by_text("queued. It runs in the background").wait_for()
+    page.get_by_role("link", name="Follow it on the Jobs page").click()
+    done = page.get_by_text(re.compile(r"^finished in ")).first
+    done.wait_for(timeout=1_500_000)
+    actual = _seconds(done.inner_text().split(" at ")[0])
+    page.goto(f"{app['url']}/compare?ws={ws}")
+    page.get_by_text("Confusion matrices").wait_for()
+    _settle(page)
+    verdict = page.get_by_text(re.compile(r"^smote: macro F1")).first.inner_text()
+    lo, hi = (float(x) for x in re.search(r"interval ([+-]\d\.\d+) to ([+-]\d\.\d+)", verdict).groups())
+    _shot(page, "9_readme_compare")
+    print(f"\nREADME path in Chromium: estimate {low:.0f}-{high:.0f} s, actual {actual:.0f} s; "
+          f"verdict interval {lo:+.3f} to {hi:+.3f} (width {hi - lo:.3f})")
+    _no_traceback(page)
+    assert hi - lo < 0.15, verdict
+    assert actual <= high, (actual, low, high)
+    page.close()
