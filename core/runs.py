@@ -28,7 +28,8 @@ from .errors import RunError
 from .rundir import RERUN_HINT, GalleryItem, RunDir
 
 __all__ = ["RERUN_HINT", "GalleryItem", "Progress", "cell", "confusion_from_predictions", "epoch_rows", "events",
-           "estimate_note", "fold_dirs", "format_seconds", "gallery", "images_by_source", "leaderboard_rows", "list_runs", "load_config",
+           "estimate_note", "fold_dirs", "format_seconds", "gallery", "images_by_source", "leaderboard_rows",
+           "list_runs", "load_config",
            "load_job_info", "load_metrics", "log_tail", "loss_rows", "metrics_problem", "model_id",
            "model_metrics", "prediction_models", "predictions", "progress", "read_metrics", "real_images",
            "quality_of", "quality_rows", "run_label", "run_status", "run_summary", "sample_grids", "seed_confusion",
