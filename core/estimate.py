@@ -12,8 +12,10 @@ Each task of the plan (`core.experiment.plan`) costs `units x rate x slowdown`:
     slowdown  other work on the machine: max(1, load / cores), the 1-minute load average (each stage event
               records the load it started at, so the rates are per unloaded machine)
 
-The range comes from how far the finished runs' actual times fell from this model (their 10th and 90th
-percentile ratio, never narrower than `MIN_BAND`), wider while a method of the run has never been measured here.
+The range comes from how far the finished runs' actual times fell from this model when only the load at their
+start is known, as at launch (their 10th and 90th percentile ratio, never narrower than `MIN_BAND`). On a busy
+machine (load at least twice the cores) it also allows the load to halve or grow by half during the run, which
+is what a shared machine does (`LOAD_MOVES`). Wider while a method of the run has never been measured here.
 
     rates = machine_rates()                       # calibrated from this machine's finished runs (cached 60 s)
     est = estimate(config, train_counts, rates=rates)     # Estimate(seconds, low, high, ...)
@@ -31,6 +33,7 @@ from pathlib import Path
 RUNS = 30                      # newest finished runs read for the calibration
 MIN_BAND = (0.7, 1.5)          # the narrowest range shown, as ratios of the estimate (a shared machine's noise)
 UNCALIBRATED_BAND = (0.6, 1.8)  # no finished run on this machine yet
+LOAD_MOVES = (0.75, 1.15)      # with the load halving / growing by half: the range on a busy machine
 PRIOR_WEIGHT = 1.0             # the prior counts as this many measured runs
 EVAL_WEIGHT = 0.35             # a test image scored each epoch costs this much of a training image
 ONE_THREAD = 1.6               # one torch thread against two on an idle 2-core machine
@@ -214,6 +217,11 @@ def estimate(config, train_counts: dict[str, int], needed: dict[str, int] | None
     lo, hi = rates.band
     if total and unmeasured / total > 0.3:          # mostly a method this machine has not timed yet
         lo, hi = min(lo, UNCALIBRATED_BAND[0]), max(hi, UNCALIBRATED_BAND[1])
+    cores = os.cpu_count() or 1
+    if load is not None and (load + threads) / cores >= 2:   # a busy shared machine: its load may halve, or
+        power = 2 if threads > 1 else 0.8                     # grow by half, while the run goes on (here it
+        lo = min(lo, LOAD_MOVES[0] * 0.5 ** power)            # fell from 11 to 5 within minutes)
+        hi = max(hi, LOAD_MOVES[1] * 1.5 ** power)
     return Estimate(seconds=total, low=total * lo, high=total * hi, tasks=tasks, slowdown=slow,
                     runs=rates.runs, uncalibrated=uncalibrated)
 
@@ -308,8 +316,9 @@ def calibrate(run_dirs: list[str | Path]) -> Rates:
         rates.per_unit[key] = math.exp(log_rate)
         rates.measured[key] = n
     ratios = []
-    for m in measured:          # how far the model was from each run (its own load applied)
-        predicted = sum(units * rates.rate(key, _family(key)) * slowdown(m.loads.get(tid), m.threads)
+    for m in measured:          # how far the model was from each run, knowing only the load at its start (as
+        first = m.loads.get("prepare")      # an estimate made before the launch does): the range then carries
+        predicted = sum(units * rates.rate(key, _family(key)) * slowdown(first, m.threads)   # how the load moved
                         for tid, (key, units) in m.tasks.items() if tid in m.seconds)
         actual = sum(m.seconds[tid] for tid in m.tasks if tid in m.seconds)
         if predicted > 0 and actual > 0:
