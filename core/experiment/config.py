@@ -13,7 +13,6 @@ from .. import classifier as clf
 from ..errors import ParamError
 from ..methods import get_method
 from ..params import build_params
-from ..runtime import pick_device
 
 BASELINES = ("paper", "equal_steps", "class_weighted")
 SUPPORTED_SIZES = (16, 32, 64, 128, 256)
@@ -207,8 +206,8 @@ class ExperimentConfig:
 
 # ------------------------------------------------------------------------------------------------
 def estimate(config: dict | ExperimentConfig, counts: dict[str, int] | None = None) -> dict:
-    """What a run will do: number of classifier trainings and its duration by `core.estimate`'s model
-    (uncalibrated here; `core.jobs.preflight` calibrates it from the machine's finished runs).
+    """What a run will do: number of classifier trainings, synthetic images, the balanced set's size. How long
+    it takes is `core.estimate`'s (`core.jobs.preflight` adds it, calibrated on the machine's finished runs).
     `counts`: training images per class after the simulated imbalance (`core.data.protocol_counts`)."""
     from ..data import balance_targets
     cfg = ExperimentConfig.from_dict(config)
@@ -219,12 +218,7 @@ def estimate(config: dict | ExperimentConfig, counts: dict[str, int] | None = No
     if counts:
         needed = balance_targets(counts, cfg.target_ratio)
         n_bal = sum(counts.values()) + sum(needed.values())
-        from ..estimate import estimate as timed
-        seconds = timed(cfg, counts).seconds
-        if pick_device(cfg.device).type != "cpu":
-            seconds /= 10           # the rates are a CPU's; a GPU trains the small CNN about 10x faster
         out.update(synthetic_per_method=int(sum(needed.values())), balanced_size=int(n_bal),
-                   seconds=round(seconds, 1),
                    synthetic_mb=round(sum(needed.values()) * cfg.image_size ** 2 * 3 / 2**20, 1))
     return out
 

@@ -106,3 +106,11 @@ def test_remaining_follows_the_runs_own_pace(tmp_path):
     later = E.remaining(root, [e for e in evs if e["t"] <= now], now=now + 5, rates=rates)
     assert later < left
     assert E.remaining(tmp_path / "nothing", [], rates=rates) is None
+
+
+def test_runs_whose_stages_took_no_time_calibrate_without_error(tmp_path):
+    for i in range(4):      # tiny test runs: every stage within the clock's resolution
+        _fake_run(tmp_path / "runs", f"r{i}", _cfg(), 0.0, start=1000 + i)
+    rates = E.calibrate(E.finished_runs([tmp_path / "runs"]))
+    assert rates.runs == 4 and all(v > 0 for v in rates.per_unit.values())
+    assert E.machine_rates([tmp_path / "runs"]).runs == 4
