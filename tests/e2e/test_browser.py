@@ -361,8 +361,10 @@ def test_the_readme_path_on_the_sample_with_its_defaults(app, browser):
     verdict = page.get_by_text(re.compile(r"^smote: macro F1")).first.inner_text()
     lo, hi = (float(x) for x in re.search(r"interval ([+-]\d\.\d+) to ([+-]\d\.\d+)", verdict).groups())
     _shot(page, "9_readme_compare")
-    print(f"\nREADME path in Chromium: estimate {low:.0f}-{high:.0f} s, actual {actual:.0f} s; "
-          f"verdict interval {lo:+.3f} to {hi:+.3f} (width {hi - lo:.3f})")
+    said = (f"README path in Chromium: estimate {low:.0f}-{high:.0f} s, actual {actual:.0f} s; "
+            f"verdict interval {lo:+.3f} to {hi:+.3f} (width {hi - lo:.3f})")
+    print("\n" + said)
+    (ARTIFACTS / "readme_path.txt").write_text(said + "\n" + verdict + "\n", encoding="utf-8")
     _no_traceback(page)
     assert hi - lo < 0.15, verdict
     assert actual <= high, (actual, low, high)
