@@ -38,7 +38,7 @@ PRIOR_WEIGHT = 1.0             # the prior counts as this many measured runs
 EVAL_WEIGHT = 0.35             # a test image scored each epoch costs this much of a training image
 ONE_THREAD = 1.6               # one torch thread against two on an idle 2-core machine
 
-# Seconds per unit on an unloaded machine: this project's 2-core AMD EPYC (benchmarks/RESULTS.md, "estimate").
+# Seconds per unit on an unloaded machine: this project's 2-core machines (benchmarks/RESULTS.md, "estimate").
 # The classifier's from a 1-seed smote run on the idle machine; the GANs' from RESULTS.md's quick-preset minutes;
 # loading, SMOTE, quality, metrics and start-up from a first pass of estimate_accuracy.py's first two cases.
 PRIOR = {"startup": 1.5, "prepare": 2.5e-4, "train": 1.5e-4, "quality": 2.5e-3, "aggregate": 0.03}
