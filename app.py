@@ -2,9 +2,11 @@
 
     streamlit run app.py
 
-Pages (pages/): Data -> Synthesize -> Jobs -> Gallery -> Compare -> Export. Training never runs in
-this process: Synthesize submits a job to the background worker (started here when none runs), and
-the other pages read the run folders. Settings: DEFECTAUG_HOME (where workspaces live),
+Pages (app_pages/): Data -> Synthesize -> Jobs -> Gallery -> Compare -> Export, listed by st.navigation
+below. The folder is not named pages/: Streamlit would take that for the old multipage layout and run a
+page file on its own, without this script, for the first visitor after a restart who opens a deep link
+(/data). Training never runs in this process: Synthesize submits a job to the background worker
+(started here when none runs), and the other pages read the run folders. Settings: DEFECTAUG_HOME (where workspaces live),
 DEFECTAUG_DATA_ROOTS (server folders users may pick), DEFECTAUG_SHARED_WORKSPACE (one workspace for
 everyone), DEFECTAUG_MAX_PARALLEL (jobs at once; default one per GPU, or one on CPU).
 """
@@ -66,12 +68,12 @@ def home() -> None:
 st.set_page_config(page_title="DefectAug", page_icon="🔍", layout="wide")
 PAGES = {
     "home": st.Page(home, title="Home", icon=":material/home:", default=True),
-    "data": st.Page("pages/data.py", title="Data", icon=":material/folder_open:", url_path="data"),
-    "synthesize": st.Page("pages/synthesize.py", title="Synthesize", icon=":material/science:", url_path="synthesize"),
-    "jobs": st.Page("pages/jobs.py", title="Jobs", icon=":material/schedule:", url_path="jobs"),
-    "gallery": st.Page("pages/gallery.py", title="Gallery", icon=":material/photo_library:", url_path="gallery"),
-    "compare": st.Page("pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
-    "export": st.Page("pages/export.py", title="Export", icon=":material/download:", url_path="export"),
+    "data": st.Page("app_pages/data.py", title="Data", icon=":material/folder_open:", url_path="data"),
+    "synthesize": st.Page("app_pages/synthesize.py", title="Synthesize", icon=":material/science:", url_path="synthesize"),
+    "jobs": st.Page("app_pages/jobs.py", title="Jobs", icon=":material/schedule:", url_path="jobs"),
+    "gallery": st.Page("app_pages/gallery.py", title="Gallery", icon=":material/photo_library:", url_path="gallery"),
+    "compare": st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
+    "export": st.Page("app_pages/export.py", title="Export", icon=":material/download:", url_path="export"),
 }
 page = st.navigation(list(PAGES.values()))
 with common.guard():

@@ -8,7 +8,8 @@ worker to stop without killing it mid-write). The paths are `core.rundir.RunDir`
 one reader of the events (`RunDir.events()`).
 
 Event kinds used across the project:
-  stage     {"stage": str, "message": str}                       a new phase begins
+  stage     {"stage": str, "message": str, "load": float}        a new phase begins (load: the machine's
+                                                                 1-minute load average, for core.estimate)
   progress  {"stage": str, "step": int, "total": int, ...metrics} inside a phase
   epoch     {"model": str, "epoch": int, "epochs": int, "loss": float, ...}   classifier curve
   monitor   {"method": str, "class": str|None, "seed": int, "step": int, "total": int, ...}
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -86,7 +88,11 @@ class Reporter:
 
     def stage(self, stage: str, message: str = "") -> None:
         self.check_cancel()
-        self.emit("stage", stage=stage, message=message)
+        try:
+            load = round(os.getloadavg()[0], 2)     # how busy the machine was: core.estimate's calibration
+        except (OSError, AttributeError):
+            load = None
+        self.emit("stage", stage=stage, message=message, **({} if load is None else {"load": load}))
 
     def progress(self, stage: str, step: int, total: int, **metrics: Any) -> None:
         self.check_cancel()

@@ -83,8 +83,16 @@ def _experiment_job(config: dict, run_dir: Path) -> None:
     config = dict(config)
     threads = os.environ.get("DEFECTAUG_JOB_THREADS")
     if threads and not config.get("num_threads"):
-        config["num_threads"] = int(threads)
+        from .runtime import threads_for_load
+        config["num_threads"] = threads_for_load(int(threads), _load())   # 1 on a machine already busy
     run(config, run_dir, resume=True)   # a resumed job reuses what it trained before
+
+
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
 
 
 register_job_kind("experiment", _experiment_job)
@@ -597,6 +605,11 @@ def preflight(config: dict, workspace: Workspace | None = None, counts: dict[str
     if counts:
         check_methods(cfg, counts)
     est = dict(estimate(dict(config), counts or None) or {})
+    if counts:      # the duration on this machine, calibrated from its finished runs (core.estimate)
+        from .estimate import estimate as timed, machine_rates
+        t = timed(cfg, counts, rates=machine_rates())
+        est.update(seconds=round(t.seconds, 1), seconds_low=round(t.low, 1), seconds_high=round(t.high, 1),
+                   calibrated_runs=t.runs, uncalibrated=t.uncalibrated, slowdown=round(t.slowdown, 2))
     if est.get("balanced_size"):
         channels = 1 if str(cfg.channels) == "1" else 3
         pixels = int(cfg.image_size) ** 2 * channels

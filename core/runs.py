@@ -28,7 +28,8 @@ from .errors import RunError
 from .rundir import RERUN_HINT, GalleryItem, RunDir
 
 __all__ = ["RERUN_HINT", "GalleryItem", "Progress", "cell", "confusion_from_predictions", "epoch_rows", "events",
-           "fold_dirs", "format_seconds", "gallery", "images_by_source", "leaderboard_rows", "list_runs", "load_config",
+           "estimate_note", "fold_dirs", "format_seconds", "gallery", "images_by_source", "leaderboard_rows",
+           "list_runs", "load_config",
            "load_job_info", "load_metrics", "log_tail", "loss_rows", "metrics_problem", "model_id",
            "model_metrics", "prediction_models", "predictions", "progress", "read_metrics", "real_images",
            "quality_of", "quality_rows", "run_label", "run_status", "run_summary", "sample_grids", "seed_confusion",
@@ -56,7 +57,7 @@ class Progress:
     started: float | None = None   # first event time
     last: float | None = None      # latest event time
     elapsed: float | None = None   # seconds
-    remaining: float | None = None  # seconds, a rough guess from the overall fraction
+    remaining: float | None = None  # seconds: core.estimate.remaining for an experiment once it is split
     finished: bool = False
     error: str = ""
     warnings: list[str] = field(default_factory=list)
@@ -96,8 +97,11 @@ def progress(run_dir: str | Path, active: bool | None = None, now: float | None 
     end = (now or time.time()) if active else (p.last or p.started)
     if p.started is not None and end is not None:
         p.elapsed = max(0.0, end - p.started)
-    if active and p.elapsed and 0.02 <= p.fraction < 1:
-        p.remaining = p.elapsed * (1 - p.fraction) / p.fraction
+    if active and not p.finished:     # core.estimate's model, the one the Synthesize estimate uses
+        from .estimate import remaining
+        p.remaining = remaining(run_dir, evs, now=end)
+        if p.remaining is None and p.elapsed and 0.02 <= p.fraction < 1:   # a job that is not an experiment
+            p.remaining = p.elapsed * (1 - p.fraction) / p.fraction
     return p
 
 
@@ -111,6 +115,19 @@ def format_seconds(seconds: float | None) -> str:
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s"
     return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+def estimate_note(est: dict) -> str:
+    """The range of a preflight estimate and what it rests on, in a sentence."""
+    text = (f"Likely {format_seconds(est.get('seconds_low'))} to {format_seconds(est.get('seconds_high'))}")
+    n = est.get("calibrated_runs") or 0
+    text += (f", calibrated on the stage times of this machine's {n} newest finished run{'s' if n != 1 else ''}"
+             if n else ", from this project's measurements (no run has finished on this machine yet)")
+    if (est.get("slowdown") or 1) >= 1.5:
+        text += f"; the machine is busy now, {est['slowdown']:.1f}x slower than idle"
+    if est.get("uncalibrated"):
+        text += f"; never timed here yet: {', '.join(est['uncalibrated'])}"
+    return text + "."
 
 
 # ---------------------------------------------------------------------------------------------

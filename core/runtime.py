@@ -53,6 +53,18 @@ def cpu_threads(n: int | None, device: torch.device) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def threads_for_load(threads: int, load: float | None, cores: int | None = None) -> int:
+    """The torch threads a job should use on a machine already this busy: one once the other work's load
+    average reaches the core count. A team of two OpenMP threads waits at every operation for the one that is
+    descheduled: on the 2-core machine at load 11, a step of the evaluation CNN took 430-945 ms on 2 threads
+    and 54 ms on 1 (benchmarks/RESULTS.md, "estimate")."""
+    import os
+    cores = cores or os.cpu_count() or 1
+    if threads > 1 and load is not None and load >= cores:
+        return 1
+    return threads
+
+
 @dataclass(frozen=True)
 class Placement:
     """Device, memory layout and autocast of one generative model's training."""

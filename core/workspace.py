@@ -83,6 +83,26 @@ def data_roots() -> list[Path]:
     return roots
 
 
+def dataset_label(path: str | Path, uploads: str | Path | None = None,
+                  roots: Iterable[str | Path] | None = None) -> str:
+    """What a user is shown for a dataset: its path inside the workspace's uploads, or inside the data root it
+    comes from (`magnetic_tile`, `tiles/magnetic_tile.zip`), never the server's absolute path; anything else by
+    its own name."""
+    p = Path(path)
+    try:
+        real = p.expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        return p.name
+    for root in ([uploads] if uploads else []) + list(data_roots() if roots is None else roots):
+        try:
+            rel = real.relative_to(Path(root).expanduser().resolve())
+        except (ValueError, OSError, RuntimeError):
+            continue
+        if str(rel) not in ("", "."):
+            return rel.as_posix()
+    return real.name or str(p)
+
+
 def list_data_candidates(roots: Iterable[str | Path] | None = None, limit: int = 500) -> list[Path]:
     """What the Data page offers to pick on the server: the sub-folders and .zip files directly under
     each data root (`data_roots()` by default), as resolved paths, roots in order, names sorted.
@@ -284,6 +304,10 @@ class Workspace:
         dirs = [p for p in self.uploads.iterdir() if p.is_dir() and not p.name.startswith(".")]
         dirs.sort(key=lambda p: p.stat().st_mtime, reverse=True)
         return dirs
+
+    def dataset_label(self, path: str | Path) -> str:
+        """The dataset's name relative to this workspace's uploads or its data root (`dataset_label`)."""
+        return dataset_label(path, self.uploads)
 
     def remove_dataset(self, path: Path) -> None:
         path = Path(path).resolve()

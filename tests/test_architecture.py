@@ -138,10 +138,19 @@ def test_each_gan_file_reads_top_to_bottom(path):
     assert len(path.read_text(encoding="utf-8").splitlines()) <= 300
 
 
+def test_no_pages_folder_beside_app_py():
+    """A folder named pages/ beside the main script is Streamlit's old multipage layout: the first visitor after
+    a restart who opens a deep link (/data) would get the page file run on its own, without app.py's
+    navigation and workspace panel. The pages live in app_pages/ and app.py lists each by path."""
+    assert not (REPO / "pages").exists()
+    listed = re.findall(r'st\.Page\("(app_pages/\w+\.py)"', (REPO / "app.py").read_text(encoding="utf-8"))
+    assert sorted(listed) == sorted(f"app_pages/{p.name}" for p in (REPO / "app_pages").glob("*.py"))
+
+
 def test_pages_and_ui_only_call_core():
     """The UI holds no training or data logic: it never imports torch, numpy-heavy core internals or the
     experiment's tasks directly."""
-    for f in [REPO / "app.py", *(REPO / "pages").glob("*.py"), *(REPO / "ui").glob("*.py")]:
+    for f in [REPO / "app.py", *(REPO / "app_pages").glob("*.py"), *(REPO / "ui").glob("*.py")]:
         tops = set()
         for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):

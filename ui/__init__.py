@@ -1,1 +1,1 @@
-"""Streamlit helpers shared by app.py and pages/ (the app layer; no logic here)."""
+"""Streamlit helpers shared by app.py and app_pages/ (the app layer; no logic here)."""

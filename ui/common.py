@@ -45,7 +45,7 @@ def show_error(err: BaseException) -> None:
 def show_unreadable(err: DefectAugError) -> None:
     """A run whose files cannot be read: the error (it says what to do) and the way to the Jobs page."""
     st.error(str(err))
-    st.page_link("pages/jobs.py", label="Open the Jobs page to re-run it", icon=":material/replay:")
+    st.page_link("app_pages/jobs.py", label="Open the Jobs page to re-run it", icon=":material/replay:")
 
 
 @contextmanager
@@ -226,16 +226,15 @@ def normal_class_picker(path: Path, counts: dict[str, int], key: str) -> str:
 
 
 def dataset_name(path: Path) -> str:
-    ws = workspace()
-    try:
-        return str(Path(path).resolve().relative_to(ws.uploads.resolve()))
-    except ValueError:
-        return str(path)
+    """The dataset as users see it: relative to the uploads or its data root, never a server path."""
+    return workspace().dataset_label(path)
 
 
 def allowed_roots_text() -> str:
+    """The server's data folders by name (a typed path is taken relative to them; the server's own paths stay
+    off the pages)."""
     roots = data_roots()
-    return ", ".join(f"`{r}`" for r in roots) if roots else ""
+    return ", ".join(f"`{r.name}`" for r in roots) if roots else ""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,13 +13,13 @@ from .. import classifier as clf
 from ..errors import ParamError
 from ..methods import get_method
 from ..params import build_params
-from ..runtime import pick_device
 
 BASELINES = ("paper", "equal_steps", "class_weighted")
 SUPPORTED_SIZES = (16, 32, 64, 128, 256)
 # What each baseline is, in one line (the Compare page and the report say it beside its name).
 BASELINE_HELP = {
-    "paper": "same epochs as an augmented run, so fewer gradient steps (the papers' protocol)",
+    "paper": "same epochs as an augmented run, so fewer gradient steps on the smaller set (the papers' "
+             "protocol; why it usually scores lowest)",
     "equal_steps": "as many gradient steps as an augmented run",
     "class_weighted": "as many steps, with the loss weighted by inverse class frequency",
 }
@@ -206,7 +206,8 @@ class ExperimentConfig:
 
 # ------------------------------------------------------------------------------------------------
 def estimate(config: dict | ExperimentConfig, counts: dict[str, int] | None = None) -> dict:
-    """What a run will do: number of classifier trainings and a rough duration (CPU small CNN).
+    """What a run will do: number of classifier trainings, synthetic images, the balanced set's size. How long
+    it takes is `core.estimate`'s (`core.jobs.preflight` adds it, calibrated on the machine's finished runs).
     `counts`: training images per class after the simulated imbalance (`core.data.protocol_counts`)."""
     from ..data import balance_targets
     cfg = ExperimentConfig.from_dict(config)
@@ -217,12 +218,7 @@ def estimate(config: dict | ExperimentConfig, counts: dict[str, int] | None = No
     if counts:
         needed = balance_targets(counts, cfg.target_ratio)
         n_bal = sum(counts.values()) + sum(needed.values())
-        cp = cfg.classifier_params()
-        px = (cfg.image_size / 64) ** 2
-        img_per_s = (5000 if pick_device(cfg.device).type == "cpu" else 50000) / px
-        images = cp.epochs * n_bal * n_train
         out.update(synthetic_per_method=int(sum(needed.values())), balanced_size=int(n_bal),
-                   seconds=round(images / img_per_s, 1),
                    synthetic_mb=round(sum(needed.values()) * cfg.image_size ** 2 * 3 / 2**20, 1))
     return out
 

@@ -17,6 +17,7 @@ import platform
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -122,7 +123,7 @@ def prepare(ctx: TaskContext) -> dict:
 
     cfg, rd, reporter = ctx.cfg, ctx.rd, ctx.reporter
     write_config(ctx, None)
-    reporter.stage("load", f"loading {cfg.data}")
+    reporter.stage("load", f"loading {Path(str(cfg.data)).name}")   # the name only: the log is shown to users
     warnings_before = len(reporter.warnings)
     channels = cfg.channels if cfg.channels == "auto" else int(cfg.channels)
     full, report = load_dataset(cfg.data, image_size=cfg.image_size, channels=channels)

@@ -84,6 +84,10 @@ def verdict_text(name: str, v: dict, f1: float, base_f1: float, tests: int, norm
         text += (f" Verdict: no clear difference: no gain larger than {v['mdg']:.3f} either way (this run could "
                  f"not see smaller ones with up to {tests} test images per class and {reps}; more seeds, folds or "
                  f"test images would shrink it).")
+    elif v["label"] == "hurts":
+        text += (f" Verdict: hurts: macro F1 fell by more than this run's noise. With up to {tests} test images per "
+                 f"class and {reps} it could not see changes smaller than {v['mdg']:.3f} (more seeds, folds or test "
+                 f"images would); its synthetic images in the Gallery may show why it hurt.")
     else:
         text += f" Verdict: {v['label']}."
     if v["family"] > 1:

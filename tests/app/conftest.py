@@ -40,7 +40,7 @@ def app_env(tmp_path_factory):
 
 def open_page(page: str | None = None, ws: str | None = None, run: str | None = None,
               timeout: float = 90) -> AppTest:
-    """Run app.py (as a fresh browser session) and switch to pages/<page>.py."""
+    """Run app.py (as a fresh browser session) and switch to app_pages/<page>.py."""
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=timeout)
     if ws:
         at.query_params["ws"] = ws
@@ -48,7 +48,7 @@ def open_page(page: str | None = None, ws: str | None = None, run: str | None = 
         at.query_params["run"] = run
     at.run()
     if page:
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"app_pages/{page}.py").run()
     return at
 
 

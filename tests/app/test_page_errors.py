@@ -94,7 +94,7 @@ def test_server_picker_lists_the_data_root_and_loads_the_chosen_dataset(tmp_path
     at = _server_page()
     pick = at.selectbox(key="srv_pick")
     real = root.resolve()
-    assert pick.options == [str(real / "packed.zip"), str(real / "plates"), str(real / "tiles")]
+    assert pick.options == ["packed.zip", "plates", "tiles"]           # named inside the root, not by server path
     pick.set_value(real / "tiles").run()
     at.button(key="srv_use").click().run()
     assert_clean(at)
@@ -126,9 +126,8 @@ def test_server_picker_never_offers_a_link_out_of_the_root(tmp_path, monkeypatch
     (root / "everything").symlink_to("/")
     monkeypatch.setenv("DEFECTAUG_DATA_ROOTS", str(root))
     at = _server_page()
-    options = at.selectbox(key="srv_pick").options
-    assert options == [str(root.resolve() / "tiles")]
-    assert all(Path(o).resolve().is_relative_to(root.resolve()) for o in options)
+    pick = at.selectbox(key="srv_pick")
+    assert pick.options == ["tiles"] and pick.value == root.resolve() / "tiles"
     for typed in ("escape", str(root / "escape"), "everything/etc"):     # typing the link is refused too
         at.text_input[0].set_value(typed)
         [b for b in at.button if b.label == "Use this folder"][0].click().run()

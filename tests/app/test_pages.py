@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def test_data_sample_dataset_in_one_click():
     assert_clean(at)
     assert any("Sample dataset created" in t for t in texts(at.success))
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Classes"] == "4" and metrics["Images"] == "168"
+    assert metrics["Classes"] == "4" and metrics["Images"] == "417"
     assert at.get("plotly_chart") and at.get("image")       # class-count chart and thumbnails
     # the choice survives a reload
     again = open_page("data", ws=ws_of(at).id)
@@ -99,16 +100,16 @@ def test_data_imbalance_ratio_changes_the_counts():
     assert_clean(at)
     table = at.dataframe[0].value
     assert list(table.columns) == ["class", "images", "test", "train after imbalance"]
-    # 20 test images per class first (at most half a class), then every defect class cut to 0.1 x the
-    # 100 normal images left: the counts a run will train on
+    # 20 test images per class first (the sample has them for every class), then every defect class cut to
+    # 0.1 x the 260 normal images left: the counts a run will train on
     after = dict(zip(table["class"], table["train after imbalance"]))
-    assert after == {"crack": 4, "normal": 100, "scratch": 10, "spot": 8}
-    assert dict(zip(table["class"], table["test"])) == {"crack": 4, "normal": 20, "scratch": 12, "spot": 7}
+    assert after == {"crack": 22, "normal": 260, "scratch": 26, "spot": 25}
+    assert dict(zip(table["class"], table["test"])) == {"crack": 20, "normal": 20, "scratch": 20, "spot": 20}
     assert ws_of(at).settings()["ratio"] == 0.1
     chart = at.get("plotly_chart")[0].proto.spec
     assert "after the test split and imbalance" in chart
     # the Synthesize page shows the same counts (one preview for both pages)
-    at.switch_page("pages/synthesize.py").run()
+    at.switch_page("app_pages/synthesize.py").run()
     assert_clean(at)
     preview = at.dataframe[0].value
     assert dict(zip(preview["class"], preview["train"])) == after
@@ -225,15 +226,23 @@ def test_synthesize_estimate_suggestion_and_launch():
     at = _with_sample("synthesize")
     assert_clean(at)
     tips = [t for t in texts(at.info) if "rarest defect class" in t]
-    # the suggestion rests on what this project measured, and the sample's 4 crack training images
-    assert tips and "class-weighted baseline" in tips[0] and "GANs tend to fail" in tips[0], tips
-    at.number_input(key="p:quick:classifier:epochs").set_value(1).run()
+    # the suggestion rests on what this project measured, and the sample's 22 crack training images
+    assert tips and "class-weighted baseline" in tips[0] and "(crack) keeps 22 training images" in tips[0], tips
+    # the first run's defaults: smote and 3 seeds, and why (what this project measured)
+    assert at.multiselect(key="methods").value == ["smote"] and at.text_input(key="seeds").value == "0,1,2"
+    assert any("no clear difference against the strongest fair baseline" in t for t in texts(at.caption))
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Classifier trainings"] == "4"                  # 3 baselines + smote, one seed
+    assert metrics["Classifier trainings"] == "12"                 # 3 seeds x (3 baselines + smote)
+    # the time on this machine as a range, with what it rests on
+    assert "Time on this machine" in metrics
+    assert any(t.startswith("Likely ") and " to " in t for t in texts(at.caption)), texts(at.caption)
+    at.number_input(key="p:quick:classifier:epochs").set_value(1).run()
+    at.text_input(key="seeds").set_value("0").run()
+    assert {m.label: m.value for m in at.metric}["Classifier trainings"] == "4"   # one seed
     at.checkbox(key="quality_gate").check().run()
     assert {m.label: m.value for m in at.metric}["Classifier trainings"] == "5"   # + smote on its gated set
     at.checkbox(key="quality_gate").uncheck().run()
-    assert any("5 folds test every image once" in t for t in texts(at.caption))   # 8 crack images in the sample
+    assert any("5 folds test every image once" in t for t in texts(at.caption))   # 42 crack images in the sample
     at.number_input(key="folds").set_value(2).run()
     assert {m.label: m.value for m in at.metric}["Classifier trainings"] == "8"   # each fold trains them all
     at.number_input(key="folds").set_value(1).run()
@@ -432,7 +441,16 @@ def test_compare_shows_both_confusion_matrices_cells_and_verdict(done_ws):
     assert "None" not in cells and "nan" not in cells                 # a baseline's gain cells are empty
     assert all(v.startswith("± ") for v in board["± std"]) and all(len(v) == 5 for v in board["macro F1"])
     # each baseline said in one line, so "paper" being low is no surprise
-    assert any("**paper**: same epochs as an augmented run" in t for t in texts(at.caption))
+    lines = next(t for t in texts(at.markdown) if t.startswith("**The baselines**")).splitlines()[1:]
+    assert [ln.split("**")[1] for ln in lines] == ["paper", "equal_steps", "class_weighted"]
+    assert "same epochs as an augmented run" in lines[0] and "class frequency" in lines[2]
+    assert sum("(the strongest here)" in ln for ln in lines) == 1
+    # a verdict that is not "helps" leads to that method's images in the Gallery
+    verdicts = json.loads((done_ws["run_dir"] / "metrics.json").read_text())["methods"]
+    links = [ln for ln in at.get("page_link")]
+    for name, m in verdicts.items():
+        shown = [ln for ln in links if ln.proto.label == f"See the images {name} made, in the Gallery"]
+        assert len(shown) == (m["verdict"]["label"] != "helps"), (name, m["verdict"]["label"])
     # how good the synthetic images are, named by the features that measured them
     assert "Synthetic image quality" in texts(at.subheader)
     quality = at.dataframe[1].value
@@ -654,3 +672,115 @@ def test_jobs_draw_the_latent_codes_of_a_pre_trained_gan():
     assert latent, "no latent-code chart"
     points = {t["name"]: len(t["x"]) for t in latent[0]["data"]}
     assert points == {c: 2 * n for c, n in train.counts().items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Names, not server paths (issue 26)
+# ---------------------------------------------------------------------------------------------
+def page_text(at) -> str:
+    """Everything the page shows (every element's message, the sidebar included), as one string."""
+    out: list[str] = []
+
+    def walk(node) -> None:
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            out.append(str(proto))
+        children = getattr(node, "children", None) or {}
+        for child in (children.values() if isinstance(children, dict) else children):
+            walk(child)
+    walk(at._tree)
+    return "\n".join(out)
+
+
+def test_no_page_or_report_of_a_data_root_dataset_shows_the_roots_path(app_env, finished_run, tmp_path):
+    import shutil
+    from core.report import write_report
+    roots = Path(app_env["roots"])
+    data = Path(shutil.copytree(RunDir(finished_run).config()["data"], roots / "inspection" / "tiles_root"))
+    ws = Workspace.create()
+    ws.update_settings(dataset=str(data))
+    store = JobStore(ws)
+    config = RunDir(finished_run).config()
+    keys = ("methods", "seeds", "ratio", "image_size", "test_per_class", "overrides", "device", "num_threads")
+    run_id = store.submit({"data": str(data), **{k: config[k] for k in keys}})
+    run_dir = Path(store.get(run_id).run_dir)
+    shutil.copytree(finished_run, run_dir, dirs_exist_ok=True)
+    RunDir(run_dir).write_config(dict(config, data=str(data)))      # this run read the data root's copy
+    store.claim_next(os.getpid())
+    store.finish(run_id, "done")
+    forbidden = {str(roots), str(roots.resolve())}
+
+    seen = []
+    for page in PAGES:
+        at = open_page(page, ws=ws.id, run=run_id)
+        assert_clean(at)
+        if page == "data":
+            at.radio(key="source").set_value("Folder on the server").run()
+            assert_clean(at)
+            assert "inspection" in page_text(at)
+        text = page_text(at)
+        assert not [f for f in forbidden if f in text], (page, [ln for ln in text.splitlines() if str(roots) in ln][:5])
+        seen.append(text)
+    assert any("inspection/tiles_root" in t for t in seen[:2]), "the Data and Synthesize pages name the dataset"
+    assert store.status(run_id).label.endswith("on tiles_root (2 seeds)")
+    report = write_report(run_dir, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert not [f for f in forbidden if f in report]
+    assert "tiles_root" in report
+
+
+def test_a_verdict_link_opens_the_gallery_on_that_method(done_ws):
+    from streamlit.testing.v1 import AppTest
+    from core import runs
+    from .conftest import REPO
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=90)
+    first = runs.synthetic_methods(done_ws["run_dir"])[0]
+    other = next(m for m in ("smote", "mixup") if m != first)          # not the one shown by default
+    at.query_params.update(ws=done_ws["ws"].id, run=done_ws["run"], method=other)
+    at.run()
+    at.switch_page("app_pages/gallery.py").run()
+    assert_clean(at)
+    assert at.selectbox(key="g_method").value == other
+
+
+# ---------------------------------------------------------------------------------------------
+# The README's path for a newcomer (issue 25)
+# ---------------------------------------------------------------------------------------------
+def shown_seconds(text: str) -> float:
+    """Seconds of a duration as runs.format_seconds writes it ('42 s', '3 min 05 s', '1 h 02 min')."""
+    units = {"h": 3600, "min": 60, "s": 1}
+    return float(sum(int(n) * units[u] for n, u in re.findall(r"(\d+) (h|min|s)\b", text)))
+
+
+def estimate_range(caption: str) -> tuple[float, float]:
+    low, high = re.match(r"Likely (.+?) to (.+?)[,;.]", caption).groups()
+    return shown_seconds(low), shown_seconds(high)
+
+
+def interval_width(verdict: str) -> float:
+    lo, hi = re.search(r"interval ([+-]\d\.\d+) to ([+-]\d\.\d+)", verdict).groups()
+    return float(hi) - float(lo)
+
+
+def test_the_readme_path_on_the_sample_with_its_defaults_gives_a_narrow_verdict_in_the_estimated_time():
+    """Data -> the built-in sample -> Synthesize with its defaults (smote, 3 seeds) -> Launch -> Compare: the
+    verdict's interval is narrower than 0.15 and the job finished inside the range Synthesize showed."""
+    at = open_page("data")
+    at.button(key="make_sample").click().run()
+    ws = ws_of(at)
+    at = open_page("synthesize", ws=ws.id)
+    assert_clean(at)
+    low, high = estimate_range(next(t for t in texts(at.caption) if t.startswith("Likely ")))
+    at.button(key="launch").click().run()
+    assert_clean(at)
+    (job,) = JobStore(ws).list()
+    assert job.config["methods"] == ["smote"] and job.config["seeds"] == [0, 1, 2] and not job.config["overrides"]
+    worker_main(ws.root, once=True)
+    job = JobStore(ws).status(job.id)
+    assert job.status == "done", job.reason
+    at = open_page("compare", ws=ws.id, run=job.id)
+    assert_clean(at)
+    verdict = next(t for t in texts(at.info) + texts(at.success) + texts(at.error) if "Verdict:" in t)
+    width = interval_width(verdict)
+    print(f"\nREADME path: estimate {low:.0f}-{high:.0f} s, actual {job.elapsed:.0f} s; interval width {width:.3f}")
+    assert width < 0.15, verdict
+    assert job.elapsed <= high, (job.elapsed, low, high)

@@ -20,6 +20,19 @@ def test_default_counts_are_imbalanced_and_shapes_right():
     assert counts[0] >= 10 * counts[-1] / 2 and len(set(counts)) == len(counts)   # naturally imbalanced
 
 
+def test_default_sample_holds_20_real_test_images_per_defect_class_and_is_made_in_seconds():
+    import time
+    from core.data import detect_normal_class, protocol_counts
+    start = time.perf_counter()
+    ds = generate_sample()
+    assert time.perf_counter() - start < 10            # about 0.3 s on the project's 2-core machine
+    counts = ds.counts()
+    plan = protocol_counts(counts, 20, None, detect_normal_class(counts))
+    assert detect_normal_class(counts) == "normal"
+    assert all(plan.test[c] == 20 for c in counts), plan.test
+    assert all(plan.train[c] >= 20 for c in counts), plan.train     # and still 20 or more to train on
+
+
 def test_deterministic_by_seed_and_stable_when_adding_images():
     a = generate_sample({"crack": 4, "normal": 6}, size=32, seed=3)
     b = generate_sample({"crack": 4, "normal": 6}, size=32, seed=3)

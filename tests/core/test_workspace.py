@@ -272,3 +272,18 @@ def test_import_folder_that_cannot_be_used(home, tmp_path, outside_unchanged, fi
         ws.import_folder(files, limits)
     assert str(err.value) == message
     assert _files(ws) == []
+
+
+def test_dataset_label_is_relative_to_the_uploads_or_the_data_root(tmp_path, monkeypatch):
+    from core.workspace import dataset_label
+    root = tmp_path / "srv" / "data"
+    (root / "tiles" / "magnetic_tile").mkdir(parents=True)
+    (root / "set.zip").write_bytes(b"")
+    monkeypatch.setenv("DEFECTAUG_DATA_ROOTS", str(root))
+    ws = Workspace.create(tmp_path / "home")
+    (ws.uploads / "sample_seed0").mkdir(parents=True)
+    assert ws.dataset_label(root / "tiles" / "magnetic_tile") == "tiles/magnetic_tile"
+    assert ws.dataset_label(root / "set.zip") == "set.zip"
+    assert ws.dataset_label(ws.uploads / "sample_seed0") == "sample_seed0"
+    assert dataset_label(tmp_path / "elsewhere" / "x", roots=[]) == "x"     # never the absolute path
+    assert str(tmp_path) not in ws.dataset_label(root)

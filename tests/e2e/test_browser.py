@@ -8,6 +8,7 @@ screenshot of each page goes to test-artifacts/e2e/. Needs the system Chromium (
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -89,16 +90,15 @@ def _stop_workers(home: Path) -> None:
                 pass
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)     # never leave an old screenshot beside new ones
-    home = tmp_path_factory.mktemp("e2e_home")
+@contextlib.contextmanager
+def _server(home: Path, **extra_env: str):
+    """`streamlit run app.py` on a free port with DEFECTAUG_HOME=home; stopped (and its workers) on exit."""
     port = _free_port()
     env = dict(os.environ, DEFECTAUG_HOME=str(home), DEFECTAUG_WORKER_IDLE="120", DEFECTAUG_DATA_ROOTS="",
-               DEFECTAUG_MAX_PARALLEL="1", PYTHONPATH=str(REPO))
+               DEFECTAUG_MAX_PARALLEL="1", PYTHONPATH=str(REPO), **extra_env)
     env.pop("DEFECTAUG_SHARED_WORKSPACE", None)
     env.pop("DEFECTAUG_AUTOSTART_WORKER", None)
-    log = open(home / "streamlit.log", "wb")
+    log = open(home / "streamlit.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--browser.gatherUsageStats", "false"],
@@ -115,6 +115,13 @@ def app(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
         _stop_workers(home)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)     # never leave an old screenshot beside new ones
+    with _server(tmp_path_factory.mktemp("e2e_home")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -291,4 +298,74 @@ def test_worker_killed_mid_job_shows_failed_then_the_next_job_runs(app, browser)
     page.get_by_text("finished in").first.wait_for(timeout=240_000)
     assert page.get_by_text("Failed: The worker process stopped").count() == 1
     assert _worker_pid(app["home"], ws) != pid
+    page.close()
+
+
+PAGE_TITLES = ["Home", "Data", "Synthesize", "Jobs", "Gallery", "Compare", "Export"]
+
+
+@pytest.mark.parametrize("path", ["data", "synthesize", "jobs", "gallery", "compare", "export", ""])
+def test_a_deep_link_opened_first_after_a_restart_gets_the_whole_app(browser, tmp_path, path):
+    """Issue 26: a fresh server, and this link its first visitor: the navigation lists the app's pages by their
+    titles (not the raw files of a pages/ folder) and the sidebar holds the workspace and running-jobs panel."""
+    with _server(tmp_path) as served:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(f"{served['url']}/{path}")
+        nav = page.locator("[data-testid='stSidebarNav']")
+        nav.wait_for()
+        page.get_by_text("Running jobs").wait_for()
+        _settle(page)
+        links = [t.strip().splitlines()[-1].strip() for t in nav.locator("a").all_inner_texts()]   # after the icon
+        assert links == PAGE_TITLES, links
+        sidebar = page.locator("[data-testid='stSidebar']").inner_text()
+        assert "Workspace" in sidebar and "Running jobs" in sidebar, sidebar
+        expected = {"": "DefectAug"}.get(path, path.capitalize())
+        page.get_by_role("heading", name=expected, exact=True).first.wait_for()
+        assert "ws=" in page.url                         # the workspace in the address, as from /
+        _no_traceback(page)
+        page.close()
+
+
+def _seconds(text: str) -> float:
+    units = {"h": 3600, "min": 60, "s": 1}
+    return float(sum(int(n) * units[u] for n, u in re.findall(r"(\d+) (h|min|s)\b", text)))
+
+
+def test_the_readme_path_on_the_sample_with_its_defaults(app, browser):
+    """Issue 25, the README's path as a newcomer walks it: Data -> the built-in sample -> Synthesize with its
+    defaults (smote, 3 seeds) -> Launch -> Jobs -> Compare. Prints the estimate against the actual time and the
+    verdict's interval; the interval is narrower than 0.15 and the run ends inside the range shown."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(f"{app['url']}/data")
+    page.get_by_role("button", name="Create the sample dataset").click()
+    page.get_by_text("Sample dataset created").wait_for()
+    _settle(page)
+    ws = parse_qs(urlparse(page.url).query)["ws"][0]
+    page.goto(f"{app['url']}/synthesize?ws={ws}")
+    page.get_by_text("What will run").wait_for()
+    _settle(page)
+    shown = page.get_by_text(re.compile(r"^Likely ")).first.inner_text()
+    low, high = (_seconds(t) for t in re.match(r"Likely (.+?) to (.+?)[,;.]", shown).groups())
+    _shot(page, "8_readme_synthesize")
+    page.get_by_role("button", name="Launch").click()
+    page.get_by_text("queued. It runs in the background").wait_for()
+    page.get_by_role("link", name="Follow it on the Jobs page").click()
+    done = page.get_by_text(re.compile(r"^finished in ")).first
+    done.wait_for(timeout=1_500_000)
+    actual = _seconds(done.inner_text().split(" at ")[0])
+    page.goto(f"{app['url']}/compare?ws={ws}")
+    page.get_by_text("Confusion matrices").wait_for()
+    _settle(page)
+    verdict = page.get_by_text(re.compile(r"^smote: macro F1")).first.inner_text()
+    lo, hi = (float(x) for x in re.search(r"interval ([+-]\d\.\d+) to ([+-]\d\.\d+)", verdict).groups())
+    _shot(page, "9_readme_compare")
+    said = (f"README path in Chromium: estimate {low:.0f}-{high:.0f} s, actual {actual:.0f} s; "
+            f"verdict interval {lo:+.3f} to {hi:+.3f} (width {hi - lo:.3f})")
+    print("\n" + said)
+    (ARTIFACTS / "readme_path.txt").write_text(said + "\n" + verdict + "\n", encoding="utf-8")
+    _no_traceback(page)
+    assert hi - lo < 0.15, verdict
+    assert actual <= high, (actual, low, high)
     page.close()

@@ -23,7 +23,7 @@ def _workspace_evidence(ws) -> dict:
 
 
 def build() -> None:
-    from core.advice import suggestion
+    from core.advice import DEFAULT_METHODS, DEFAULT_SEEDS, defaults_note, suggestion
     from core.classifier import PRESETS as CLF_PRESETS, ClassifierParams
     from core.data import protocol_counts
     from core.experiment import SUPPORTED_SIZES, ExperimentConfig, parse_seeds
@@ -35,7 +35,7 @@ def build() -> None:
     path = common.current_dataset()
     if path is None:
         st.info("Choose a dataset first.")
-        st.page_link("pages/data.py", label="Go to Data", icon=":material/folder_open:")
+        st.page_link("app_pages/data.py", label="Go to Data", icon=":material/folder_open:")
         return
     _, rep = common.load_dataset(path)
     st.caption(f"Dataset: `{common.dataset_name(path)}` · {len(rep.classes)} classes · "
@@ -46,16 +46,19 @@ def build() -> None:
 
     left, right = st.columns([3, 2])
     with left:
-        methods = st.multiselect("Methods", list(specs), default=["smote"] if "smote" in specs else [],
+        methods = st.multiselect("Methods", list(specs), default=[m for m in DEFAULT_METHODS if m in specs],
                                  format_func=lambda n: f"{n} ({specs[n].family})", key="methods",
                                  help="Each method makes synthetic images for the minority classes; each is "
                                       "compared with the same baselines.")
+        note = defaults_note(list(specs))
+        if note:
+            st.caption(note)
         c1, c2, c3 = st.columns(3)
         preset = c1.radio("Preset", ["quick", "paper"], horizontal=True, key="preset",
                           help="quick: small networks, minutes on a CPU. paper: the papers' settings, for a GPU.")
         image_size = c2.selectbox("Image size (px)", list(SUPPORTED_SIZES),
                                   index=list(SUPPORTED_SIZES).index(64), key="image_size")
-        seeds_text = c3.text_input("Seeds", value="0", key="seeds",
+        seeds_text = c3.text_input("Seeds", value=",".join(map(str, DEFAULT_SEEDS)), key="seeds",
                                    help="One run per seed; several seeds (0,1,2) show whether a gain is larger "
                                         "than the seed-to-seed spread.")
         c4, c5, c6 = st.columns(3)
@@ -132,10 +135,14 @@ def build() -> None:
         e1.metric("Classifier trainings", est.get("trainings", "?"))
         e2.metric("Synthetic images per method and seed", f"{est.get('synthetic_per_method', 0):,}")
         e3, e4 = st.columns(2)
-        e3.metric("Rough time (CPU)", runs.format_seconds(est.get("seconds")))
+        e3.metric("Time on this machine", runs.format_seconds(est.get("seconds")),
+                  help="From the start of the job to its results: loading, every training, the synthesis and the "
+                       "metrics, by a model calibrated on this machine's finished runs and its load now.")
         e4.metric("Memory for images", f"{est.get('memory_bytes', 0) / 1e6:,.0f} MB")
         st.caption(f"{len(seeds)} seed(s) x ({len(est.get('baselines', []))} baselines + {len(methods)} "
                    f"method(s)). Baselines: {', '.join(est.get('baselines', []))}. Test images stay real.")
+        if est.get("seconds_low") is not None:
+            st.caption(runs.estimate_note(est))
         if preset == "paper":
             st.warning("The paper preset is meant for a GPU; on a CPU it can take hours.")
         if st.button("Launch", type="primary", key="launch"):
@@ -146,7 +153,7 @@ def build() -> None:
         if launched:
             st.success(f"Job {launched[:8]} queued. It runs in the background: you can follow it on the "
                        "Jobs page or close this tab.")
-            st.page_link("pages/jobs.py", label="Follow it on the Jobs page", icon=":material/schedule:")
+            st.page_link("app_pages/jobs.py", label="Follow it on the Jobs page", icon=":material/schedule:")
 
 
 st.title("Synthesize")

@@ -21,7 +21,7 @@ def build() -> None:
     picked = common.pick_run(need="metrics")
     if picked is None:
         st.info("No finished run yet. When a job is done, its balanced dataset can be downloaded here.")
-        st.page_link("pages/jobs.py", label="See the jobs", icon=":material/schedule:")
+        st.page_link("app_pages/jobs.py", label="See the jobs", icon=":material/schedule:")
         return
     run_id, run_dir = picked
     report_dir = run_dir

@@ -69,7 +69,7 @@ def build() -> None:
     if picked is None:
         st.info("No run with synthetic images yet. Launch one on the Synthesize page; its images appear "
                 "here as soon as a method has made them.")
-        st.page_link("pages/synthesize.py", label="Go to Synthesize", icon=":material/science:")
+        st.page_link("app_pages/synthesize.py", label="Go to Synthesize", icon=":material/science:")
         return
     run_id, run_dir = picked
     folds = runs.fold_dirs(run_dir)
@@ -80,6 +80,9 @@ def build() -> None:
         run_dir = folds[k]
     methods = runs.synthetic_methods(run_dir)
     c1, c2, c3 = st.columns(3)
+    asked = st.query_params.get("method")          # a link from a verdict on Compare
+    if asked in methods and st.session_state.get("_g_asked") != asked:
+        st.session_state["g_method"] = st.session_state["_g_asked"] = asked
     method = c1.selectbox("Method", methods, key="g_method")
     try:
         items_all = runs.gallery(run_dir, method)

@@ -71,7 +71,7 @@ def _job_list() -> None:
     jobs = s.list()
     if not jobs:
         st.info("No jobs yet. Launch one on the Synthesize page.")
-        st.page_link("pages/synthesize.py", label="Go to Synthesize", icon=":material/science:")
+        st.page_link("app_pages/synthesize.py", label="Go to Synthesize", icon=":material/science:")
         return
     counts = {k: sum(1 for j in jobs if j.status == k) for k in ("running", "queued", "done", "failed")}
     info = s.worker_info()
@@ -152,7 +152,7 @@ def _details(run_id: str) -> None:
     for w in p.warnings[-5:]:
         st.warning(w)
     if status == "done":
-        st.page_link("pages/compare.py", label="See the results on Compare", icon=":material/compare:")
+        st.page_link("app_pages/compare.py", label="See the results on Compare", icon=":material/compare:")
     loss = runs.loss_rows(run_dir)
     names = ["Losses", "Classifier", "Samples", "Log"] if loss else ["Classifier", "Log", "Losses", "Samples"]
     latent = runs.latent_maps(run_dir)

@@ -61,7 +61,7 @@ def build() -> None:
     picked = common.pick_run(need="metrics")
     if picked is None:
         st.info("No finished run yet. Results appear here when a job is done.")
-        st.page_link("pages/jobs.py", label="See the jobs", icon=":material/schedule:")
+        st.page_link("app_pages/jobs.py", label="See the jobs", icon=":material/schedule:")
         return
     run_id, run_dir = picked
     folds = runs.fold_dirs(run_dir)
@@ -83,9 +83,15 @@ def build() -> None:
     strongest = metrics.get("strongest_baseline") or baselines[0]
 
     st.subheader("Verdict")
+    with_images = set(runs.synthetic_methods(run_dir))
     for name in methods:
         v = metrics["methods"][name].get("verdict") or {}
         VERDICT_BOX.get(v.get("label"), st.info)(v.get("text", name))
+        source = metrics["methods"][name].get("gated_from") or name
+        if v.get("label") in ("hurts", "no clear difference") and source in with_images:
+            st.page_link("app_pages/gallery.py", label=f"See the images {source} made, in the Gallery",
+                         icon=":material/photo_library:", query_params={"method": source, "run": run_id,
+                                                                        "ws": common.workspace().id})
     for name, why in (metrics.get("failed") or {}).items():
         st.error(f"{name} failed and is not compared: {why}")
     if not methods:
@@ -95,8 +101,12 @@ def build() -> None:
     st.caption(f"Methods first, ordered by their gain over the strongest baseline ({strongest}); mean ± std over "
                "seeds, with the 95% bootstrap interval over test images.")
     st.dataframe(runs.leaderboard_rows(metrics), hide_index=True, width="stretch")
-    st.caption(" · ".join(f"**{b}**: {BASELINE_HELP.get(b, '')}" for b in baselines) +
-               f". A method's verdict is taken against the strongest of them, here {strongest}.")
+    st.markdown("**The baselines**, each trained on the imbalanced real images only, from the same initial "
+                "weights as the methods:\n" + "\n".join(
+                    f"- **{b}**: {BASELINE_HELP.get(b, '')}" + (" (the strongest here)" if b == strongest else "")
+                    for b in baselines))
+    st.caption(f"A method's verdict is taken against the strongest of them, here {strongest}: beating the "
+               "papers' baseline alone can be extra optimisation, not better data.")
 
     if not methods:
         return

@@ -1,0 +1,116 @@
+"""core.estimate: the work of each task, the calibration from finished runs' stage times, the range, and the
+time left of a running run (the Synthesize estimate and the Jobs page's "remaining" are this one model)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core import estimate as E
+from core.experiment import ExperimentConfig
+from core.rundir import RunDir
+from core.runtime import threads_for_load
+
+COUNTS = {"normal": 260, "scratch": 30, "spot": 25, "crack": 22}
+
+
+def _cfg(**kw) -> ExperimentConfig:
+    return ExperimentConfig.from_dict({"data": "sample", "methods": ["smote"], "seeds": [0], "ratio": None, **kw})
+
+
+def _fake_run(root, name: str, cfg: ExperimentConfig, factor: float, load: float = 0.0, start: float = 1000.0):
+    """A finished run folder whose stages took `factor` x the prior model's seconds (at `load`)."""
+    rd = RunDir(root / name)
+    rd.root.mkdir(parents=True)
+    rd.write_config(dict(cfg.resolved(), environment={"threads": 2}))
+    from core.data import balance_targets
+    rd.write_split({"train_counts": COUNTS, "needed": balance_targets(COUNTS), "test_counts": {c: 20 for c in COUNTS},
+                    "normal_class": "normal"})
+    t, lines = start, []
+    tasks = E.task_units(cfg, COUNTS, n_test=80)
+    startup = tasks[0][2] * E.PRIOR["startup"] * factor
+    rd.write_job_info({"started": start - startup, "status": "done"})
+    for tid, key, units in tasks[1:]:
+        stage = {"prepare": "load", "aggregate": "metrics"}.get(tid, tid)
+        lines.append({"t": t, "kind": "stage", "stage": stage, "load": load})
+        t += units * E.Rates().rate(key, "interpolation") * factor * E.slowdown(load, 2)
+    lines.append({"t": t, "kind": "done", "message": "ok"})
+    rd.events_path.write_text("".join(json.dumps(ev) + "\n" for ev in lines))
+    return rd.root, t - start + startup
+
+
+def test_work_grows_with_seeds_methods_image_size_and_generator_steps():
+    one = {tid: u for tid, _, u in E.task_units(_cfg(), COUNTS)}
+    three = {tid: u for tid, _, u in E.task_units(_cfg(seeds=[0, 1, 2]), COUNTS)}
+    assert sum(three.values()) == pytest.approx(3 * sum(one.values()), rel=0.02)
+    assert set(one) >= {"prepare", "train:baseline_paper_s0", "fit:smote_s0", "quality:smote_s0", "train:smote_s0",
+                        "aggregate", "startup"}
+    assert one["train:baseline_paper_s0"] < one["train:baseline_equal_steps_s0"] == pytest.approx(one["train:smote_s0"])
+    small = {tid: u for tid, _, u in E.task_units(_cfg(image_size=32), COUNTS)}
+    assert small["train:smote_s0"] == pytest.approx(one["train:smote_s0"] / 4)
+    gan = {tid: u for tid, _, u in E.task_units(_cfg(methods=["dcgan"]), COUNTS)}
+    half = {tid: u for tid, _, u in E.task_units(_cfg(methods=["dcgan"], overrides={"dcgan": {"steps": 250}}), COUNTS)}
+    assert gan["fit:dcgan_s0"] == pytest.approx(2 * half["fit:dcgan_s0"])
+    assert gan["fit:dcgan_s0"] > 50 * one["fit:smote_s0"]
+
+
+def test_the_first_run_default_on_the_sample_is_about_two_minutes_on_an_idle_2_core_machine(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    est = E.estimate(_cfg(seeds=[0, 1, 2]), COUNTS, rates=E.Rates(), load=0.0)
+    assert 60 <= est.seconds <= 180 and est.low < est.seconds < est.high
+    assert est.text().count(" to ") == 1
+
+
+def test_calibration_learns_this_machines_pace_and_its_spread(tmp_path):
+    cfg = _cfg(seeds=[0, 1])
+    actual = {}
+    for i, f in enumerate([1.8, 2.0, 2.2, 1.9]):         # this machine: about twice the prior's time
+        root, actual[i] = _fake_run(tmp_path / "runs", f"r{i}", cfg, f, start=1000 + 1000 * i)
+    rates = E.calibrate(E.finished_runs([tmp_path / "runs"]))
+    assert rates.runs == 4 and rates.measured["train"] == 4
+    assert rates.per_unit["train"] == pytest.approx(2 * E.PRIOR["train"], rel=0.15)
+    est = E.estimate(cfg, COUNTS, n_test=80, rates=rates, load=0.0)
+    assert est.low <= actual[0] <= est.high
+    assert est.seconds == pytest.approx(2 * E.estimate(cfg, COUNTS, n_test=80, rates=E.Rates(), load=0.0).seconds,
+                                        rel=0.15)
+    assert (est.low / est.seconds, est.high / est.seconds) == pytest.approx(E.MIN_BAND, rel=0.05)
+    # a method never timed here widens the range and is named
+    gan = E.estimate(_cfg(methods=["dcgan"]), COUNTS, rates=rates, load=0.0)
+    assert gan.uncalibrated == ["dcgan"] and gan.high / gan.seconds >= E.UNCALIBRATED_BAND[1]
+
+
+def test_load_slows_a_team_of_threads_more_than_one_thread():
+    assert E.slowdown(None, 2, cores=2) == E.slowdown(1.0, 2, cores=2) == 1.0
+    assert E.slowdown(8.0, 2, cores=2) == 16.0 > E.slowdown(8.0, 1, cores=2) > E.slowdown(2.0, 1, cores=2)
+    assert threads_for_load(2, 2.5, cores=2) == 1 and threads_for_load(2, 0.5, cores=2) == 2
+    assert threads_for_load(1, 9.0, cores=2) == 1
+
+
+def test_remaining_follows_the_runs_own_pace(tmp_path):
+    cfg = _cfg(seeds=[0])
+    root, total = _fake_run(tmp_path / "runs", "done", cfg, 1.0)
+    evs = RunDir(root).events()
+    stages = [e for e in evs if e["kind"] == "stage"]
+    rates = E.Rates()
+    # half way through (at the start of train:smote_s0), on the model's own pace
+    i = next(k for k, e in enumerate(stages) if e["stage"] == "train:smote_s0")
+    now = stages[i]["t"]
+    left = E.remaining(root, [e for e in evs if e["t"] <= now], now=now, rates=rates)
+    assert left == pytest.approx(evs[-1]["t"] - now, rel=0.05)
+    # the same run going twice as slow: its finished tasks say so, and the time left grows towards double as
+    # they add up (18 s of finished work here count for about half against the model's 20 s of trust)
+    slow = [dict(e, t=evs[0]["t"] + 2 * (e["t"] - evs[0]["t"])) for e in evs if e["t"] <= now]
+    left2 = E.remaining(root, slow, now=slow[-1]["t"], rates=rates)
+    assert 1.3 * left < left2 < 2 * left
+    # later means less left; nothing is known before the split
+    later = E.remaining(root, [e for e in evs if e["t"] <= now], now=now + 5, rates=rates)
+    assert later < left
+    assert E.remaining(tmp_path / "nothing", [], rates=rates) is None
+
+
+def test_runs_whose_stages_took_no_time_calibrate_without_error(tmp_path):
+    for i in range(4):      # tiny test runs: every stage within the clock's resolution
+        _fake_run(tmp_path / "runs", f"r{i}", _cfg(), 0.0, start=1000 + i)
+    rates = E.calibrate(E.finished_runs([tmp_path / "runs"]))
+    assert rates.runs == 4 and all(v > 0 for v in rates.per_unit.values())
+    assert E.machine_rates([tmp_path / "runs"]).runs == 4
