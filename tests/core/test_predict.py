@@ -1,7 +1,6 @@
 """`python -m core predict`: a run's trained classifier on a folder of new images (core/predict.py), and the
 weights files the Export page offers."""
 import csv
-import io
 import json
 import shutil
 
