@@ -90,6 +90,10 @@ RECIPES = {"cyclegan_paper": {"arch": "resnet50", "pretrained": True, "lr": 1e-3
 RECIPE_HELP = {"cyclegan_paper": "the CycleGAN defect-augmentation paper's fine-tuning: an ImageNet backbone "
                                  "(ResNet-50; it also measured ResNet-34 and EfficientNet-B3), AdamW, lr 0.001, "
                                  "batch 4"}
+# CPU time per training image relative to small_cnn, 64 px (benchmarks/RESULTS.md, classifier_archs: the fastest
+# of 5 steps at batch 64 on a contended 2-core Xeon): what `core.experiment.estimate` scales its rough time by.
+STEP_COST = {"small_cnn": 1, "resnet18": 40, "resnet34": 70, "resnet50": 130, "efficientnet_b0": 80,
+             "efficientnet_b3": 150}
 # Fields added after runs were made: left out of a run's key while at their default, so the results of those
 # runs still match (resume, `core.experiment.config.ExperimentConfig.key`).
 NEW_FIELDS = {"pretrained": False, "backbone_lr_scale": 0.1}

@@ -206,7 +206,8 @@ class ExperimentConfig:
 
 # ------------------------------------------------------------------------------------------------
 def estimate(config: dict | ExperimentConfig, counts: dict[str, int] | None = None) -> dict:
-    """What a run will do: number of classifier trainings and a rough duration (CPU small CNN).
+    """What a run will do: number of classifier trainings and a rough duration (measured for the small CNN on a
+    CPU, scaled by the arch's `STEP_COST`).
     `counts`: training images per class after the simulated imbalance (`core.data.protocol_counts`)."""
     from ..data import balance_targets
     cfg = ExperimentConfig.from_dict(config)
@@ -219,7 +220,7 @@ def estimate(config: dict | ExperimentConfig, counts: dict[str, int] | None = No
         n_bal = sum(counts.values()) + sum(needed.values())
         cp = cfg.classifier_params()
         px = (cfg.image_size / 64) ** 2
-        img_per_s = (5000 if pick_device(cfg.device).type == "cpu" else 50000) / px
+        img_per_s = (5000 if pick_device(cfg.device).type == "cpu" else 50000) / px / clf.STEP_COST.get(cp.arch, 1)
         images = cp.epochs * n_bal * n_train
         out.update(synthetic_per_method=int(sum(needed.values())), balanced_size=int(n_bal),
                    seconds=round(images / img_per_s, 1),
