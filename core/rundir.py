@@ -35,7 +35,8 @@ The layout (ARCHITECTURE.md):
                                    the JSON of its arch, classes, settings and preprocessing (also in the
                                    safetensors header, key "defectaug", so the one file is self-describing); what
                                    `python -m core predict` and the Export page's weights download read. About
-                                   160 KB for the default small_cnn, 45/83/94 MB for resnet18/34/50
+                                   160 KB for the default small_cnn; 43/81/90 MB for resnet18/34/50, 15/41 MB
+                                   for efficientnet_b0/b3
     predictions/<model>_s<seed>.csv  per test image: true class, prediction, probability per class
     metrics.json                   the aggregate: baselines, methods, gains, verdicts, leaderboard
     folds/f<k>/                    with K folds: each fold's own run folder (split, data, fits, synthetic,
