@@ -93,6 +93,38 @@ def build() -> None:
     st.caption(f"Run {run_id[:8]} · {summary['label']} · {summary['status']}")
 
 
+def classifier_weights(run_id: str, run_dir) -> None:
+    """The trained classifier of one model and seed, to use elsewhere: its weights and what feeds it."""
+    import json
+    from core.predict import trained_models, weights_files
+    st.subheader("Trained classifier")
+    kept = trained_models(run_dir)
+    if not kept:
+        st.info("This run kept no trained classifier (it was made before runs kept them); run it again to get one.")
+        return
+    model_id = st.selectbox("Model", kept, key="w_model",
+                            help="A baseline (the real images only) or a method's classifier, per seed.")
+    name, seed = model_id.rsplit("_s", 1)
+    weights, meta_path = weights_files(run_dir, name, int(seed))
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    st.caption(f"{meta['arch']}{' fine-tuned from ImageNet' if meta.get('pretrained') else ''}, "
+               f"{meta['image_size']} px, classes {', '.join(meta['classes'])}; "
+               f"{weights.stat().st_size / 2**20:.1f} MB. The JSON says the preprocessing (size, channels, mean "
+               "and std); the weights are the network's state dict (safetensors). On the command line: "
+               f"`python -m core predict RUN --model {name} --seed {seed} IMAGES_DIR`.")
+    c1, c2 = st.columns(2)
+    c1.download_button("Download the weights (.safetensors)", common.file_on_click(weights),
+                       file_name=f"{run_id[:8]}_{model_id}.safetensors", mime="application/octet-stream",
+                       key="w_download")
+    c2.download_button("Download classes and preprocessing (.json)", meta_path.read_bytes(),
+                       file_name=f"{run_id[:8]}_{model_id}.json", mime="application/json", key="w_meta")
+
+
 st.title("Export")
 with common.guard():
     build()
+with common.guard():
+    chosen = common.selected_run()              # the run build() picked (its selectbox keeps ?run=)
+    if chosen and RunDir(common.workspace().run_dir(chosen)).has_metrics():
+        folds = runs.fold_dirs(common.workspace().run_dir(chosen))
+        classifier_weights(chosen, folds[0] if folds else common.workspace().run_dir(chosen))

@@ -1,4 +1,11 @@
-"""The evaluation classifier: trains the same CNN on the baseline and on each augmented set.
+"""The evaluation classifier: trains the same network on the baseline and on each augmented set.
+
+Architectures (`arch`): the papers' small CNN (the default: fast on CPU) and torchvision's ResNet-18/34/50 and
+EfficientNet-B0/B3, the classifiers the CycleGAN and diffusion papers measured with. A torchvision arch trains
+from scratch (its first conv rebuilt for grey images) or, with `pretrained`, fine-tunes from a local ImageNet
+weights file (`core.backbones`: nothing is downloaded): ImageNet normalisation and grey repeated to RGB (an input
+layer inside the model, so every caller feeds the same [-1, 1] tensors), the backbone at a lower learning rate than
+the new last layer. `RECIPES` holds the papers' settings (the CycleGAN paper: AdamW, lr 0.001, batch 4).
 
 Fairness and stability, which decide whether a verdict can be trusted:
 - Same architecture, same initial weights (built under `torch.manual_seed(seed)`), same data-order
@@ -34,11 +41,19 @@ from .params import param
 from .runtime import pick_device, tune_allocator
 
 
+ARCHS = ("small_cnn", "resnet18", "resnet34", "resnet50", "efficientnet_b0", "efficientnet_b3")
+
+
 @dataclass
 class ClassifierParams:
-    arch: str = param("small_cnn", "small_cnn: the papers' 3-conv + 2-FC CNN; resnet18: torchvision "
-                                   "ResNet-18 (random init unless weights_path is set).",
-                      choices=["small_cnn", "resnet18"])
+    arch: str = param("small_cnn", "small_cnn: the papers' 3-conv + 2-FC CNN (fast on CPU); resnet18/34/50, "
+                                   "efficientnet_b0/b3: torchvision's networks, the papers' classifiers (from "
+                                   "scratch, or from local ImageNet weights with pretrained).", choices=list(ARCHS))
+    pretrained: bool = param(False, "Fine-tune from local ImageNet weights (the server's DEFECTAUG_WEIGHTS_DIR, or "
+                                    "DEFECTAUG_WEIGHTS_<ARCH>; nothing is downloaded): ImageNet normalisation, grey "
+                                    "images repeated to RGB, the backbone at backbone_lr_scale x lr.")
+    backbone_lr_scale: float = param(0.1, "With pretrained: the backbone's learning rate as a fraction of lr (the "
+                                          "new last layer trains at lr).", min=0.0, max=1.0)
     stem_stride: int = param(2, "Stride of small_cnn's first conv (2 = 4x faster on CPU; 1 = full resolution).",
                              min=1, max=4)
     width: int = param(16, "Channels of the first conv block of small_cnn (doubled per block).", min=4, max=256)
@@ -56,67 +71,131 @@ class ClassifierParams:
     amp: str = param("auto", "auto: bfloat16 autocast where the hardware computes it natively (CUDA with bf16, "
                              "CPUs with AMX or AVX512-BF16), float32 elsewhere; off: always float32.",
                      choices=["auto", "off"])
-    weights_path: str = param("", "Optional local file with ResNet-18 weights (state dict) to start from.")
+    weights_path: str = param("", "With pretrained: this local ImageNet weights file instead of the server's "
+                                  "configured one (command line; the app uses the configured files).")
+
+    def validate(self) -> None:
+        if self.pretrained and self.arch == "small_cnn":
+            raise ParamError("small_cnn has no ImageNet weights: set classifier.pretrained=false, or choose a "
+                             f"torchvision arch ({', '.join(ARCHS[1:])})")
+        if self.weights_path and not self.pretrained:
+            raise ParamError("classifier.weights_path is only read with classifier.pretrained=true: add it, or "
+                             "leave weights_path empty")
 
 
 PRESETS = {"quick": {}, "paper": {"epochs": 35, "width": 32}}
+# Classifier settings from a paper, applied over the experiment preset (`--set classifier.recipe=cyclegan_paper`,
+# the Synthesize page's "Settings from"); values set explicitly win.
+RECIPES = {"cyclegan_paper": {"arch": "resnet50", "pretrained": True, "lr": 1e-3, "batch_size": 4}}
+RECIPE_HELP = {"cyclegan_paper": "the CycleGAN defect-augmentation paper's fine-tuning: an ImageNet backbone "
+                                 "(ResNet-50; it also measured ResNet-34 and EfficientNet-B3), AdamW, lr 0.001, "
+                                 "batch 4"}
+# CPU time per training image relative to small_cnn, 64 px (benchmarks/RESULTS.md, classifier_archs: the fastest
+# of 5 steps at batch 64 on a contended 2-core Xeon): what `core.experiment.estimate` scales its rough time by.
+STEP_COST = {"small_cnn": 1, "resnet18": 40, "resnet34": 70, "resnet50": 130, "efficientnet_b0": 80,
+             "efficientnet_b3": 150}
+# Fields added after runs were made: left out of a run's key while at their default, so the results of those
+# runs still match (resume, `core.experiment.config.ExperimentConfig.key`).
+NEW_FIELDS = {"pretrained": False, "backbone_lr_scale": 0.1}
 
 
-def make_model(p: ClassifierParams, channels: int, num_classes: int, seed: int) -> nn.Module:
-    """The classifier with initial weights fixed by `seed` (same seed = same start)."""
-    from models.cnn import SmallCNN, resnet18
+def params_values(preset: str, overrides: dict) -> dict:
+    """The values `build_params(ClassifierParams, ...)` takes for an experiment preset and the user's
+    overrides, with a `recipe` override expanded (its values first, the explicit ones over them)."""
+    overrides = dict(overrides)
+    recipe = overrides.pop("recipe", "") or ""
+    if recipe and recipe not in RECIPES:
+        raise ParamError(f"unknown classifier recipe {recipe!r}; known: {', '.join(RECIPES)}")
+    return {**PRESETS[preset], **RECIPES.get(recipe, {}), **overrides}
+
+
+def pretrained_reason(p: ClassifierParams | str) -> str:
+    """Why this arch cannot start from ImageNet weights here ("" when it can): what to put where."""
+    from .backbones import unavailable_reason
+    arch, path = (p, "") if isinstance(p, str) else (p.arch, p.weights_path)
+    return unavailable_reason(arch, path)
+
+
+def make_model(p: ClassifierParams, channels: int, num_classes: int, seed: int,
+               load_weights: bool = True) -> nn.Module:
+    """The classifier with initial weights fixed by `seed` (same seed = same start): random, or with
+    `p.pretrained` ImageNet's for the backbone and a head drawn from the seed. `load_weights=False` builds the
+    same network without reading the file (to load a trained classifier's own weights into)."""
+    from models.cnn import Pretrained, SmallCNN, head_prefix, torchvision_net
     torch.manual_seed(seed)
     if p.arch == "small_cnn":
         return SmallCNN(channels, num_classes, width=p.width, stem_stride=p.stem_stride)
-    if p.arch == "resnet18":
-        net = resnet18(channels, num_classes)
-        if p.weights_path:
-            load_weights(net, p.weights_path)
-        return net
-    raise ParamError(f"unknown classifier arch {p.arch!r}; use small_cnn or resnet18")
+    if p.arch not in ARCHS:
+        raise ParamError(f"unknown classifier arch {p.arch!r}; use one of {', '.join(ARCHS)}")
+    if not p.pretrained:
+        return torchvision_net(p.arch, channels, num_classes)
+    net = torchvision_net(p.arch, 3, num_classes)
+    if load_weights:
+        from .backbones import load_imagenet, weights_file, where_to_put
+        path = weights_file(p.arch, p.weights_path)
+        if path is None:
+            raise ParamError(f"{p.arch} with pretrained needs local ImageNet weights: {where_to_put(p.arch)}; or "
+                             "set classifier.pretrained=false to train it from scratch")
+        load_imagenet(net, p.arch, path, head_prefix(net))
+    return Pretrained(net)
+
+
+def network(model: nn.Module) -> nn.Module:
+    """The plain network inside a classifier (the torchvision one behind a pretrained model's input layer):
+    what a weights file holds."""
+    from models.cnn import Pretrained
+    return model.net if isinstance(model, Pretrained) else model
+
+
+def param_groups(model: nn.Module, p: ClassifierParams) -> list[dict]:
+    """AdamW's parameter groups: one at lr, or with pretrained the new head at lr (first: the rate the
+    curve reports) and the backbone at backbone_lr_scale x lr."""
+    if not p.pretrained:
+        return [{"params": list(model.parameters()), "lr": p.lr}]
+    from models.cnn import head
+    head_params = list(head(network(model)).parameters())
+    ids = {id(t) for t in head_params}
+    rest = [t for t in model.parameters() if id(t) not in ids]
+    return [{"params": head_params, "lr": p.lr}, {"params": rest, "lr": p.lr * p.backbone_lr_scale}]
+
+
+def preprocessing(p: ClassifierParams, channels: int, image_size: int) -> dict:
+    """How an image becomes the network's input, for a user applying the exported weights elsewhere."""
+    from models.cnn import IMAGENET_MEAN, IMAGENET_STD
+    steps = {"resize": [int(image_size), int(image_size)], "resize_note": "squashed (aspect ratio not kept), "
+             "LANCZOS when shrinking, bilinear when enlarging", "color": "L (grey)" if channels == 1 else "RGB",
+             "scale": "pixel / 255 (to [0, 1])", "layout": "NCHW float32"}
+    if p.pretrained:
+        steps.update(repeat_grey_to_rgb=channels == 1, network_channels=3, mean=list(IMAGENET_MEAN),
+                     std=list(IMAGENET_STD))
+    else:
+        steps.update(network_channels=int(channels), mean=[0.5] * int(channels), std=[0.5] * int(channels))
+    steps["normalise"] = "(x - mean) / std per channel"
+    return steps
 
 
 def saved_form(model: nn.Module, p: ClassifierParams, classes: list[str], channels: int, image_size: int,
                seed: int) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors, meta) that `rebuild` turns back into the trained classifier."""
+    """(tensors, meta) that `rebuild` turns back into the trained classifier. The tensors are the plain network's
+    state dict (a torchvision arch's loads into `torchvision.models.<arch>(num_classes=len(classes))`, its first
+    conv rebuilt for grey when from scratch); the meta says the classes and the preprocessing."""
     import dataclasses
-    tensors = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return tensors, {"params": dataclasses.asdict(p), "classes": list(classes), "channels": int(channels),
-                     "image_size": int(image_size), "seed": int(seed)}
+    tensors = {k: v.detach().cpu() for k, v in network(model).state_dict().items()}
+    return tensors, {"format": "defectaug-classifier/1", "arch": p.arch, "pretrained": bool(p.pretrained),
+                     "params": dataclasses.asdict(p), "classes": list(classes), "channels": int(channels),
+                     "image_size": int(image_size), "seed": int(seed),
+                     "preprocessing": preprocessing(p, channels, image_size)}
 
 
 def rebuild(tensors: dict[str, torch.Tensor], meta: dict, device: torch.device | str = "cpu") -> nn.Module:
-    """A trained classifier back from `saved_form` (in eval mode)."""
+    """A trained classifier back from `saved_form` (in eval mode); reads no ImageNet file."""
     from .params import build_params
     p = build_params(ClassifierParams, {**meta["params"], "weights_path": ""}, "classifier")
     with torch.random.fork_rng(devices=[]):          # building seeds torch's stream: leave the caller's alone
-        model = make_model(p, int(meta["channels"]), len(meta["classes"]), int(meta.get("seed", 0)))
-    model.load_state_dict(tensors)
+        model = make_model(p, int(meta["channels"]), len(meta["classes"]), int(meta.get("seed", 0)),
+                           load_weights=False)
+    network(model).load_state_dict(tensors)
     return model.to(device).eval()
-
-
-def load_weights(net: nn.Module, path: str) -> None:
-    """Load a local state dict (.pt/.pth via torch.load, or .safetensors), skipping shape mismatches
-    (e.g. the first conv for grayscale or the final layer for another class count)."""
-    from pathlib import Path
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ParamError(f"classifier weights file {path!r} not found; give a local .pt/.pth/.safetensors file")
-    try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            state = load_file(str(p))
-        else:
-            state = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise ParamError(f"could not read classifier weights {path!r}: {err}") from None
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    own = net.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise ParamError(f"{path!r} holds no weights that fit a ResNet-18")
-    net.load_state_dict(usable, strict=False)
 
 
 def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -203,7 +282,7 @@ def train(train_set: ImageSet, p: ClassifierParams, seed: int, *, steps: int | N
     y = torch.from_numpy(train_set.labels).to(dev)
     n = len(x)
     bs = min(p.batch_size, n)
-    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, p), lr=p.lr, weight_decay=p.weight_decay)
     sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
              if p.schedule == "cosine" else None)
     weight = torch.as_tensor(class_weights, device=dev) if class_weights is not None else None

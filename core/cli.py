@@ -8,6 +8,7 @@ python -m core run --data DATA --methods smote,adasyn --ratio 0.1 --seeds 0,1,2 
 python -m core export RUN --method smote --out balanced.zip [--seed 0] [--layout flat|split] [--real all|train]
                       [--size 128]
 python -m core sample RUN --method dcgan --class MT_Crack --n 100 [--seed 0] [--out folder]
+python -m core predict RUN --model smote --seed 0 IMAGES_DIR [--out scores.csv] [--fold 0]
 python -m core worker [--workspace W] [--once]
 """
 from __future__ import annotations
@@ -102,7 +103,8 @@ def cmd_run(args) -> int:
         num_threads=args.threads, save_images=not args.no_images, quality=not args.no_quality,
         quality_gate=args.quality_gate))
     from .data import protocol_counts
-    from .jobs import check_methods, quick_counts
+    from .jobs import check_classifier, check_methods, quick_counts
+    check_classifier(cfg)
     found = quick_counts(cfg.data)
     if found:                  # a method that cannot use this data is refused before anything trains
         check_methods(cfg, protocol_counts(found, cfg.test_split, cfg.ratio, cfg.normal_class, cfg.target_ratio).train)
@@ -177,6 +179,28 @@ def cmd_sample(args) -> int:
     return int(len(batch.images) != args.n or not np.isfinite(batch.images).all())
 
 
+def cmd_predict(args) -> int:
+    from .predict import predict_folder, scores_csv, write_scores_csv
+    from .runtime import pick_device
+    rd_seeds = _run_seeds(args.run)
+    seed = rd_seeds[0] if args.seed is None else args.seed
+    scores = predict_folder(args.run, args.model, seed, args.images, fold=args.fold,
+                            device=str(pick_device(args.device)))
+    for s in scores.skipped:
+        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+    if args.out:
+        print(f"wrote {len(scores.files)} rows ({scores.model_id}) to {write_scores_csv(scores, args.out)}",
+              file=sys.stderr)
+    else:
+        sys.stdout.write(scores_csv(scores))
+    return 0 if scores.files else 1
+
+
+def _run_seeds(run: str) -> list[int]:
+    from .rundir import RunDir
+    return RunDir(run).config().get("seeds") or [0]
+
+
 def cmd_worker(args) -> int:
     from .jobs import worker_main
     worker_main(Path(args.workspace), once=args.once)
@@ -237,12 +261,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-seed", type=int, default=12345)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None)
+    p = sub.add_parser("predict", help="score new images with a classifier the run trained (CSV: file, pred, "
+                                       "probability per class)")
+    p.add_argument("run")
+    p.add_argument("--model", required=True, help="a baseline (baseline_equal_steps, equal_steps) or a method "
+                                                  "(smote, smote+gate)")
+    p.add_argument("--seed", type=int, default=None, help="which seed's classifier (default: the run's first)")
+    p.add_argument("--fold", type=int, default=None, help="with K folds: which fold's classifier (default 0)")
+    p.add_argument("images", help="a folder of images (sub-folders included)")
+    p.add_argument("--out", default=None, help="CSV file to write (default: standard output)")
+    p.add_argument("--device", default="auto")
     p = sub.add_parser("worker", help="the background job worker (started by the app)")
     p.add_argument("--workspace", default="workspace")
     p.add_argument("--once", action="store_true", help="run queued jobs, then exit")
     args = ap.parse_args(argv)
     handlers = {"methods": cmd_methods, "inspect": cmd_inspect, "run": cmd_run, "export": cmd_export,
-                "sample": cmd_sample, "worker": cmd_worker}
+                "sample": cmd_sample, "predict": cmd_predict, "worker": cmd_worker}
     try:
         return handlers[args.cmd](args)
     except DefectAugError as err:

@@ -66,7 +66,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import ArchiveError, DataError, ParamError
 from .imageset import ImageSet
 
-__all__ = ["Limits", "SkippedFile", "DataReport", "safe_extract_zip", "load_dataset", "split",
+__all__ = ["Limits", "SkippedFile", "DataReport", "safe_extract_zip", "load_dataset", "load_images", "split",
            "simulate_imbalance", "balance_targets", "detect_normal_class", "resolve_normal_class", "fold_split",
            "protocol_counts", "ProtocolCounts", "resolve_data_path", "IMAGE_EXTENSIONS", "DatasetFiles"]
 
@@ -932,6 +932,61 @@ class DatasetFiles:
         for cls in classes:
             out += [rel for rel, _ in _class_files(self.root, cls, [], [])]
         return sorted(out)
+
+
+def load_images(folder: str | Path, image_size: int, channels: int,
+                limits: Limits | None = None) -> tuple[np.ndarray, list[str], list[SkippedFile]]:
+    """Every image under `folder` (any depth, no classes), decoded, normalised and resized exactly as
+    `load_dataset` does for a run of this image size and channel count: (uint8 [N, S, S, C], file paths relative
+    to the folder in sorted order, skipped files with their reason). For scoring new images with a trained
+    classifier (`core.predict`)."""
+    limits = _limits(limits)
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder; give a folder of images to score")
+    skipped: list[SkippedFile] = []
+    files: list[tuple[str, Path]] = []
+
+    def unreadable(err: OSError) -> None:
+        skipped.append(SkippedFile(str(err.filename or root) + "/", f"cannot read the folder ({err.strerror or err})"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
+        d = Path(dirpath)
+        dirnames[:] = sorted(n for n in dirnames if not (n.startswith(".") or n in JUNK_NAMES
+                                                          or (d / n).is_symlink()))
+        for name in sorted(filenames):
+            rel, p = (d / name).relative_to(root).as_posix(), d / name
+            if _is_junk(name) or name.startswith("."):
+                continue
+            if p.is_symlink() and not (p.exists() and _inside(p, root)):
+                skipped.append(SkippedFile(rel, "symbolic link pointing outside the folder (not followed)"))
+            elif Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                skipped.append(SkippedFile(rel, REASON_NESTED if _is_archive_name(name) else REASON_EXTENSION))
+            else:
+                files.append((rel, p))
+        if len(files) > limits.max_entries:
+            raise DataError(f"{root} holds more than {limits.max_entries} images; score it in parts")
+    files.sort(key=lambda t: t[0])
+    mode = "L" if int(channels) == 1 else "RGB"
+    flags = {"rotated": 0, "high_depth": 0, "alpha": 0}
+    images, names = [], []
+    with _pillow_guard(limits.max_image_pixels):
+        for rel, p in files:
+            try:
+                if p.stat().st_size == 0:
+                    raise _Skip(REASON_EMPTY)
+                img, _, _ = _read_image(p, int(image_size), flags)
+            except _Skip as why:
+                skipped.append(SkippedFile(rel, str(why)))
+            except OSError as err:
+                skipped.append(SkippedFile(rel, f"cannot read the file ({err.strerror or err})"))
+            else:
+                images.append(np.asarray(img.convert(mode)))
+                names.append(rel)
+    if not images:
+        return np.zeros((0, image_size, image_size, int(channels)), np.uint8), [], skipped
+    arr = np.stack(images).astype(np.uint8, copy=False)
+    return (arr[..., None] if mode == "L" else arr), names, skipped
 
 
 # --------------------------------------------------------------------------------------------------

@@ -129,7 +129,7 @@ def planned_threads(cfg, load: float | None) -> int:
 def task_units(cfg, train_counts: dict[str, int], needed: dict[str, int] | None = None,
                n_test: int | None = None, n_images: int | None = None) -> list[tuple[str, str, float]]:
     """(task id, rate key, units) of every task of the run's plan, plus its start-up."""
-    from .classifier import steps_for
+    from .classifier import STEP_COST, steps_for
     from .data import balance_targets
     from .experiment import plan
     from .methods import get_method
@@ -137,10 +137,10 @@ def task_units(cfg, train_counts: dict[str, int], needed: dict[str, int] | None 
     needed = balance_targets(train_counts, cfg.target_ratio) if needed is None else needed
     cp = cfg.classifier_params()
     px = (cfg.image_size / 64) ** 2
-    arch = 20.0 if "resnet" in str(cp.arch) else (cp.width / 16) ** 2
+    # the small CNN scales with its width; the torchvision archs by their measured cost (classifier.STEP_COST)
+    arch = (cp.width / 16) ** 2 if cp.arch == "small_cnn" else float(STEP_COST.get(cp.arch, 40))
     n_train = sum(train_counts.values())
     n_bal = n_train + sum(needed.values())
-    k = len(train_counts)
     if n_test is None:
         t = float(cfg.test_per_class)
         n_test = int(sum(min(t if t >= 1 else t * n, n // 2) for n in train_counts.values())) if t else 0

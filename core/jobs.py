@@ -589,6 +589,21 @@ def check_methods(cfg, counts: dict[str, int]) -> None:
             raise ParamError(f"{name} {why}")
 
 
+def check_classifier(cfg, from_app: bool = False) -> None:
+    """Refuse a run whose classifier cannot start: pretrained weights not configured or not found (what to put
+    where). From the app a weights file path is refused: the server's configured files are the ones it uses."""
+    from .classifier import pretrained_reason
+    cp = cfg.classifier_params()
+    if from_app and cp.weights_path:
+        raise ParamError("classifier.weights_path is a command-line setting; the app starts from the weights "
+                         "the server's administrator configured (DEFECTAUG_WEIGHTS_DIR)")
+    if cp.pretrained:
+        why = pretrained_reason(cp)
+        if why:
+            raise ParamError(f"the classifier cannot start pretrained: {why} Or set classifier.pretrained=false "
+                             f"to train {cp.arch} from scratch.")
+
+
 def preflight(config: dict, workspace: Workspace | None = None, counts: dict[str, int] | None = None) -> dict:
     """Validate an experiment config before it is queued; returns `core.experiment.estimate` plus
     memory_bytes. `counts`: images per class after the simulated imbalance when the caller knows them
@@ -596,6 +611,7 @@ def preflight(config: dict, workspace: Workspace | None = None, counts: dict[str
     from .data import protocol_counts
     from .experiment import ExperimentConfig, estimate
     cfg = ExperimentConfig.from_dict(dict(config))
+    check_classifier(cfg, from_app=workspace is not None)
     if workspace is not None:
         workspace.check_data_path(str(cfg.data))
     if counts is None:

@@ -30,7 +30,14 @@ The layout (ARCHITECTURE.md):
                                    holds resumable training state while a generator trains
     samples/<method>/<class>/seed<k>_step<n>.png   the sample-grid timeline of a generator
     results/<model>_s<seed>.json   one trained classifier: its metrics and test predictions (class indexes)
-    classifiers/<model>_s<seed>.safetensors (+ .json)   its weights, and the settings and classes to rebuild it
+    classifiers/<model>_s<seed>.safetensors and .json
+                                   the trained (weight-averaged) classifier: the plain network's state dict (float32,
+                                   a torchvision arch's loads into torchvision.models.<arch>(num_classes=K)), and
+                                   the JSON of its arch, classes, settings and preprocessing (also in the
+                                   safetensors header, key "defectaug", so the one file is self-describing); what
+                                   `python -m core predict` and the Export page's weights download read. About
+                                   160 KB for the default small_cnn; 43/81/90 MB for resnet18/34/50, 15/41 MB
+                                   for efficientnet_b0/b3
     predictions/<model>_s<seed>.csv  per test image: true class, prediction, probability per class
     metrics.json                   the aggregate: baselines, methods, gains, verdicts, leaderboard
     folds/f<k>/                    with K folds: each fold's own run folder (split, data, fits, synthetic,
@@ -380,20 +387,33 @@ class RunDir:
         return read_json(self.result_path(model, seed))
 
     def classifier_path(self, model_id: str) -> Path:
+        """The weights of one trained classifier (safetensors)."""
         return self.root / "classifiers" / f"{model_id}.safetensors"
 
+    def classifier_meta_path(self, model_id: str) -> Path:
+        """What rebuilds and feeds it (JSON): arch, classes, channels, image size, settings, preprocessing."""
+        return self.classifier_path(model_id).with_suffix(".json")
+
     def save_classifier(self, model_id: str, tensors: dict, meta: dict) -> None:
-        """A trained classifier's weights and what rebuilds it (params, classes, channels, image size)."""
-        save_tensors(tensors, self.classifier_path(model_id))
-        write_json(self.classifier_path(model_id).with_suffix(".json"), meta)
+        """A trained classifier's weights and what rebuilds it; the JSON is written last, so a classifier with
+        its JSON present is whole."""
+        save_tensors(tensors, self.classifier_path(model_id),
+                     metadata={"defectaug": json.dumps(meta, ensure_ascii=False)})
+        write_json(self.classifier_meta_path(model_id), meta)
 
     def classifier(self, model_id: str) -> tuple[dict, dict] | None:
         """(tensors, meta) of a saved classifier, or None when the run did not keep it."""
         path = self.classifier_path(model_id)
-        meta = read_json(path.with_suffix(".json"))
+        meta = read_json(self.classifier_meta_path(model_id))
         if meta is None or not path.exists():
             return None
         return load_tensors(path), meta
+
+    def classifier_models(self) -> list[str]:
+        """Model ids with kept classifier weights (e.g. baseline_equal_steps_s0, smote_s1), sorted."""
+        base = self.root / "classifiers"
+        return sorted(p.stem for p in base.glob("*.json")
+                      if self.classifier_path(p.stem).exists()) if base.is_dir() else []
 
     def predictions_path(self, model_id: str) -> Path:
         return self.root / "predictions" / f"{model_id}.csv"

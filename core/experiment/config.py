@@ -170,8 +170,7 @@ class ExperimentConfig:
         return int(t) if t >= 1 else t
 
     def classifier_params(self) -> clf.ClassifierParams:
-        values = dict(clf.PRESETS[self.preset])
-        values.update(self.overrides.get("classifier", {}))
+        values = clf.params_values(self.preset, self.overrides.get("classifier", {}))
         return build_params(clf.ClassifierParams, values, "classifier")
 
     def method_params(self, name: str) -> Any:
@@ -198,7 +197,8 @@ class ExperimentConfig:
     def key(self, method: str | None = None, classifier: bool = True) -> str:
         d = self.data_key()
         if classifier:
-            d["classifier"] = dataclasses.asdict(self.classifier_params())
+            d["classifier"] = {k: v for k, v in dataclasses.asdict(self.classifier_params()).items()
+                               if not (k in clf.NEW_FIELDS and v == clf.NEW_FIELDS[k])}   # earlier keys stay valid
         if method is not None:
             d["method"] = [method, dataclasses.asdict(self.method_params(method))]
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -784,3 +784,54 @@ def test_the_readme_path_on_the_sample_with_its_defaults_gives_a_narrow_verdict_
     print(f"\nREADME path: estimate {low:.0f}-{high:.0f} s, actual {job.elapsed:.0f} s; interval width {width:.3f}")
     assert width < 0.15, verdict
     assert job.elapsed <= high, (job.elapsed, low, high)
+
+
+def test_synthesize_classifier_arch_and_pretrained_availability(tmp_path, monkeypatch):
+    """A torchvision arch without local ImageNet weights is offered from scratch, "pretrained" unavailable with
+    the reason; with the weights configured it can be chosen, and the paper's recipe fills the form."""
+    monkeypatch.delenv("DEFECTAUG_WEIGHTS_DIR", raising=False)
+    monkeypatch.delenv("DEFECTAUG_WEIGHTS_RESNET18", raising=False)
+    at = _with_sample("synthesize")
+    arch = at.selectbox(key="p:quick:classifier::arch")
+    assert "resnet18 (from scratch)" in arch.options and arch.value == "small_cnn"
+    arch.set_value("resnet18").run()
+    assert_clean(at)
+    box = at.checkbox(key="p:quick:classifier::resnet18:pretrained")
+    assert box.disabled and not box.value
+    assert any("Pretrained is unavailable" in t and "resnet18-f37072fd.pth" in t and "DEFECTAUG_WEIGHTS_DIR" in t
+               for t in texts(at.caption))
+    at.button(key="launch").click().run()
+    assert_clean(at)
+    (job,) = JobStore(ws_of(at)).list()
+    assert job.config["overrides"] == {"classifier": {"arch": "resnet18"}}
+    # the administrator configures the weights: pretrained becomes a choice, and the recipe sets lr and batch
+    from tests.core.test_classifier import imagenet_file
+    imagenet_file(tmp_path / "w", "resnet50")
+    monkeypatch.setenv("DEFECTAUG_WEIGHTS_DIR", str(tmp_path / "w"))
+    at = _with_sample("synthesize")
+    at.selectbox(key="p:quick:classifier:recipe").set_value("cyclegan_paper").run()
+    assert_clean(at)
+    assert at.selectbox(key="p:quick:classifier:cyclegan_paper:arch").value == "resnet50"
+    box = at.checkbox(key="p:quick:classifier:cyclegan_paper:resnet50:pretrained")
+    assert not box.disabled and box.value
+    assert at.number_input(key="p:quick:classifier:cyclegan_paper:batch_size").value == 4
+    at.button(key="launch").click().run()
+    assert_clean(at)
+    (job,) = JobStore(ws_of(at)).list()
+    assert job.config["overrides"] == {"classifier": {"recipe": "cyclegan_paper"}}
+
+
+def test_export_offers_the_chosen_models_classifier_weights(done_ws):
+    import json
+    ws = done_ws["ws"]
+    at = open_page("export", ws=ws.id, run=done_ws["run"])
+    assert_clean(at)
+    model = at.selectbox(key="w_model")
+    assert "smote_s0" in model.options and "baseline_equal_steps_s1" in model.options
+    model.set_value("smote_s1").run()
+    assert_clean(at)
+    assert any("small_cnn" in t and "python -m core predict" in t for t in texts(at.caption))
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download the weights (.safetensors)" in labels and "Download classes and preprocessing (.json)" in labels
+    meta = json.loads(RunDir(done_ws["run_dir"]).classifier_meta_path("smote_s1").read_text())
+    assert meta["classes"] == ["crack", "normal", "spöt ü"] and "mean" in meta["preprocessing"]

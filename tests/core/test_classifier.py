@@ -71,30 +71,169 @@ def test_class_weighted_loss_changes_training():
     assert not np.allclose(clf.predict(plain.model, data), clf.predict(weighted.model, data))
 
 
-def test_resnet18_runs_and_loads_local_weights_skipping_mismatched_layers(tmp_path):
-    from models.cnn import resnet18
-    torch.manual_seed(0)
-    donor = resnet18(3, 10)
-    path = tmp_path / "weights.pt"
-    torch.save(donor.state_dict(), path)
-    p = clf.ClassifierParams(arch="resnet18", epochs=1, batch_size=8, weights_path=str(path))
-    net = clf.make_model(p, channels=1, num_classes=2, seed=1)
-    assert torch.equal(net.layer1[0].conv1.weight, donor.layer1[0].conv1.weight)
-    assert net.conv1.weight.shape[1] == 1 and net.fc.out_features == 2
-    res = clf.train(separable(n=8, size=32), p, seed=0, device="cpu")
-    assert clf.predict(res.model, separable(n=8, size=32)).shape == (8, 2)
-    from safetensors.torch import save_file
-    save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, str(tmp_path / "w.safetensors"))
-    clf.load_weights(resnet18(3, 10), str(tmp_path / "w.safetensors"))
+def tiny(channels: int, n: int = 4, size: int = 32) -> ImageSet:
+    rng = np.random.default_rng(channels)
+    labels = np.arange(n) % 2
+    return ImageSet(rng.integers(0, 256, (n, size, size, channels), dtype=np.uint8), labels, ["a", "b"],
+                    [f"{i}.png" for i in range(n)])
 
 
-def test_bad_weights_paths_give_clear_errors(tmp_path):
-    with pytest.raises(ParamError, match="not found"):
-        clf.load_weights(torch.nn.Linear(2, 2), str(tmp_path / "missing.pt"))
-    junk = tmp_path / "junk.pt"
-    junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ParamError, match="could not read"):
-        clf.load_weights(torch.nn.Linear(2, 2), str(junk))
+@pytest.mark.parametrize("channels", [1, 3], ids=["grey", "rgb"])
+@pytest.mark.parametrize("arch", clf.ARCHS)
+def test_every_arch_trains_two_steps_from_scratch(arch, channels):
+    data = tiny(channels)
+    p = clf.ClassifierParams(arch=arch, batch_size=2, ema_halflife=0.0)
+    res = clf.train(data, p, seed=0, steps=2, device="cpu")
+    assert res.steps == 2 and np.isfinite(res.curve[-1]["loss"])
+    probs = clf.predict(res.model, data)
+    assert probs.shape == (4, 2) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    convs = [m for m in res.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs[0].in_channels == channels          # the first conv takes the images as they are
+
+
+def imagenet_file(folder, arch: str, seed: int = 123, suffix: str = ".pth"):
+    """A randomly initialised torchvision `arch` (1000 classes) saved under torchvision's file name."""
+    import torchvision.models as tvm
+    from core.backbones import expected_files
+    torch.manual_seed(seed)
+    donor = getattr(tvm, arch)(weights=None)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = expected_files(arch)[0] if suffix == ".pth" else f"{arch}.safetensors"
+    path = folder / name
+    if suffix == ".pth":
+        torch.save(donor.state_dict(), path)
+    else:
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, str(path))
+    return path, donor.state_dict()
+
+
+@pytest.mark.parametrize("arch,suffix", [("resnet18", ".pth"), ("efficientnet_b0", ".safetensors")])
+def test_local_imagenet_weights_load_through_the_configured_folder(tmp_path, monkeypatch, arch, suffix):
+    from core.experiment import ExperimentConfig
+    from core.jobs import check_classifier
+    from models.cnn import Pretrained, head_prefix
+    path, state = imagenet_file(tmp_path / "weights", arch, suffix=suffix)
+    monkeypatch.setenv("DEFECTAUG_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.delenv(f"DEFECTAUG_WEIGHTS_{arch.upper()}", raising=False)
+    assert clf.pretrained_reason(arch) == ""
+    cfg = ExperimentConfig.from_dict({"data": str(tmp_path), "overrides": {"classifier": {
+        "arch": arch, "pretrained": True, "batch_size": 2}}})
+    check_classifier(cfg, from_app=True)                  # what the app and the CLI check before queueing
+    model = clf.make_model(cfg.classifier_params(), channels=1, num_classes=2, seed=0)   # what train() builds
+    assert isinstance(model, Pretrained)
+    net = clf.network(model)
+    mine = net.state_dict()
+    head = head_prefix(net)
+    backbone = [k for k in state if not k.startswith(head)]
+    assert backbone and all(torch.equal(mine[k], state[k]) for k in backbone)
+    assert mine[head + "weight"].shape[0] == 2            # a fresh head for this run's classes
+    again = clf.make_model(cfg.classifier_params(), channels=1, num_classes=2, seed=0)
+    assert torch.equal(clf.network(again).state_dict()[head + "weight"], mine[head + "weight"])   # shared init
+    # grey images are repeated to RGB in front of the 3-channel ImageNet conv, and it trains
+    res = clf.train(tiny(1), cfg.classifier_params(), seed=0, steps=2, device="cpu")
+    assert clf.predict(res.model, tiny(1)).shape == (4, 2)
+
+
+def test_pretrained_input_is_imagenet_normalised_and_backbone_learns_slower(tmp_path, monkeypatch):
+    from models.cnn import IMAGENET_MEAN, IMAGENET_STD, ImageNetInput
+    x = torch.tensor([-1.0, 0.0, 1.0]).view(1, 1, 3, 1)
+    out = ImageNetInput()(x)
+    assert out.shape == (1, 3, 3, 1)
+    expect = (torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 3, 1) - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) \
+        / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    assert torch.allclose(out, expect)
+    path, _ = imagenet_file(tmp_path, "resnet18")
+    monkeypatch.setenv("DEFECTAUG_WEIGHTS_RESNET18", str(path))      # a path per arch
+    p = clf.ClassifierParams(arch="resnet18", pretrained=True, lr=1e-3, backbone_lr_scale=0.1)
+    groups = clf.param_groups(clf.make_model(p, 3, 2, seed=0), p)
+    assert [g["lr"] for g in groups] == [pytest.approx(1e-3), pytest.approx(1e-4)]
+    assert sum(t.numel() for t in groups[0]["params"]) == 512 * 2 + 2          # fc only
+
+
+def test_missing_or_wrong_weights_file_says_what_to_put_where(tmp_path, monkeypatch):
+    monkeypatch.delenv("DEFECTAUG_WEIGHTS_DIR", raising=False)
+    monkeypatch.delenv("DEFECTAUG_WEIGHTS_RESNET50", raising=False)
+    why = clf.pretrained_reason("resnet50")
+    assert "resnet50-11ad3fa6.pth" in why and "DEFECTAUG_WEIGHTS_DIR" in why and "DEFECTAUG_WEIGHTS_RESNET50" in why
+    p = clf.ClassifierParams(arch="resnet50", pretrained=True)
+    with pytest.raises(ParamError, match="resnet50-11ad3fa6.pth"):
+        clf.make_model(p, 1, 2, seed=0)
+    monkeypatch.setenv("DEFECTAUG_WEIGHTS_DIR", str(tmp_path))
+    assert str(tmp_path) in clf.pretrained_reason("resnet50")
+    assert "from scratch only" in clf.pretrained_reason("small_cnn")
+    # a file of another arch under the expected name: refused, never loaded in part
+    path, _ = imagenet_file(tmp_path / "other", "resnet18")
+    wrong = tmp_path / "resnet50-11ad3fa6.pth"
+    path.rename(wrong)
+    assert clf.pretrained_reason("resnet50") == ""       # the file is there; its content is read when training
+    with pytest.raises(ParamError, match="does not hold resnet50 weights"):
+        clf.make_model(p, 1, 2, seed=0)
+    wrong.write_bytes(b"not a checkpoint")
+    with pytest.raises(ParamError, match="could not read the weights file"):
+        clf.make_model(p, 1, 2, seed=0)
+    with pytest.raises(ParamError, match="does not exist"):
+        clf.make_model(clf.ClassifierParams(arch="resnet50", pretrained=True,
+                                            weights_path=str(tmp_path / "nope.pth")), 1, 2, seed=0)
+    with pytest.raises(ParamError, match="no ImageNet weights"):
+        clf.ClassifierParams(arch="small_cnn", pretrained=True).validate()
+
+
+def test_preflight_refuses_a_pretrained_run_without_weights(tmp_path, monkeypatch):
+    from core.jobs import preflight
+    monkeypatch.delenv("DEFECTAUG_WEIGHTS_DIR", raising=False)
+    monkeypatch.delenv("DEFECTAUG_WEIGHTS_RESNET18", raising=False)
+    config = {"data": str(tmp_path), "overrides": {"classifier": {"arch": "resnet18", "pretrained": True}}}
+    with pytest.raises(ParamError, match="resnet18-f37072fd.pth.*from scratch"):
+        preflight(config)
+    with pytest.raises(ParamError, match="command-line setting"):
+        preflight({"data": str(tmp_path), "overrides": {"classifier": {
+            "arch": "resnet18", "pretrained": True, "weights_path": str(tmp_path / "w.pth")}}}, workspace=object())
+
+
+def test_cyclegan_paper_recipe_and_explicit_values_over_it(tmp_path):
+    from core.experiment import ExperimentConfig
+    cp = ExperimentConfig.from_dict({"data": str(tmp_path), "overrides": {"classifier": {
+        "arch": "resnet34", "recipe": "cyclegan_paper"}}}).classifier_params()
+    assert (cp.pretrained, cp.lr, cp.batch_size) == (True, 1e-3, 4)
+    cp = ExperimentConfig.from_dict({"data": str(tmp_path), "overrides": {"classifier": {
+        "arch": "resnet34", "recipe": "cyclegan_paper", "batch_size": 8}}}).classifier_params()
+    assert cp.batch_size == 8
+    with pytest.raises(ParamError, match="unknown classifier recipe"):
+        ExperimentConfig.from_dict({"data": str(tmp_path), "overrides": {"classifier": {"recipe": "x"}}})
+
+
+def test_run_keys_of_earlier_runs_stay_valid(tmp_path):
+    """The fields added for pretrained backbones are left out of the key while at their defaults."""
+    import hashlib
+    import json
+    from core.experiment import ExperimentConfig
+    cfg = ExperimentConfig.from_dict({"data": str(tmp_path)})
+    d = cfg.data_key()
+    d["classifier"] = {k: v for k, v in dataclasses.asdict(cfg.classifier_params()).items()
+                       if k not in ("pretrained", "backbone_lr_scale")}
+    assert cfg.key() == hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("arch,pretrained", [("small_cnn", False), ("resnet18", False), ("resnet18", True)])
+def test_saved_classifier_rebuilds_and_loads_into_plain_torchvision(tmp_path, monkeypatch, arch, pretrained):
+    if pretrained:
+        path, _ = imagenet_file(tmp_path, "resnet18")
+        monkeypatch.setenv("DEFECTAUG_WEIGHTS_RESNET18", str(path))
+    data = tiny(1)
+    p = clf.ClassifierParams(arch=arch, pretrained=pretrained, batch_size=2, width=4)
+    res = clf.train(data, p, seed=3, steps=2, device="cpu")
+    tensors, meta = clf.saved_form(res.model, p, data.classes, 1, 32, seed=3)
+    assert meta["preprocessing"]["network_channels"] == (3 if pretrained else 1)
+    monkeypatch.delenv("DEFECTAUG_WEIGHTS_RESNET18", raising=False)       # rebuilding reads no ImageNet file
+    back = clf.rebuild(tensors, meta)
+    np.testing.assert_allclose(clf.predict(back, data), clf.predict(res.model, data), atol=1e-6)
+    if arch != "small_cnn":                  # the file is a torchvision state dict, as the export says
+        import torchvision.models as tvm
+        plain = tvm.resnet18(weights=None, num_classes=2)
+        if not pretrained:
+            plain.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+        plain.load_state_dict(tensors)
 
 
 def test_empty_training_set_is_refused():

@@ -211,3 +211,7 @@ def test_estimate_counts_trainings(data):
     e = estimate(cfg(data, seeds=[0, 1, 2]), counts={"normal": 26, "crack": 5, "spot": 5})
     assert e["trainings"] == 3 * (3 + 2)
     assert e["synthetic_per_method"] == 42 and e["balanced_size"] == 78
+    counts = {"normal": 260, "crack": 50, "spot": 50}
+    small = estimate(dict(cfg(data), overrides={}), counts=counts)
+    big = estimate(dict(cfg(data), overrides={"classifier": {"arch": "resnet50"}}), counts=counts)
+    assert small["seconds"] > 0 and big["seconds"] == pytest.approx(130 * small["seconds"], rel=0.01)   # on a CPU

@@ -1,0 +1,117 @@
+"""Scoring new images with a classifier a run trained, and its weights as files to take elsewhere.
+
+    python -m core predict runs/x --model smote --seed 0 new_images/ [--out scores.csv]
+
+    scores = predict_folder("runs/x", "smote", 0, "new_images/")   # rows: file, pred, probability per class
+    write_scores_csv(scores, "scores.csv")
+    weights_files("runs/x", "baseline_equal_steps", 0)             # (safetensors path, JSON path) to download
+
+A model is named as the run names it: a baseline (`baseline_equal_steps`, also `baseline:equal_steps` or
+`equal_steps`) or a method (`smote`, `smote+gate`). The images are read exactly as the run read its own
+(`core.data.load_images`: same decoding, size and channels), so the run's test images get the run's
+predictions. With K folds, the classifier of one fold (the first by default).
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ParamError, RunError
+from .rundir import RunDir
+
+
+@dataclass
+class Scores:
+    model_id: str
+    classes: list[str]
+    files: list[str]
+    probs: np.ndarray                                   # [N, K]
+    skipped: list = field(default_factory=list)        # core.data.SkippedFile
+
+    def rows(self) -> list[dict]:
+        return [{"file": f, "pred": self.classes[int(p.argmax())], **{f"p_{c}": float(v) for c, v in
+                                                                       zip(self.classes, p)}}
+                for f, p in zip(self.files, self.probs)]
+
+
+def model_name(model: str) -> str:
+    """`baseline:equal_steps` / `equal_steps` -> `baseline_equal_steps`; method names unchanged."""
+    from .experiment.config import BASELINES
+    name = model.strip()
+    if name.startswith("baseline:"):
+        name = "baseline_" + name.split(":", 1)[1]
+    return f"baseline_{name}" if name in BASELINES else name
+
+
+def _fold_dir(run: RunDir, fold: int | None) -> RunDir:
+    folds = run.folds()
+    if not folds:
+        if fold not in (None, 0):
+            raise ParamError(f"{run.root} has one split, no folds; leave out --fold")
+        return run
+    k = 0 if fold is None else fold
+    if not 0 <= k < len(folds):
+        raise ParamError(f"{run.root} has {len(folds)} folds; give --fold 0 to {len(folds) - 1}")
+    return folds[k]
+
+
+def trained_models(run_dir: str | Path, fold: int | None = None) -> list[str]:
+    """The model ids whose classifier the run kept (e.g. baseline_equal_steps_s0, smote_s1)."""
+    run = RunDir(run_dir)
+    return _fold_dir(run, fold).classifier_models() if run.exists() else []
+
+
+def weights_files(run_dir: str | Path, model: str, seed: int, fold: int | None = None) -> tuple[Path, Path]:
+    """(weights .safetensors, its .json of arch, classes and preprocessing) of one trained classifier."""
+    run = RunDir(run_dir)
+    rd = _fold_dir(run, fold)
+    model_id = RunDir.model_id(model_name(model), int(seed))
+    path, meta = rd.classifier_path(model_id), rd.classifier_meta_path(model_id)
+    if not (path.exists() and meta.exists()):
+        kept = rd.classifier_models()
+        raise RunError(f"{run.root} kept no classifier {model_id!r}" +
+                       (f"; it has {', '.join(kept)}" if kept else
+                        " (it trained none yet, or was made before classifiers were kept: run it again)"))
+    return path, meta
+
+
+def load_classifier(run_dir: str | Path, model: str, seed: int, fold: int | None = None, device: str = "cpu"):
+    """(model in eval mode, meta) of one trained classifier of the run."""
+    from . import classifier as clf
+    from .files import load_tensors, read_json
+    path, meta_path = weights_files(run_dir, model, seed, fold)
+    meta = read_json(meta_path)
+    if not meta:
+        raise RunError(f"{meta_path} is unreadable; run the experiment again to rebuild its classifiers")
+    return clf.rebuild(load_tensors(path), meta, device=device), meta
+
+
+def predict_folder(run_dir: str | Path, model: str, seed: int, images_dir: str | Path, fold: int | None = None,
+                   device: str = "cpu") -> Scores:
+    """The class probabilities of every image under `images_dir`, from one trained classifier of the run."""
+    from . import classifier as clf
+    from .data import load_images
+    net, meta = load_classifier(run_dir, model, seed, fold, device)
+    images, files, skipped = load_images(images_dir, int(meta["image_size"]), int(meta["channels"]))
+    probs = clf.predict(net, images) if len(images) else np.zeros((0, len(meta["classes"])), np.float32)
+    return Scores(RunDir.model_id(model_name(model), int(seed)), list(meta["classes"]), files, probs, skipped)
+
+
+def scores_csv(scores: Scores) -> str:
+    """The CSV a user downloads: file, pred, p_<class> per class (cells a spreadsheet would run kept as text)."""
+    from .files import csv_row
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(csv_row(["file", "pred"] + [f"p_{c}" for c in scores.classes]))
+    for f, p in zip(scores.files, scores.probs):
+        w.writerow(csv_row([f, scores.classes[int(p.argmax())]] + [f"{v:.5f}" for v in p]))
+    return buf.getvalue()
+
+
+def write_scores_csv(scores: Scores, out: str | Path) -> Path:
+    from .files import atomic_write
+    return atomic_write(out, scores_csv(scores))

@@ -1,0 +1,68 @@
+"""`python -m core predict`: a run's trained classifier on a folder of new images (core/predict.py), and the
+weights files the Export page offers."""
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from core.errors import RunError
+from core.predict import model_name, predict_folder, weights_files
+from core.rundir import RunDir
+from tests.core.test_export_cli import cli
+
+
+def _test_images(run, tmp_path):
+    """The run's test images as the files they were read from, under their own relative paths."""
+    data = RunDir(run).config()["data"]
+    rows = RunDir(run).predictions("smote_s1")
+    folder = tmp_path / "new"
+    for r in rows:
+        (folder / r["file"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f"{data}/{r['file']}", folder / r["file"])
+    (folder / "notes.txt").write_text("not an image")
+    return folder, rows
+
+
+def test_core_predict_gives_the_runs_own_predictions_for_its_test_images(finished_run, tmp_path):
+    folder, rows = _test_images(finished_run, tmp_path)
+    out = tmp_path / "scores.csv"
+    res = cli("predict", finished_run, "--model", "smote", "--seed", "1", folder, "--out", out, "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    assert "skipped notes.txt: not an image extension" in res.stderr
+    got = list(csv.DictReader(out.open(newline="", encoding="utf-8")))
+    assert len(got) == len(rows) == len({r["file"] for r in got})          # one row per image
+    classes = RunDir(finished_run).classifier("smote_s1")[1]["classes"]
+    assert list(got[0]) == ["file", "pred"] + [f"p_{c}" for c in classes]
+    by_file = {r["file"]: r for r in got}
+    for r in rows:
+        mine = by_file[r["file"]]
+        assert mine["pred"] == r["pred"]
+        np.testing.assert_allclose([float(mine[f"p_{c}"]) for c in classes], [r["probs"][c] for c in classes],
+                                   atol=2e-5)
+
+
+def test_predict_names_models_as_the_run_does_and_says_what_it_kept(finished_run, tmp_path):
+    assert model_name("baseline:equal_steps") == model_name("equal_steps") == "baseline_equal_steps"
+    assert model_name("smote+gate") == "smote+gate"
+    folder, rows = _test_images(finished_run, tmp_path)
+    a = predict_folder(finished_run, "equal_steps", 0, folder)
+    b = predict_folder(finished_run, "baseline_equal_steps", 0, folder)
+    assert a.files == b.files and np.array_equal(a.probs, b.probs) and len(a.files) == len(rows)
+    with pytest.raises(RunError, match="kept no classifier 'adasyn_s0'; it has .*smote_s0"):
+        predict_folder(finished_run, "adasyn", 0, folder)
+    res = cli("predict", finished_run, "--model", "smote", "--seed", "7", folder)
+    assert res.returncode == 2 and "smote_s7" in res.stderr
+
+
+def test_weights_files_are_safetensors_with_classes_and_preprocessing(finished_run):
+    from safetensors import safe_open
+    path, meta_path = weights_files(finished_run, "smote", 0)
+    meta = json.loads(meta_path.read_text())
+    assert meta["arch"] == "small_cnn" and meta["classes"] == ["crack", "normal", "spöt ü"]
+    assert meta["preprocessing"]["resize"] == [16, 16] and meta["preprocessing"]["mean"] == [0.5]
+    with safe_open(str(path), "pt") as f:
+        assert json.loads(f.metadata()["defectaug"]) == meta          # the one file describes itself too
+    # small: the default classifier must not grow a run folder
+    assert path.stat().st_size < 200_000
