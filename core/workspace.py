@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterable, Protocol
 
-from .data import Limits, _human, _limits, safe_extract_zip
+from .data import (Limits, _human, _limits, _shorten, safe_extract_zip, too_deep_message,
+                   too_many_folders_message)
 from .errors import ArchiveError, DataError, ParamError, RunError
 
 HOME_ENV = "DEFECTAUG_HOME"
@@ -368,7 +369,15 @@ class Workspace:
                 refused.append((name, REFUSED_TOO_LONG))
             else:
                 named.append((name, parts, content))
+        for name, parts, _ in named:
+            if len(parts) - 1 > limits.max_depth:
+                raise DataError(too_deep_message("the uploaded folder", _shorten(name), len(parts) - 1,
+                                                 limits.max_depth).replace("extracted", "kept"))
         folders = {parts[:i] for _, parts, _ in named for i in range(1, len(parts))}
+        if len(folders) > limits.max_folders:
+            raise DataError(too_many_folders_message("the uploaded folder", limits.max_folders)
+                            .replace("Zip the dataset folder itself", "Pick the dataset folder itself")
+                            .replace("extracted", "kept"))
         chosen: list[tuple[tuple[str, ...], bytes | UploadedFileLike]] = []
         seen: set[tuple[str, ...]] = set()
         for name, parts, content in named:
@@ -395,9 +404,12 @@ class Workspace:
                     fh.write(data)
         except OSError as err:
             shutil.rmtree(root, ignore_errors=True)
-            where = "/".join(parts)
+            where = _shorten("/".join(parts))
             raise DataError(f"cannot write {where!r} from the uploaded folder ({err.strerror or err}); check "
                             "the free disk space and upload again. Nothing was kept.") from None
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)    # a failed import keeps nothing, whatever failed
+            raise
         return FolderImport(root=root, written=len(chosen), refused=refused)
 
     def allowed_roots(self) -> list[Path]:
