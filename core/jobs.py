@@ -581,6 +581,40 @@ def check_methods(cfg, counts: dict[str, int]) -> None:
             raise ParamError(f"{name} {why}")
 
 
+def check_model_memory(cfg, n_classes: int) -> None:
+    """Refuse a run whose methods' networks would not fit in a job's memory: parameters, gradients, Adam's
+    state and one batch's activations, counted on the networks built on the meta device from the method's
+    settings (`core.methods.base.training_memory`); the message names the settings to lower."""
+    import dataclasses
+    from .methods import get_method
+    from .methods.base import training_memory
+    channels = 1 if str(cfg.channels) == "1" else 3
+    size = int(cfg.image_size)
+    limit = None
+    for name in cfg.methods:
+        spec = get_method(name)
+        params = cfg.method_params(name)
+        need = training_memory(spec.sampler_cls, params, (size, size, channels), n_classes)
+        if need is None:
+            continue
+        limit = memory_limit() if limit is None else limit
+        if need.bytes <= limit:
+            continue
+        values = dataclasses.asdict(params) if dataclasses.is_dataclass(params) else {}
+        widths = [k for k in values if k.endswith("width") or k.endswith("_dim") or k == "n_blocks"]
+        shown = ", ".join(f"{k}={values[k]}" for k in widths)
+        if need.activation_bytes > need.parameters * need.BYTES_PER_PARAMETER and "batch_size" in values:
+            fix = f"Lower {name}.batch_size (now {values['batch_size']}) or the image size"
+        else:
+            fix = f"Lower {' and '.join(f'{name}.{k}' for k in widths if 'width' in k) or 'its network size'}"
+            fix += " or the image size"
+        raise ParamError(
+            f"{name} would need about {_human_bytes(need.bytes)} of memory to train its networks at {size} px "
+            f"({need.parameters / 1e6:,.1f} million parameters{' with ' + shown if shown else ''}: weights, "
+            f"gradients and Adam's two moments, plus one batch's activations), more than the "
+            f"{_human_bytes(limit)} a job may use here. {fix}, then launch again.")
+
+
 def preflight(config: dict, workspace: Workspace | None = None, counts: dict[str, int] | None = None) -> dict:
     """Validate an experiment config before it is queued; returns `core.experiment.estimate` plus
     memory_bytes. `counts`: images per class after the simulated imbalance when the caller knows them
@@ -596,6 +630,7 @@ def preflight(config: dict, workspace: Workspace | None = None, counts: dict[str
                                  cfg.target_ratio).train if found else None
     if counts:
         check_methods(cfg, counts)
+    check_model_memory(cfg, len(counts) if counts else 2)
     est = dict(estimate(dict(config), counts or None) or {})
     if est.get("balanced_size"):
         channels = 1 if str(cfg.channels) == "1" else 3
