@@ -115,18 +115,49 @@ def test_a_deep_server_folder_loads_its_shallow_images_and_says_what_it_skipped(
         (root / cls).mkdir(parents=True)
         for i in range(n):
             (root / cls / f"{i}.png").write_bytes(png(i + 10 * len(cls)))
-    deep = root / "normal"
-    fd = os.open(deep, os.O_RDONLY)
-    try:   # 1100 levels: made relative to an open folder, as pathlib's mkdir(parents=True) would recurse
+    fd = os.open(root / "normal", os.O_RDONLY)
+    try:   # 1100 levels, made relative to an open folder (pathlib's mkdir(parents=True) would recurse)
         for _ in range(1100):
             os.mkdir("d", dir_fd=fd)
-            nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
+            fd, old = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+            os.close(old)
         with open(os.open("f.png", os.O_WRONLY | os.O_CREAT, dir_fd=fd), "wb") as fh:
             fh.write(png(99))
     finally:
         os.close(fd)
+    try:
+        _check_deep_server_folder(root)
+    finally:   # removed level by level: shutil.rmtree (and pytest's clean-up of tmp_path) recurse once per level
+        remove_deep(root / "normal" / "d")
+
+
+def remove_deep(top: Path) -> None:
+    """Remove a chain of single folders of any depth (what the test made), two open folders at a time."""
+    fd, depth = os.open(top, os.O_RDONLY), 0
+    while True:
+        entries = list(os.scandir(fd))
+        for e in entries:
+            if not e.is_dir(follow_symlinks=False):
+                os.unlink(e.name, dir_fd=fd)
+        sub = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+        if sub:
+            fd, old = os.open(sub[0], os.O_RDONLY, dir_fd=fd), fd
+            os.close(old)
+            depth += 1
+            continue
+        if depth == 0:
+            os.close(fd)
+            os.rmdir(top)
+            return
+        fd, old = os.open("..", os.O_RDONLY, dir_fd=fd), fd
+        os.close(old)
+        for e in os.scandir(fd):
+            if e.is_dir(follow_symlinks=False):
+                os.rmdir(e.name, dir_fd=fd)        # each level holds the one emptied folder
+        depth -= 1
+
+
+def _check_deep_server_folder(root: Path) -> None:
     ds, report = load_dataset(root, image_size=16)
     assert ds.counts() == {"crack": 2, "normal": 3}
     (skip,) = report.skipped
