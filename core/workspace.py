@@ -110,8 +110,8 @@ def list_data_candidates(roots: Iterable[str | Path] | None = None, limit: int =
                 is_dir = real.is_dir()
             except (OSError, RuntimeError, ValueError):
                 continue   # a dangling or looping link
-            if real == root or not real.is_relative_to(root):
-                continue
+            if real == root or not real.is_relative_to(root) or overlaps_home(real):
+                continue   # the workspaces (other users' uploads) are never a data source
             if not (is_dir or (real.is_file() and real.suffix.lower() == ".zip")):
                 continue
             if real not in seen:
@@ -119,6 +119,13 @@ def list_data_candidates(roots: Iterable[str | Path] | None = None, limit: int =
                 out.append(real)
                 found += 1
     return out
+
+
+def overlaps_home(path: Path, home: Path | None = None) -> bool:
+    """True when `path` (resolved) is the workspace home, lies inside it, or holds it: a data root that
+    contains the home must never open another user's workspace, nor a folder above them all."""
+    home = workspace_home() if home is None else home
+    return path == home or path.is_relative_to(home) or home.is_relative_to(path)
 
 
 def new_id() -> str:
@@ -422,16 +429,24 @@ class Workspace:
         text = str(user_path).strip()
         if not text:
             raise DataError("type a folder path first")
-        roots = self.allowed_roots()
-        try:
-            from .data import resolve_data_path
-        except ImportError:  # core.data not there yet: the same rule, here
-            resolve_data_path = _resolve_inside
-        return Path(resolve_data_path(text, roots))
+        from .data import resolve_data_path
+        return self._not_in_workspaces(Path(resolve_data_path(text, self.allowed_roots())), text)
 
     def check_data_path(self, path: str | Path) -> Path:
         """Same rule for a path coming from a stored config (re-run, CLI submit)."""
-        return _resolve_inside(str(path), self.allowed_roots())
+        return self._not_in_workspaces(_resolve_inside(str(path), self.allowed_roots()), str(path))
+
+    def _not_in_workspaces(self, resolved: Path, text: str) -> Path:
+        """`resolved` unless it is in (or holds) the workspaces folder or this workspace, outside this
+        workspace's own uploads: whatever the data roots are, a path never reaches another user's files."""
+        uploads = self.uploads.resolve()
+        if resolved.is_relative_to(uploads):
+            return resolved
+        if overlaps_home(resolved) or overlaps_home(resolved, self.root.resolve()):
+            raise DataError(f"{text} is in (or holds) the folder where the app keeps every user's workspace, "
+                            "which is never a data source; upload the dataset, or pick a folder of the server "
+                            "data folders outside it")
+        return resolved
 
     # -- small per-workspace settings (last dataset, ...) ----------------------------------------
     @property

@@ -370,3 +370,44 @@ def test_fuzz_deep_paths_and_implied_folders(user, names, wide, via, max_folders
         assert user.kept() == []
     if root is not None:
         shutil.rmtree(user.ws.uploads)                 # the next example starts from an empty workspace
+
+
+# ---------------------------------------------------------------------------------------------------
+# A data root that holds the workspaces folder (DEFECTAUG_HOME=srv/workspaces, DEFECTAUG_DATA_ROOTS=srv)
+# ---------------------------------------------------------------------------------------------------
+def test_a_data_root_holding_the_workspaces_never_reaches_another_users_upload(tmp_path, monkeypatch,
+                                                                                outside_unchanged):
+    from core.jobs import JobStore
+    from core.workspace import Workspace, list_data_candidates
+    srv = tmp_path / "srv"
+    monkeypatch.setenv("DEFECTAUG_HOME", str(srv / "workspaces"))
+    monkeypatch.setenv("DEFECTAUG_DATA_ROOTS", str(srv))
+    monkeypatch.delenv("DEFECTAUG_SHARED_WORKSPACE", raising=False)
+    tiles = srv / "tiles"
+    for name, data in GOOD.items():
+        (tiles / name).parent.mkdir(parents=True, exist_ok=True)
+        (tiles / name).write_bytes(data)
+    (srv / "link_to_home").symlink_to(srv / "workspaces")
+    alice, bob = Workspace.create(), Workspace.create()
+    secret = alice.import_folder(list(GOOD.items())).root
+    mine = bob.import_folder(list(GOOD.items())).root
+    # the picker lists the server's datasets, never the workspaces folder (nor a link to it)
+    assert list_data_candidates() == [tiles.resolve()]
+    config = {"methods": ["smote"], "seeds": [0], "image_size": 16, "test_per_class": 1}
+    with outside_unchanged(tmp_path, bob.root):
+        for typed in (f"workspaces/{alice.id}/uploads/{secret.name}", str(secret), "workspaces", str(srv),
+                      f"link_to_home/{alice.id}/uploads", f"tiles/../workspaces/{alice.id}"):
+            with pytest.raises(DataError) as err:
+                bob.resolve_data(typed)
+            assert str(err.value) == (f"{typed} is in (or holds) the folder where the app keeps every user's "
+                                      "workspace, which is never a data source; upload the dataset, or pick a "
+                                      "folder of the server data folders outside it")
+            assert alice.id not in str(err.value).replace(typed, "")
+        with pytest.raises(DataError, match="never a data source"):
+            JobStore(bob).submit({**config, "data": str(secret)})
+        assert JobStore(bob).list() == []
+    # what is allowed still is: the server's datasets and bob's own uploads
+    assert bob.resolve_data("tiles") == tiles.resolve()
+    assert bob.resolve_data(str(mine)) == mine.resolve()
+    assert bob.resolve_data(".") == bob.uploads.resolve()       # relative paths try bob's uploads first
+    assert JobStore(bob).submit({**config, "data": str(mine)})
