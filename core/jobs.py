@@ -265,9 +265,17 @@ class JobStore:
             raise ParamError(f"unknown job kind {kind!r}; use one of {', '.join(job_kinds())}")
         if not isinstance(config, dict):
             raise ParamError("a job config is a dict of settings")
-        config = json.loads(json.dumps(config))   # a plain-JSON copy, as it will be stored
-        if kind == "experiment" and check:
-            preflight(config, self.workspace, counts)
+        try:
+            config = json.loads(json.dumps(config))   # a plain-JSON copy, as it will be stored
+        except (TypeError, ValueError) as err:
+            raise ParamError(f"a job config holds only numbers, text, lists and dicts ({err})") from None
+        if kind == "experiment":
+            data = config.get("data")
+            if not isinstance(data, str) or not data.strip():
+                # even unchecked: an empty path would mean the current folder, None no dataset at all
+                raise ParamError("no dataset given: set data to a folder or a .zip of class folders")
+            if check:
+                preflight(config, self.workspace, counts)
         job_id = new_id()
         run_dir = self.workspace.run_dir(job_id)
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -174,3 +174,20 @@ def test_a_large_batch_of_a_convolutional_gan_names_the_batch_size(user, job, mo
     assert message.startswith("dcgan would need about ")
     assert message.endswith("more than the 2.0 GB a job may use here. Lower dcgan.batch_size (now 1024) or the "
                             "image size, then launch again.")
+
+
+@pytest.mark.parametrize("check", [True, False])
+@pytest.mark.parametrize("data", [None, "", "   ", 3, ["a"]])
+def test_a_job_without_a_dataset_is_refused(user, job, data, check):
+    """data None once raised TypeError; data "" skipped the data-root check and walked the current folder."""
+    store, config = job
+    message = refused(user, store, {**config, "data": data}, check=check)
+    assert message == "no dataset given: set data to a folder or a .zip of class folders"
+
+
+def test_a_job_without_the_data_key_or_with_a_non_json_value_is_refused(user, job):
+    store, config = job
+    assert refused(user, store, {k: v for k, v in config.items() if k != "data"}) == (
+        "no dataset given: set data to a folder or a .zip of class folders")
+    assert refused(user, store, {**config, "seeds": {1, 2}}).startswith(
+        "a job config holds only numbers, text, lists and dicts (")
