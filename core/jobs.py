@@ -402,22 +402,25 @@ class JobStore:
 
     # -- worker side ---------------------------------------------------------------------------
     def claim_next(self, worker_pid: int) -> Job | None:
-        """Atomically move the oldest queued job to running."""
+        """Atomically move the oldest queued job to running; the job is read in the same transaction, so a
+        store error afterwards can never leave a job claimed that its worker does not know of."""
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                row = db.execute("SELECT id FROM jobs WHERE status = ? ORDER BY created LIMIT 1",
+                row = db.execute("SELECT * FROM jobs WHERE status = ? ORDER BY created LIMIT 1",
                                  (QUEUED,)).fetchone()
                 if row is None:
                     db.execute("COMMIT")
                     return None
+                now = time.time()
                 db.execute("UPDATE jobs SET status = ?, started = ?, worker_pid = ? WHERE id = ?",
-                           (RUNNING, time.time(), worker_pid, row["id"]))
+                           (RUNNING, now, worker_pid, row["id"]))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-        job = self.get(row["id"])
+        job = _job_from_row(row)
+        job.status, job.started, job.worker_pid = RUNNING, now, worker_pid
         self._write_job_file(job)
         return job
 
@@ -463,7 +466,10 @@ class JobStore:
         failed = []
         for job_id in ids:
             job = self.get(job_id)
-            if job.cancel_requested:
+            left = _left_end(job)
+            if left is not None or _results_complete(job):
+                ok = self.finish(job_id, *(left or (DONE, "")))
+            elif job.cancel_requested:
                 ok = self.finish(job_id, CANCELLED, "cancelled; the worker stopped it. What it wrote is kept")
             else:
                 ok = self.finish(job_id, FAILED, WORKER_DIED)
@@ -474,6 +480,21 @@ class JobStore:
     def _write_job_file(self, job: Job) -> None:
         """The run's job.json: the run folder says what became of its job, even without the db."""
         RunDir(job.run_dir).write_job_info({k: v for k, v in job.to_dict().items() if k != "config"})
+
+
+def _left_end(job: Job) -> tuple[str, str] | None:
+    """(status, reason) a job process left in its run folder when it could not write them to the store."""
+    from .files import read_json
+    end = read_json(Path(job.run_dir) / JOB_END_FILE)
+    if end and end.get("status") in FINISHED:
+        return end["status"], str(end.get("reason", ""))
+    return None
+
+
+def _results_complete(job: Job) -> bool:
+    """Whether the job wrote its complete results (an experiment's metrics.json that the result pages can read):
+    such a job is done, whatever became of its process afterwards."""
+    return job.kind == "experiment" and RunDir(job.run_dir).metrics_problem() is None
 
 
 def _append_error(run_dir: Path, message: str) -> None:
@@ -742,6 +763,7 @@ def worker_main(workspace: Path, once: bool = False, max_parallel: int | None = 
     """Run the job queue of `workspace` until stopped (SIGTERM/SIGINT), idle for
     $DEFECTAUG_WORKER_IDLE seconds (default 600), or, with `once`, until the queue is empty.
     Returns 0; returns 0 at once when another worker already serves this workspace."""
+    load_plugins()   # the job kinds (and any hooks) plugins register, as the job processes see them
     store = JobStore(workspace)
     lock_fd = None
     for _ in range(20):   # the app may be probing the lock this very moment: try for ~2 s
@@ -767,47 +789,60 @@ def worker_main(workspace: Path, once: bool = False, max_parallel: int | None = 
     _say(f"serving {store.workspace.root} (max {max_parallel} job(s) at once)")
     try:
         # We hold the lock: any job still marked running was left by a worker that died.
-        for job_id in store.reap():
+        for job_id in _retry(store.reap, default=[]):
             _say(f"job {job_id} was left running by a dead worker: marked failed")
-        store.heartbeat(me, started, max_parallel)
-        last_beat, idle_since = time.time(), time.time()
+        _retry(lambda: store.heartbeat(me, started, max_parallel))
+        last_beat, idle_since, failures = time.time(), time.time(), 0
         while not stopping["flag"]:
             if not store.db_path.exists():
                 _say("the workspace was removed; exiting")
                 break
-            now = time.time()
-            if now - last_beat >= 2:
-                store.heartbeat(me, started, max_parallel)
-                last_beat = now
-            for job_id, child in list(children.items()):
-                if _watch_child(store, child, grace):
-                    _say(f"job {job_id} ended: {store.get(job_id).status}")
-                    _unlock(child.slot_fd)
-                    del children[job_id]
-            while len(children) < max_parallel and not stopping["flag"]:
-                if not store.counts().get(QUEUED):
+            try:
+                now = time.time()
+                if now - last_beat >= 2:
+                    store.heartbeat(me, started, max_parallel)
+                    last_beat = now
+                for job_id, child in list(children.items()):
+                    if _watch_child(store, child, grace):
+                        _say(f"job {job_id} ended: {store.get(job_id).status}")
+                        _unlock(child.slot_fd)
+                        del children[job_id]
+                while len(children) < max_parallel and not stopping["flag"]:
+                    if not store.counts().get(QUEUED):
+                        break
+                    slot = _acquire_slot(max_parallel)
+                    if slot is None:
+                        break   # every machine-wide slot is busy (other workspaces): wait
+                    try:
+                        job = store.claim_next(me)
+                    except BaseException:
+                        _unlock(slot[1])   # never keep a slot for a job that was not claimed
+                        raise
+                    if job is None:
+                        _unlock(slot[1])
+                        break
+                    try:
+                        proc = _spawn_child(store, job, slot[0], max_parallel)
+                    except OSError as err:
+                        _unlock(slot[1])
+                        store.finish(job.id, FAILED, f"could not start the job process: {err}")
+                        continue
+                    children[job.id] = _Child(job, proc, slot[0], slot[1])
+                    _say(f"job {job.id} started (pid {proc.pid}, slot {slot[0]})")
+                    _retry(lambda: store.set_pid(job.id, proc.pid))   # only shown on the Jobs page
+                if children or store.counts().get(QUEUED):
+                    idle_since = time.time()
+                elif once or time.time() - idle_since > idle_limit:
                     break
-                slot = _acquire_slot(max_parallel)
-                if slot is None:
-                    break   # every machine-wide slot is busy (other workspaces): wait
-                job = store.claim_next(me)
-                if job is None:
-                    _unlock(slot[1])
-                    break
-                try:
-                    proc = _spawn_child(store, job, slot[0], max_parallel)
-                except OSError as err:
-                    _unlock(slot[1])
-                    store.finish(job.id, FAILED, f"could not start the job process: {err}")
-                    continue
-                store.set_pid(job.id, proc.pid)
-                children[job.id] = _Child(job, proc, slot[0], slot[1])
-                _say(f"job {job.id} started (pid {proc.pid}, slot {slot[0]})")
-            if children or store.counts().get(QUEUED):
-                idle_since = time.time()
-            elif once or time.time() - idle_since > idle_limit:
-                break
-            time.sleep(poll)
+                time.sleep(poll)
+            except sqlite3.Error as err:
+                # a failing disk or a locked jobs.db: keep serving, try again (a job's end is recorded later)
+                failures += 1
+                pause = min(5.0, poll * 2 ** failures)
+                _say(f"the job store failed ({err}); retrying in {pause:.1f}s")
+                time.sleep(pause)
+                continue
+            failures = 0
     finally:
         for job_id, child in children.items():
             _kill(child.proc, signal.SIGTERM)
@@ -818,9 +853,10 @@ def worker_main(workspace: Path, once: bool = False, max_parallel: int | None = 
             except subprocess.TimeoutExpired:
                 _kill(child.proc, signal.SIGKILL)
                 child.proc.wait()
-            store.finish(job_id, INTERRUPTED,
-                         f"the worker was stopped ({stopping['why'] or 'shutdown'}) while this job ran; "
-                         "what it wrote is kept. Use Re-run to start it again.")
+            why = (f"the worker was stopped ({stopping['why'] or 'shutdown'}) while this job ran; what it wrote "
+                   "is kept. Use Re-run to start it again.")
+            end = _left_end(child.job) or ((DONE, "") if _results_complete(child.job) else (INTERRUPTED, why))
+            _retry(lambda: store.finish(job_id, *end))
             _unlock(child.slot_fd)
         for s, h in old.items():
             signal.signal(s, h)
@@ -831,6 +867,17 @@ def worker_main(workspace: Path, once: bool = False, max_parallel: int | None = 
         _unlock(lock_fd)
         _say("stopped")
     return 0
+
+
+def _retry(call: Callable, tries: int = 5, wait: float = 0.2, default=None):
+    """`call()`, tried again after a store error (a failing disk, a locked jobs.db); `default` if it never worked."""
+    for attempt in range(tries):
+        try:
+            return call()
+        except sqlite3.Error as err:
+            _say(f"the job store failed ({err}); {'retrying' if attempt + 1 < tries else 'giving up'}")
+            time.sleep(wait * 2 ** attempt)
+    return default
 
 
 def _watch_child(store: JobStore, child: _Child, grace: float) -> bool:
@@ -851,8 +898,13 @@ def _watch_child(store: JobStore, child: _Child, grace: float) -> bool:
                 _kill(child.proc, signal.SIGKILL)
         return False
     job = store.get(child.job.id)
-    if job.status == RUNNING:   # the child did not record its end: it was killed or crashed
-        if job.cancel_requested:
+    if job.status == RUNNING:   # the child did not record its end: it was killed or crashed, or the store failed it
+        left = _left_end(job)
+        if left is not None:
+            store.finish(job.id, *left)
+        elif code == 0 or _results_complete(job):
+            store.finish(job.id, DONE, "")
+        elif job.cancel_requested:
             store.finish(job.id, CANCELLED, "cancelled; the job was stopped. What it wrote so far is kept")
         elif code < 0:
             sig = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
@@ -884,42 +936,62 @@ def _watch_parent() -> None:
 
 
 def run_job_process(workspace: Path, job_id: str) -> int:
-    """Body of the child process: run one job and record how it ended."""
+    """Body of the child process: run one job and record how it ended (0: done or cancelled, 1: failed).
+    When the store cannot take the record (a failing disk, a locked or broken jobs.db), the end is left in
+    the run folder (`job_end.json`) and the worker records it."""
     _watch_parent()
     store = JobStore(workspace)
     job = store.get(job_id)
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    status, reason = _run_kind(job, run_dir)
+    _record_end(store, job_id, run_dir, status, reason)
+    return 0 if status in (DONE, CANCELLED) else 1
+
+
+def _run_kind(job: Job, run_dir: Path) -> tuple[str, str]:
+    """(status, reason) of running the job's function in this process."""
     try:
         if job.kind not in job_kinds():
             raise ParamError(f"unknown job kind {job.kind!r}")
         _KINDS[job.kind](job.config, run_dir)
-        store.finish(job_id, DONE, "")
-        return 0
+        return DONE, ""
     except Cancelled as err:
-        store.finish(job_id, CANCELLED, str(err))
-        return 0
+        return CANCELLED, str(err)
     except DefectAugError as err:
-        store.finish(job_id, FAILED, str(err))
-        return 1
+        return FAILED, str(err)
     except MemoryError:
-        store.finish(job_id, FAILED, "the job ran out of memory; lower the image size, the target balance "
-                                     "ratio or the number of seeds, then re-run it")
-        return 1
+        return FAILED, ("the job ran out of memory; lower the image size, the target balance ratio or the number "
+                        "of seeds, then re-run it")
     except OSError as err:
-        if err.errno == errno.ENOSPC:
-            reason = ("the disk is full: the job could not write its files. Free some space (delete old runs "
-                      "on the Jobs page) and re-run it; earlier runs are intact")
-        else:
-            reason = f"a file operation failed: {err}"
         _log_traceback(run_dir)
-        store.finish(job_id, FAILED, reason)
-        return 1
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return FAILED, ("the disk is full: the job could not write its files. Free some space (delete old runs "
+                            "on the Jobs page) and re-run it; earlier runs are intact")
+        return FAILED, f"a file operation failed: {err}"
     except BaseException as err:   # noqa: BLE001  a bug: record it, never leave the job hanging
         _log_traceback(run_dir)
-        store.finish(job_id, FAILED, f"internal error ({type(err).__name__}: {err}); the details are in "
-                                     "log.txt of the run. Please report it.")
-        return 1
+        return FAILED, (f"internal error ({type(err).__name__}: {err}); the details are in log.txt of the run. "
+                        "Please report it.")
+
+
+JOB_END_FILE = "job_end.json"    # how a job ended, when its process could not write that to the store
+
+
+def _record_end(store: JobStore, job_id: str, run_dir: Path, status: str, reason: str,
+                tries: int = 5, wait: float = 0.2) -> None:
+    for attempt in range(tries):
+        try:
+            store.finish(job_id, status, reason)
+            return
+        except sqlite3.Error as err:
+            _say(f"job {job_id}: cannot record its end yet ({err}); retrying")
+            time.sleep(wait * 2 ** attempt)
+    from .files import write_json
+    try:
+        write_json(run_dir / JOB_END_FILE, {"status": status, "reason": reason, "finished": time.time()})
+    except OSError:
+        pass   # the worker still sees the process end (exit code) and, for an experiment, its results
 
 
 def _log_traceback(run_dir: Path) -> None:
