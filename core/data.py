@@ -81,6 +81,9 @@ REASON_NESTED = "nested archive: not supported, unzip it first and put its image
 REASON_EMPTY = "empty file (0 bytes)"
 REASON_ROOT = "not in a class folder (move it into one of the class folders)"
 REASON_NOT_IMAGE = "not an image (Pillow cannot identify it) despite its extension"
+REASON_CLASS_NAME = ("class folder not loaded: its name holds a backslash or a control character, which Windows "
+                     "tools read as a path (a class 'a\\..\\evil' would leave an exported folder); rename the folder")
+_BAD_CLASS_CHARS = re.compile(r"[\\\x00-\x1f\x7f]")
 
 _MIB = 1024 ** 2
 _CHUNK = _MIB
@@ -733,6 +736,8 @@ def _scan(root: Path) -> tuple[list[str], list[SkippedFile], list[str], int]:
         elif e.is_dir(follow_symlinks=False):
             if e.name.startswith("."):
                 ignored.append(e.name)
+            elif _BAD_CLASS_CHARS.search(e.name):
+                skipped.append(SkippedFile(e.name.encode("unicode_escape").decode("ascii") + "/", REASON_CLASS_NAME))
             else:
                 classes.append(e.name)
         else:
@@ -804,6 +809,10 @@ def _load_folder(root: Path, image_size: int, channels: str | int, limits: Limit
         hint = ""
         if any(p.is_dir() for p in (root / only).iterdir()):
             hint = f" (if '{only}' holds the class folders, load '{only}' itself)"
+        renamed = [s.path for s in skipped if s.reason == REASON_CLASS_NAME]
+        if renamed:
+            hint += (f"; {len(renamed)} folder(s) were not loaded because their names hold a backslash or a "
+                     f"control character ({', '.join(renamed[:3])}): rename them")
         raise DataError(f"found only one class '{only}'; DefectAug needs at least two, e.g. normal/ and crack/"
                         f"{hint}")
 
