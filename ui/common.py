@@ -8,6 +8,7 @@ because page navigation may drop query parameters.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import traceback
 from contextlib import contextmanager
@@ -31,20 +32,49 @@ STATUS_ICON = {"queued": ":material/hourglass_empty:", "running": ":material/pla
 
 
 # ---------------------------------------------------------------------------------------------
+# User text in Markdown: class, folder, file and dataset names are shown as they are, never rendered
+# ---------------------------------------------------------------------------------------------
+# What gives Markdown (GitHub's and Streamlit's flavours) its meaning inside one line: emphasis, code, links and
+# images, HTML, strike-through, math, tables; a list or heading marker at the start; and what a bare link needs
+# to become clickable. Each is backslash-escaped, which CommonMark shows as the character itself; the rest of a
+# message (quotes, colons, full stops) stays as it is, so messages read and match as written.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>!~$|])")
+_MD_LINE_START = re.compile(r"^(\s*(?:\d+(?=[.)]))?)([#+=.)-])")
+_MD_AUTOLINK = re.compile(r"(?i)(://|www\.)")
+
+
+def md_escape(text: object) -> str:
+    """`text` for st.markdown / caption / error / warning / info / success / progress / spinner / image
+    captions: shown literally on one line (a class named '**[phish](https:evil.com)**' is its name, never a link)."""
+    out = _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
+    out = _MD_LINE_START.sub(r"\1\\\2", out)          # "# x", "- x", "1. x" would be a heading or a list
+    return _MD_AUTOLINK.sub(lambda m: ":\\/\\/" if m.group(1) == "://" else m.group(1)[:3] + "\\.", out)
+
+
+def md_code(text: object) -> str:
+    """`text` as an inline code span (a path, a dataset name), fenced by more backticks than it holds."""
+    text = " ".join(str(text).splitlines())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+# ---------------------------------------------------------------------------------------------
 # Errors: a user-caused error is a message; a bug is a short apology, never a traceback
 # ---------------------------------------------------------------------------------------------
 def show_error(err: BaseException) -> None:
     if isinstance(err, DefectAugError):
-        st.error(str(err))
+        st.error(md_escape(err))
     else:
         log.error("unexpected error in the app:\n%s", "".join(traceback.format_exception(err)))
-        st.error(f"Something went wrong inside DefectAug ({type(err).__name__}: {err}). This is a bug, not "
-                 "something you did; the details are in the server log. Reload the page to continue.")
+        st.error(f"Something went wrong inside DefectAug ({md_escape(type(err).__name__)}: {md_escape(err)}). "
+                 "This is a bug, not something you did; the details are in the server log. Reload the page to "
+                 "continue.")
 
 
 def show_unreadable(err: DefectAugError) -> None:
     """A run whose files cannot be read: the error (it says what to do) and the way to the Jobs page."""
-    st.error(str(err))
+    st.error(md_escape(err))
     st.page_link("pages/jobs.py", label="Open the Jobs page to re-run it", icon=":material/replay:")
 
 
@@ -144,7 +174,7 @@ def _sidebar_jobs() -> None:
             s.start_worker()      # jobs wait, none runs them (after an app or machine restart)
         jobs = s.list(ACTIVE)
     except Exception as err:   # noqa: BLE001  the sidebar must never break a page
-        st.caption(f"jobs unavailable: {err}")
+        st.caption(f"jobs unavailable: {md_escape(err)}")
         return
     st.markdown("**Running jobs**")
     if not jobs:
@@ -152,9 +182,9 @@ def _sidebar_jobs() -> None:
         return
     for job in jobs[:6]:
         p = runs.progress(job.run_dir, active=True)
-        text = job.label
+        text = md_escape(job.label)
         if job.status == "running":
-            st.progress(p.fraction, text=f"{text} · {p.stage or 'starting'}")
+            st.progress(p.fraction, text=f"{text} · {md_escape(p.stage or 'starting')}")
         else:
             st.caption(f"{text} · waiting for a free slot")
     if len(jobs) > 6:
@@ -235,7 +265,7 @@ def dataset_name(path: Path) -> str:
 
 def allowed_roots_text() -> str:
     roots = data_roots()
-    return ", ".join(f"`{r}`" for r in roots) if roots else ""
+    return ", ".join(md_code(r) for r in roots) if roots else ""
 
 
 # ---------------------------------------------------------------------------------------------
