@@ -128,12 +128,17 @@ _PREFLIGHT = """
 import json, resource, sys
 from core.errors import ParamError
 from core.jobs import preflight
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+big = json.loads(sys.argv[1])
+preflight({**big, "overrides": {"gan": {"g_width": 8, "d_width": 8}}})   # every import made, torch's included
+before = peak()
 try:
-    preflight(json.loads(sys.argv[1]))
+    preflight(big)
     message = None
 except ParamError as err:
     message = str(err)
-print(json.dumps({"message": message, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+print(json.dumps({"message": message, "before": before, "peak": peak()}))
 """
 
 
@@ -160,7 +165,8 @@ def test_networks_too_large_for_memory_are_refused_before_queueing(user, job, mo
                          text=True, timeout=300, env={**__import__("os").environ, "DEFECTAUG_MAX_JOB_MEMORY": "16e9"})
     got = json.loads(out.stdout)
     assert got["message"] == message
-    assert got["peak"] < 1024 ** 3, f"the check itself peaked at {got['peak'] / 2 ** 20:.0f} MiB"
+    grew = got["peak"] - got["before"]       # the interpreter with torch imported is ~0.7 GB already
+    assert grew < 100 * 1024 ** 2, f"the check itself raised the peak RSS by {grew / 2 ** 20:.0f} MiB"
     with user.unchanged_outside():   # what the message suggests works
         assert store.submit({**big, "overrides": {**config["overrides"], "gan": {"g_width": 256, "d_width": 256}}})
 
