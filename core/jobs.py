@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import Cancelled, DefectAugError, ParamError, RunError
+from .errors import DISK_FULL, Cancelled, DefectAugError, DiskFull, ParamError, RunError
 from .events import Reporter
 from .plugins import load_plugins
 from .rundir import RunDir
@@ -178,8 +178,11 @@ CREATE TABLE IF NOT EXISTS workers (
 """
 
 
+_FIELDS = frozenset(Job.__dataclass_fields__)
+
+
 def _job_from_row(row: sqlite3.Row) -> Job:
-    d = dict(row)
+    d = {k: v for k, v in dict(row).items() if k in _FIELDS}   # a column a newer version added is ignored
     try:
         d["config"] = json.loads(d["config"])
     except ValueError:
@@ -227,8 +230,24 @@ def _acquire_slot(max_parallel: int) -> tuple[int, int] | None:
 # ---------------------------------------------------------------------------------------------
 # The store
 # ---------------------------------------------------------------------------------------------
+class JobStoreDamaged(RunError):
+    """jobs.db cannot be read (garbage, cut short, a folder in its place, a table without its columns). The
+    run folders are the truth: `JobStore.recover(workspace)` keeps the damaged file aside and rebuilds it."""
+
+
+_DAMAGE_CODES = (11, 26)   # SQLITE_CORRUPT, SQLITE_NOTADB
+_FULL_CODES = (13,)        # SQLITE_FULL: the disk (or the database's size limit) is full
+
+
+def _damaged_message(why: str) -> str:
+    return (f"the job list of this workspace (jobs.db) cannot be read: {why}. The runs themselves are safe in "
+            "their run folders: Recover the job list (on the Jobs page, or JobStore.recover) keeps the damaged "
+            "file aside and rebuilds the list from them; nothing is deleted.")
+
+
 class JobStore:
-    """The jobs of one workspace, in `<workspace>/jobs.db`. Safe to use from several processes."""
+    """The jobs of one workspace, in `<workspace>/jobs.db`. Safe to use from several processes.
+    A damaged jobs.db raises `JobStoreDamaged` (say so, offer `recover`); a full disk raises `DiskFull`."""
 
     def __init__(self, workspace: Workspace | str | Path) -> None:
         if not isinstance(workspace, Workspace):
@@ -236,22 +255,103 @@ class JobStore:
         self.workspace = workspace
         self.db_path = workspace.db_path
         self.lock_path = workspace.root / LOCK_FILE
+        self.check()
+
+    def check(self) -> None:
+        """Create the tables (new store) or check that the existing file is a job store with every column."""
+        if self.db_path.exists() and not self.db_path.is_file():
+            raise JobStoreDamaged(_damaged_message("a folder (or something else that is not a file) is in its "
+                                                   "place"))
         with self._db() as db:
             db.executescript(_SCHEMA)
+            columns = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+            missing = sorted(set(_FIELDS) - columns)
+            if missing:
+                raise JobStoreDamaged(_damaged_message(f"its jobs table lacks the column(s) {', '.join(missing)}"))
+            problem = db.execute("PRAGMA quick_check").fetchone()[0]
+            if problem != "ok":
+                raise JobStoreDamaged(_damaged_message(f"SQLite finds it damaged ({problem})"))
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        try:
+            db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        except sqlite3.Error as err:
+            raise self._translate(err) from None
         db.row_factory = sqlite3.Row
         try:
             db.execute("PRAGMA busy_timeout=30000")
             try:
                 db.execute("PRAGMA journal_mode=WAL")
-            except sqlite3.OperationalError:
-                pass   # e.g. a filesystem without shared memory: the default journal still works
+            except sqlite3.OperationalError as err:
+                if getattr(err, "sqlite_errorcode", 0) & 0xFF in _DAMAGE_CODES:
+                    raise
+                # e.g. a filesystem without shared memory: the default journal still works
             yield db
+        except sqlite3.DatabaseError as err:
+            raise self._translate(err) from None
         finally:
             db.close()
+
+    def _translate(self, err: sqlite3.Error) -> Exception:
+        """A damaged file or a full disk as the user's error; anything else (a locked or failing disk: worth a
+        retry) as it is."""
+        code = getattr(err, "sqlite_errorcode", 0) & 0xFF
+        if code in _FULL_CODES:
+            return DiskFull(DISK_FULL)
+        if code in _DAMAGE_CODES or (self.db_path.exists() and not self.db_path.is_file()):
+            return JobStoreDamaged(_damaged_message(str(err)))
+        return err
+
+    @classmethod
+    def recover(cls, workspace: Workspace) -> tuple["JobStore", Path | None]:
+        """Keep a damaged jobs.db aside (renamed `jobs.db.damaged-<time>`, with its -wal and -shm files) and
+        rebuild the job list from the run folders (each run's job.json and config.json): finished jobs keep
+        their status and reason, a job that was queued or running is marked interrupted (Resume or Re-run it).
+        Nothing is deleted. Returns the new store and where the damaged file was kept (None: nothing to keep)."""
+        db = workspace.db_path
+        kept = None
+        if db.exists() or db.is_symlink():
+            kept = db.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            i = 2
+            while kept.exists():
+                kept, i = kept.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{i}"), i + 1
+            try:
+                os.replace(db, kept)
+                for extra in ("-wal", "-shm"):
+                    side = db.with_name(db.name + extra)
+                    if side.exists():
+                        os.replace(side, kept.with_name(kept.name + extra))
+            except OSError as err:
+                raise RunError(f"cannot move the damaged jobs.db aside ({err.strerror or err}); ask the "
+                               "administrator to move it away by hand") from None
+        store = cls(workspace)
+        now = time.time()
+        rows = []
+        for run_id in workspace.list_run_ids():
+            rd = RunDir(workspace.run_dir(run_id))
+            info = rd.job_info()
+            kind = str(info.get("kind") or "experiment")
+            status = info.get("status")
+            reason = str(info.get("reason") or "")
+            if status not in FINISHED:
+                if kind == "experiment" and rd.metrics_problem() is None:
+                    status, reason = DONE, ""
+                else:
+                    reason = ("the job list was rebuilt from the run folders while this job was "
+                              f"{status if status in ACTIVE else 'queued or running'}; what it wrote is kept. "
+                              "Use Resume or Re-run to start it again.")
+                    status = INTERRUPTED
+            config = rd.config() if kind == "experiment" else {}
+            if kind == "experiment":
+                from .experiment import ExperimentConfig
+                config = {k: v for k, v in config.items() if k in ExperimentConfig.__dataclass_fields__}
+            rows.append((run_id, kind, status, json.dumps(config), str(rd.root), str(info.get("label") or ""),
+                         reason, float(info.get("created") or now), info.get("started"), info.get("finished") or now))
+        with store._db() as conn:
+            conn.executemany("INSERT OR IGNORE INTO jobs (id, kind, status, config, run_dir, label, reason, created, "
+                             "started, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return store, kept
 
     # -- submitting ----------------------------------------------------------------------------
     def submit(self, config: dict, kind: str = "experiment", label: str = "", check: bool = True,
@@ -278,14 +378,23 @@ class JobStore:
                 preflight(config, self.workspace, counts)
         job_id = new_id()
         run_dir = self.workspace.run_dir(job_id)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(DISK_FULL) from None
+            raise
         if not label:
             label = _default_label(kind, config)
         now = time.time()
-        with self._db() as db:
-            db.execute("INSERT INTO jobs (id, kind, status, config, run_dir, label, created) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (job_id, kind, QUEUED, json.dumps(config), str(run_dir), label, now))
+        try:
+            with self._db() as db:
+                db.execute("INSERT INTO jobs (id, kind, status, config, run_dir, label, created) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (job_id, kind, QUEUED, json.dumps(config), str(run_dir), label, now))
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)   # a job that was not queued leaves no run folder
+            raise
         self._write_job_file(self.get(job_id))
         if start_worker:
             self.start_worker()
@@ -835,8 +944,11 @@ def worker_main(workspace: Path, once: bool = False, max_parallel: int | None = 
                 elif once or time.time() - idle_since > idle_limit:
                     break
                 time.sleep(poll)
-            except sqlite3.Error as err:
-                # a failing disk or a locked jobs.db: keep serving, try again (a job's end is recorded later)
+            except JobStoreDamaged as err:
+                _say(f"stopping: {err}")
+                break
+            except _STORE_ERRORS as err:
+                # a failing or full disk, a locked jobs.db: keep serving, try again (a job's end is recorded later)
                 failures += 1
                 pause = min(5.0, poll * 2 ** failures)
                 _say(f"the job store failed ({err}); retrying in {pause:.1f}s")
@@ -862,11 +974,15 @@ def worker_main(workspace: Path, once: bool = False, max_parallel: int | None = 
             signal.signal(s, h)
         try:
             store.forget_worker(me)
-        except sqlite3.Error:
+        except (sqlite3.Error, DefectAugError):
             pass
         _unlock(lock_fd)
         _say("stopped")
     return 0
+
+
+# What a failing disk or a busy store raises: worth another try (JobStoreDamaged is not: a person must recover it).
+_STORE_ERRORS = (sqlite3.OperationalError, DiskFull)
 
 
 def _retry(call: Callable, tries: int = 5, wait: float = 0.2, default=None):
@@ -874,7 +990,7 @@ def _retry(call: Callable, tries: int = 5, wait: float = 0.2, default=None):
     for attempt in range(tries):
         try:
             return call()
-        except sqlite3.Error as err:
+        except _STORE_ERRORS as err:
             _say(f"the job store failed ({err}); {'retrying' if attempt + 1 < tries else 'giving up'}")
             time.sleep(wait * 2 ** attempt)
     return default
@@ -984,7 +1100,7 @@ def _record_end(store: JobStore, job_id: str, run_dir: Path, status: str, reason
         try:
             store.finish(job_id, status, reason)
             return
-        except sqlite3.Error as err:
+        except _STORE_ERRORS as err:
             _say(f"job {job_id}: cannot record its end yet ({err}); retrying")
             time.sleep(wait * 2 ** attempt)
     from .files import write_json

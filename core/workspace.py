@@ -36,7 +36,7 @@ from typing import BinaryIO, Iterable, Protocol
 
 from .data import (Limits, _human, _limits, _shorten, safe_extract_zip, too_deep_message,
                    too_many_folders_message)
-from .errors import ArchiveError, DataError, ParamError, RunError
+from .errors import DISK_FULL, ArchiveError, DataError, DiskFull, ParamError, RunError, is_disk_full
 
 HOME_ENV = "DEFECTAUG_HOME"
 DATA_ROOTS_ENV = "DEFECTAUG_DATA_ROOTS"
@@ -460,10 +460,15 @@ class Workspace:
             return {}
 
     def update_settings(self, **values) -> dict:
+        """Change some settings; written whole or not at all (a full disk keeps the old file, no leftovers)."""
+        from .files import atomic_write
         data = {**self.settings(), **values}
-        tmp = self.settings_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(tmp, self.settings_path)
+        try:
+            atomic_write(self.settings_path, json.dumps(data, indent=1))
+        except OSError as err:
+            if is_disk_full(err):
+                raise DiskFull(DISK_FULL) from None
+            raise RunError(f"cannot save this workspace's settings ({err.strerror or err}); try again") from None
         return data
 
 

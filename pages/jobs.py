@@ -4,7 +4,8 @@ from __future__ import annotations
 import streamlit as st
 
 from core import report, runs
-from core.jobs import ACTIVE, FINISHED, Job
+from core.errors import DefectAugError
+from core.jobs import ACTIVE, FINISHED, Job, JobStoreDamaged
 from ui import common
 
 
@@ -208,6 +209,17 @@ def _latent(run_id: str, run_dir, latent: list[tuple[str, int]]) -> None:
 
 
 st.title("Jobs")
+try:
+    common.store().check()         # also when the file was damaged after this session opened it
+except JobStoreDamaged as err:     # say what happened and offer the way out, instead of an error on every poll
+    common.recover_store(err)
+    st.stop()
+except DefectAugError as err:
+    common.show_error(err)
+    st.stop()
+note = st.session_state.pop("store_note", None)
+if note:
+    st.success(note)
 with common.guard():
     job_list()
 run_id = common.selected_run()

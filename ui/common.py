@@ -19,8 +19,8 @@ import numpy as np
 import streamlit as st
 
 from core import runs
-from core.errors import DefectAugError
-from core.jobs import ACTIVE, JobStore
+from core.errors import DISK_FULL, DefectAugError, is_disk_full
+from core.jobs import ACTIVE, JobStore, JobStoreDamaged
 from core.workspace import Workspace, data_roots, is_valid_id
 
 log = logging.getLogger("defectaug.app")
@@ -65,6 +65,8 @@ def md_code(text: object) -> str:
 def show_error(err: BaseException) -> None:
     if isinstance(err, DefectAugError):
         st.error(md_escape(err))
+    elif is_disk_full(err):       # a write that found no space (an export, a report): what it wrote is gone
+        st.error(md_escape(DISK_FULL[0].upper() + DISK_FULL[1:]))
     else:
         log.error("unexpected error in the app:\n%s", "".join(traceback.format_exception(err)))
         st.error(f"Something went wrong inside DefectAug ({md_escape(type(err).__name__)}: {md_escape(err)}). "
@@ -114,6 +116,23 @@ def store() -> JobStore:
     if key not in st.session_state:
         st.session_state[key] = JobStore(ws)
     return st.session_state[key]
+
+
+def recover_store(err: JobStoreDamaged) -> None:
+    """A damaged jobs.db: what happened, and the way out (keep it aside, rebuild from the run folders)."""
+    st.error(md_escape(err))
+    if st.button("Recover the job list", type="primary", key="recover_store",
+                 help="Renames the damaged jobs.db (it is kept beside the new one) and rebuilds the job list "
+                      "from the run folders; no run is deleted"):
+        ws = workspace()
+        with guard():
+            new, kept = JobStore.recover(ws)
+            st.session_state[f"_store_{ws.id}"] = new
+            jobs = new.list()
+            st.session_state["store_note"] = (
+                f"Rebuilt the job list from {len(jobs)} run folder(s)"
+                + (f"; the damaged file is kept as {md_code(kept.name)} in the workspace folder." if kept else "."))
+            st.rerun()
 
 
 # ---------------------------------------------------------------------------------------------
