@@ -257,8 +257,16 @@ class JobStore:
         self.lock_path = workspace.root / LOCK_FILE
         self.check()
 
+    def _exists(self) -> bool:
+        """Whether there is a job list to read: a session's workspace that was never written has none (its
+        folder is made by the first submit), and then there are no jobs."""
+        return self.db_path.exists() or self.db_path.is_symlink()
+
     def check(self) -> None:
-        """Create the tables (new store) or check that the existing file is a job store with every column."""
+        """Create the tables (new store) or check that the existing file is a job store with every column.
+        A workspace whose folder does not exist yet (a visit that wrote nothing) is left alone."""
+        if not self._exists() and not self.workspace.root.is_dir():
+            return
         if self.db_path.exists() and not self.db_path.is_file():
             raise JobStoreDamaged(_damaged_message("a folder (or something else that is not a file) is in its "
                                                    "place"))
@@ -379,6 +387,9 @@ class JobStore:
         job_id = new_id()
         run_dir = self.workspace.run_dir(job_id)
         try:
+            if not self._exists():
+                self.workspace.ensure()       # the workspace's first write
+                self.check()
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -435,6 +446,8 @@ class JobStore:
     def get(self, job_id: str) -> Job:
         if not is_valid_id(str(job_id)):
             raise RunError(f"{job_id!r} is not a job id")
+        if not self._exists():
+            raise RunError(f"there is no job {job_id} in this workspace")
         with self._db() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
@@ -449,12 +462,16 @@ class JobStore:
     def list(self, statuses: tuple[str, ...] | None = None) -> list[Job]:
         """Jobs of this workspace, newest first (after reaping orphans)."""
         self.reap()
+        if not self._exists():
+            return []
         with self._db() as db:
             rows = db.execute("SELECT * FROM jobs ORDER BY created DESC").fetchall()
         jobs = [_job_from_row(r) for r in rows]
         return [j for j in jobs if statuses is None or j.status in statuses]
 
     def counts(self) -> dict[str, int]:
+        if not self._exists():
+            return {}
         with self._db() as db:
             rows = db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
         return {r[0]: r[1] for r in rows}
@@ -549,6 +566,8 @@ class JobStore:
 
     def worker_info(self) -> dict | None:
         """{pid, started, heartbeat, max_parallel, alive} of the latest worker, or None."""
+        if not self._exists():
+            return None
         with self._db() as db:
             row = db.execute("SELECT * FROM workers ORDER BY heartbeat DESC LIMIT 1").fetchone()
         if row is None:
@@ -558,6 +577,8 @@ class JobStore:
     def worker_alive(self) -> bool:
         """True while a worker holds this workspace's lock. A dead worker's lock is released by the
         kernel, so this cannot be fooled by a stale pid file."""
+        if not self.workspace.root.is_dir():
+            return False      # never make the folder of a workspace that was only visited
         for _ in range(3):
             fd = _try_lock(self.lock_path)
             if fd is None:
@@ -568,6 +589,8 @@ class JobStore:
 
     def reap(self) -> list[str]:
         """Mark `running` jobs failed when no worker is alive to run them. Returns their ids."""
+        if not self._exists():
+            return []
         with self._db() as db:
             ids = [r[0] for r in db.execute("SELECT id FROM jobs WHERE status = ?", (RUNNING,))]
         if not ids or self.worker_alive():

@@ -22,6 +22,7 @@ into a fresh `uploads/<name>/`, refusing names that would leave it. A failed imp
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -210,16 +211,25 @@ class Workspace:
     @classmethod
     def for_session(cls, requested: str | None, home: Path | None = None) -> "Workspace":
         """The workspace a browser session uses: the shared one when configured; else the requested
-        id when valid; else a new one. An invalid id never raises here: the user gets a fresh workspace."""
+        workspace when it exists; else a new one with a random id. An id from a link never makes a workspace
+        (a made-up one gets a fresh random workspace), and a new one is only a name until its first write
+        (`ensure`): a visit that uploads nothing leaves no folder. An invalid id never raises here."""
         shared = shared_workspace_name()
         if shared:
             return cls.open(shared, home)
         if requested:
             try:
-                return cls.open(requested, home)
+                return cls.open(requested, home, create=False)
             except (ParamError, RunError):
                 pass
-        return cls.create(home)
+        ws = cls._at(new_id(), home, mkdir=False)
+        remove_empty_workspaces(ws.root.parent)
+        return ws
+
+    def ensure(self) -> "Workspace":
+        """Make the workspace's folders (its first write: an upload, a setting, a job)."""
+        self._mkdirs()
+        return self
 
     @classmethod
     def from_path(cls, root: str | Path) -> "Workspace":
@@ -328,6 +338,7 @@ class Workspace:
                 pass
         incoming_root = self.root / ".incoming"
         try:
+            self.ensure()
             incoming_root.mkdir(exist_ok=True)
             _remove_stale_incoming(incoming_root)
             incoming = Path(tempfile.mkdtemp(prefix="upload-", dir=incoming_root))
@@ -403,6 +414,7 @@ class Workspace:
         strip = len(tops) == 1 and any(len(parts) > 2 for parts, _ in chosen)
         root = self.dataset_dir(next(iter(tops)) if len(tops) == 1 else "uploaded_folder")
         try:
+            self.ensure()
             for parts, content in chosen:
                 out = root.joinpath(*(parts[1:] if strip else parts))
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -464,6 +476,7 @@ class Workspace:
         from .files import atomic_write
         data = {**self.settings(), **values}
         try:
+            self.ensure()
             atomic_write(self.settings_path, json.dumps(data, indent=1))
         except OSError as err:
             if is_disk_full(err):
@@ -473,6 +486,43 @@ class Workspace:
 
 
 STALE_UPLOAD_SECONDS = 3600
+EMPTY_WORKSPACE_SECONDS = 24 * 3600
+# What a visit that never uploaded, ran or set anything may have left (an empty job list, the worker's lock).
+_TRACE_FILES = frozenset({"jobs.db", "jobs.db-wal", "jobs.db-shm", "worker.lock"})
+
+
+def remove_empty_workspaces(home: Path, max_age: float = EMPTY_WORKSPACE_SECONDS, limit: int = 200) -> list[str]:
+    """Remove workspace folders (uuid4 names only, never the shared one) untouched for `max_age` seconds that
+    hold nothing: no upload, run, export or setting; at most an empty job list. Returns the ids removed.
+    At most `limit` folders are looked at per call, so a large home never slows a page down."""
+    import sqlite3
+    import time
+    removed: list[str] = []
+    try:
+        entries = [e for e in os.scandir(home) if e.is_dir(follow_symlinks=False) and is_valid_id(e.name)]
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries[:limit]:
+        root = Path(entry.path)
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < max_age:
+                continue
+            files = [p for p in root.rglob("*") if not p.is_dir()]
+            if any(p.parent != root or p.name not in _TRACE_FILES or p.is_symlink() for p in files):
+                continue
+            db = root / "jobs.db"
+            if db.exists():
+                with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                    if conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]:
+                        continue
+            if any(now - p.stat().st_mtime < max_age for p in files):
+                continue
+        except (OSError, sqlite3.Error):
+            continue          # unreadable, being written, or not a job list we know: leave it alone
+        shutil.rmtree(root, ignore_errors=True)
+        removed.append(entry.name)
+    return removed
 
 
 def _remove_stale_incoming(incoming_root: Path, max_age: float = STALE_UPLOAD_SECONDS) -> None:
