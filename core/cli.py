@@ -81,6 +81,12 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_upload_limit(args) -> int:
+    from .data import Limits
+    print(Limits.from_env().upload_size_mb())
+    return 0
+
+
 def cmd_inspect(args) -> int:
     from .data import load_dataset
     ds, report = load_dataset(args.data, image_size=args.image_size)
@@ -224,12 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-seed", type=int, default=12345)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None)
+    sub.add_parser("upload-limit", help="the browser upload limit in MiB that DEFECTAUG_MAX_ZIP_BYTES allows "
+                                        "(scripts/serve.sh passes it to Streamlit)")
     p = sub.add_parser("worker", help="the background job worker (started by the app)")
     p.add_argument("--workspace", default="workspace")
     p.add_argument("--once", action="store_true", help="run queued jobs, then exit")
     args = ap.parse_args(argv)
     handlers = {"methods": cmd_methods, "inspect": cmd_inspect, "run": cmd_run, "export": cmd_export,
-                "sample": cmd_sample, "worker": cmd_worker}
+                "sample": cmd_sample, "worker": cmd_worker, "upload-limit": cmd_upload_limit}
     try:
         return handlers[args.cmd](args)
     except DefectAugError as err:

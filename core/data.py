@@ -123,6 +123,12 @@ class Limits:
         return limits
 
 
+    def upload_size_mb(self) -> int:
+        """The browser's upload limit for Streamlit (`server.maxUploadSize`, in MiB) that lets through the
+        largest zip `max_archive_bytes` accepts and nothing much larger (scripts/serve.sh passes it)."""
+        return max(1, math.ceil(self.max_archive_bytes / _MIB))
+
+
 # Environment variable -> Limits field (Limits.from_env).
 _LIMIT_ENV = {"DEFECTAUG_MAX_ZIP_BYTES": "max_archive_bytes",
               "DEFECTAUG_MAX_UPLOAD_BYTES": "max_total_bytes",

@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import report
+from core.errors import DefectAugError
 from core.workspace import DATA_ROOTS_ENV, data_roots, list_data_candidates
 from ui import common
 
@@ -35,9 +36,24 @@ def sample_source(ws) -> None:
             _use(target, f"Sample dataset created in {common.md_code(common.dataset_name(target))}.")
 
 
+def upload_limits_caption(folder: bool = False) -> None:
+    """What an upload may be, as the server is configured (the browser refuses a larger file before sending it)."""
+    from core.data import Limits, _human
+    try:
+        limits = Limits.from_env()
+    except DefectAugError as err:
+        common.show_error(err)
+        return
+    what = (f"at most {limits.max_entries:,} files and {_human(limits.max_total_bytes)} in all" if folder else
+            f"a zip of at most {_human(limits.max_archive_bytes)}, {limits.max_entries:,} files and "
+            f"{_human(limits.max_total_bytes)} unpacked")
+    st.caption(f"Upload limit on this server: {what}, folders at most {limits.max_depth} deep.")
+
+
 def zip_source(ws) -> None:
     up = st.file_uploader("A .zip with one folder per class (e.g. normal/, crack/)", type=["zip"],
                           key="zip_upload")
+    upload_limits_caption()
     if up is None:
         return
     token = f"{up.name}:{up.size}:{getattr(up, 'file_id', '')}"
@@ -52,6 +68,7 @@ def zip_source(ws) -> None:
 def folder_source(ws) -> None:
     files = st.file_uploader("Pick the dataset folder (it holds one sub-folder per class)",
                              accept_multiple_files="directory", key="dir_upload")
+    upload_limits_caption(folder=True)
     if not files:
         return
     token = "|".join(f"{f.name}:{f.size}" for f in files[:50]) + f"#{len(files)}"
