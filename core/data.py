@@ -66,7 +66,7 @@ from PIL import Image, UnidentifiedImageError
 from .errors import ArchiveError, DataError, ParamError
 from .imageset import ImageSet
 
-__all__ = ["Limits", "SkippedFile", "DataReport", "safe_extract_zip", "load_dataset", "split",
+__all__ = ["Limits", "SkippedFile", "DataReport", "safe_extract_zip", "load_dataset", "load_dataset_apart", "split",
            "simulate_imbalance", "balance_targets", "detect_normal_class", "resolve_normal_class", "fold_split",
            "protocol_counts", "ProtocolCounts", "resolve_data_path", "IMAGE_EXTENSIONS"]
 
@@ -81,6 +81,8 @@ REASON_NESTED = "nested archive: not supported, unzip it first and put its image
 REASON_EMPTY = "empty file (0 bytes)"
 REASON_ROOT = "not in a class folder (move it into one of the class folders)"
 REASON_NOT_IMAGE = "not an image (Pillow cannot identify it) despite its extension"
+REASON_NO_MEMORY = ("too large to decode in the memory this server gives a dataset reader; downscale the image "
+                    "and upload it again")
 REASON_CLASS_NAME = ("class folder not loaded: its name holds a backslash or a control character, which Windows "
                      "tools read as a path (a class 'a\\..\\evil' would leave an exported folder); rename the folder")
 _BAD_CLASS_CHARS = re.compile(r"[\\\x00-\x1f\x7f]")
@@ -666,6 +668,8 @@ def _read_image(path: Path, size: int, flags: dict[str, int],
         raise _Skip(_bomb_reason_of(path, err)) from None
     except UnidentifiedImageError:
         raise _Skip(REASON_NOT_IMAGE) from None
+    except MemoryError:
+        raise _Skip(REASON_NO_MEMORY) from None
     except Exception as err:  # noqa: BLE001
         if isinstance(err, OSError) and err.errno is not None:  # permissions, I/O: not the file's content
             raise _Skip(f"cannot read the file ({err.strerror or err})") from None
@@ -945,6 +949,57 @@ def load_dataset(path: str | Path, image_size: int = 64, channels: str | int = "
             ds, report = _load_folder(root, image_size, channels, limits, progress, str(path))
     report.notes = znotes + report.notes
     return ds, report
+
+
+READER_MEMORY_BYTES = 4 * 1024 ** 3     # address space the separate reader process may take (load_dataset_apart)
+
+
+def _reader_main() -> None:
+    """Body of the reader process (`load_dataset_apart`): arguments and result pickled over stdin/stdout."""
+    import pickle
+    import resource
+    import sys
+    path, image_size, channels, memory = pickle.load(sys.stdin.buffer)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    try:
+        out = ("ok", load_dataset(path, image_size=image_size, channels=channels))
+    except (DataError, ParamError) as err:
+        out = ("error", err)
+    except MemoryError:
+        out = ("memory", None)
+    pickle.dump(out, sys.stdout.buffer)
+
+
+def load_dataset_apart(path: str | Path, image_size: int = 64, channels: str | int = "auto",
+                       memory: int = READER_MEMORY_BYTES) -> tuple[ImageSet, DataReport]:
+    """`load_dataset` in a separate process (what the app's Data page previews with): whatever a hostile file
+    costs to decode stays there, bounded to `memory` bytes of address space, and the app's own process only
+    receives the small image_size x image_size result. A reader that runs out of memory or dies raises
+    `DataError` saying so; the errors of `load_dataset` arrive as they are."""
+    import pickle
+    import subprocess
+    import sys
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.run([sys.executable, "-c", "from core.data import _reader_main; _reader_main()"],
+                          input=pickle.dumps((str(path), int(image_size), channels, int(memory))),
+                          capture_output=True, cwd=root, env=env)
+    try:
+        kind, value = pickle.loads(proc.stdout) if proc.returncode == 0 else ("died", None)
+    except (pickle.UnpicklingError, EOFError, ValueError):
+        kind, value = "died", None
+    if kind == "ok":
+        return value
+    if kind == "error":
+        raise value
+    if kind == "memory" or proc.returncode < 0 or b"MemoryError" in proc.stderr:
+        raise DataError(f"reading {Path(path).name} took more than the {_human(memory)} of memory a dataset "
+                        "preview may use, and was stopped; check for huge images (downscale them) or load a "
+                        "smaller dataset")
+    tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+    raise RuntimeError(f"the dataset reader process failed (exit code {proc.returncode}): {tail[0]}")
 
 
 # --------------------------------------------------------------------------------------------------

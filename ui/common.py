@@ -227,8 +227,8 @@ def _signature(path: Path) -> float:
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _load_cached(path: str, image_size: int, signature: float):
-    from core.data import load_dataset
-    return load_dataset(path, image_size=image_size)
+    from core.data import load_dataset_apart    # decoding never runs (nor costs memory) in the app's process
+    return load_dataset_apart(path, image_size=image_size)
 
 
 def load_dataset(path: str | Path, image_size: int = 64):

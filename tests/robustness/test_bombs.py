@@ -276,3 +276,36 @@ def test_large_images_reduced_first_match_a_full_resolution_resize(tmp_path, mod
     got = ds.of_class("crack").images[0]
     got = np.repeat(got, 3, -1) if got.shape[-1] == 1 else got
     assert np.abs(got.astype(int) - want.astype(int)).max() <= (40 if mode == "1" else 3)
+
+
+_APART = """
+import json, resource, sys
+from core.data import load_dataset_apart
+ds, report = load_dataset_apart(sys.argv[1], image_size=64, memory=int(sys.argv[2]))
+print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "counts": ds.counts(),
+                  "skipped": [[s.path, s.reason] for s in report.skipped]}))
+"""
+
+
+@pytest.mark.slow
+def test_the_app_previews_a_dataset_in_a_reader_process_of_bounded_memory(user):
+    """What the Data page calls (ui.common.load_dataset -> core.data.load_dataset_apart): the app's process
+    only receives the 64 px result, the 62 Mpx decode happens in the reader; with less memory than the
+    decode needs, the reader skips the image with the reason, and the rest loads."""
+    from core.data import REASON_NO_MEMORY
+    w, h, ctype, depth, pixel, _ = BOMBS["rgba 62 Mpx"]
+    tree = {"set/normal/n0.png": png(1, 64, "RGB"), "set/normal/n1.png": png(2, 64, "RGB"),
+            "set/crack/c0.png": png(3, 64, "RGB"), "set/crack/big.png": constant_png(w, h, ctype, depth, pixel)}
+    root = user.upload_folder(tree).root
+    results = {}
+    with user.unchanged_outside():
+        for memory in (4 * 1024 ** 3, 300 * 1024 ** 2):
+            out = subprocess.run([sys.executable, "-c", _APART, str(root), str(memory)], cwd=REPO, capture_output=True,
+                                 text=True, timeout=300)
+            assert out.returncode == 0, out.stderr[-2000:]
+            results[memory] = json.loads(out.stdout)
+    roomy, tight = results[4 * 1024 ** 3], results[300 * 1024 ** 2]
+    assert roomy["counts"] == {"crack": 2, "normal": 2} and roomy["skipped"] == []
+    assert roomy["peak"] < 200 * 1024 ** 2, f"the app's process peaked at {roomy['peak'] / 2 ** 20:.0f} MiB"
+    assert tight["counts"] == {"crack": 1, "normal": 2}
+    assert tight["skipped"] == [["crack/big.png", REASON_NO_MEMORY]]
