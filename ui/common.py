@@ -38,7 +38,7 @@ STATUS_ICON = {"queued": ":material/hourglass_empty:", "running": ":material/pla
 # images, HTML, strike-through, math, tables; a list or heading marker at the start; and what a bare link needs
 # to become clickable. Each is backslash-escaped, which CommonMark shows as the character itself; the rest of a
 # message (quotes, colons, full stops) stays as it is, so messages read and match as written.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>!~$|])")
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>!~$|]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z]))")   # a_b is never emphasis
 _MD_LINE_START = re.compile(r"^(\s*(?:\d+(?=[.)]))?)([#+=.)-])")
 _MD_AUTOLINK = re.compile(r"(?i)(://|www\.)")
 

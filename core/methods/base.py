@@ -85,6 +85,12 @@ class Sampler:
         [] for a method that trains no network."""
         return []
 
+    def on_image_batch(self, nets, shape: tuple[int, int, int]) -> list[tuple[torch.nn.Module, tuple]]:
+        """Each network with a batch (`params.batch_size`) of images of `shape`: what `networks` returns for
+        networks that take images."""
+        x = torch.zeros(int(getattr(self.params, "batch_size", 32)), shape[2], shape[0], shape[1])
+        return [(net, (x,)) for net in nets]
+
     def get_state(self) -> tuple[dict[str, torch.Tensor], dict]:
         """(tensors, JSON-able meta) that `set_state` restores. Called after `fit`."""
         raise NotImplementedError
