@@ -10,8 +10,9 @@
     root = ws.import_zip(uploaded, "tiles.zip")              # an uploaded zip -> uploads/tiles/...
     result = ws.import_folder([("tiles/crack/a.png", data)])  # a folder upload -> result.root, .warnings
 
-Isolation: a workspace id is a uuid4 hex (or the configured shared name); anything else is refused,
-so an id from a URL can never point outside `home`. Uploads and runs of one workspace are never
+Isolation: a workspace id is 32 hex digits (a uuid4, or for a browser session 16 random digits and their
+keyed hash, so a link made up by hand never creates a workspace) or the configured shared name; anything
+else is refused, so an id from a URL can never point outside `home`. Uploads and runs of one workspace are never
 listed in another. `DEFECTAUG_SHARED_WORKSPACE=<name>` makes every session use the workspace
 `<name>` (a team server). `DEFECTAUG_DATA_ROOTS` (paths separated by `os.pathsep`) lists the server
 folders a user may type; the workspace's own uploads folder is always allowed.
@@ -134,6 +135,41 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+_KEY_FILE = ".session_key"
+
+
+def _session_key(home: Path) -> bytes:
+    """This server's secret for session ids (`<home>/.session_key`, made once, readable by the app only)."""
+    import secrets
+    path = home / _KEY_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def _session_id(home: Path) -> str:
+    """A new session's workspace id: 16 random hex digits and their keyed hash (16 more), so that a link to a
+    workspace that has not written anything yet still reopens it, while a made-up id never becomes one."""
+    import hmac
+    import secrets
+    head = secrets.token_hex(8)
+    return head + hmac.new(_session_key(home), head.encode(), "sha256").hexdigest()[:16]
+
+
+def _issued_here(workspace_id: str, home: Path) -> bool:
+    import hmac
+    head, tail = workspace_id[:16], workspace_id[16:]
+    try:
+        key = _session_key(home)
+    except OSError:
+        return False
+    return hmac.compare_digest(hmac.new(key, head.encode(), "sha256").hexdigest()[:16], tail)
+
+
 def is_valid_id(value: str) -> bool:
     return bool(value) and bool(_ID.match(value))
 
@@ -217,13 +253,16 @@ class Workspace:
         shared = shared_workspace_name()
         if shared:
             return cls.open(shared, home)
+        home = Path(home).resolve() if home is not None else workspace_home()
         if requested:
             try:
                 return cls.open(requested, home, create=False)
             except (ParamError, RunError):
-                pass
-        ws = cls._at(new_id(), home, mkdir=False)
-        remove_empty_workspaces(ws.root.parent)
+                requested = requested.strip().lower()
+                if is_valid_id(requested) and _issued_here(requested, home):
+                    return cls._at(requested, home, mkdir=False)   # bookmarked before its first write
+        ws = cls._at(_session_id(home), home, mkdir=False)
+        remove_empty_workspaces(home)
         return ws
 
     def ensure(self) -> "Workspace":

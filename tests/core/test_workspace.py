@@ -285,10 +285,21 @@ def test_a_made_up_id_in_the_link_never_becomes_a_workspace(home):
     assert not (home / made_up).exists()
     store = JobStore(ws)       # what every page reads: nothing to list, and still no folder
     assert store.list() == [] and store.counts() == {} and store.worker_info() is None and not store.worker_alive()
-    assert sorted(p.name for p in home.iterdir()) == []
+    assert sorted(p.name for p in home.iterdir()) == [".session_key"]   # the server's secret for session ids
     ws.update_settings(ratio=0.1)             # the first write makes it
     assert ws.root.is_dir() and ws.settings()["ratio"] == 0.1
     assert Workspace.for_session(ws.id).root == ws.root      # and the link now reopens it
+
+
+def test_a_link_to_a_session_workspace_reopens_it_before_its_first_write(home):
+    """The home page shows the link at once: reloading it (or opening it in a new tab) before anything was
+    uploaded reopens the same, still folder-less workspace; its id carries this server's keyed hash."""
+    a = Workspace.for_session(None)
+    again = Workspace.for_session(a.id)
+    assert again.id == a.id and not a.root.exists()
+    forged = a.id[:16] + ("0" if a.id[16] != "0" else "1") + a.id[17:]
+    assert Workspace.for_session(forged).id not in (forged, a.id)
+    assert (home / ".session_key").stat().st_mode & 0o077 == 0
 
 
 def test_the_first_upload_or_job_makes_a_session_workspace(home, make_dataset, tmp_path):
@@ -314,4 +325,5 @@ def test_empty_workspaces_are_cleaned_and_the_rest_kept(home):
         for p in [*ws.root.rglob("*"), ws.root]:
             os.utime(p, (old, old), follow_symlinks=False)
     Workspace.for_session(None)               # a new session cleans up
-    assert sorted(p.name for p in home.iterdir()) == sorted([uploaded.id, with_jobs.id, fresh.id, "team"])
+    assert sorted(p.name for p in home.iterdir()) == sorted([uploaded.id, with_jobs.id, fresh.id, "team",
+                                                             ".session_key"])
