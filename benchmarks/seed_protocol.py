@@ -62,12 +62,19 @@ def main() -> None:
                                                     "here as <method>.png (e.g. benchmarks/figures)")
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1,
                     help="processes of one torch thread each (1 = one process with all threads)")
+    ap.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
+                    help="a method's parameter, as the CLI's --set (repeatable)")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     methods = a.methods.split(",")
     base = dict(data=a.data, seeds=seeds, ratio=a.ratio, image_size=a.image_size, test_per_class=20,
                 folds=a.folds, device="auto", save_images=False, quality=a.quality)
-    main_cfg = dict(base, methods=methods, overrides={"classifier": {"epochs": a.epochs}})
+    overrides: dict = {"classifier": {"epochs": a.epochs}}
+    for item in a.set:
+        key, _, value = item.partition("=")
+        method, _, name = key.partition(".")
+        overrides.setdefault(method, {})[name] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+    main_cfg = dict(base, methods=methods, overrides=overrides)
     old_cfg = dict(base, methods=[], baselines=["equal_steps"],
                    overrides={"classifier": {"epochs": a.epochs, "schedule": "constant", "ema_halflife": 0.0}})
     out = Path(a.out)

@@ -5,7 +5,8 @@ python -m core inspect DATA [--image-size 64]
 python -m core run --data DATA --methods smote,adasyn --ratio 0.1 --seeds 0,1,2 --preset quick --out runs/x \
                    [--set smote.k_neighbors=3 --set classifier.epochs=5] [--image-size 64] [--test-per-class 20]
                    [--target-ratio 1.0] [--device auto] [--threads 2]
-python -m core export RUN --method smote --out balanced.zip [--seed 0]
+python -m core export RUN --method smote --out balanced.zip [--seed 0] [--layout flat|split] [--real all|train]
+                      [--size 128]
 python -m core sample RUN --method dcgan --class MT_Crack --n 100 [--seed 0] [--out folder]
 python -m core worker [--workspace W] [--once]
 """
@@ -142,12 +143,17 @@ def format_leaderboard(metrics: dict) -> str:
 
 
 def cmd_export(args) -> int:
-    from .export import export_zip, manifest_counts
-    path = export_zip(args.run, args.method, args.out, seed=args.seed)
-    counts = manifest_counts(path)
-    for cls, c in counts.items():
-        print(f"{cls:24s} real {c.get('real', 0):6d}  synthetic {c.get('synthetic', 0):6d}")
-    print(f"wrote {path}")
+    from .export import export_zip
+    result = export_zip(args.run, args.method, args.out, seed=args.seed, layout=args.layout, real=args.real,
+                        size=args.size)
+    w = max([5] + [len(c) for c in result.counts])
+    print(f"{'class':{w}s}  {'train':>6s} {'test':>6s} {'held':>6s}  {'synth':>6s} {'sampled':>7s} {'missing':>7s}")
+    for cls, c in result.counts.items():
+        print(f"{cls:{w}s}  {c['train']:6d} {c['test']:6d} {c['held_back']:6d}  {c['synthetic']:6d} "
+              f"{c['sampled']:7d} {c['missing']:7d}")
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"wrote {result.path} ({result.layout} layout)")
     return 0
 
 
@@ -221,6 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--layout", default="flat", choices=["flat", "split"],
+                   help="flat: <class>/ (ImageFolder); split: train/<class>/ and test/<class>/ (the run's test split)")
+    p.add_argument("--real", default="all", choices=["all", "train"],
+                   help="all: every real image of the dataset (default); train: only what the run trained on")
+    p.add_argument("--size", type=int, default=None,
+                   help="resize the synthetic images to SIZE px (default: the run's size); real images are "
+                        "never resized")
     p = sub.add_parser("sample", help="more images from a trained generator")
     p.add_argument("run")
     p.add_argument("--method", required=True)

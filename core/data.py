@@ -68,7 +68,7 @@ from .imageset import ImageSet
 
 __all__ = ["Limits", "SkippedFile", "DataReport", "safe_extract_zip", "load_dataset", "load_dataset_apart", "split",
            "simulate_imbalance", "balance_targets", "detect_normal_class", "resolve_normal_class", "fold_split",
-           "protocol_counts", "ProtocolCounts", "resolve_data_path", "IMAGE_EXTENSIONS"]
+           "protocol_counts", "ProtocolCounts", "resolve_data_path", "IMAGE_EXTENSIONS", "DatasetFiles"]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 ARCHIVE_EXTENSIONS = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz", ".gz", ".7z", ".rar")
@@ -458,15 +458,22 @@ def _extract(zip_path: str | Path, dest: str | Path, limits: Limits | None) -> t
 
     # Unwrap a single top folder ("dataset/normal/...") when it holds sub-folders; a single top folder
     # of loose images is one class and stays, so the user gets the "only one class" message.
-    root = dest
+    top = _top_folder(plan)
+    root = dest / top if top is not None else dest
+    notes = [f"extracted from {zip_name}"]
+    return root, notes
+
+
+def _top_folder(plan: list[_Entry]) -> str | None:
+    """The single top folder a zip's dataset sits in ("dataset/normal/..."), or None when its entries are the
+    class folders themselves; a single top folder of loose images is one class and stays."""
     tops = {e.parts[0] for e in plan}
     if len(tops) == 1:
         (top,) = tops
         if all(len(e.parts) > 1 or e.is_dir for e in plan) and any(
                 len(e.parts) > 2 or (e.is_dir and len(e.parts) == 2) for e in plan):
-            root = dest / top
-    notes = [f"extracted from {zip_name}"]
-    return root, notes
+            return top
+    return None
 
 
 def safe_extract_zip(zip_path: str | Path, dest: str | Path, limits: Limits | None = None) -> Path:
@@ -949,6 +956,94 @@ def load_dataset(path: str | Path, image_size: int = 64, channels: str | int = "
             ds, report = _load_folder(root, image_size, channels, limits, progress, str(path))
     report.notes = znotes + report.notes
     return ds, report
+
+
+class DatasetFiles:
+    """The original image files of a dataset (a folder, or a .zip of one) by their source path, as
+    `load_dataset` names them ("crack/sub/a.png"), read byte for byte and never decoded: what an export copies.
+
+        with DatasetFiles("data/tiles") as files:
+            files.path("crack/a.png")            # the file on disk (None inside a zip)
+            with files.open("crack/a.png") as fh: ...
+            files.sources()                      # every candidate image file, as the loader lists them
+
+    A source that names a place outside the dataset ('..', an absolute path, a link leading out) is refused
+    like a missing file (`FileNotFoundError`)."""
+
+    def __init__(self, path: str | Path, limits: Limits | None = None) -> None:
+        self.root = Path(path)
+        self._zip: zipfile.ZipFile | None = None
+        self._entries: dict[str, zipfile.ZipInfo] = {}
+        if self.root.is_dir():
+            return
+        if not self.root.is_file():
+            raise DataError(f"dataset not found: {self.root}")
+        limits = _limits(limits)
+        try:
+            self._zip = zipfile.ZipFile(self.root)
+            plan, _ = _plan(self._zip, self.root.name, limits, self.root.stat().st_size)
+        except _ZIP_ERRORS as err:
+            self.close()
+            raise ArchiveError(f"{self.root.name} is not a readable zip archive ({err})") from None
+        except ArchiveError:
+            self.close()
+            raise
+        skip = 1 if _top_folder(plan) is not None else 0
+        for e in plan:
+            if not e.is_dir and len(e.parts) - skip >= 2:
+                self._entries["/".join(e.parts[skip:])] = e.info
+
+    def __enter__(self) -> "DatasetFiles":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+            self._zip = None
+
+    @staticmethod
+    def _check(source: str) -> tuple[str, ...]:
+        parts = tuple(source.split("/"))
+        if not source or source.startswith("/") or "\\" in source or "\x00" in source or ".." in parts \
+                or "" in parts or len(parts) < 2:
+            raise FileNotFoundError(f"{source!r} is not a file of a class folder of the dataset")
+        return parts
+
+    def path(self, source: str) -> Path | None:
+        """The file of `source` on disk (None when the dataset is a zip); FileNotFoundError when it is gone."""
+        parts = self._check(source)
+        if self._zip is not None:
+            if source not in self._entries:
+                raise FileNotFoundError(f"{source} is not in {self.root.name}")
+            return None
+        p = self.root.joinpath(*parts)
+        if not p.is_file() or not _inside(p, self.root):
+            raise FileNotFoundError(f"{p} is missing")
+        return p
+
+    def size(self, source: str) -> int:
+        p = self.path(source)
+        return self._entries[source].file_size if p is None else p.stat().st_size
+
+    def open(self, source: str):
+        """A binary file object of `source`'s bytes, exactly as stored."""
+        p = self.path(source)
+        return open(p, "rb") if p is not None else self._zip.open(self._entries[source])
+
+    def sources(self) -> list[str]:
+        """Every candidate image file (an image extension inside a class folder), sorted: what `load_dataset`
+        tries to read; the files it skipped are in its report."""
+        if self._zip is not None:
+            return sorted(s for s in self._entries if Path(s).suffix.lower() in IMAGE_EXTENSIONS
+                          and not any(part.startswith(".") for part in s.split("/")[:-1]))   # hidden folders
+        classes, _, _, _ = _scan(self.root)
+        out: list[str] = []
+        for cls in classes:
+            out += [rel for rel, _ in _class_files(self.root, cls, [], [])]
+        return sorted(out)
 
 
 READER_MEMORY_BYTES = 4 * 1024 ** 3     # address space the separate reader process may take (load_dataset_apart)

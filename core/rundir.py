@@ -16,7 +16,8 @@ The layout (ARCHITECTURE.md):
     CANCEL                         present while a cancel is requested
     events.jsonl, log.txt          progress events (core.events.Reporter writes them) and the log
     data_report.json               what loading the data found (skipped files, notes)
-    split.json                     the train / test sources and counts, the normal class, what each class needs
+    split.json                     the train / test sources and counts, the sources the simulated imbalance held
+                                   back, the normal class, what each class needs
     data/train.npz, data/test.npz  the images the run trained and tested on (uint8, with sources)
     fits/<method>_s<seed>.json     one method fitted for one seed: time, fallbacks, warnings (or why it failed)
     synthetic/<method>/s<seed>.npz the synthetic images of one seed, as the classifier trained on them
@@ -238,6 +239,22 @@ class RunDir:
     def write_data_report(self, report: dict) -> None:
         write_json(self.data_report_path, report)
 
+    def data_report(self) -> dict:
+        return read_json(self.data_report_path) or {}
+
+    def real_images(self) -> tuple[list[tuple[str, str]], bool]:
+        """([(source, role)], complete) for the real images of the run, from split.json: role `train` (what the
+        run trained on), `test` (its real test split) or `held_back` (left out of training by the simulated
+        imbalance). `complete` is False for a run prepared before split.json recorded the held-back images:
+        only train and test are known then. Raises `RunError` when the run has no split."""
+        split = self.split()
+        if not isinstance(split.get("train"), list) or not isinstance(split.get("test"), list):
+            raise RunError(f"{self.root} is not a finished run directory (no split.json); run an experiment first")
+        held = split.get("held_back")
+        out = [(str(s), "train") for s in split["train"]] + [(str(s), "test") for s in split["test"]]
+        out += [(str(s), "held_back") for s in held or []]
+        return out, isinstance(held, list)
+
     # -- cancellation ------------------------------------------------------------------------------
     def cancel_requested(self) -> bool:
         return self.cancel_path.exists()
@@ -296,6 +313,10 @@ class RunDir:
     def checkpoint_dir(self, method: str, seed: int) -> Path:
         """The fitted sampler of one method and seed (`Sampler.save` writes it)."""
         return self.root / "checkpoints" / method / f"seed{seed}"
+
+    def shared_training_dir(self, seed: int) -> Path:
+        """Models that several methods of the run train alike (e.g. the diffusion family's UNet), kept once."""
+        return self.root / "checkpoints" / "_shared" / f"seed{seed}"
 
     def training_dir(self, method: str, seed: int) -> Path:
         """Resumable training state of a generator while it trains (removed once it is fitted)."""

@@ -1,4 +1,5 @@
-"""Export: the balanced dataset of a run as a zip (ImageFolder layout + manifest), and the HTML report."""
+"""Export: the balanced dataset of a run as a zip (the user's original images + the synthetic top-up, flat or
+train/test layout, manifest and Hugging Face metadata), and the HTML report."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,9 +10,11 @@ from core import runs
 from core.rundir import RunDir
 from ui import common
 
+SIZES = [None, 32, 64, 128, 224, 256, 512]
+
 
 def build() -> None:
-    from core.export import available_methods, export_zip, manifest_counts
+    from core.export import available_methods, export_zip
     from core.report import write_report
 
     ws = common.workspace()
@@ -23,15 +26,15 @@ def build() -> None:
     run_id, run_dir = picked
     report_dir = run_dir
     folds = runs.fold_dirs(run_dir)
-    if folds:                       # a K-fold run: the dataset of one fold (its training part + synthetic top-up)
-        st.caption(f"This run has {len(folds)} folds; the balanced dataset is the first fold's training images "
-                   "with its synthetic images. The report covers every fold.")
+    if folds:                       # a K-fold run: the dataset of one fold (its split + synthetic top-up)
+        st.caption(f"This run has {len(folds)} folds; the balanced dataset uses the first fold's split and its "
+                   "synthetic images. The report covers every fold.")
         run_dir = folds[0]
 
     st.subheader("Balanced dataset")
     methods = available_methods(run_dir)
     if not methods:
-        st.info("This run kept no synthetic images; only the real training images can be exported.")
+        st.info("This run kept no synthetic images; only the real images can be exported.")
     options = methods + ["none"]
     c1, c2 = st.columns([2, 1])
     method = c1.selectbox("Synthetic images from", options,
@@ -40,21 +43,40 @@ def build() -> None:
     if method != "none" and RunDir(run_dir).has_quality_filter(method):   # only when there is a filter to apply
         filtered = c2.checkbox("Quality-filtered set only", key="e_filtered",
                                help="Only the synthetic images that passed the run's quality gate.")
-    st.caption("Layout: `<class>/<file>.png` (torchvision ImageFolder), real and synthetic files named so they "
-               "never collide, plus `manifest.csv` (origin, method, seed, parents), `metrics.json` and "
-               "`config.json`.")
-    key = f"zip:{run_id}:{method}:{filtered}"
+    run_size = RunDir(run_dir).data_report().get("image_size") or RunDir(run_dir).config().get("image_size")
+    c3, c4, c5 = st.columns(3)
+    layout = c3.radio("Layout", ["flat", "split"], key="e_layout",
+                      format_func=lambda v: "flat: <class>/" if v == "flat" else "split: train/ and test/",
+                      help="split keeps the run's real test images apart under test/, never mixed with synthetic "
+                           "images.")
+    real = c4.radio("Real images", ["all", "train"], key="e_real",
+                    format_func=lambda v: "all of the dataset" if v == "all" else "only what the run trained on",
+                    help="All: the run's training, test and held-back images (the simulated imbalance left some "
+                         "out of training). Real images are always your original files, never re-encoded.")
+    size = c5.selectbox("Synthetic image size", SIZES, key="e_size", disabled=method == "none",
+                        format_func=lambda s: f"the run's ({run_size} px)" if s is None else f"{s} px")
+    st.caption("Each class is topped up to the balance of the real images exported (more are drawn from the run's "
+               "saved generator when it made too few). The zip holds `manifest.csv` (origin, role, method, seed, "
+               "parents), a Hugging Face imagefolder `metadata.csv`, a README, `metrics.json` and `config.json`.")
+    if size and run_size and size > int(run_size):
+        st.caption(f"Upscaled from {run_size} px, generator output is softer than real images.")
+    key = f"zip:{run_id}:{method}:{filtered}:{layout}:{real}:{size}"
     if st.button("Build the zip", type="primary", key="e_build"):
         with common.guard(), st.spinner("Writing the zip..."):
-            out = ws.exports / f"{run_id[:8]}_{method}{'_filtered' if filtered else ''}.zip"
-            st.session_state[key] = str(export_zip(run_dir, method, out, quality_filtered=filtered))
+            name = f"{run_id[:8]}_{method}{'_filtered' if filtered else ''}" + \
+                   ("" if layout == "flat" else "_split") + ("" if real == "all" else "_train") + \
+                   (f"_{size}px" if size else "")
+            result = export_zip(run_dir, method, ws.exports / f"{name}.zip", quality_filtered=filtered,
+                                layout=layout, real=real, size=size)
+            st.session_state[key] = {"path": str(result.path), "rows": result.rows(), "notes": result.notes}
     built = st.session_state.get(key)
-    if built and Path(built).exists():
-        counts = manifest_counts(built)
-        st.dataframe([{"class": c, "real": v.get("real", 0), "synthetic": v.get("synthetic", 0)}
-                      for c, v in counts.items()], hide_index=True, width="stretch")
-        st.download_button("Download the balanced dataset (.zip)", Path(built).read_bytes(),
-                           file_name=Path(built).name, mime="application/zip", key="e_download")
+    if built and Path(built["path"]).exists():
+        st.dataframe(built["rows"], hide_index=True, width="stretch")
+        for note in built["notes"]:
+            (st.warning if "missing" in note or "softer" in note or "grey" in note else st.info)(note)
+        st.download_button("Download the balanced dataset (.zip)", common.file_on_click(built["path"]),
+                           file_name=Path(built["path"]).name, mime="application/zip", key="e_download",
+                           on_click="ignore")
 
     st.subheader("Report")
     st.caption("One HTML page with the setup, the verdict, the leaderboard, the confusion matrices and the "

@@ -131,7 +131,8 @@ def _code_words(tree: ast.AST) -> list[str]:
 
 
 @pytest.mark.parametrize("path", sorted([*(REPO / "core" / "methods" / "gan").glob("*.py"),
-                                         *(REPO / "core" / "methods" / "translation").glob("*.py")]),
+                                         *(REPO / "core" / "methods" / "translation").glob("*.py"),
+                                         *(REPO / "core" / "methods" / "diffusion").glob("*.py")]),
                          ids=lambda p: p.name)
 def test_each_gan_file_reads_top_to_bottom(path):
     assert len(path.read_text(encoding="utf-8").splitlines()) <= 300

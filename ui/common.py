@@ -307,3 +307,11 @@ def image_grid(images: list[np.ndarray] | np.ndarray, captions: list[str] | None
 
 def when(ts: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def file_on_click(path: str | Path):
+    """`data` for `st.download_button` that serves a large file on disk: a callable, so Streamlit reads the file
+    only when the user clicks (in its own thread), never at a rerun of the page. Streamlit 1.67 keeps what it
+    serves in memory (a file object too, read at every rerun), so this holds one copy, during a download only."""
+    path = Path(path)
+    return lambda: path.read_bytes()

@@ -143,9 +143,11 @@ def prepare(ctx: TaskContext) -> dict:
     rd.save_split("train", train)
     rd.save_split("test", test)
     ctx._sets.update(train=train, test=test)
+    held_back = sorted(set(pool.sources) - set(train.sources))      # what the export gives back to the user
     record = {"key": cfg.key(classifier=False), "normal_class": normal, "fold": ctx.fold, "train": train.sources,
-              "test": test.sources, "train_counts": train.counts(), "test_counts": test.counts(),
-              "pool_counts": pool.counts(), "needed": needed, "warnings": reporter.warnings[warnings_before:]}
+              "test": test.sources, "held_back": held_back, "train_counts": train.counts(),
+              "test_counts": test.counts(), "pool_counts": pool.counts(), "needed": needed,
+              "warnings": reporter.warnings[warnings_before:]}
     rd.write_split(record)
     reporter.emit("stage", stage="split", message="train / test split done" + (
                   f" (fold {ctx.fold + 1} of {cfg.folds})" if ctx.fold is not None else ""),
@@ -194,6 +196,7 @@ def _synthesize(ctx: TaskContext, name: str, seed: int, train: ImageSet,
     folder = rd.checkpoint_dir(name, seed)
     sampler_ctx = Context(reporter=reporter, device=ctx.device, seed=seed, method=name,
                           work_dir=rd.training_dir(name, seed), num_threads=cfg.num_threads,
+                          shared_dir=rd.shared_training_dir(seed),
                           normal_class=ctx.split().get("normal_class"))
     reporter.stage(ctx.stage("fit", name, seed), f"fitting {name}, {ctx.where(seed)}")
     t0 = time.time()

@@ -22,4 +22,7 @@ CATALOG: dict[str, tuple[str, str]] = {          # name: (module, family)
     "ida_gan": ("core.methods.gan.ida_gan", "gan"),
     "three_player_gan": ("core.methods.gan.three_player", "gan"),
     "cyclegan": ("core.methods.translation.cyclegan", "translation"),
+    "ddpm_cfg": ("core.methods.diffusion.ddpm", "diffusion"),
+    "ddpm_translate": ("core.methods.diffusion.translate", "diffusion"),
+    "stable_diffusion": ("core.methods.diffusion.stable_diffusion", "diffusion"),
 }

@@ -46,6 +46,8 @@ class Context:
     seed: int = 0
     method: str = ""
     work_dir: Path | None = None      # where the method may keep resumable training state
+    shared_dir: Path | None = None    # where methods that train the same model (TrainingProcess.shared_as) keep
+                                      # it, so that one run trains it once for all of them
     num_threads: int | None = None     # torch.set_num_threads on CPU
     normal_class: str | None = None   # the run's normal class (the source of translation methods)
 

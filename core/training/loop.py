@@ -62,6 +62,8 @@ class TrainingProcess:
     rng: torch.Generator
     keep: tuple[str, ...] = ()          # networks the final checkpoint keeps (empty: all of them)
     divergence_hint: str = ""           # what to change when a loss stops being finite
+    shared_as: str | None = None        # a name for a model several methods train alike: their checkpoints
+                                        # (same fingerprint otherwise) are interchangeable
 
     def step(self, monitor: bool) -> dict[str, float] | None:
         """One training step; returns the monitor numbers when `monitor` (else None)."""
@@ -186,7 +188,7 @@ class Trainer:
     def fingerprint(self) -> str:
         nets = self.process.networks
         first = next((q for net in nets.values() for q in net.parameters()), None)
-        return json.dumps({"process": self.process.fingerprint(), "method": self.who.method,
+        return json.dumps({"process": self.process.fingerprint(), "method": self.process.shared_as or self.who.method,
                            "class": self.who.cls, "device": first.device.type if first is not None else "cpu",
                            "sizes": {k: sum(q.numel() for q in net.parameters()) for k, net in nets.items()}},
                           sort_keys=True, default=str)

@@ -465,14 +465,34 @@ def test_export_zip_and_report(done_ws):
     names = open_zip_names(zip_path)
     assert "manifest.csv" in names and any(n.startswith("crack/syn_smote_") for n in names)
     # the run measured its images: the set the quality gate keeps can be exported instead
-    full = sum(n.startswith(("crack/syn_", "spöt ü/syn_")) for n in names)
+    full = {c: sum(n.startswith(f"{c}/syn_") for n in names) for c in ("crack", "spöt ü")}
     at.checkbox(key="e_filtered").check().run()
     at.button(key="e_build").click().run()
     assert_clean(at)
     (gated,) = list(ws.exports.glob(f"{done_ws['run'][:8]}_smote_filtered.zip"))
     table = RunDir(done_ws["run_dir"]).quality_table("smote", 0)
-    kept = sum(r["kept"] == "True" for r in table.values())
-    assert sum("/syn_" in n for n in open_zip_names(gated)) == kept <= full == len(table)
+    kept = {c: sum(r["kept"] == "True" and r["class"] == c for r in table.values()) for c in full}
+    gated_names = open_zip_names(gated)
+    # each class takes what the balance of the exported real images needs, from the images the gate keeps
+    assert {c: sum(n.startswith(f"{c}/syn_") for n in gated_names) for c in full} == \
+        {c: min(kept[c], full[c]) for c in full}
+    assert sum(full.values()) <= len(table)
+    # the train/test layout, only what the run trained on, synthetic images resized: the table says what it holds
+    at.checkbox(key="e_filtered").uncheck().run()
+    at.radio(key="e_layout").set_value("split").run()
+    at.radio(key="e_real").set_value("train").run()
+    at.selectbox(key="e_size").set_value(32).run()
+    assert any("softer than real images" in t for t in texts(at.caption))
+    at.button(key="e_build").click().run()
+    assert_clean(at)
+    (split,) = list(ws.exports.glob(f"{done_ws['run'][:8]}_smote_split_train_32px.zip"))
+    names = open_zip_names(split)
+    assert {"train/metadata.csv", "test/metadata.csv"} <= set(names)
+    assert not any(n.startswith("test/") and "/syn_" in n for n in names)
+    table = at.dataframe[0].value
+    assert list(table["class"]) == ["crack", "normal", "spöt ü"] and table["real held back"].sum() == 0
+    assert any("upscaled" in t for t in texts(at.warning))
+    assert at.get("download_button")
     at.button(key="e_report").click().run()
     assert_clean(at)
     report = ws.exports / f"{done_ws['run'][:8]}_report.html"
@@ -603,7 +623,12 @@ def test_a_k_fold_run_on_compare_gallery_and_export(tmp_path):
     assert gallery.selectbox(key="g_method").value == "smote"
     export = open_page("export", ws=ws.id, run=run_id)
     assert_clean(export)
-    assert any("first fold's training images" in t for t in texts(export.caption))
+    assert any("first fold's split" in t for t in texts(export.caption))
+    export.radio(key="e_layout").set_value("split").run()
+    export.button(key="e_build").click().run()
+    assert_clean(export)
+    fold = json.loads((Path(store.get(run_id).run_dir) / "folds" / "f0" / "split.json").read_text())
+    assert export.dataframe[0].value["real test"].sum() == len(fold["test"])
 
 
 def test_jobs_draw_the_latent_codes_of_a_pre_trained_gan():

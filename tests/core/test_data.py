@@ -719,3 +719,40 @@ def test_magnetic_tile_loads():
     assert all(s.startswith(f"{ds.classes[lab]}/") for s, lab in zip(ds.sources, ds.labels))
     train, test = split(ds, 20, seed=0)
     assert test.counts()["MT_Fray"] == 16 and test.counts()["MT_Free"] == 20
+
+
+# ---------------------------------------------------------------------------------------------
+# DatasetFiles: the original files by their source path (what the export copies)
+# ---------------------------------------------------------------------------------------------
+def test_dataset_files_reads_the_original_bytes_of_a_folder_and_of_a_zip(tmp_path, make_dataset, make_zip):
+    from core.data import DatasetFiles, load_dataset
+    root = make_dataset(tmp_path, {"normal": 3, "crack": 2}, size=16)
+    (root / "crack" / "deep").mkdir()
+    (root / "crack" / "deep" / "c.png").write_bytes((root / "crack" / "crack_0.png").read_bytes())
+    (root / "crack" / "notes.txt").write_text("no image")
+    (root / "crack" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nxxxx")
+    ds, report = load_dataset(root, image_size=16)
+    assert "crack/deep/c.png" in ds.sources
+    assert sorted(s.path for s in report.skipped) == ["crack/broken.png", "crack/notes.txt"]
+    zp = make_zip(root, tmp_path / "d.zip", prefix="dataset/")
+    for path in (root, zp):
+        with DatasetFiles(path) as files:
+            assert files.sources() == sorted([*ds.sources, "crack/broken.png"])    # what the loader tries
+            for s in ds.sources:
+                with files.open(s) as fh:
+                    assert fh.read() == (root / s).read_bytes()
+                assert files.size(s) == (root / s).stat().st_size
+            assert (files.path("normal/normal_0.png") is None) == (path == zp)
+            for bad in ("../outside.png", "/etc/passwd", "normal", "normal/../crack/crack_0.png", "normal/nope.png"):
+                with pytest.raises(FileNotFoundError):
+                    files.open(bad)
+
+
+def test_dataset_files_refuses_a_link_leading_out_of_the_dataset(tmp_path, make_dataset):
+    from core.data import DatasetFiles
+    root = make_dataset(tmp_path, {"normal": 2, "crack": 2}, size=16)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"not yours")
+    (root / "crack" / "link.png").symlink_to(secret)
+    with DatasetFiles(root) as files, pytest.raises(FileNotFoundError):
+        files.open("crack/link.png")

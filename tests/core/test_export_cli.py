@@ -27,30 +27,30 @@ def cli(*args, cwd=REPO):
 
 
 def test_export_zip_is_balanced_imagefolder_with_manifest(finished_run, tmp_path):
-    path = export_zip(finished_run, "smote", tmp_path / "b.zip")
+    # every real image (30 + 12 + 9), each class topped up to the 30 normal images
+    path = export_zip(finished_run, "smote", tmp_path / "b.zip").path
     counts = manifest_counts(path)
-    assert counts == {"crack": {"real": 5, "synthetic": 21}, "normal": {"real": 26},
-                      "spöt ü": {"real": 5, "synthetic": 21}}
+    assert counts == {"crack": {"real": 12, "synthetic": 18}, "normal": {"real": 30},
+                      "spöt ü": {"real": 9, "synthetic": 21}}
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         rows = list(csv.DictReader(io.StringIO(zf.read("manifest.csv").decode())))
-        assert {"metrics.json", "config.json", "manifest.csv"} <= set(names)
+        assert {"metrics.json", "config.json", "manifest.csv", "metadata.csv", "README.txt"} <= set(names)
         images = [n for n in names if n.endswith(".png")]
-        assert len(images) == len(rows) == len(set(images)) == 78
+        assert len(images) == len(rows) == len(set(images)) == 90
         assert {r["file"] for r in rows} == set(images)
         assert all(r["seed"] == "0" for r in rows if r["origin"] == "synthetic")
         assert all(r["parents"] for r in rows if r["origin"] == "synthetic")
     # torchvision reads it as an ImageFolder
     from torchvision.datasets import ImageFolder
     zipfile.ZipFile(path).extractall(tmp_path / "x")
-    (tmp_path / "x" / "manifest.csv").unlink()
     ds = ImageFolder(str(tmp_path / "x"))
-    assert len(ds) == 78 and ds.classes == ["crack", "normal", "spöt ü"]
+    assert len(ds) == 90 and ds.classes == ["crack", "normal", "spöt ü"]
 
 
 def test_export_other_seed_and_errors(finished_run, tmp_path):
     p = export_zip(finished_run, "mixup", tmp_path / "m.zip", seed=1)
-    with zipfile.ZipFile(p) as zf:
+    with zipfile.ZipFile(p.path) as zf:
         rows = list(csv.DictReader(io.StringIO(zf.read("manifest.csv").decode())))
     assert {r["seed"] for r in rows if r["origin"] == "synthetic"} == {"1"}
     with pytest.raises(RunError, match="it has: mixup, smote"):
@@ -93,7 +93,19 @@ def test_cli_run_export_sample_inspect(tmp_path, make_dataset):
     assert r.returncode == 2 and "choose one" in r.stderr
     r = cli("export", out, "--method", "augment", "--out", tmp_path / "b.zip")
     assert r.returncode == 0, r.stderr
-    assert manifest_counts(tmp_path / "b.zip")["crack"] == {"real": 5, "synthetic": 21}
+    assert manifest_counts(tmp_path / "b.zip")["crack"] == {"real": 12, "synthetic": 18}
+    assert "wrote" in r.stdout and "flat layout" in r.stdout
+    r = cli("export", out, "--method", "smote", "--out", tmp_path / "s.zip", "--layout", "split", "--real", "train",
+            "--size", "32")
+    assert r.returncode == 0, r.stderr
+    assert "split layout" in r.stdout and "upscaled from the run's 16 px to 32 px" in r.stdout
+    split = json.loads((out / "split.json").read_text())
+    with zipfile.ZipFile(tmp_path / "s.zip") as zf:
+        rows = list(csv.DictReader(io.StringIO(zf.read("manifest.csv").decode())))
+    assert {r["source"] for r in rows if r["origin"] == "real" and r["file"].startswith("train/")} == set(split["train"])
+    assert {r["source"] for r in rows if r["file"].startswith("test/")} == set(split["test"])
+    r = cli("export", out, "--method", "smote", "--out", tmp_path / "x.zip", "--size", "2")
+    assert r.returncode == 2 and "size must be a whole number of pixels" in r.stderr and "Traceback" not in r.stderr
     r = cli("sample", out, "--method", "smote", "--class", "crack", "--n", "7", "--out", tmp_path / "more")
     assert r.returncode == 0, r.stderr
     assert len(list((tmp_path / "more").glob("*.png"))) == 7

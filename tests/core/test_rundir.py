@@ -88,3 +88,13 @@ def test_model_ids_and_result_files(tmp_path):
     rd.write_result("smote", 0, {"key": "k", "metrics": {}, "pred": [1]})
     assert rd.result("smote", 0)["pred"] == [1] and rd.result("smote", 1) is None
     assert rd.result_path("smote", 0) == tmp_path / "results" / "smote_s0.json"
+
+
+def test_real_images_gives_each_real_image_its_role(tmp_path):
+    rd = RunDir(tmp_path / "r")
+    with pytest.raises(RunError, match="not a finished run directory"):
+        rd.real_images()
+    rd.mkdir().write_split({"train": ["a/1.png"], "test": ["a/2.png"], "held_back": ["a/3.png"]})
+    assert rd.real_images() == ([("a/1.png", "train"), ("a/2.png", "test"), ("a/3.png", "held_back")], True)
+    rd.write_split({"train": ["a/1.png"], "test": ["a/2.png"]})          # prepared before held_back was recorded
+    assert rd.real_images() == ([("a/1.png", "train"), ("a/2.png", "test")], False)

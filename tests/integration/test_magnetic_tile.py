@@ -34,5 +34,12 @@ def test_magnetic_tile_end_to_end(tmp_path):
     assert f1["paper"] < f1["class_weighted"], f1             # the imbalanced set alone, few steps: the floor of all
     assert np.asarray(m["methods"]["smote"]["confusion_matrix"]).sum() == 116
     assert m["methods"]["smote"]["seeds"]["0"]["train_size"] == 932 * 6
-    zp = export_zip(out, "smote", tmp_path / "b.zip")
-    assert all(sum(c.values()) == 932 for c in manifest_counts(zp).values())
+    # the export: all 1344 real images (MT_Free's 952 included), each class topped up to 952 (the 4 MT_Fray
+    # images the run did not make are sampled from its saved smote); split: train/ balanced at 932
+    r = export_zip(out, "smote", tmp_path / "b.zip")
+    counts = manifest_counts(r.path)
+    assert sum(c["real"] for c in counts.values()) == 1344
+    assert all(sum(c.values()) == 952 for c in counts.values()) and r.counts["MT_Fray"]["sampled"] == 4
+    s = export_zip(out, "smote", tmp_path / "s.zip", layout="split")
+    assert all(v["train"] + v["held_back"] + v["synthetic"] + v["sampled"] == 932 for v in s.counts.values())
+    assert {c: v["test"] for c, v in s.counts.items()} == split["test_counts"]

@@ -50,12 +50,21 @@ def test_every_csv_of_the_run_holds_formulas_as_text_and_reads_back(formula_run)
     assert all(it.path.exists() for it in items)
 
 
-@pytest.mark.xfail(strict=True, reason="core/export.py writes manifest.csv through core.files.csv_row in the "
-                                       "export rewrite (issue 17); remove this mark when the two branches meet")
-def test_the_exported_manifest_holds_formulas_as_text(formula_run, tmp_path):
-    from core.export import export_zip, manifest_counts
+def test_the_exported_csvs_hold_formulas_as_text(formula_run, tmp_path):
+    from core.export import export_zip
     out = export_zip(formula_run, "smote", tmp_path / "balanced.zip")
     with zipfile.ZipFile(out) as zf:
-        cells = _cells(zf.read("manifest.csv").decode("utf-8"))
-    assert [c for c in cells if c.startswith(FORMULA)] == []
+        tables = [n for n in zf.namelist() if n.endswith(".csv")]
+        assert "manifest.csv" in tables
+        for name in tables:
+            cells = _cells(zf.read(name).decode("utf-8"))
+            assert [c for c in cells if c.startswith(FORMULA)] == [], name
+
+
+@pytest.mark.xfail(strict=True, reason="core.export.manifest_counts reads the class cell without core.files.csv_value, "
+                                       "so the Export page's table shows the quote csv_row added (core/export.py is "
+                                       "the export owner's: remove this mark with that one-line fix)")
+def test_the_export_reads_its_manifest_back_as_the_class_names(formula_run, tmp_path):
+    from core.export import export_zip, manifest_counts
+    out = export_zip(formula_run, "smote", tmp_path / "balanced.zip")
     assert set(manifest_counts(out)) == set(CLASSES)
