@@ -243,7 +243,8 @@ def test_export_and_report_on_a_full_disk_leave_nothing_and_keep_the_earlier_exp
                                                                                     disk_full_under):
     from core.export import export_zip
     from core.report import write_report
-    earlier = export_zip(finished_run, "smote", user.ws.exports / "balanced.zip")
+    earlier = user.ws.exports / "balanced.zip"
+    export_zip(finished_run, "smote", earlier)
     before = earlier.read_bytes()
     disk_full_under(user.ws.exports)
     with user.unchanged_outside():
