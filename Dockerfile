@@ -8,4 +8,4 @@ RUN pip install -r requirements.txt
 COPY . .
 EXPOSE 8501
 HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://localhost:8501/_stcore/health')"
-CMD ["streamlit", "run", "app.py", "--server.address=0.0.0.0", "--server.port=8501", "--server.headless=true"]
+CMD ["scripts/serve.sh", "--server.address=0.0.0.0", "--server.port=8501", "--server.headless=true"]

@@ -31,7 +31,8 @@ def cell_images(run_dir, model: str, true_cls: str, pred_cls: str, title: str) -
         if r["file"] in found:
             imgs.append(found[r["file"]])
             caps.append(f"pred {r['probs'].get(pred_cls, 0):.2f} · true {r['probs'].get(true_cls, 0):.2f}")
-    st.caption(f"Under each image: the predicted probability of {pred_cls} (pred) and of {true_cls} (true).")
+    st.caption(f"Under each image: the predicted probability of {common.md_escape(pred_cls)} (pred) and of "
+               f"{common.md_escape(true_cls)} (true).")
     common.image_grid(imgs, caps, cols=4, width=90)
 
 
@@ -86,14 +87,14 @@ def build() -> None:
     with_images = set(runs.synthetic_methods(run_dir))
     for name in methods:
         v = metrics["methods"][name].get("verdict") or {}
-        VERDICT_BOX.get(v.get("label"), st.info)(v.get("text", name))
+        VERDICT_BOX.get(v.get("label"), st.info)(common.md_escape(v.get("text", name)))
         source = metrics["methods"][name].get("gated_from") or name
         if v.get("label") in ("hurts", "no clear difference") and source in with_images:
             st.page_link("app_pages/gallery.py", label=f"See the images {source} made, in the Gallery",
                          icon=":material/photo_library:", query_params={"method": source, "run": run_id,
                                                                         "ws": common.workspace().id})
     for name, why in (metrics.get("failed") or {}).items():
-        st.error(f"{name} failed and is not compared: {why}")
+        st.error(f"{name} failed and is not compared: {common.md_escape(why)}")
     if not methods:
         st.warning("This run has no method results to compare (only baselines).")
 
@@ -156,7 +157,7 @@ def build() -> None:
     if notes:
         with st.expander(f"Warnings and fallbacks ({len(notes)})"):
             for n in notes:
-                st.caption(n)
+                st.caption(common.md_escape(n))
 
 
 st.title("Compare")

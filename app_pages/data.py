@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import report
+from core.errors import DefectAugError
 from core.workspace import DATA_ROOTS_ENV, data_roots, list_data_candidates
 from ui import common
 
@@ -33,26 +34,42 @@ def sample_source(ws) -> None:
         with common.guard(), st.spinner("Drawing the sample images..."):
             target = ws.dataset_dir(f"sample_seed{seed}")
             write_sample_dataset(target, counts={c: int(n) for c, n in counts.items()}, seed=int(seed))
-            _use(target, f"Sample dataset created in `{common.dataset_name(target)}`.")
+            _use(target, f"Sample dataset created in {common.md_code(common.dataset_name(target))}.")
+
+
+def upload_limits_caption(folder: bool = False) -> None:
+    """What an upload may be, as the server is configured (the browser refuses a larger file before sending it)."""
+    from core.data import Limits, _human
+    try:
+        limits = Limits.from_env()
+    except DefectAugError as err:
+        common.show_error(err)
+        return
+    what = (f"at most {limits.max_entries:,} files and {_human(limits.max_total_bytes)} in all" if folder else
+            f"a zip of at most {_human(limits.max_archive_bytes)}, {limits.max_entries:,} files and "
+            f"{_human(limits.max_total_bytes)} unpacked")
+    st.caption(f"Upload limit on this server: {what}, folders at most {limits.max_depth} deep.")
 
 
 def zip_source(ws) -> None:
     up = st.file_uploader("A .zip with one folder per class (e.g. normal/, crack/)", type=["zip"],
                           key="zip_upload")
+    upload_limits_caption()
     if up is None:
         return
     token = f"{up.name}:{up.size}:{getattr(up, 'file_id', '')}"
     if st.session_state.get("zip_done") == token:
         return   # already extracted on an earlier rerun
-    with common.guard(), st.spinner(f"Checking and extracting {up.name}..."):
+    with common.guard(), st.spinner(f"Checking and extracting {common.md_escape(up.name)}..."):
         root = ws.import_zip(up, up.name)
         st.session_state["zip_done"] = token
-        _use(root, f"Extracted `{up.name}` into `{common.dataset_name(root)}`.")
+        _use(root, f"Extracted {common.md_code(up.name)} into {common.md_code(common.dataset_name(root))}.")
 
 
 def folder_source(ws) -> None:
     files = st.file_uploader("Pick the dataset folder (it holds one sub-folder per class)",
                              accept_multiple_files="directory", key="dir_upload")
+    upload_limits_caption(folder=True)
     if not files:
         return
     token = "|".join(f"{f.name}:{f.size}" for f in files[:50]) + f"#{len(files)}"
@@ -61,9 +78,9 @@ def folder_source(ws) -> None:
     with common.guard():
         result = ws.import_folder([(f.name, f) for f in files])
         for warning in result.warnings:
-            st.warning(warning)
+            st.warning(common.md_escape(warning))
         st.session_state["dir_done"] = token
-        _use(result.root, f"Uploaded {result.written} files into `{common.dataset_name(result.root)}`.")
+        _use(result.root, f"Uploaded {result.written} files into {common.md_code(common.dataset_name(result.root))}.")
 
 
 def server_source(ws) -> None:
@@ -83,7 +100,7 @@ def server_source(ws) -> None:
             if st.button("Use the selected folder", type="primary", key="srv_use"):
                 with common.guard():
                     path = ws.resolve_data(str(chosen))   # checked again: a link may have changed since
-                    _use(path, f"Using `{common.dataset_name(path)}`.")
+                    _use(path, f"Using {common.md_code(common.dataset_name(path))}.")
         else:
             st.info("The server data folders hold no sub-folder or .zip file yet; put a dataset there "
                     "(one sub-folder per class), or upload one.")
@@ -93,7 +110,7 @@ def server_source(ws) -> None:
     if go:
         with common.guard():
             path = ws.resolve_data(text)
-            _use(path, f"Using `{common.dataset_name(path)}`.")
+            _use(path, f"Using {common.md_code(common.dataset_name(path))}.")
 
 
 def my_datasets(ws) -> None:
@@ -106,7 +123,7 @@ def my_datasets(ws) -> None:
     c1, c2 = st.columns(2)
     if c1.button("Use it", key="use_mine"):
         root = ws.dataset_root(chosen)
-        _use(root, f"Using `{common.dataset_name(root)}`.")
+        _use(root, f"Using {common.md_code(common.dataset_name(root))}.")
     if c2.button("Delete it", key="del_mine"):
         with common.guard():
             ws.remove_dataset(chosen)
@@ -117,7 +134,7 @@ def my_datasets(ws) -> None:
 
 def show_dataset(path: Path) -> None:
     from core.data import protocol_counts
-    st.subheader(f"Dataset: {common.dataset_name(path)}")
+    st.subheader(f"Dataset: {common.md_escape(common.dataset_name(path))}")
     with st.spinner("Reading the images..."):
         ds, rep = common.load_dataset(path)
     counts = rep.counts
@@ -166,12 +183,12 @@ def show_dataset(path: Path) -> None:
     else:
         st.success("No problems found: every file loaded.")
     for note in rep.notes:
-        st.caption(note)
+        st.caption(common.md_escape(note))
 
     st.subheader("Images per class")
     for cls in rep.classes:
         sub = ds.of_class(cls)
-        st.markdown(f"**{cls}** ({len(sub)})")
+        st.markdown(f"**{common.md_escape(cls)}** ({len(sub)})")
         common.image_grid(sub.images[:8], cols=8, width=72)
     st.page_link("app_pages/synthesize.py", label="Next: choose methods and launch", icon=":material/science:")
 

@@ -90,7 +90,7 @@ def build() -> None:
         st.download_button("Download the report (.html)", Path(built).read_bytes(), file_name=Path(built).name,
                            mime="text/html", key="r_download")
     summary = runs.run_summary(report_dir)
-    st.caption(f"Run {run_id[:8]} · {summary['label']} · {summary['status']}")
+    st.caption(f"Run {run_id[:8]} · {common.md_escape(summary['label'])} · {summary['status']}")
 
 
 def classifier_weights(run_id: str, run_dir) -> None:

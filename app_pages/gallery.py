@@ -18,18 +18,19 @@ def nearest(run_dir, method: str, item: runs.GalleryItem) -> None:
     if not row:
         return
     found = runs.images_by_source(run_dir, [row["nearest"]]) if row.get("nearest") else {}
-    text = (f"Nearest real training image: {row['nearest']} (RMS distance {float(row['distance']):.3f}"
+    text = (f"Nearest real training image: {common.md_escape(row['nearest'])} (RMS distance {float(row['distance']):.3f}"
             + ("; a near-copy" if row["copy"] == "True" else "") + f"). The real-data classifier reads it as "
-            f"{row['predicted']} ({float(row['confidence']):.2f}); the quality gate "
+            f"{common.md_escape(row['predicted'])} ({float(row['confidence']):.2f}); the quality gate "
             + ("keeps it." if row["kept"] == "True" else "drops it."))
     st.caption(text)
     if row.get("nearest") in found:
-        st.image(runs.to_display(found[row["nearest"]]), caption=f"nearest real: {row['nearest']}", width=120)
+        st.image(runs.to_display(found[row["nearest"]]), caption=f"nearest real: {common.md_escape(row['nearest'])}",
+                 width=120)
 
 
 def provenance(run_dir, item: runs.GalleryItem) -> None:
     if not item.parents:
-        st.image(runs.to_display(_read(item.path)), caption=item.file, width=160)
+        st.image(runs.to_display(_read(item.path)), caption=common.md_escape(item.file), width=160)
         st.caption("No parent images: this image was generated from noise by a trained model "
                    "(or the method keeps no provenance).")
         return
@@ -40,21 +41,22 @@ def provenance(run_dir, item: runs.GalleryItem) -> None:
         left, right = st.columns(2)
         with left:
             if src in found:
-                st.image(runs.to_display(found[src]), caption=f"source: {src}", width=160)
+                st.image(runs.to_display(found[src]), caption=f"source: {common.md_escape(src)}", width=160)
             else:
-                st.caption(f"{src} (not in this run's data)")
+                st.caption(f"{common.md_escape(src)} (not in this run's data)")
         with right:
-            st.image(runs.to_display(_read(item.path)), caption=f"translated: {item.file}", width=160)
+            st.image(runs.to_display(_read(item.path)), caption=f"translated: {common.md_escape(item.file)}",
+                     width=160)
         return
-    st.image(runs.to_display(_read(item.path)), caption=item.file, width=160)
+    st.image(runs.to_display(_read(item.path)), caption=common.md_escape(item.file), width=160)
     st.caption(f"Made from {len(item.parents)} real image(s) (seed {item.seed}):")
     cols = st.columns(max(2, len(item.parents)))
     for col, src in zip(cols, item.parents):
         with col:
             if src in found:
-                st.image(runs.to_display(found[src]), caption=src, width=120)
+                st.image(runs.to_display(found[src]), caption=common.md_escape(src), width=120)
             else:
-                st.caption(f"{src} (not in this run's data)")
+                st.caption(f"{common.md_escape(src)} (not in this run's data)")
 
 
 def _read(path):
@@ -102,12 +104,12 @@ def build() -> None:
     left, right = st.columns([1, 3])
     with left:
         real, sources = runs.real_images(run_dir, cls)
-        st.markdown(f"**Real {cls}** ({len(real)} training images)")
-        common.image_grid(real[:12], [s.split("/")[-1] for s in sources[:12]], cols=2, width=90)
+        st.markdown(f"**Real {common.md_escape(cls)}** ({len(real)} training images)")
+        common.image_grid(real[:12], [common.md_escape(s.split("/")[-1]) for s in sources[:12]], cols=2, width=90)
     with right:
         page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"g_page_{method}_{cls}_{seed}")
         shown = items[(page - 1) * PER_PAGE: page * PER_PAGE]
-        st.markdown(f"**Synthetic {cls}** by {method}: {len(items)} images")
+        st.markdown(f"**Synthetic {common.md_escape(cls)}** by {method}: {len(items)} images")
         common.image_grid([_read(it.path) for it in shown],
                           [f"s{it.seed} · #{it.index}" for it in shown],
                           cols=6, width=90)

@@ -4,13 +4,14 @@ from __future__ import annotations
 import streamlit as st
 
 from core import report, runs
-from core.jobs import ACTIVE, FINISHED, Job
+from core.errors import DefectAugError
+from core.jobs import ACTIVE, FINISHED, Job, JobStoreDamaged
 from ui import common
 
 
 def _status_line(job: Job, p: runs.Progress, position: int | None) -> None:
     if job.status == "running":
-        text = p.stage or "starting"
+        text = common.md_escape(p.stage or "starting")
         if p.total:
             text += f" · step {p.step}/{p.total}"
         st.progress(p.fraction, text=text)
@@ -22,9 +23,9 @@ def _status_line(job: Job, p: runs.Progress, position: int | None) -> None:
     elif job.status == "done":
         st.caption(f"finished in {runs.format_seconds(job.elapsed)} at {common.when(job.finished)}")
     elif job.status == "failed":
-        st.error(f"Failed: {job.reason}")
+        st.error(f"Failed: {common.md_escape(job.reason)}")
     else:
-        st.warning(f"{job.status.capitalize()}: {job.reason}")
+        st.warning(f"{job.status.capitalize()}: {common.md_escape(job.reason)}")
 
 
 def _actions(job: Job) -> None:
@@ -85,7 +86,7 @@ def _job_list() -> None:
         with st.container(border=True):
             c1, c2, c3 = st.columns([3, 4, 2])
             with c1:
-                st.markdown(f"{common.STATUS_ICON.get(job.status, '')} **{job.label}**")
+                st.markdown(f"{common.STATUS_ICON.get(job.status, '')} **{common.md_escape(job.label)}**")
                 st.caption(f"{job.status} · {job.id[:8]} · submitted {common.when(job.created)}")
             with c2:
                 _status_line(job, p, position.get(job.id))
@@ -119,7 +120,7 @@ def _samples(run_id: str, run_dir) -> None:
         step = st.select_slider("Training step", steps, key=key, format_func=lambda s: f"step {s}",
                                 help="Each grid is drawn from the same fixed noise, so the grids show how "
                                      "the generator's images change as it trains")
-    st.image(grids[step]["path"], caption=f"{method} · {cls} · s{seed} · step {step} "
+    st.image(grids[step]["path"], caption=f"{method} · {common.md_escape(cls)} · s{seed} · step {step} "
                                           f"({steps.index(step) + 1} of {len(steps)})")
 
 
@@ -139,7 +140,7 @@ def _details(run_id: str) -> None:
     active = job is not None and job.status == "running"
     p = runs.progress(run_dir, active=active)
     label = job.label if job else run_id[:8]
-    st.subheader(f"{label}")
+    st.subheader(common.md_escape(label))
     status = job.status if job else runs.run_status(run_dir)
     m = st.columns(4)
     m[0].metric("Status", status)
@@ -148,9 +149,9 @@ def _details(run_id: str) -> None:
     m[3].metric("Remaining", (runs.format_seconds(p.remaining) if p.remaining is not None else "estimating")
                 if active else "-")
     if job and job.reason and job.status in FINISHED and job.status != "done":
-        (st.error if job.status == "failed" else st.warning)(job.reason)
+        (st.error if job.status == "failed" else st.warning)(common.md_escape(job.reason))
     for w in p.warnings[-5:]:
-        st.warning(w)
+        st.warning(common.md_escape(w))
     if status == "done":
         st.page_link("app_pages/compare.py", label="See the results on Compare", icon=":material/compare:")
     loss = runs.loss_rows(run_dir)
@@ -208,6 +209,17 @@ def _latent(run_id: str, run_dir, latent: list[tuple[str, int]]) -> None:
 
 
 st.title("Jobs")
+try:
+    common.store().check()         # also when the file was damaged after this session opened it
+except JobStoreDamaged as err:     # say what happened and offer the way out, instead of an error on every poll
+    common.recover_store(err)
+    st.stop()
+except DefectAugError as err:
+    common.show_error(err)
+    st.stop()
+note = st.session_state.pop("store_note", None)
+if note:
+    st.success(note)
 with common.guard():
     job_list()
 run_id = common.selected_run()

@@ -36,7 +36,7 @@ def build() -> None:
         st.page_link("app_pages/data.py", label="Go to Data", icon=":material/folder_open:")
         return
     _, rep = common.load_dataset(path)
-    st.caption(f"Dataset: `{common.dataset_name(path)}` · {len(rep.classes)} classes · "
+    st.caption(f"Dataset: {common.md_code(common.dataset_name(path))} · {len(rep.classes)} classes · "
                f"{sum(rep.counts.values())} images")
     every = all_methods()
     specs = {m.name: m for m in every if m.available}
@@ -122,7 +122,7 @@ def build() -> None:
         st.dataframe(counts.rows(), hide_index=True, width="stretch")
         tip = suggestion(train_counts, list(specs), _workspace_evidence(ws), normal)
         if tip:
-            st.info(tip)
+            st.info(common.md_escape(tip))
         if not methods:
             st.warning("Choose at least one method.")
             return

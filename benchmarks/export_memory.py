@@ -75,7 +75,7 @@ def child_serve(path: str, mode: str) -> dict:
     from streamlit.web.server.starlette.starlette_gzip_middleware import SelectiveGZipMiddleware
     from streamlit.web.server.starlette.starlette_routes import create_media_routes
 
-    from ui.common import file_on_click             # what pages/export.py hands the download button
+    from ui.common import file_on_click             # what app_pages/export.py hands the download button
 
     storage = MemoryMediaFileStorage("/media")
     mgr = MediaFileManager(storage)

@@ -83,6 +83,12 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_upload_limit(args) -> int:
+    from .data import Limits
+    print(Limits.from_env().upload_size_mb())
+    return 0
+
+
 def cmd_inspect(args) -> int:
     from .data import load_dataset
     ds, report = load_dataset(args.data, image_size=args.image_size)
@@ -271,12 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("images", help="a folder of images (sub-folders included)")
     p.add_argument("--out", default=None, help="CSV file to write (default: standard output)")
     p.add_argument("--device", default="auto")
+    sub.add_parser("upload-limit", help="the browser upload limit in MiB that DEFECTAUG_MAX_ZIP_BYTES allows "
+                                        "(scripts/serve.sh passes it to Streamlit)")
     p = sub.add_parser("worker", help="the background job worker (started by the app)")
     p.add_argument("--workspace", default="workspace")
     p.add_argument("--once", action="store_true", help="run queued jobs, then exit")
     args = ap.parse_args(argv)
     handlers = {"methods": cmd_methods, "inspect": cmd_inspect, "run": cmd_run, "export": cmd_export,
-                "sample": cmd_sample, "predict": cmd_predict, "worker": cmd_worker}
+                "sample": cmd_sample, "predict": cmd_predict, "worker": cmd_worker,
+                "upload-limit": cmd_upload_limit}
     try:
         return handlers[args.cmd](args)
     except DefectAugError as err:

@@ -61,12 +61,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .errors import ArchiveError, DataError, ParamError
 from .imageset import ImageSet
 
-__all__ = ["Limits", "SkippedFile", "DataReport", "safe_extract_zip", "load_dataset", "load_images", "split",
+__all__ = ["Limits", "SkippedFile", "DataReport", "safe_extract_zip", "load_dataset", "load_images", "load_dataset_apart",
+           "split",
            "simulate_imbalance", "balance_targets", "detect_normal_class", "resolve_normal_class", "fold_split",
            "protocol_counts", "ProtocolCounts", "resolve_data_path", "IMAGE_EXTENSIONS", "DatasetFiles"]
 
@@ -81,6 +82,11 @@ REASON_NESTED = "nested archive: not supported, unzip it first and put its image
 REASON_EMPTY = "empty file (0 bytes)"
 REASON_ROOT = "not in a class folder (move it into one of the class folders)"
 REASON_NOT_IMAGE = "not an image (Pillow cannot identify it) despite its extension"
+REASON_NO_MEMORY = ("too large to decode in the memory this server gives a dataset reader; downscale the image "
+                    "and upload it again")
+REASON_CLASS_NAME = ("class folder not loaded: its name holds a backslash or a control character, which Windows "
+                     "tools read as a path (a class 'a\\..\\evil' would leave an exported folder); rename the folder")
+_BAD_CLASS_CHARS = re.compile(r"[\\\x00-\x1f\x7f]")
 
 _MIB = 1024 ** 2
 _CHUNK = _MIB
@@ -95,6 +101,9 @@ class Limits:
     max_ratio: float = 200.0                    # compression ratio of a bomb (per entry > 1 MiB, and whole archive)
     max_image_pixels: int = 64_000_000          # Pillow decompression-bomb guard (Image.MAX_IMAGE_PIXELS)
     max_classes: int = 500
+    max_depth: int = 32                         # folders on one path ("a/b/c/x.png" is 3 deep); deeper is refused
+    max_folders: int = 10_000                   # distinct folders the paths of an upload imply
+    max_decode_bytes: int = 512 * _MIB          # what decoding one image may allocate at full resolution
 
     @classmethod
     def from_env(cls) -> "Limits":
@@ -115,6 +124,12 @@ class Limits:
                                  "fix it in the environment and restart the app")
             setattr(limits, name, int(value))
         return limits
+
+
+    def upload_size_mb(self) -> int:
+        """The browser's upload limit for Streamlit (`server.maxUploadSize`, in MiB) that lets through the
+        largest zip `max_archive_bytes` accepts and nothing much larger (scripts/serve.sh passes it)."""
+        return max(1, math.ceil(self.max_archive_bytes / _MIB))
 
 
 # Environment variable -> Limits field (Limits.from_env).
@@ -212,6 +227,27 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, stru
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
+def too_deep_message(upload: str, path: str, depth: int, limit: int) -> str:
+    """Why an upload with a path nested `depth` folders deep is refused (zip and folder uploads)."""
+    return (f"{upload} is refused: {path!r} is nested {depth} folders deep, more than the limit of {limit}; "
+            "a dataset needs one folder per class (a few levels at most). Nothing was extracted.")
+
+
+def too_many_folders_message(upload: str, limit: int) -> str:
+    return (f"{upload} is refused: its paths make more than {limit} folders (the limit); a dataset needs one "
+            "folder per class. Zip the dataset folder itself and upload again. Nothing was extracted.")
+
+
+def _check_folders(upload: str, count: int, limits: Limits) -> None:
+    if count > limits.max_folders:
+        raise ArchiveError(too_many_folders_message(upload, limits.max_folders))
+
+
+def _shorten(text: str, keep: int = 80) -> str:
+    """A path for a message: at most `keep` characters (a hostile name can be 100 KB long)."""
+    return text if len(text) <= keep else f"{text[:keep // 2]}...{text[-keep // 2:]}"
+
+
 @dataclass
 class _Entry:
     info: zipfile.ZipInfo
@@ -261,9 +297,13 @@ def _plan(zf: zipfile.ZipFile, zip_name: str, limits: Limits, archive_size: int)
             if len(os.fsencode(p)) > 255:
                 raise ArchiveError(f"{zip_name}: entry {raw!r} has a name longer than the file system allows "
                                    "(255 bytes per name); rename it and zip again.")
+        depth = len(parts) if is_dir else len(parts) - 1
+        if depth > limits.max_depth:
+            raise ArchiveError(too_deep_message(zip_name, _shorten(raw), depth, limits.max_depth))
         if is_dir:
             plan.append(_Entry(info, parts, True))
             dirs.update(parts[:i] for i in range(1, len(parts) + 1))
+            _check_folders(zip_name, len(dirs), limits)
             continue
         if _is_archive_name(parts[-1]):
             nested.append("/".join(parts))
@@ -280,6 +320,7 @@ def _plan(zf: zipfile.ZipFile, zip_name: str, limits: Limits, archive_size: int)
             raise ArchiveError(f"{zip_name} holds two entries named {raw!r}; re-create the zip from the folder.")
         files.add(parts)
         dirs.update(parts[:i] for i in range(1, len(parts)))
+        _check_folders(zip_name, len(dirs), limits)
         plan.append(_Entry(info, parts, False))
     # Many entries each just under the per-entry floor (thousands of 1 MiB - 1 zeros) add up to a bomb too.
     if total > BOMB_FLOOR_BYTES and total > limits.max_ratio * max(archive_size, 1):
@@ -480,32 +521,46 @@ def _pillow_guard(max_pixels: int) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = old
 
 
+_STRIP = 256   # rows converted at a time: float copies stay a strip, never the whole image
+
+
 def _high_depth_to_l(im: Image.Image) -> Image.Image:
-    """16/32-bit integer or float grayscale -> 8-bit L, scaled (never clipped)."""
+    """16/32-bit integer or float grayscale -> 8-bit L, scaled (never clipped), a strip of rows at a time."""
     a = np.asarray(im)
+    out = np.empty(a.shape, np.uint8)
+    strips = [slice(y, y + _STRIP) for y in range(0, a.shape[0], _STRIP)]
     if im.mode == "F":
-        a = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        lo, hi = float(a.min()), float(a.max())
-        if lo >= 0 and hi <= 1:
-            a = a * 255.0
-        elif not (lo >= 0 and hi <= 255):
-            a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+        def clean(part: np.ndarray) -> np.ndarray:
+            return np.nan_to_num(part.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        ranges = [(float(c.min()), float(c.max())) for c in (clean(a[r]) for r in strips) if c.size]
+        lo, hi = (min(r[0] for r in ranges), max(r[1] for r in ranges)) if ranges else (0.0, 0.0)
     else:
-        a = a.astype(np.int64)
         lo, hi = int(a.min()), int(a.max())
-        if lo >= 0 and hi <= 65535:
-            a = a / 257.0  # 65535 -> 255 exactly, proportional in between
+    for rows in strips:
+        if im.mode == "F":
+            part = clean(a[rows])
+            if lo >= 0 and hi <= 1:
+                part = part * 255.0
+            elif not (lo >= 0 and hi <= 255):
+                part = (part - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(part)
         else:
-            a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros(a.shape)
-    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+            part = a[rows].astype(np.int64)
+            if lo >= 0 and hi <= 65535:
+                part = part / 257.0  # 65535 -> 255 exactly, proportional in between
+            else:
+                part = (part - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros(part.shape)
+        out[rows] = np.clip(np.rint(part), 0, 255)
+    return Image.fromarray(out, "L")
 
 
 def _on_white(im: Image.Image, mode: str) -> Image.Image:
-    """Composite an image with alpha (mode LA or RGBA) over white."""
-    a = np.asarray(im.convert(mode), dtype=np.float32)
-    alpha = a[..., -1:] / 255.0
-    out = a[..., :-1] * alpha + 255.0 * (1.0 - alpha)
-    out = np.rint(out).astype(np.uint8)
+    """Composite an image with alpha (mode LA or RGBA) over white, a strip of rows at a time."""
+    a = np.asarray(im.convert(mode))
+    out = np.empty(a.shape[:2] + (a.shape[2] - 1,), np.uint8)
+    for y in range(0, a.shape[0], _STRIP):
+        part = a[y:y + _STRIP].astype(np.float32)
+        alpha = part[..., -1:] / 255.0
+        out[y:y + _STRIP] = np.rint(part[..., :-1] * alpha + 255.0 * (1.0 - alpha))
     return Image.fromarray(out[..., 0] if mode == "LA" else out, "L" if mode == "LA" else "RGB")
 
 
@@ -536,21 +591,53 @@ def _normalise(im: Image.Image, flags: dict[str, int]) -> tuple[Image.Image, boo
     return im.convert("RGB"), gray  # CMYK, YCbCr, LAB, HSV, RGBX
 
 
-def _upright(im: Image.Image, flags: dict[str, int]) -> Image.Image:
-    """Apply the EXIF orientation; a damaged EXIF block leaves the image as stored rather than losing it."""
+# EXIF orientation -> the transpose that makes the image upright (what ImageOps.exif_transpose applies); used
+# on the already reduced image, so a rotated photo never costs a full-resolution copy.
+_ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation (1 = as stored); a damaged EXIF block leaves the image as stored rather than losing it."""
     try:
-        orientation = im.getexif().get(0x0112, 1)
-        upright = ImageOps.exif_transpose(im)
+        value = im.getexif().get(0x0112, 1)
     except Exception:  # noqa: BLE001  (EXIF parsers raise many types on damaged metadata)
-        return im
-    if orientation not in (None, 1):
-        flags["rotated"] += 1
-    return upright
+        return 1
+    return value if value in _ORIENT else 1
 
 
-def _read_image(path: Path, size: int, flags: dict[str, int]) -> tuple[Image.Image, bool, str]:
+# Bytes per pixel Pillow holds for a mode (every mode of 2 to 4 bands takes 4), and the conversion a mode needs
+# before it can be reduced (Image.reduce has no 1-bit, palette or 16-bit support).
+def _bytes_per_pixel(mode: str) -> int:
+    return 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+
+
+def _reducible(im: Image.Image) -> Image.Image:
+    if im.mode == "1":
+        return im.convert("L")
+    if im.mode.startswith("I;16"):
+        return im.convert("I")
+    if im.mode == "P":
+        return im.convert("RGBA" if "transparency" in im.info else "RGB")
+    return im
+
+
+def _pixel_hash(im: Image.Image) -> str:
+    """A hash of the decoded pixels (mode, size, bytes), read a strip of rows at a time."""
+    h = hashlib.blake2b(f"{im.mode}{im.size}".encode(), digest_size=16)
+    for y in range(0, im.height, _STRIP):
+        h.update(im.crop((0, y, im.width, min(im.height, y + _STRIP))).tobytes())
+    return h.hexdigest()
+
+
+def _read_image(path: Path, size: int, flags: dict[str, int],
+                max_decode_bytes: int = Limits.max_decode_bytes) -> tuple[Image.Image, bool, str]:
     """Decode, normalise and resize one file. Returns (resized L/RGB image, grayscale?, pixel hash).
 
+    Memory stays near the decoded image itself: a JPEG is decoded at a reduced DCT scale (`draft`), any
+    other image is box-reduced by a whole factor (`reduce`) to no less than twice the target before the
+    float work of normalising; a decode that would need more than `max_decode_bytes` is refused.
     Raises `_Skip` with the reason when the file cannot be used.
     """
     try:
@@ -563,10 +650,23 @@ def _read_image(path: Path, size: int, flags: dict[str, int]) -> tuple[Image.Ima
                 raise _Skip(f"too small: {w}x{h} px (at least {MIN_SIDE} px on a side)")
             if im.format == "JPEG":
                 im.draft(im.mode, (size, size))  # decode at a reduced DCT scale, never below `size`
+            pixels = im.width * im.height
+            need = pixels * (_bytes_per_pixel(im.mode) + (4 if im.mode in ("P", "1") or im.mode.startswith("I;16")
+                                                          else 0))
+            if need > max_decode_bytes:
+                raise _Skip(f"too large to decode: {w}x{h} px in mode {im.mode} needs {_human(need)} of memory, "
+                            f"more than the limit of {_human(max_decode_bytes)}; downscale the image and upload "
+                            "it again")
             im.load()
-            norm, gray = _normalise(_upright(im, flags), flags)
-            digest = hashlib.blake2b(f"{norm.mode}{norm.size}".encode() + norm.tobytes(),
-                                     digest_size=16).hexdigest()
+            digest = _pixel_hash(im)
+            orientation = _orientation(im)
+            fx, fy = max(1, im.width // (2 * size)), max(1, im.height // (2 * size))
+            if fx > 1 or fy > 1:
+                im = _reducible(im).reduce((fx, fy))
+            if orientation != 1:
+                im = im.transpose(_ORIENT[orientation])
+                flags["rotated"] += 1
+            norm, gray = _normalise(im, flags)
             shrink = norm.width > size or norm.height > size
             resample = Image.Resampling.LANCZOS if shrink else Image.Resampling.BILINEAR
             return norm.resize((size, size), resample), gray, digest
@@ -576,6 +676,8 @@ def _read_image(path: Path, size: int, flags: dict[str, int]) -> tuple[Image.Ima
         raise _Skip(_bomb_reason_of(path, err)) from None
     except UnidentifiedImageError:
         raise _Skip(REASON_NOT_IMAGE) from None
+    except MemoryError:
+        raise _Skip(REASON_NO_MEMORY) from None
     except Exception as err:  # noqa: BLE001
         if isinstance(err, OSError) and err.errno is not None:  # permissions, I/O: not the file's content
             raise _Skip(f"cannot read the file ({err.strerror or err})") from None
@@ -652,6 +754,8 @@ def _scan(root: Path) -> tuple[list[str], list[SkippedFile], list[str], int]:
         elif e.is_dir(follow_symlinks=False):
             if e.name.startswith("."):
                 ignored.append(e.name)
+            elif _BAD_CLASS_CHARS.search(e.name):
+                skipped.append(SkippedFile(e.name.encode("unicode_escape").decode("ascii") + "/", REASON_CLASS_NAME))
             else:
                 classes.append(e.name)
         else:
@@ -663,8 +767,10 @@ def _scan(root: Path) -> tuple[list[str], list[SkippedFile], list[str], int]:
     return classes, skipped, notes, root_images
 
 
-def _class_files(root: Path, cls: str, skipped: list[SkippedFile], hidden: list[str]) -> list[tuple[str, Path]]:
-    """Candidate image files of one class, as (source path, file path), sorted by source path."""
+def _class_files(root: Path, cls: str, skipped: list[SkippedFile], hidden: list[str],
+                 max_depth: int = 32) -> list[tuple[str, Path]]:
+    """Candidate image files of one class, as (source path, file path), sorted by source path. Folders
+    nested deeper than `max_depth` below the root are not entered (skipped with the reason)."""
     out: list[tuple[str, Path]] = []
     base = root / cls
     def unreadable(err: OSError) -> None:
@@ -678,6 +784,9 @@ def _class_files(root: Path, cls: str, skipped: list[SkippedFile], hidden: list[
         for name in sorted(dirnames):
             if name.startswith(".") or name in JUNK_NAMES:
                 hidden.append(f"{rel_dir}/{name}")
+            elif rel_dir.count("/") + 2 > max_depth:
+                skipped.append(SkippedFile(_shorten(f"{rel_dir}/{name}/"),
+                                           f"nested more than {max_depth} folders deep (not read)"))
             elif (d / name).is_symlink():
                 skipped.append(SkippedFile(f"{rel_dir}/{name}/", "symbolic link to a folder (not followed)"))
             else:
@@ -718,11 +827,15 @@ def _load_folder(root: Path, image_size: int, channels: str | int, limits: Limit
         hint = ""
         if any(p.is_dir() for p in (root / only).iterdir()):
             hint = f" (if '{only}' holds the class folders, load '{only}' itself)"
+        renamed = [s.path for s in skipped if s.reason == REASON_CLASS_NAME]
+        if renamed:
+            hint += (f"; {len(renamed)} folder(s) were not loaded because their names hold a backslash or a "
+                     f"control character ({', '.join(renamed[:3])}): rename them")
         raise DataError(f"found only one class '{only}'; DefectAug needs at least two, e.g. normal/ and crack/"
                         f"{hint}")
 
     hidden: list[str] = []
-    per_class = {c: _class_files(root, c, skipped, hidden) for c in classes}
+    per_class = {c: _class_files(root, c, skipped, hidden, limits.max_depth) for c in classes}
     if hidden:
         notes.append(f"ignored hidden folders: {', '.join(hidden[:10])}" + (" ..." if len(hidden) > 10 else ""))
     total = sum(len(v) for v in per_class.values())
@@ -741,7 +854,7 @@ def _load_folder(root: Path, image_size: int, channels: str | int, limits: Limit
                 try:
                     if p.stat().st_size == 0:
                         raise _Skip(REASON_EMPTY)
-                    img, gray, digest = _read_image(p, image_size, flags)
+                    img, gray, digest = _read_image(p, image_size, flags, limits.max_decode_bytes)
                 except _Skip as why:
                     skipped.append(SkippedFile(rel, str(why)))
                 except OSError as err:
@@ -987,6 +1100,57 @@ def load_images(folder: str | Path, image_size: int, channels: int,
         return np.zeros((0, image_size, image_size, int(channels)), np.uint8), [], skipped
     arr = np.stack(images).astype(np.uint8, copy=False)
     return (arr[..., None] if mode == "L" else arr), names, skipped
+
+
+READER_MEMORY_BYTES = 4 * 1024 ** 3     # address space the separate reader process may take (load_dataset_apart)
+
+
+def _reader_main() -> None:
+    """Body of the reader process (`load_dataset_apart`): arguments and result pickled over stdin/stdout."""
+    import pickle
+    import resource
+    import sys
+    path, image_size, channels, memory = pickle.load(sys.stdin.buffer)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    try:
+        out = ("ok", load_dataset(path, image_size=image_size, channels=channels))
+    except (DataError, ParamError) as err:
+        out = ("error", err)
+    except MemoryError:
+        out = ("memory", None)
+    pickle.dump(out, sys.stdout.buffer)
+
+
+def load_dataset_apart(path: str | Path, image_size: int = 64, channels: str | int = "auto",
+                       memory: int = READER_MEMORY_BYTES) -> tuple[ImageSet, DataReport]:
+    """`load_dataset` in a separate process (what the app's Data page previews with): whatever a hostile file
+    costs to decode stays there, bounded to `memory` bytes of address space, and the app's own process only
+    receives the small image_size x image_size result. A reader that runs out of memory or dies raises
+    `DataError` saying so; the errors of `load_dataset` arrive as they are."""
+    import pickle
+    import subprocess
+    import sys
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.run([sys.executable, "-c", "from core.data import _reader_main; _reader_main()"],
+                          input=pickle.dumps((str(path), int(image_size), channels, int(memory))),
+                          capture_output=True, cwd=root, env=env)
+    try:
+        kind, value = pickle.loads(proc.stdout) if proc.returncode == 0 else ("died", None)
+    except (pickle.UnpicklingError, EOFError, ValueError):
+        kind, value = "died", None
+    if kind == "ok":
+        return value
+    if kind == "error":
+        raise value
+    if kind == "memory" or proc.returncode < 0 or b"MemoryError" in proc.stderr:
+        raise DataError(f"reading {Path(path).name} took more than the {_human(memory)} of memory a dataset "
+                        "preview may use, and was stopped; check for huge images (downscale them) or load a "
+                        "smaller dataset")
+    tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+    raise RuntimeError(f"the dataset reader process failed (exit code {proc.returncode}): {tail[0]}")
 
 
 # --------------------------------------------------------------------------------------------------

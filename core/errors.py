@@ -27,3 +27,17 @@ class RunError(DefectAugError):
 
 class Cancelled(DefectAugError):
     """The job was cancelled by the user."""
+
+
+class DiskFull(DefectAugError):
+    """The disk (or the user's quota) is full; what was being written was not kept."""
+
+
+DISK_FULL = ("the disk is full: free some space (delete old runs or exports on the Jobs page), then try again. "
+             "Nothing was changed.")
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether `err` is a write that failed for want of space (ENOSPC, EDQUOT, EFBIG)."""
+    import errno
+    return isinstance(err, OSError) and err.errno in {getattr(errno, n, None) for n in ("ENOSPC", "EDQUOT", "EFBIG")}

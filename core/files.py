@@ -118,3 +118,11 @@ def csv_cell(value: Any) -> Any:
 def csv_row(values: list[Any]) -> list[Any]:
     """csv_cell over a row: `csv.writer(f).writerow(csv_row([...]))` in every CSV meant for download."""
     return [csv_cell(v) for v in values]
+
+
+def csv_value(text: str) -> str:
+    """A cell read back from a CSV written through csv_cell: the quote csv_cell added is taken off again
+    (a leading ' followed by one of = + - @ TAB CR), so names and numbers read back as they were written."""
+    if len(text) > 1 and text[0] == "'" and text[1] in "=+-@\t\r":
+        return text[1:]
+    return text

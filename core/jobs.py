@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import Cancelled, DefectAugError, ParamError, RunError
+from .errors import DISK_FULL, Cancelled, DefectAugError, DiskFull, ParamError, RunError
 from .events import Reporter
 from .plugins import load_plugins
 from .rundir import RunDir
@@ -186,8 +186,11 @@ CREATE TABLE IF NOT EXISTS workers (
 """
 
 
+_FIELDS = frozenset(Job.__dataclass_fields__)
+
+
 def _job_from_row(row: sqlite3.Row) -> Job:
-    d = dict(row)
+    d = {k: v for k, v in dict(row).items() if k in _FIELDS}   # a column a newer version added is ignored
     try:
         d["config"] = json.loads(d["config"])
     except ValueError:
@@ -235,8 +238,24 @@ def _acquire_slot(max_parallel: int) -> tuple[int, int] | None:
 # ---------------------------------------------------------------------------------------------
 # The store
 # ---------------------------------------------------------------------------------------------
+class JobStoreDamaged(RunError):
+    """jobs.db cannot be read (garbage, cut short, a folder in its place, a table without its columns). The
+    run folders are the truth: `JobStore.recover(workspace)` keeps the damaged file aside and rebuilds it."""
+
+
+_DAMAGE_CODES = (11, 26)   # SQLITE_CORRUPT, SQLITE_NOTADB
+_FULL_CODES = (13,)        # SQLITE_FULL: the disk (or the database's size limit) is full
+
+
+def _damaged_message(why: str) -> str:
+    return (f"the job list of this workspace (jobs.db) cannot be read: {why}. The runs themselves are safe in "
+            "their run folders: Recover the job list (on the Jobs page, or JobStore.recover) keeps the damaged "
+            "file aside and rebuilds the list from them; nothing is deleted.")
+
+
 class JobStore:
-    """The jobs of one workspace, in `<workspace>/jobs.db`. Safe to use from several processes."""
+    """The jobs of one workspace, in `<workspace>/jobs.db`. Safe to use from several processes.
+    A damaged jobs.db raises `JobStoreDamaged` (say so, offer `recover`); a full disk raises `DiskFull`."""
 
     def __init__(self, workspace: Workspace | str | Path) -> None:
         if not isinstance(workspace, Workspace):
@@ -244,22 +263,111 @@ class JobStore:
         self.workspace = workspace
         self.db_path = workspace.db_path
         self.lock_path = workspace.root / LOCK_FILE
+        self.check()
+
+    def _exists(self) -> bool:
+        """Whether there is a job list to read: a session's workspace that was never written has none (its
+        folder is made by the first submit), and then there are no jobs."""
+        return self.db_path.exists() or self.db_path.is_symlink()
+
+    def check(self) -> None:
+        """Create the tables (new store) or check that the existing file is a job store with every column.
+        A workspace whose folder does not exist yet (a visit that wrote nothing) is left alone."""
+        if not self._exists() and not self.workspace.root.is_dir():
+            return
+        if self.db_path.exists() and not self.db_path.is_file():
+            raise JobStoreDamaged(_damaged_message("a folder (or something else that is not a file) is in its "
+                                                   "place"))
         with self._db() as db:
             db.executescript(_SCHEMA)
+            columns = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+            missing = sorted(set(_FIELDS) - columns)
+            if missing:
+                raise JobStoreDamaged(_damaged_message(f"its jobs table lacks the column(s) {', '.join(missing)}"))
+            problem = db.execute("PRAGMA quick_check").fetchone()[0]
+            if problem != "ok":
+                raise JobStoreDamaged(_damaged_message(f"SQLite finds it damaged ({problem})"))
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        try:
+            db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        except sqlite3.Error as err:
+            raise self._translate(err) from None
         db.row_factory = sqlite3.Row
         try:
             db.execute("PRAGMA busy_timeout=30000")
             try:
                 db.execute("PRAGMA journal_mode=WAL")
-            except sqlite3.OperationalError:
-                pass   # e.g. a filesystem without shared memory: the default journal still works
+            except sqlite3.OperationalError as err:
+                if getattr(err, "sqlite_errorcode", 0) & 0xFF in _DAMAGE_CODES:
+                    raise
+                # e.g. a filesystem without shared memory: the default journal still works
             yield db
+        except sqlite3.DatabaseError as err:
+            raise self._translate(err) from None
         finally:
             db.close()
+
+    def _translate(self, err: sqlite3.Error) -> Exception:
+        """A damaged file or a full disk as the user's error; anything else (a locked or failing disk: worth a
+        retry) as it is."""
+        code = getattr(err, "sqlite_errorcode", 0) & 0xFF
+        if code in _FULL_CODES:
+            return DiskFull(DISK_FULL)
+        if code in _DAMAGE_CODES or (self.db_path.exists() and not self.db_path.is_file()):
+            return JobStoreDamaged(_damaged_message(str(err)))
+        return err
+
+    @classmethod
+    def recover(cls, workspace: Workspace) -> tuple["JobStore", Path | None]:
+        """Keep a damaged jobs.db aside (renamed `jobs.db.damaged-<time>`, with its -wal and -shm files) and
+        rebuild the job list from the run folders (each run's job.json and config.json): finished jobs keep
+        their status and reason, a job that was queued or running is marked interrupted (Resume or Re-run it).
+        Nothing is deleted. Returns the new store and where the damaged file was kept (None: nothing to keep)."""
+        db = workspace.db_path
+        kept = None
+        if db.exists() or db.is_symlink():
+            kept = db.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            i = 2
+            while kept.exists():
+                kept, i = kept.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{i}"), i + 1
+            try:
+                os.replace(db, kept)
+                for extra in ("-wal", "-shm"):
+                    side = db.with_name(db.name + extra)
+                    if side.exists():
+                        os.replace(side, kept.with_name(kept.name + extra))
+            except OSError as err:
+                raise RunError(f"cannot move the damaged jobs.db aside ({err.strerror or err}); ask the "
+                               "administrator to move it away by hand") from None
+        store = cls(workspace)
+        now = time.time()
+        rows = []
+        for run_id in workspace.list_run_ids():
+            rd = RunDir(workspace.run_dir(run_id))
+            info = rd.job_info()
+            kind = str(info.get("kind") or "experiment")
+            status = info.get("status")
+            reason = str(info.get("reason") or "")
+            if status not in FINISHED:
+                if kind == "experiment" and rd.metrics_problem() is None:
+                    status, reason = DONE, ""
+                else:
+                    reason = ("the job list was rebuilt from the run folders while this job was "
+                              f"{status if status in ACTIVE else 'queued or running'}; what it wrote is kept. "
+                              "Use Resume or Re-run to start it again.")
+                    status = INTERRUPTED
+            config = rd.config() if kind == "experiment" else {}
+            if kind == "experiment":
+                from .experiment import ExperimentConfig
+                config = {k: v for k, v in config.items() if k in ExperimentConfig.__dataclass_fields__}
+            rows.append((run_id, kind, status, json.dumps(config), str(rd.root), str(info.get("label") or ""),
+                         reason, float(info.get("created") or now), info.get("started"), info.get("finished") or now))
+        with store._db() as conn:
+            conn.executemany("INSERT OR IGNORE INTO jobs (id, kind, status, config, run_dir, label, reason, created, "
+                             "started, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return store, kept
 
     # -- submitting ----------------------------------------------------------------------------
     def submit(self, config: dict, kind: str = "experiment", label: str = "", check: bool = True,
@@ -273,19 +381,39 @@ class JobStore:
             raise ParamError(f"unknown job kind {kind!r}; use one of {', '.join(job_kinds())}")
         if not isinstance(config, dict):
             raise ParamError("a job config is a dict of settings")
-        config = json.loads(json.dumps(config))   # a plain-JSON copy, as it will be stored
-        if kind == "experiment" and check:
-            preflight(config, self.workspace, counts)
+        try:
+            config = json.loads(json.dumps(config))   # a plain-JSON copy, as it will be stored
+        except (TypeError, ValueError) as err:
+            raise ParamError(f"a job config holds only numbers, text, lists and dicts ({err})") from None
+        if kind == "experiment":
+            data = config.get("data")
+            if not isinstance(data, str) or not data.strip():
+                # even unchecked: an empty path would mean the current folder, None no dataset at all
+                raise ParamError("no dataset given: set data to a folder or a .zip of class folders")
+            if check:
+                preflight(config, self.workspace, counts)
         job_id = new_id()
         run_dir = self.workspace.run_dir(job_id)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if not self._exists():
+                self.workspace.ensure()       # the workspace's first write
+                self.check()
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(DISK_FULL) from None
+            raise
         if not label:
             label = _default_label(kind, config)
         now = time.time()
-        with self._db() as db:
-            db.execute("INSERT INTO jobs (id, kind, status, config, run_dir, label, created) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (job_id, kind, QUEUED, json.dumps(config), str(run_dir), label, now))
+        try:
+            with self._db() as db:
+                db.execute("INSERT INTO jobs (id, kind, status, config, run_dir, label, created) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (job_id, kind, QUEUED, json.dumps(config), str(run_dir), label, now))
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)   # a job that was not queued leaves no run folder
+            raise
         self._write_job_file(self.get(job_id))
         if start_worker:
             self.start_worker()
@@ -326,6 +454,8 @@ class JobStore:
     def get(self, job_id: str) -> Job:
         if not is_valid_id(str(job_id)):
             raise RunError(f"{job_id!r} is not a job id")
+        if not self._exists():
+            raise RunError(f"there is no job {job_id} in this workspace")
         with self._db() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
@@ -340,12 +470,16 @@ class JobStore:
     def list(self, statuses: tuple[str, ...] | None = None) -> list[Job]:
         """Jobs of this workspace, newest first (after reaping orphans)."""
         self.reap()
+        if not self._exists():
+            return []
         with self._db() as db:
             rows = db.execute("SELECT * FROM jobs ORDER BY created DESC").fetchall()
         jobs = [_job_from_row(r) for r in rows]
         return [j for j in jobs if statuses is None or j.status in statuses]
 
     def counts(self) -> dict[str, int]:
+        if not self._exists():
+            return {}
         with self._db() as db:
             rows = db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
         return {r[0]: r[1] for r in rows}
@@ -402,22 +536,25 @@ class JobStore:
 
     # -- worker side ---------------------------------------------------------------------------
     def claim_next(self, worker_pid: int) -> Job | None:
-        """Atomically move the oldest queued job to running."""
+        """Atomically move the oldest queued job to running; the job is read in the same transaction, so a
+        store error afterwards can never leave a job claimed that its worker does not know of."""
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                row = db.execute("SELECT id FROM jobs WHERE status = ? ORDER BY created LIMIT 1",
+                row = db.execute("SELECT * FROM jobs WHERE status = ? ORDER BY created LIMIT 1",
                                  (QUEUED,)).fetchone()
                 if row is None:
                     db.execute("COMMIT")
                     return None
+                now = time.time()
                 db.execute("UPDATE jobs SET status = ?, started = ?, worker_pid = ? WHERE id = ?",
-                           (RUNNING, time.time(), worker_pid, row["id"]))
+                           (RUNNING, now, worker_pid, row["id"]))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-        job = self.get(row["id"])
+        job = _job_from_row(row)
+        job.status, job.started, job.worker_pid = RUNNING, now, worker_pid
         self._write_job_file(job)
         return job
 
@@ -437,6 +574,8 @@ class JobStore:
 
     def worker_info(self) -> dict | None:
         """{pid, started, heartbeat, max_parallel, alive} of the latest worker, or None."""
+        if not self._exists():
+            return None
         with self._db() as db:
             row = db.execute("SELECT * FROM workers ORDER BY heartbeat DESC LIMIT 1").fetchone()
         if row is None:
@@ -446,6 +585,8 @@ class JobStore:
     def worker_alive(self) -> bool:
         """True while a worker holds this workspace's lock. A dead worker's lock is released by the
         kernel, so this cannot be fooled by a stale pid file."""
+        if not self.workspace.root.is_dir():
+            return False      # never make the folder of a workspace that was only visited
         for _ in range(3):
             fd = _try_lock(self.lock_path)
             if fd is None:
@@ -456,6 +597,8 @@ class JobStore:
 
     def reap(self) -> list[str]:
         """Mark `running` jobs failed when no worker is alive to run them. Returns their ids."""
+        if not self._exists():
+            return []
         with self._db() as db:
             ids = [r[0] for r in db.execute("SELECT id FROM jobs WHERE status = ?", (RUNNING,))]
         if not ids or self.worker_alive():
@@ -463,7 +606,10 @@ class JobStore:
         failed = []
         for job_id in ids:
             job = self.get(job_id)
-            if job.cancel_requested:
+            left = _left_end(job)
+            if left is not None or _results_complete(job):
+                ok = self.finish(job_id, *(left or (DONE, "")))
+            elif job.cancel_requested:
                 ok = self.finish(job_id, CANCELLED, "cancelled; the worker stopped it. What it wrote is kept")
             else:
                 ok = self.finish(job_id, FAILED, WORKER_DIED)
@@ -474,6 +620,21 @@ class JobStore:
     def _write_job_file(self, job: Job) -> None:
         """The run's job.json: the run folder says what became of its job, even without the db."""
         RunDir(job.run_dir).write_job_info({k: v for k, v in job.to_dict().items() if k != "config"})
+
+
+def _left_end(job: Job) -> tuple[str, str] | None:
+    """(status, reason) a job process left in its run folder when it could not write them to the store."""
+    from .files import read_json
+    end = read_json(Path(job.run_dir) / JOB_END_FILE)
+    if end and end.get("status") in FINISHED:
+        return end["status"], str(end.get("reason", ""))
+    return None
+
+
+def _results_complete(job: Job) -> bool:
+    """Whether the job wrote its complete results (an experiment's metrics.json that the result pages can read):
+    such a job is done, whatever became of its process afterwards."""
+    return job.kind == "experiment" and RunDir(job.run_dir).metrics_problem() is None
 
 
 def _append_error(run_dir: Path, message: str) -> None:
@@ -604,6 +765,40 @@ def check_classifier(cfg, from_app: bool = False) -> None:
                              f"to train {cp.arch} from scratch.")
 
 
+def check_model_memory(cfg, n_classes: int) -> None:
+    """Refuse a run whose methods' networks would not fit in a job's memory: parameters, gradients, Adam's
+    state and one batch's activations, counted on the networks built on the meta device from the method's
+    settings (`core.methods.base.training_memory`); the message names the settings to lower."""
+    import dataclasses
+    from .methods import get_method
+    from .methods.base import training_memory
+    channels = 1 if str(cfg.channels) == "1" else 3
+    size = int(cfg.image_size)
+    limit = None
+    for name in cfg.methods:
+        spec = get_method(name)
+        params = cfg.method_params(name)
+        need = training_memory(spec.sampler_cls, params, (size, size, channels), n_classes)
+        if need is None:
+            continue
+        limit = memory_limit() if limit is None else limit
+        if need.bytes <= limit:
+            continue
+        values = dataclasses.asdict(params) if dataclasses.is_dataclass(params) else {}
+        widths = [k for k in values if k.endswith("width") or k.endswith("_dim") or k == "n_blocks"]
+        shown = ", ".join(f"{k}={values[k]}" for k in widths)
+        if need.activation_bytes > need.parameters * need.BYTES_PER_PARAMETER and "batch_size" in values:
+            fix = f"Lower {name}.batch_size (now {values['batch_size']}) or the image size"
+        else:
+            fix = f"Lower {' and '.join(f'{name}.{k}' for k in widths if 'width' in k) or 'its network size'}"
+            fix += " or the image size"
+        raise ParamError(
+            f"{name} would need about {_human_bytes(need.bytes)} of memory to train its networks at {size} px "
+            f"({need.parameters / 1e6:,.1f} million parameters{' with ' + shown if shown else ''}: weights, "
+            f"gradients and Adam's two moments, plus one batch's activations), more than the "
+            f"{_human_bytes(limit)} a job may use here. {fix}, then launch again.")
+
+
 def preflight(config: dict, workspace: Workspace | None = None, counts: dict[str, int] | None = None) -> dict:
     """Validate an experiment config before it is queued; returns `core.experiment.estimate` plus
     memory_bytes. `counts`: images per class after the simulated imbalance when the caller knows them
@@ -620,6 +815,7 @@ def preflight(config: dict, workspace: Workspace | None = None, counts: dict[str
                                  cfg.target_ratio).train if found else None
     if counts:
         check_methods(cfg, counts)
+    check_model_memory(cfg, len(counts) if counts else 2)
     est = dict(estimate(dict(config), counts or None) or {})
     if counts:      # the duration on this machine, calibrated from its finished runs (core.estimate)
         from .estimate import estimate as timed, machine_rates
@@ -728,6 +924,7 @@ def worker_main(workspace: Path, once: bool = False, max_parallel: int | None = 
     """Run the job queue of `workspace` until stopped (SIGTERM/SIGINT), idle for
     $DEFECTAUG_WORKER_IDLE seconds (default 600), or, with `once`, until the queue is empty.
     Returns 0; returns 0 at once when another worker already serves this workspace."""
+    load_plugins()   # the job kinds (and any hooks) plugins register, as the job processes see them
     store = JobStore(workspace)
     lock_fd = None
     for _ in range(20):   # the app may be probing the lock this very moment: try for ~2 s
@@ -753,47 +950,63 @@ def worker_main(workspace: Path, once: bool = False, max_parallel: int | None = 
     _say(f"serving {store.workspace.root} (max {max_parallel} job(s) at once)")
     try:
         # We hold the lock: any job still marked running was left by a worker that died.
-        for job_id in store.reap():
+        for job_id in _retry(store.reap, default=[]):
             _say(f"job {job_id} was left running by a dead worker: marked failed")
-        store.heartbeat(me, started, max_parallel)
-        last_beat, idle_since = time.time(), time.time()
+        _retry(lambda: store.heartbeat(me, started, max_parallel))
+        last_beat, idle_since, failures = time.time(), time.time(), 0
         while not stopping["flag"]:
             if not store.db_path.exists():
                 _say("the workspace was removed; exiting")
                 break
-            now = time.time()
-            if now - last_beat >= 2:
-                store.heartbeat(me, started, max_parallel)
-                last_beat = now
-            for job_id, child in list(children.items()):
-                if _watch_child(store, child, grace):
-                    _say(f"job {job_id} ended: {store.get(job_id).status}")
-                    _unlock(child.slot_fd)
-                    del children[job_id]
-            while len(children) < max_parallel and not stopping["flag"]:
-                if not store.counts().get(QUEUED):
+            try:
+                now = time.time()
+                if now - last_beat >= 2:
+                    store.heartbeat(me, started, max_parallel)
+                    last_beat = now
+                for job_id, child in list(children.items()):
+                    if _watch_child(store, child, grace):
+                        _say(f"job {job_id} ended: {store.get(job_id).status}")
+                        _unlock(child.slot_fd)
+                        del children[job_id]
+                while len(children) < max_parallel and not stopping["flag"]:
+                    if not store.counts().get(QUEUED):
+                        break
+                    slot = _acquire_slot(max_parallel)
+                    if slot is None:
+                        break   # every machine-wide slot is busy (other workspaces): wait
+                    try:
+                        job = store.claim_next(me)
+                    except BaseException:
+                        _unlock(slot[1])   # never keep a slot for a job that was not claimed
+                        raise
+                    if job is None:
+                        _unlock(slot[1])
+                        break
+                    try:
+                        proc = _spawn_child(store, job, slot[0], max_parallel)
+                    except OSError as err:
+                        _unlock(slot[1])
+                        store.finish(job.id, FAILED, f"could not start the job process: {err}")
+                        continue
+                    children[job.id] = _Child(job, proc, slot[0], slot[1])
+                    _say(f"job {job.id} started (pid {proc.pid}, slot {slot[0]})")
+                    _retry(lambda: store.set_pid(job.id, proc.pid))   # only shown on the Jobs page
+                if children or store.counts().get(QUEUED):
+                    idle_since = time.time()
+                elif once or time.time() - idle_since > idle_limit:
                     break
-                slot = _acquire_slot(max_parallel)
-                if slot is None:
-                    break   # every machine-wide slot is busy (other workspaces): wait
-                job = store.claim_next(me)
-                if job is None:
-                    _unlock(slot[1])
-                    break
-                try:
-                    proc = _spawn_child(store, job, slot[0], max_parallel)
-                except OSError as err:
-                    _unlock(slot[1])
-                    store.finish(job.id, FAILED, f"could not start the job process: {err}")
-                    continue
-                store.set_pid(job.id, proc.pid)
-                children[job.id] = _Child(job, proc, slot[0], slot[1])
-                _say(f"job {job.id} started (pid {proc.pid}, slot {slot[0]})")
-            if children or store.counts().get(QUEUED):
-                idle_since = time.time()
-            elif once or time.time() - idle_since > idle_limit:
+                time.sleep(poll)
+            except JobStoreDamaged as err:
+                _say(f"stopping: {err}")
                 break
-            time.sleep(poll)
+            except _STORE_ERRORS as err:
+                # a failing or full disk, a locked jobs.db: keep serving, try again (a job's end is recorded later)
+                failures += 1
+                pause = min(5.0, poll * 2 ** failures)
+                _say(f"the job store failed ({err}); retrying in {pause:.1f}s")
+                time.sleep(pause)
+                continue
+            failures = 0
     finally:
         for job_id, child in children.items():
             _kill(child.proc, signal.SIGTERM)
@@ -804,19 +1017,35 @@ def worker_main(workspace: Path, once: bool = False, max_parallel: int | None = 
             except subprocess.TimeoutExpired:
                 _kill(child.proc, signal.SIGKILL)
                 child.proc.wait()
-            store.finish(job_id, INTERRUPTED,
-                         f"the worker was stopped ({stopping['why'] or 'shutdown'}) while this job ran; "
-                         "what it wrote is kept. Use Re-run to start it again.")
+            why = (f"the worker was stopped ({stopping['why'] or 'shutdown'}) while this job ran; what it wrote "
+                   "is kept. Use Re-run to start it again.")
+            end = _left_end(child.job) or ((DONE, "") if _results_complete(child.job) else (INTERRUPTED, why))
+            _retry(lambda: store.finish(job_id, *end))
             _unlock(child.slot_fd)
         for s, h in old.items():
             signal.signal(s, h)
         try:
             store.forget_worker(me)
-        except sqlite3.Error:
+        except (sqlite3.Error, DefectAugError):
             pass
         _unlock(lock_fd)
         _say("stopped")
     return 0
+
+
+# What a failing disk or a busy store raises: worth another try (JobStoreDamaged is not: a person must recover it).
+_STORE_ERRORS = (sqlite3.OperationalError, DiskFull)
+
+
+def _retry(call: Callable, tries: int = 5, wait: float = 0.2, default=None):
+    """`call()`, tried again after a store error (a failing disk, a locked jobs.db); `default` if it never worked."""
+    for attempt in range(tries):
+        try:
+            return call()
+        except _STORE_ERRORS as err:
+            _say(f"the job store failed ({err}); {'retrying' if attempt + 1 < tries else 'giving up'}")
+            time.sleep(wait * 2 ** attempt)
+    return default
 
 
 def _watch_child(store: JobStore, child: _Child, grace: float) -> bool:
@@ -837,8 +1066,13 @@ def _watch_child(store: JobStore, child: _Child, grace: float) -> bool:
                 _kill(child.proc, signal.SIGKILL)
         return False
     job = store.get(child.job.id)
-    if job.status == RUNNING:   # the child did not record its end: it was killed or crashed
-        if job.cancel_requested:
+    if job.status == RUNNING:   # the child did not record its end: it was killed or crashed, or the store failed it
+        left = _left_end(job)
+        if left is not None:
+            store.finish(job.id, *left)
+        elif code == 0 or _results_complete(job):
+            store.finish(job.id, DONE, "")
+        elif job.cancel_requested:
             store.finish(job.id, CANCELLED, "cancelled; the job was stopped. What it wrote so far is kept")
         elif code < 0:
             sig = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
@@ -870,42 +1104,62 @@ def _watch_parent() -> None:
 
 
 def run_job_process(workspace: Path, job_id: str) -> int:
-    """Body of the child process: run one job and record how it ended."""
+    """Body of the child process: run one job and record how it ended (0: done or cancelled, 1: failed).
+    When the store cannot take the record (a failing disk, a locked or broken jobs.db), the end is left in
+    the run folder (`job_end.json`) and the worker records it."""
     _watch_parent()
     store = JobStore(workspace)
     job = store.get(job_id)
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    status, reason = _run_kind(job, run_dir)
+    _record_end(store, job_id, run_dir, status, reason)
+    return 0 if status in (DONE, CANCELLED) else 1
+
+
+def _run_kind(job: Job, run_dir: Path) -> tuple[str, str]:
+    """(status, reason) of running the job's function in this process."""
     try:
         if job.kind not in job_kinds():
             raise ParamError(f"unknown job kind {job.kind!r}")
         _KINDS[job.kind](job.config, run_dir)
-        store.finish(job_id, DONE, "")
-        return 0
+        return DONE, ""
     except Cancelled as err:
-        store.finish(job_id, CANCELLED, str(err))
-        return 0
+        return CANCELLED, str(err)
     except DefectAugError as err:
-        store.finish(job_id, FAILED, str(err))
-        return 1
+        return FAILED, str(err)
     except MemoryError:
-        store.finish(job_id, FAILED, "the job ran out of memory; lower the image size, the target balance "
-                                     "ratio or the number of seeds, then re-run it")
-        return 1
+        return FAILED, ("the job ran out of memory; lower the image size, the target balance ratio or the number "
+                        "of seeds, then re-run it")
     except OSError as err:
-        if err.errno == errno.ENOSPC:
-            reason = ("the disk is full: the job could not write its files. Free some space (delete old runs "
-                      "on the Jobs page) and re-run it; earlier runs are intact")
-        else:
-            reason = f"a file operation failed: {err}"
         _log_traceback(run_dir)
-        store.finish(job_id, FAILED, reason)
-        return 1
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return FAILED, ("the disk is full: the job could not write its files. Free some space (delete old runs "
+                            "on the Jobs page) and re-run it; earlier runs are intact")
+        return FAILED, f"a file operation failed: {err}"
     except BaseException as err:   # noqa: BLE001  a bug: record it, never leave the job hanging
         _log_traceback(run_dir)
-        store.finish(job_id, FAILED, f"internal error ({type(err).__name__}: {err}); the details are in "
-                                     "log.txt of the run. Please report it.")
-        return 1
+        return FAILED, (f"internal error ({type(err).__name__}: {err}); the details are in log.txt of the run. "
+                        "Please report it.")
+
+
+JOB_END_FILE = "job_end.json"    # how a job ended, when its process could not write that to the store
+
+
+def _record_end(store: JobStore, job_id: str, run_dir: Path, status: str, reason: str,
+                tries: int = 5, wait: float = 0.2) -> None:
+    for attempt in range(tries):
+        try:
+            store.finish(job_id, status, reason)
+            return
+        except _STORE_ERRORS as err:
+            _say(f"job {job_id}: cannot record its end yet ({err}); retrying")
+            time.sleep(wait * 2 ** attempt)
+    from .files import write_json
+    try:
+        write_json(run_dir / JOB_END_FILE, {"status": status, "reason": reason, "finished": time.time()})
+    except OSError:
+        pass   # the worker still sees the process end (exit code) and, for an experiment, its results
 
 
 def _log_traceback(run_dir: Path) -> None:

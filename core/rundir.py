@@ -62,7 +62,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from .errors import RunError
-from .files import atomic_path, atomic_write, load_tensors, read_json, save_tensors, write_json
+from .files import atomic_path, atomic_write, csv_row, csv_value, load_tensors, read_json, save_tensors, write_json
 from .imageset import ImageSet
 
 __all__ = ["CANCEL_FILE", "GalleryItem", "RERUN_HINT", "RunDir", "atomic_path", "atomic_write", "read_json",
@@ -421,9 +421,11 @@ class RunDir:
     def write_predictions(self, model_id: str, test: ImageSet, probs: np.ndarray) -> None:
         buf = io.StringIO(newline="")
         w = csv.writer(buf)
-        w.writerow(["file", "true", "pred"] + [f"p_{c}" for c in test.classes])
+        # every CSV of the run is written through csv_row (no cell a spreadsheet runs as a formula) and read
+        # back through csv_value
+        w.writerow(csv_row(["file", "true", "pred"] + [f"p_{c}" for c in test.classes]))
         for src, t, pr in zip(test.sources, test.labels, probs):
-            w.writerow([src, test.classes[t], test.classes[int(pr.argmax())]] + [f"{v:.5f}" for v in pr])
+            w.writerow(csv_row([src, test.classes[t], test.classes[int(pr.argmax())]] + [f"{v:.5f}" for v in pr]))
         atomic_write(self.predictions_path(model_id), buf.getvalue())
 
     def prediction_models(self) -> list[str]:
@@ -440,7 +442,8 @@ class RunDir:
         with open(path, newline="", encoding="utf-8") as fh:
             for r in csv.DictReader(fh):
                 probs = {k[2:]: float(v) for k, v in r.items() if k.startswith("p_") and v not in ("", None)}
-                rows.append({"file": r["file"], "true": r["true"], "pred": r["pred"], "probs": probs})
+                rows.append({"file": csv_value(r["file"]), "true": csv_value(r["true"]),
+                             "pred": csv_value(r["pred"]), "probs": probs})
         return rows
 
     # -- metrics -----------------------------------------------------------------------------------
@@ -511,7 +514,7 @@ class RunDir:
             cls = synth.classes[lab]
             (base / cls).mkdir(parents=True, exist_ok=True)
             Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(base / rel)
-            w.writerow([rel, cls, seed, "|".join(par)])
+            w.writerow(csv_row([rel, cls, seed, "|".join(par)]))
         atomic_write(self.provenance_path(method, seed), buf.getvalue())
 
     @staticmethod
@@ -537,7 +540,7 @@ class RunDir:
         cols = ["file", "class", "nearest", "distance", "copy", "predicted", "confidence", "kept"]
         w.writerow(cols)
         for r in rows:
-            w.writerow([r.get(c, "") for c in cols])
+            w.writerow(csv_row([r.get(c, "") for c in cols]))
         atomic_write(self.quality_table_path(method, seed), buf.getvalue())
         write_json(self.quality_path(method, seed), record)
 
@@ -551,7 +554,9 @@ class RunDir:
         """{file: row} of one seed's per-image quality table ({} when the run measured none)."""
         try:
             with open(self.quality_table_path(method, seed), newline="", encoding="utf-8") as fh:
-                return {r["file"]: r for r in csv.DictReader(fh)}
+                rows = [{k: csv_value(v) if isinstance(v, str) else v for k, v in r.items()}
+                        for r in csv.DictReader(fh)]
+            return {r["file"]: r for r in rows}
         except (OSError, KeyError, csv.Error):
             return {}
 
@@ -620,7 +625,7 @@ class RunDir:
                 return []     # being written: its rows are not on disk yet
             raise unreadable("is empty although the folder holds images")
         try:
-            rows = list(csv.reader(io.StringIO(text, newline="")))
+            rows = [[csv_value(cell) for cell in row] for row in csv.reader(io.StringIO(text, newline=""))]
         except csv.Error as err:
             raise unreadable(f"is not a CSV table ({err})") from None
         header = rows[0]

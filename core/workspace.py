@@ -10,8 +10,9 @@
     root = ws.import_zip(uploaded, "tiles.zip")              # an uploaded zip -> uploads/tiles/...
     result = ws.import_folder([("tiles/crack/a.png", data)])  # a folder upload -> result.root, .warnings
 
-Isolation: a workspace id is a uuid4 hex (or the configured shared name); anything else is refused,
-so an id from a URL can never point outside `home`. Uploads and runs of one workspace are never
+Isolation: a workspace id is 32 hex digits (a uuid4, or for a browser session 16 random digits and their
+keyed hash, so a link made up by hand never creates a workspace) or the configured shared name; anything
+else is refused, so an id from a URL can never point outside `home`. Uploads and runs of one workspace are never
 listed in another. `DEFECTAUG_SHARED_WORKSPACE=<name>` makes every session use the workspace
 `<name>` (a team server). `DEFECTAUG_DATA_ROOTS` (paths separated by `os.pathsep`) lists the server
 folders a user may type; the workspace's own uploads folder is always allowed.
@@ -22,6 +23,7 @@ into a fresh `uploads/<name>/`, refusing names that would leave it. A failed imp
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -34,8 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterable, Protocol
 
-from .data import Limits, _human, _limits, safe_extract_zip
-from .errors import ArchiveError, DataError, ParamError, RunError
+from .data import (Limits, _human, _limits, _shorten, safe_extract_zip, too_deep_message,
+                   too_many_folders_message)
+from .errors import DISK_FULL, ArchiveError, DataError, DiskFull, ParamError, RunError, is_disk_full
 
 HOME_ENV = "DEFECTAUG_HOME"
 DATA_ROOTS_ENV = "DEFECTAUG_DATA_ROOTS"
@@ -129,8 +132,8 @@ def list_data_candidates(roots: Iterable[str | Path] | None = None, limit: int =
                 is_dir = real.is_dir()
             except (OSError, RuntimeError, ValueError):
                 continue   # a dangling or looping link
-            if real == root or not real.is_relative_to(root):
-                continue
+            if real == root or not real.is_relative_to(root) or overlaps_home(real):
+                continue   # the workspaces (other users' uploads) are never a data source
             if not (is_dir or (real.is_file() and real.suffix.lower() == ".zip")):
                 continue
             if real not in seen:
@@ -140,9 +143,51 @@ def list_data_candidates(roots: Iterable[str | Path] | None = None, limit: int =
     return out
 
 
+def overlaps_home(path: Path, home: Path | None = None) -> bool:
+    """True when `path` (resolved) is the workspace home, lies inside it, or holds it: a data root that
+    contains the home must never open another user's workspace, nor a folder above them all."""
+    home = workspace_home() if home is None else home
+    return path == home or path.is_relative_to(home) or home.is_relative_to(path)
+
+
 def new_id() -> str:
     """A random id for a workspace, run or job (uuid4, 32 hex digits)."""
     return uuid.uuid4().hex
+
+
+_KEY_FILE = ".session_key"
+
+
+def _session_key(home: Path) -> bytes:
+    """This server's secret for session ids (`<home>/.session_key`, made once, readable by the app only)."""
+    import secrets
+    path = home / _KEY_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def _session_id(home: Path) -> str:
+    """A new session's workspace id: 16 random hex digits and their keyed hash (16 more), so that a link to a
+    workspace that has not written anything yet still reopens it, while a made-up id never becomes one."""
+    import hmac
+    import secrets
+    head = secrets.token_hex(8)
+    return head + hmac.new(_session_key(home), head.encode(), "sha256").hexdigest()[:16]
+
+
+def _issued_here(workspace_id: str, home: Path) -> bool:
+    import hmac
+    head, tail = workspace_id[:16], workspace_id[16:]
+    try:
+        key = _session_key(home)
+    except OSError:
+        return False
+    return hmac.compare_digest(hmac.new(key, head.encode(), "sha256").hexdigest()[:16], tail)
 
 
 def is_valid_id(value: str) -> bool:
@@ -222,16 +267,28 @@ class Workspace:
     @classmethod
     def for_session(cls, requested: str | None, home: Path | None = None) -> "Workspace":
         """The workspace a browser session uses: the shared one when configured; else the requested
-        id when valid; else a new one. An invalid id never raises here: the user gets a fresh workspace."""
+        workspace when it exists; else a new one with a random id. An id from a link never makes a workspace
+        (a made-up one gets a fresh random workspace), and a new one is only a name until its first write
+        (`ensure`): a visit that uploads nothing leaves no folder. An invalid id never raises here."""
         shared = shared_workspace_name()
         if shared:
             return cls.open(shared, home)
+        home = Path(home).resolve() if home is not None else workspace_home()
         if requested:
             try:
-                return cls.open(requested, home)
+                return cls.open(requested, home, create=False)
             except (ParamError, RunError):
-                pass
-        return cls.create(home)
+                requested = requested.strip().lower()
+                if is_valid_id(requested) and _issued_here(requested, home):
+                    return cls._at(requested, home, mkdir=False)   # bookmarked before its first write
+        ws = cls._at(_session_id(home), home, mkdir=False)
+        remove_empty_workspaces(home)
+        return ws
+
+    def ensure(self) -> "Workspace":
+        """Make the workspace's folders (its first write: an upload, a setting, a job)."""
+        self._mkdirs()
+        return self
 
     @classmethod
     def from_path(cls, root: str | Path) -> "Workspace":
@@ -344,6 +401,7 @@ class Workspace:
                 pass
         incoming_root = self.root / ".incoming"
         try:
+            self.ensure()
             incoming_root.mkdir(exist_ok=True)
             _remove_stale_incoming(incoming_root)
             incoming = Path(tempfile.mkdtemp(prefix="upload-", dir=incoming_root))
@@ -392,7 +450,15 @@ class Workspace:
                 refused.append((name, REFUSED_TOO_LONG))
             else:
                 named.append((name, parts, content))
+        for name, parts, _ in named:
+            if len(parts) - 1 > limits.max_depth:
+                raise DataError(too_deep_message("the uploaded folder", _shorten(name), len(parts) - 1,
+                                                 limits.max_depth).replace("extracted", "kept"))
         folders = {parts[:i] for _, parts, _ in named for i in range(1, len(parts))}
+        if len(folders) > limits.max_folders:
+            raise DataError(too_many_folders_message("the uploaded folder", limits.max_folders)
+                            .replace("Zip the dataset folder itself", "Pick the dataset folder itself")
+                            .replace("extracted", "kept"))
         chosen: list[tuple[tuple[str, ...], bytes | UploadedFileLike]] = []
         seen: set[tuple[str, ...]] = set()
         for name, parts, content in named:
@@ -411,6 +477,7 @@ class Workspace:
         strip = len(tops) == 1 and any(len(parts) > 2 for parts, _ in chosen)
         root = self.dataset_dir(next(iter(tops)) if len(tops) == 1 else "uploaded_folder")
         try:
+            self.ensure()
             for parts, content in chosen:
                 out = root.joinpath(*(parts[1:] if strip else parts))
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -419,9 +486,12 @@ class Workspace:
                     fh.write(data)
         except OSError as err:
             shutil.rmtree(root, ignore_errors=True)
-            where = "/".join(parts)
+            where = _shorten("/".join(parts))
             raise DataError(f"cannot write {where!r} from the uploaded folder ({err.strerror or err}); check "
                             "the free disk space and upload again. Nothing was kept.") from None
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)    # a failed import keeps nothing, whatever failed
+            raise
         return FolderImport(root=root, written=len(chosen), refused=refused)
 
     def allowed_roots(self) -> list[Path]:
@@ -434,16 +504,24 @@ class Workspace:
         text = str(user_path).strip()
         if not text:
             raise DataError("type a folder path first")
-        roots = self.allowed_roots()
-        try:
-            from .data import resolve_data_path
-        except ImportError:  # core.data not there yet: the same rule, here
-            resolve_data_path = _resolve_inside
-        return Path(resolve_data_path(text, roots))
+        from .data import resolve_data_path
+        return self._not_in_workspaces(Path(resolve_data_path(text, self.allowed_roots())), text)
 
     def check_data_path(self, path: str | Path) -> Path:
         """Same rule for a path coming from a stored config (re-run, CLI submit)."""
-        return _resolve_inside(str(path), self.allowed_roots())
+        return self._not_in_workspaces(_resolve_inside(str(path), self.allowed_roots()), str(path))
+
+    def _not_in_workspaces(self, resolved: Path, text: str) -> Path:
+        """`resolved` unless it is in (or holds) the workspaces folder or this workspace, outside this
+        workspace's own uploads: whatever the data roots are, a path never reaches another user's files."""
+        uploads = self.uploads.resolve()
+        if resolved.is_relative_to(uploads):
+            return resolved
+        if overlaps_home(resolved) or overlaps_home(resolved, self.root.resolve()):
+            raise DataError(f"{text} is in (or holds) the folder where the app keeps every user's workspace, "
+                            "which is never a data source; upload the dataset, or pick a folder of the server "
+                            "data folders outside it")
+        return resolved
 
     # -- small per-workspace settings (last dataset, ...) ----------------------------------------
     @property
@@ -457,14 +535,57 @@ class Workspace:
             return {}
 
     def update_settings(self, **values) -> dict:
+        """Change some settings; written whole or not at all (a full disk keeps the old file, no leftovers)."""
+        from .files import atomic_write
         data = {**self.settings(), **values}
-        tmp = self.settings_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(tmp, self.settings_path)
+        try:
+            self.ensure()
+            atomic_write(self.settings_path, json.dumps(data, indent=1))
+        except OSError as err:
+            if is_disk_full(err):
+                raise DiskFull(DISK_FULL) from None
+            raise RunError(f"cannot save this workspace's settings ({err.strerror or err}); try again") from None
         return data
 
 
 STALE_UPLOAD_SECONDS = 3600
+EMPTY_WORKSPACE_SECONDS = 24 * 3600
+# What a visit that never uploaded, ran or set anything may have left (an empty job list, the worker's lock).
+_TRACE_FILES = frozenset({"jobs.db", "jobs.db-wal", "jobs.db-shm", "worker.lock"})
+
+
+def remove_empty_workspaces(home: Path, max_age: float = EMPTY_WORKSPACE_SECONDS, limit: int = 200) -> list[str]:
+    """Remove workspace folders (uuid4 names only, never the shared one) untouched for `max_age` seconds that
+    hold nothing: no upload, run, export or setting; at most an empty job list. Returns the ids removed.
+    At most `limit` folders are looked at per call, so a large home never slows a page down."""
+    import sqlite3
+    import time
+    removed: list[str] = []
+    try:
+        entries = [e for e in os.scandir(home) if e.is_dir(follow_symlinks=False) and is_valid_id(e.name)]
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries[:limit]:
+        root = Path(entry.path)
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < max_age:
+                continue
+            files = [p for p in root.rglob("*") if not p.is_dir()]
+            if any(p.parent != root or p.name not in _TRACE_FILES or p.is_symlink() for p in files):
+                continue
+            db = root / "jobs.db"
+            if db.exists():
+                with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                    if conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]:
+                        continue
+            if any(now - p.stat().st_mtime < max_age for p in files):
+                continue
+        except (OSError, sqlite3.Error):
+            continue          # unreadable, being written, or not a job list we know: leave it alone
+        shutil.rmtree(root, ignore_errors=True)
+        removed.append(entry.name)
+    return removed
 
 
 def _remove_stale_incoming(incoming_root: Path, max_age: float = STALE_UPLOAD_SECONDS) -> None:

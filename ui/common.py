@@ -8,6 +8,7 @@ because page navigation may drop query parameters.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import traceback
 from contextlib import contextmanager
@@ -18,8 +19,8 @@ import numpy as np
 import streamlit as st
 
 from core import runs
-from core.errors import DefectAugError
-from core.jobs import ACTIVE, JobStore
+from core.errors import DISK_FULL, DefectAugError, is_disk_full
+from core.jobs import ACTIVE, JobStore, JobStoreDamaged
 from core.workspace import Workspace, data_roots, is_valid_id
 
 log = logging.getLogger("defectaug.app")
@@ -31,20 +32,51 @@ STATUS_ICON = {"queued": ":material/hourglass_empty:", "running": ":material/pla
 
 
 # ---------------------------------------------------------------------------------------------
+# User text in Markdown: class, folder, file and dataset names are shown as they are, never rendered
+# ---------------------------------------------------------------------------------------------
+# What gives Markdown (GitHub's and Streamlit's flavours) its meaning inside one line: emphasis, code, links and
+# images, HTML, strike-through, math, tables; a list or heading marker at the start; and what a bare link needs
+# to become clickable. Each is backslash-escaped, which CommonMark shows as the character itself; the rest of a
+# message (quotes, colons, full stops) stays as it is, so messages read and match as written.
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>!~$|]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z]))")   # a_b is never emphasis
+_MD_LINE_START = re.compile(r"^(\s*(?:\d+(?=[.)]))?)([#+=.)-])")
+_MD_AUTOLINK = re.compile(r"(?i)(://|www\.)")
+
+
+def md_escape(text: object) -> str:
+    """`text` for st.markdown / caption / error / warning / info / success / progress / spinner / image
+    captions: shown literally on one line (a class named '**[phish](https:evil.com)**' is its name, never a link)."""
+    out = _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
+    out = _MD_LINE_START.sub(r"\1\\\2", out)          # "# x", "- x", "1. x" would be a heading or a list
+    return _MD_AUTOLINK.sub(lambda m: ":\\/\\/" if m.group(1) == "://" else m.group(1)[:3] + "\\.", out)
+
+
+def md_code(text: object) -> str:
+    """`text` as an inline code span (a path, a dataset name), fenced by more backticks than it holds."""
+    text = " ".join(str(text).splitlines())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+# ---------------------------------------------------------------------------------------------
 # Errors: a user-caused error is a message; a bug is a short apology, never a traceback
 # ---------------------------------------------------------------------------------------------
 def show_error(err: BaseException) -> None:
     if isinstance(err, DefectAugError):
-        st.error(str(err))
+        st.error(md_escape(err))
+    elif is_disk_full(err):       # a write that found no space (an export, a report): what it wrote is gone
+        st.error(md_escape(DISK_FULL[0].upper() + DISK_FULL[1:]))
     else:
         log.error("unexpected error in the app:\n%s", "".join(traceback.format_exception(err)))
-        st.error(f"Something went wrong inside DefectAug ({type(err).__name__}: {err}). This is a bug, not "
-                 "something you did; the details are in the server log. Reload the page to continue.")
+        st.error(f"Something went wrong inside DefectAug ({md_escape(type(err).__name__)}: {md_escape(err)}). "
+                 "This is a bug, not something you did; the details are in the server log. Reload the page to "
+                 "continue.")
 
 
 def show_unreadable(err: DefectAugError) -> None:
     """A run whose files cannot be read: the error (it says what to do) and the way to the Jobs page."""
-    st.error(str(err))
+    st.error(md_escape(err))
     st.page_link("app_pages/jobs.py", label="Open the Jobs page to re-run it", icon=":material/replay:")
 
 
@@ -84,6 +116,23 @@ def store() -> JobStore:
     if key not in st.session_state:
         st.session_state[key] = JobStore(ws)
     return st.session_state[key]
+
+
+def recover_store(err: JobStoreDamaged) -> None:
+    """A damaged jobs.db: what happened, and the way out (keep it aside, rebuild from the run folders)."""
+    st.error(md_escape(err))
+    if st.button("Recover the job list", type="primary", key="recover_store",
+                 help="Renames the damaged jobs.db (it is kept beside the new one) and rebuilds the job list "
+                      "from the run folders; no run is deleted"):
+        ws = workspace()
+        with guard():
+            new, kept = JobStore.recover(ws)
+            st.session_state[f"_store_{ws.id}"] = new
+            jobs = new.list()
+            st.session_state["store_note"] = (
+                f"Rebuilt the job list from {len(jobs)} run folder(s)"
+                + (f"; the damaged file is kept as {md_code(kept.name)} in the workspace folder." if kept else "."))
+            st.rerun()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +193,7 @@ def _sidebar_jobs() -> None:
             s.start_worker()      # jobs wait, none runs them (after an app or machine restart)
         jobs = s.list(ACTIVE)
     except Exception as err:   # noqa: BLE001  the sidebar must never break a page
-        st.caption(f"jobs unavailable: {err}")
+        st.caption(f"jobs unavailable: {md_escape(err)}")
         return
     st.markdown("**Running jobs**")
     if not jobs:
@@ -152,9 +201,9 @@ def _sidebar_jobs() -> None:
         return
     for job in jobs[:6]:
         p = runs.progress(job.run_dir, active=True)
-        text = job.label
+        text = md_escape(job.label)
         if job.status == "running":
-            st.progress(p.fraction, text=f"{text} · {p.stage or 'starting'}")
+            st.progress(p.fraction, text=f"{text} · {md_escape(p.stage or 'starting')}")
         else:
             st.caption(f"{text} · waiting for a free slot")
     if len(jobs) > 6:
@@ -178,8 +227,8 @@ def _signature(path: Path) -> float:
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _load_cached(path: str, image_size: int, signature: float):
-    from core.data import load_dataset
-    return load_dataset(path, image_size=image_size)
+    from core.data import load_dataset_apart    # decoding never runs (nor costs memory) in the app's process
+    return load_dataset_apart(path, image_size=image_size)
 
 
 def load_dataset(path: str | Path, image_size: int = 64):
@@ -234,7 +283,7 @@ def allowed_roots_text() -> str:
     """The server's data folders by name (a typed path is taken relative to them; the server's own paths stay
     off the pages)."""
     roots = data_roots()
-    return ", ".join(f"`{r.name}`" for r in roots) if roots else ""
+    return ", ".join(md_code(r.name) for r in roots) if roots else ""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -532,12 +532,12 @@ def aggregate(ctxs: list[TaskContext], top: RunDir, seconds_total: float | None 
 
 
 def _write_pooled_predictions(top: RunDir, model_id: str, rows: list[dict], classes: list[str]) -> None:
-    from ..files import atomic_write
+    from ..files import atomic_write, csv_row
     import csv
     import io
     buf = io.StringIO(newline="")
     w = csv.writer(buf)
-    w.writerow(["file", "true", "pred"] + [f"p_{c}" for c in classes])
+    w.writerow(csv_row(["file", "true", "pred"] + [f"p_{c}" for c in classes]))
     for r in rows:
-        w.writerow([r["file"], r["true"], r["pred"]] + [f"{r['probs'].get(c, 0.0):.5f}" for c in classes])
+        w.writerow(csv_row([r["file"], r["true"], r["pred"]] + [f"{r['probs'].get(c, 0.0):.5f}" for c in classes]))
     atomic_write(top.predictions_path(model_id), buf.getvalue())

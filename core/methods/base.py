@@ -81,6 +81,18 @@ class Sampler:
     def sample(self, class_name: str, n: int, seed: int) -> SampleBatch:
         raise NotImplementedError
 
+    def networks(self, shape: tuple[int, int, int], n_classes: int) -> list[tuple[torch.nn.Module, tuple]]:
+        """The networks one `fit` trains together, each with an example input batch (as its training step
+        passes it), for the memory check before a run (`training_memory` builds them on the meta device).
+        [] for a method that trains no network."""
+        return []
+
+    def on_image_batch(self, nets, shape: tuple[int, int, int]) -> list[tuple[torch.nn.Module, tuple]]:
+        """Each network with a batch (`params.batch_size`) of images of `shape`: what `networks` returns for
+        networks that take images."""
+        x = torch.zeros(int(getattr(self.params, "batch_size", 32)), shape[2], shape[0], shape[1])
+        return [(net, (x,)) for net in nets]
+
     def get_state(self) -> tuple[dict[str, torch.Tensor], dict]:
         """(tensors, JSON-able meta) that `set_state` restores. Called after `fit`."""
         raise NotImplementedError
@@ -119,6 +131,75 @@ class Sampler:
         obj.shape_ = tuple(meta["shape"]) if meta["shape"] else None
         obj.set_state(tensors, meta)
         return obj
+
+
+@dataclass
+class TrainingMemory:
+    """What training a method's networks holds in memory, from the networks themselves (`training_memory`)."""
+    parameters: int            # weights of every network trained together
+    activation_bytes: int      # one batch's forward outputs, their gradients and a second discriminator pass
+
+    # float32 weights, their gradients and Adam's two moments: 4 copies of 4 bytes per parameter
+    BYTES_PER_PARAMETER = 16
+
+    @property
+    def bytes(self) -> int:
+        return self.parameters * self.BYTES_PER_PARAMETER + self.activation_bytes
+
+
+class _MetaShortcuts(torch.overrides.TorchFunctionMode):
+    """On meta tensors, skip weight initialisation (nothing to fill) and pass normalisation layers through
+    (their output has their input's shape): torch runs both on meta through its Python references, which
+    import the compiler (seconds, and a cache folder left in the temporary directory)."""
+    _SAME_SHAPE = frozenset({"batch_norm", "instance_norm", "layer_norm", "group_norm"})
+    _INIT = frozenset({"normal_", "uniform_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_",
+                       "xavier_uniform_", "xavier_normal_", "orthogonal_", "constant_", "zeros_", "ones_",
+                       "fill_", "zero_", "bernoulli_", "random_", "exponential_"})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") in self._INIT:
+            target = args[0] if args else kwargs.get("tensor", kwargs.get("input"))   # nn.init passes tensor=
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        if getattr(func, "__name__", "") in self._SAME_SHAPE:
+            x = args[0] if args else kwargs.get("input")
+            if isinstance(x, torch.Tensor) and x.is_meta:
+                return torch.empty_like(x)
+        return func(*args, **kwargs)
+
+
+def training_memory(sampler_cls: type[Sampler], params: Any, shape: tuple[int, int, int],
+                    n_classes: int) -> TrainingMemory | None:
+    """The memory training `sampler_cls` with `params` on images of `shape` needs, counted on networks built
+    on the meta device (no weight is allocated, no time spent initialising): parameters x (weights + grads
+    + Adam's 2 states), plus the activations of one forward pass of each network on its example batch, x3
+    (kept for backward, their gradients, the discriminator's second pass). None when it trains no network."""
+    sampler = sampler_cls(params, Context(device=torch.device("meta")))
+    with torch.device("meta"), _MetaShortcuts():
+        nets = sampler.networks(shape, n_classes)
+    if not nets:
+        return None
+    parameters = sum(p.numel() for net, _ in nets for p in net.parameters())
+    outputs = 0
+
+    def count(_module, _inputs, output) -> None:
+        nonlocal outputs
+        for t in output if isinstance(output, (tuple, list)) else (output,):
+            if isinstance(t, torch.Tensor):
+                outputs += t.numel() * t.element_size()
+
+    for net, example in nets:
+        hooks = [m.register_forward_hook(count) for m in net.modules() if not list(m.children())]
+        try:
+            with torch.no_grad(), torch.device("meta"), _MetaShortcuts():
+                net(*example)
+        except (RuntimeError, NotImplementedError, TypeError, ValueError):
+            pass    # an operation without a meta kernel: the parameters alone still bound the memory
+        finally:
+            for h in hooks:
+                h.remove()
+    return TrainingMemory(parameters, 3 * outputs)
 
 
 @dataclass

@@ -529,3 +529,58 @@ def test_submit_starts_the_worker_once_when_asked_and_autostart_is_on(store, onl
 def test_an_unknown_job_kind_is_refused_with_the_known_ones(store):
     with pytest.raises(ParamError, match="unknown job kind 'nap'; use one of experiment, sleep"):
         store.submit({}, kind="nap")
+
+
+# ---------------------------------------------------------------------------------------------
+# A failing store (disk I/O errors from SQLite): the worker keeps serving, no finished job is lost
+# ---------------------------------------------------------------------------------------------
+def _flaky_worker(store: JobStore, faults: str):
+    """`python -m core.jobs worker --once` with tests/support/flaky_store.py making the named store calls
+    fail with SQLite's "disk I/O error" (only in that worker and its job processes, never in this one)."""
+    import subprocess
+    import sys
+    from tests.conftest import REPO
+    env = dict(os.environ, DEFECTAUG_PLUGINS=os.environ["DEFECTAUG_PLUGINS"] + ",tests.support.flaky_store",
+               DEFECTAUG_TEST_STORE_FAULTS=faults)
+    return subprocess.run([sys.executable, "-m", "core.jobs", "worker", str(store.workspace.root), "--once"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+
+
+def test_the_worker_survives_store_errors_and_the_queue_goes_on(store, only_in):
+    with only_in(store):
+        first = store.submit({"seconds": 0.2, "steps": 2}, kind="sleep")
+        second = store.submit({"seconds": 0.2, "steps": 2}, kind="sleep")
+        out = _flaky_worker(store, "worker.counts=2,worker.heartbeat=1,worker.claim_next=1,worker.get=2,"
+                                   "worker.reap=1,job.finish=3")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "the job store failed (disk I/O error)" in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
+    assert [store.status(j).status for j in (first, second)] == ["done", "done"]
+    assert store.status(first).reason == ""
+
+
+def test_a_job_that_cannot_record_its_end_is_recorded_by_the_worker(store, only_in):
+    """The job's own process never gets its end into the store (every finish fails): it leaves it in the run
+    folder, and the worker (whose own first two records fail too) writes it."""
+    with only_in(store):
+        ok = store.submit({"seconds": 0.2, "steps": 2}, kind="sleep")
+        bad = store.submit({"seconds": 0.2, "steps": 4, "fail": "use a smaller ratio"}, kind="sleep")
+        out = _flaky_worker(store, "job.finish=100,worker.finish=2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert store.status(ok).status == "done" and store.status(ok).reason == ""
+    assert (store.status(bad).status, store.status(bad).reason) == (FAILED, "use a smaller ratio")
+
+
+def test_a_job_whose_results_are_complete_is_done_when_its_worker_died(store, finished_run, only_in):
+    """A worker killed after the job wrote a complete metrics.json (before the store heard of it): done, not
+    WORKER_DIED; a job without complete results still reads WORKER_DIED."""
+    import shutil
+    complete = store.submit({"data": str(finished_run), "methods": ["smote"]}, check=False)
+    cut = store.submit({"data": str(finished_run), "methods": ["smote"]}, check=False)
+    for job_id in (complete, cut):
+        assert store.claim_next(worker_pid=2 ** 22 + 1).id == job_id   # running, under a worker that is gone
+    shutil.copy(finished_run / "metrics.json", store.get(complete).run_dir)
+    (Path(store.get(cut).run_dir) / "metrics.json").write_text('{"classes": ["a", "b"], "meth')
+    with only_in(store):
+        assert store.status(complete).status == "done"
+        assert (store.status(cut).status, store.status(cut).reason) == (FAILED, WORKER_DIED)

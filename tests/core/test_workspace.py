@@ -287,3 +287,58 @@ def test_dataset_label_is_relative_to_the_uploads_or_the_data_root(tmp_path, mon
     assert ws.dataset_label(ws.uploads / "sample_seed0") == "sample_seed0"
     assert dataset_label(tmp_path / "elsewhere" / "x", roots=[]) == "x"     # never the absolute path
     assert str(tmp_path) not in ws.dataset_label(root)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sessions: an id from a link never makes a workspace; a visit that writes nothing leaves nothing
+# ---------------------------------------------------------------------------------------------
+def test_a_made_up_id_in_the_link_never_becomes_a_workspace(home):
+    from core.jobs import JobStore
+    made_up = "0123456789abcdef0123456789abcdef"
+    ws = Workspace.for_session(made_up)
+    assert ws.id != made_up and is_valid_id(ws.id)
+    assert not (home / made_up).exists()
+    store = JobStore(ws)       # what every page reads: nothing to list, and still no folder
+    assert store.list() == [] and store.counts() == {} and store.worker_info() is None and not store.worker_alive()
+    assert sorted(p.name for p in home.iterdir()) == [".session_key"]   # the server's secret for session ids
+    ws.update_settings(ratio=0.1)             # the first write makes it
+    assert ws.root.is_dir() and ws.settings()["ratio"] == 0.1
+    assert Workspace.for_session(ws.id).root == ws.root      # and the link now reopens it
+
+
+def test_a_link_to_a_session_workspace_reopens_it_before_its_first_write(home):
+    """The home page shows the link at once: reloading it (or opening it in a new tab) before anything was
+    uploaded reopens the same, still folder-less workspace; its id carries this server's keyed hash."""
+    a = Workspace.for_session(None)
+    again = Workspace.for_session(a.id)
+    assert again.id == a.id and not a.root.exists()
+    forged = a.id[:16] + ("0" if a.id[16] != "0" else "1") + a.id[17:]
+    assert Workspace.for_session(forged).id not in (forged, a.id)
+    assert (home / ".session_key").stat().st_mode & 0o077 == 0
+
+
+def test_the_first_upload_or_job_makes_a_session_workspace(home, make_dataset, tmp_path):
+    from core.jobs import JobStore
+    a, b = Workspace.for_session(None), Workspace.for_session(None)
+    assert not a.root.exists() and not b.root.exists()
+    root = a.import_folder([("set/normal/a.png", b"x"), ("set/crack/b.png", b"y")]).root
+    assert root.is_dir() and a.uploads.is_dir()
+    job = JobStore(b).submit({"seconds": 0.1, "steps": 1}, kind="sleep")
+    assert JobStore(b).get(job).status == "queued" and b.runs.is_dir()
+
+
+def test_empty_workspaces_are_cleaned_and_the_rest_kept(home):
+    from core.jobs import JobStore
+    old = time.time() - 3 * 24 * 3600
+    empty, visited, uploaded, with_jobs, fresh = (Workspace.create() for _ in range(5))
+    JobStore(visited)                          # what a visit made before: the folders and an empty job list
+    (uploaded.uploads / "set").mkdir()
+    (uploaded.uploads / "set" / "a.png").write_bytes(b"x")
+    JobStore(with_jobs).submit({"seconds": 0.1, "steps": 1}, kind="sleep")
+    shared = Workspace.from_path(home / "team")
+    for ws in (empty, visited, uploaded, with_jobs, shared):
+        for p in [*ws.root.rglob("*"), ws.root]:
+            os.utime(p, (old, old), follow_symlinks=False)
+    Workspace.for_session(None)               # a new session cleans up
+    assert sorted(p.name for p in home.iterdir()) == sorted([uploaded.id, with_jobs.id, fresh.id, "team",
+                                                             ".session_key"])

@@ -129,3 +129,35 @@ def test_a_class_of_one_image_makes_interpolation_fall_back_and_say_so(user, met
     assert sampler.fallbacks_ == [{"method": method, "class": "crack", "requested": 3, "achieved_by_method": 0,
                                    "fallback": "random_oversample", "reason": f"only 1 image(s), {why}"}]
     assert (batch.images == ds.images[ds.sources.index("crack/only.png")]).all()   # copies, said to be copies
+
+
+def test_class_folders_named_with_a_backslash_are_not_loaded_and_said(user, tmp_path, monkeypatch):
+    """Only a server folder can hold such a name (uploads take a backslash as a separator). The Gallery once
+    refused the whole run, and the export wrote 'a\\..\\..\\..\\evil/...', which Windows tools unpack outside
+    the folder: the class is left out at load, with the reason, and the rest loads."""
+    from core.data import REASON_CLASS_NAME
+    srv = tmp_path / "srv"
+    monkeypatch.setenv("DEFECTAUG_DATA_ROOTS", str(srv))
+    tree = {"normal": 3, "crack": 2, "a\\..\\..\\..\\evil": 2, "tab\there": 1}
+    for cls, n in tree.items():
+        (srv / "set" / cls).mkdir(parents=True)
+        for i in range(n):
+            (srv / "set" / cls / f"{i}.png").write_bytes(png(i + 7 * len(cls)))
+    with user.unchanged_outside():
+        ds, report = user.load(user.ws.resolve_data("set"))
+    assert ds.classes == ["crack", "normal"]
+    assert [(s.path, s.reason) for s in report.skipped] == [("a\\\\..\\\\..\\\\..\\\\evil/", REASON_CLASS_NAME),
+                                                            ("tab\\there/", REASON_CLASS_NAME)]
+    assert "\\" not in "".join(ds.sources)
+    for cls in ("crack", "normal"):
+        (srv / "set" / cls / "0.png").rename(srv / "set" / "a\\..\\..\\..\\evil" / f"moved_{cls}.png")
+        for p in (srv / "set" / cls).iterdir():
+            p.unlink()
+        (srv / "set" / cls).rmdir()
+    (srv / "set" / "only").mkdir()
+    (srv / "set" / "only" / "x.png").write_bytes(png(1))
+    with pytest.raises(DataError) as err:
+        user.load(user.ws.resolve_data("set"))
+    assert str(err.value) == ("found only one class 'only'; DefectAug needs at least two, e.g. normal/ and crack/; "
+                              "2 folder(s) were not loaded because their names hold a backslash or a control "
+                              "character (a\\\\..\\\\..\\\\..\\\\evil/, tab\\there/): rename them")

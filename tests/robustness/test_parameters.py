@@ -122,3 +122,78 @@ def test_the_experiment_config_says_the_same_without_a_store(job):
     _, config = job
     with pytest.raises(ParamError, match=r"^image size 48 is not supported; choose one of \(16, 32, 64, 128, 256\)$"):
         ExperimentConfig.from_dict({**config, "image_size": 48})
+
+
+_PREFLIGHT = """
+import json, sys
+from core.errors import ParamError
+from core.jobs import preflight
+def peak():   # this process's own high-water mark (ru_maxrss would carry the parent's over fork and exec)
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) * 1024
+big = json.loads(sys.argv[1])
+preflight({**big, "overrides": {"gan": {"g_width": 8, "d_width": 8}}})   # every import made, torch's included
+before = peak()
+try:
+    preflight(big)
+    message = None
+except ParamError as err:
+    message = str(err)
+print(json.dumps({"message": message, "before": before, "peak": peak()}))
+"""
+
+
+def test_networks_too_large_for_memory_are_refused_before_queueing(user, job, monkeypatch):
+    """gan with g_width = d_width = 2048 at 256 px (the form's bounds allow it): 2.47 billion parameters,
+    ~40 GB with gradients and Adam; counted on the meta device, so the check itself stays small (measured
+    in a fresh process: it once estimated 47 MB and let the job start)."""
+    import json
+    import subprocess
+    import sys
+    from tests.conftest import REPO
+    import torch._dynamo  # noqa: F401  torch's compiler, imported by torch's meta kernels (as by any Adam step),
+    #                       makes its cache folder in the system temp folder once per process: torch's, not ours
+    store, config = job
+    monkeypatch.setenv("DEFECTAUG_MAX_JOB_MEMORY", "16e9")
+    big = {**config, "methods": ["gan"], "image_size": 256,
+           "overrides": {**config["overrides"], "gan": {"g_width": 2048, "d_width": 2048}}}
+    message = refused(user, store, big)
+    assert message == ("gan would need about 39.7 GB of memory to train its networks at 256 px (2,466.7 million "
+                       "parameters with latent_dim=100, g_width=2048, d_width=2048: weights, gradients and Adam's two "
+                       "moments, plus one batch's activations), more than the 16.0 GB a job may use here. Lower "
+                       "gan.g_width and gan.d_width or the image size, then launch again.")
+    out = subprocess.run([sys.executable, "-c", _PREFLIGHT, json.dumps(big)], cwd=REPO, capture_output=True,
+                         text=True, timeout=300, env={**__import__("os").environ, "DEFECTAUG_MAX_JOB_MEMORY": "16e9"})
+    got = json.loads(out.stdout)
+    assert got["message"] == message
+    grew = got["peak"] - got["before"]       # the interpreter with torch imported is ~0.5 GB already
+    assert grew < 100 * 1024 ** 2, f"the check itself raised the peak RSS by {grew / 2 ** 20:.0f} MiB"
+    with user.unchanged_outside():   # what the message suggests works
+        assert store.submit({**big, "overrides": {**config["overrides"], "gan": {"g_width": 256, "d_width": 256}}})
+
+
+def test_a_large_batch_of_a_convolutional_gan_names_the_batch_size(user, job, monkeypatch):
+    import torch._dynamo  # noqa: F401  (see above)
+    store, config = job
+    monkeypatch.setenv("DEFECTAUG_MAX_JOB_MEMORY", "2e9")
+    message = refused(user, store, {**config, "methods": ["dcgan"], "image_size": 128,
+                                    "overrides": {**config["overrides"], "dcgan": {"batch_size": 1024}}})
+    assert message.startswith("dcgan would need about ")
+    assert message.endswith("more than the 2.0 GB a job may use here. Lower dcgan.batch_size (now 1024) or the "
+                            "image size, then launch again.")
+
+
+@pytest.mark.parametrize("check", [True, False])
+@pytest.mark.parametrize("data", [None, "", "   ", 3, ["a"]])
+def test_a_job_without_a_dataset_is_refused(user, job, data, check):
+    """data None once raised TypeError; data "" skipped the data-root check and walked the current folder."""
+    store, config = job
+    message = refused(user, store, {**config, "data": data}, check=check)
+    assert message == "no dataset given: set data to a folder or a .zip of class folders"
+
+
+def test_a_job_without_the_data_key_or_with_a_non_json_value_is_refused(user, job):
+    store, config = job
+    assert refused(user, store, {k: v for k, v in config.items() if k != "data"}) == (
+        "no dataset given: set data to a folder or a .zip of class folders")
+    assert refused(user, store, {**config, "seeds": {1, 2}}).startswith(
+        "a job config holds only numbers, text, lists and dicts (")

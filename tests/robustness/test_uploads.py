@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import stat
 import zipfile
 
@@ -292,6 +293,10 @@ FUZZ = settings(max_examples=int(os.environ.get("DEFECTAUG_FUZZ_EXAMPLES", "40")
 PART = st.sampled_from(["set", "normal", "crack", "..", ".", "", "/", "\\", "C:", "é 裂", "a" * 120, "x.png",
                         "\x00", "__MACOSX", ".hidden"])
 NAME = st.lists(PART, min_size=1, max_size=5).map("/".join)
+# Deep paths (past the depth limit of 32 and past Python's recursion limit) and many sibling folders
+DEEP = st.tuples(st.sampled_from(["set/normal/", "set/", ""]), st.integers(0, 1100), st.sampled_from(["a.png", ""])
+                 ).map(lambda t: t[0] + "d/" * t[1] + t[2])
+WIDE = st.integers(1, 80).map(lambda n: [f"set/normal/f{i}/a.png" for i in range(n)])
 
 
 def _outcome(call):
@@ -328,3 +333,81 @@ def test_fuzz_zip_entry_names_and_upload_name(user, names, name):
         assert root.resolve().is_relative_to(user.ws.uploads.resolve())
     assert not list((user.ws.root / ".incoming").iterdir())
     assert re.fullmatch(r"[0-9a-f]{32}", user.ws.root.name)
+
+
+def _tree_outcome(user, names: list[str], limits: Limits, via: str):
+    """Upload `names` (each a file of its own) one way; returns the root or the refusal, checking the rules."""
+    names = list(dict.fromkeys(n for n in names if n and not n.endswith("/")))
+    if via == "folder":
+        result = _outcome(lambda: user.ws.import_folder([(n, png(i)) for i, n in enumerate(names)], limits))
+        root = result.root if result is not None else None
+    else:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for i, n in enumerate(names):
+                zf.writestr(n, png(i))
+        root = _outcome(lambda: user.ws.import_zip(buf.getvalue(), "tree.zip", limits))
+    folders = [p for p in user.ws.uploads.rglob("*") if p.is_dir()] if user.ws.uploads.exists() else []
+    depth = max((len(p.relative_to(user.ws.uploads).parts) for p in folders), default=0)
+    assert depth <= limits.max_depth + 2            # the dataset folder (and a wrapper) above the limited paths
+    assert len(folders) <= limits.max_folders + 2
+    return root
+
+
+@FUZZ
+@given(names=st.lists(DEEP, min_size=1, max_size=4), wide=WIDE, via=st.sampled_from(["zip", "folder"]),
+       max_folders=st.integers(5, 60))
+def test_fuzz_deep_paths_and_implied_folders(user, names, wide, via, max_folders):
+    limits = Limits(max_folders=max_folders)
+    all_names = names + wide
+    with user.unchanged_outside():
+        root = _tree_outcome(user, all_names, limits, via)
+    parts = [[p for p in n.split("/") if p] for n in all_names if n and not n.endswith("/")]
+    implied = {tuple(p[:i]) for p in parts for i in range(1, len(p))}
+    too_deep = any(len(p) - 1 > limits.max_depth for p in parts)
+    if too_deep or len(implied) > max_folders:
+        assert root is None                            # refused whole, and nothing kept
+        assert user.kept() == []
+    if root is not None:
+        shutil.rmtree(user.ws.uploads)                 # the next example starts from an empty workspace
+
+
+# ---------------------------------------------------------------------------------------------------
+# A data root that holds the workspaces folder (DEFECTAUG_HOME=srv/workspaces, DEFECTAUG_DATA_ROOTS=srv)
+# ---------------------------------------------------------------------------------------------------
+def test_a_data_root_holding_the_workspaces_never_reaches_another_users_upload(tmp_path, monkeypatch,
+                                                                                outside_unchanged):
+    from core.jobs import JobStore
+    from core.workspace import Workspace, list_data_candidates
+    srv = tmp_path / "srv"
+    monkeypatch.setenv("DEFECTAUG_HOME", str(srv / "workspaces"))
+    monkeypatch.setenv("DEFECTAUG_DATA_ROOTS", str(srv))
+    monkeypatch.delenv("DEFECTAUG_SHARED_WORKSPACE", raising=False)
+    tiles = srv / "tiles"
+    for name, data in GOOD.items():
+        (tiles / name).parent.mkdir(parents=True, exist_ok=True)
+        (tiles / name).write_bytes(data)
+    (srv / "link_to_home").symlink_to(srv / "workspaces")
+    alice, bob = Workspace.create(), Workspace.create()
+    secret = alice.import_folder(list(GOOD.items())).root
+    mine = bob.import_folder(list(GOOD.items())).root
+    # the picker lists the server's datasets, never the workspaces folder (nor a link to it)
+    assert list_data_candidates() == [tiles.resolve()]
+    config = {"methods": ["smote"], "seeds": [0], "image_size": 16, "test_per_class": 1}
+    with outside_unchanged(tmp_path, bob.root):
+        for typed in (f"workspaces/{alice.id}/uploads/{secret.name}", str(secret), "workspaces", str(srv),
+                      f"link_to_home/{alice.id}/uploads", f"tiles/../workspaces/{alice.id}"):
+            with pytest.raises(DataError) as err:
+                bob.resolve_data(typed)
+            assert str(err.value) == (f"{typed} is in (or holds) the folder where the app keeps every user's "
+                                      "workspace, which is never a data source; upload the dataset, or pick a "
+                                      "folder of the server data folders outside it")
+            assert alice.id not in str(err.value).replace(typed, "")
+        with pytest.raises(DataError, match="never a data source"):
+            JobStore(bob).submit({**config, "data": str(secret)})
+        assert JobStore(bob).list() == []
+    # what is allowed still is: the server's datasets and bob's own uploads
+    assert bob.resolve_data("tiles") == tiles.resolve()
+    assert bob.resolve_data(str(mine)) == mine.resolve()
+    assert bob.resolve_data(".") == bob.uploads.resolve()       # relative paths try bob's uploads first
+    assert JobStore(bob).submit({**config, "data": str(mine)})

@@ -36,6 +36,15 @@ class GANSampler(Sampler):
     def build(arch: dict, generator: torch.Generator | None = None) -> tuple[nn.Module, nn.Module]:
         raise NotImplementedError
 
+    def networks(self, shape: tuple[int, int, int], n_classes: int) -> list[tuple[nn.Module, tuple]]:
+        """G and D with a batch of noise and labels for G, of images and labels for D (the memory check)."""
+        arch = self.arch(shape, n_classes)
+        G, D = self.build(arch)
+        b = int(getattr(self.params, "batch_size", 32))
+        h, w, c = shape
+        y = torch.zeros(b, dtype=torch.long)
+        return [(G, (torch.zeros(b, arch["latent_dim"]), y)), (D, (torch.zeros(b, c, h, w), y))]
+
     def _square(self, shape: tuple[int, int, int]) -> int:
         h, w, _ = shape
         if h != w:

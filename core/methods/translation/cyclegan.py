@@ -198,8 +198,11 @@ class CycleGANSampler(Sampler):
                 "n_blocks": self.params.n_blocks, "d_layers": min(self.params.d_layers, int(math.log2(h)) - 2),
                 "residual": self.params.residual}
 
-    def _build(self, generator=None) -> dict[str, nn.Module]:
-        a = self.arch_
+    def networks(self, shape, n_classes):   # the memory check: the four networks, each on a batch of images
+        return self.on_image_batch(self._build(arch=self._arch(shape)).values(), shape)
+
+    def _build(self, generator=None, arch: dict | None = None) -> dict[str, nn.Module]:
+        a = arch or self.arch_
         return build_cyclegan(a["channels"], a["g_width"], a["d_width"], a["n_blocks"], a["d_layers"],
                               residual=a.get("residual", False), generator=generator)
 
