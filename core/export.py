@@ -44,7 +44,7 @@ import numpy as np
 
 from .data import DatasetFiles, balance_targets
 from .errors import ParamError, RunError
-from .files import atomic_path, csv_cell, csv_row
+from .files import atomic_path, csv_cell, csv_row, csv_value
 from .rundir import RunDir
 
 LAYOUTS = ("flat", "split")
@@ -483,6 +483,7 @@ def manifest_counts(zip_path: str | Path) -> dict[str, dict[str, int]]:
         reader = csv.DictReader(io.StringIO(zf.read("manifest.csv").decode("utf-8")))
         out: dict[str, dict[str, int]] = {}
         for r in reader:
-            out.setdefault(r["class"], {}).setdefault(r["origin"], 0)
-            out[r["class"]][r["origin"]] += 1
+            cls = csv_value(r["class"])           # the quote csv_row put before a formula-like name
+            out.setdefault(cls, {}).setdefault(r["origin"], 0)
+            out[cls][r["origin"]] += 1
     return out

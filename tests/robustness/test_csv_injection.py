@@ -61,9 +61,6 @@ def test_the_exported_csvs_hold_formulas_as_text(formula_run, tmp_path):
             assert [c for c in cells if c.startswith(FORMULA)] == [], name
 
 
-@pytest.mark.xfail(strict=True, reason="core.export.manifest_counts reads the class cell without core.files.csv_value, "
-                                       "so the Export page's table shows the quote csv_row added (core/export.py is "
-                                       "the export owner's: remove this mark with that one-line fix)")
 def test_the_export_reads_its_manifest_back_as_the_class_names(formula_run, tmp_path):
     from core.export import export_zip, manifest_counts
     out = export_zip(formula_run, "smote", tmp_path / "balanced.zip")
