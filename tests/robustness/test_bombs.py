@@ -6,7 +6,6 @@ process) and that nothing outside the workspace changed, and that an earlier upl
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import struct
