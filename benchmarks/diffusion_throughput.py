@@ -28,8 +28,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from benchmarks._results import machine, write_section
 from core.methods import get_method
-from core.methods.diffusion.base import DiffusionTraining, denoise, noise_schedule
-from core.runtime import Placement
+from core.methods.diffusion.base import (
+    DiffusionTraining,
+    denoise,
+    noise_schedule,
+    unet_placement,
+)
 from core.training import LoopSettings, Trainer, Who
 from models.diffusion import build_unet
 
@@ -69,13 +73,10 @@ def plain(a: dict, p, x, y, device):
 
 
 def ours(a: dict, p, x, y, device):
-    process = DiffusionTraining(unet(a), a, p, x, y, placement=Placement.for_device(device), seed=0)
-    done = [0]
+    process = DiffusionTraining(unet(a), a, p, x, y, placement=unet_placement(device), seed=0)
 
-    def run(steps: int) -> None:
-        done[0] += steps
-        process.total = done[0]
-        Trainer(process, LoopSettings(done[0], p.monitor_every), who=Who("ddpm_cfg", "all", 0)).run()
+    def run(steps: int) -> None:       # a Trainer without a checkpoint runs its `steps` from the process's state
+        Trainer(process, LoopSettings(steps, p.monitor_every), who=Who("ddpm_cfg", "all", 0)).run()
     return run
 
 

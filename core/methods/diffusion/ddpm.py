@@ -11,11 +11,20 @@ from torch import nn
 
 from ...errors import ParamError
 from ...imageset import ImageSet
-from ...runtime import Placement, cpu_threads
+from ...runtime import cpu_threads
 from ...training import LoopSettings, Trainer, Who, to_uint8
 from ..base import MethodSpec, SampleBatch, Sampler
 from ..registry import register
-from .base import CAUTION, PAPER, TINY, DDPMParams, DiffusionTraining, denoise, resize
+from .base import (
+    CAUTION,
+    PAPER,
+    TINY,
+    DDPMParams,
+    DiffusionTraining,
+    denoise,
+    resize,
+    unet_placement,
+)
 
 
 class DDPMSampler(Sampler):
@@ -62,7 +71,7 @@ class DDPMSampler(Sampler):
                 x, y = torch.cat([x, x.flip(3)]), torch.cat([y, y])
             seed = int(np.random.SeedSequence([int(self.ctx.seed), 29]).generate_state(1)[0])
             process = DiffusionTraining(self._build(torch.Generator().manual_seed(seed)), self.arch_, self.params,
-                                        x.contiguous(), y, placement=Placement.for_device(device), seed=seed)
+                                        x.contiguous(), y, placement=unet_placement(device), seed=seed)
             shared = self.ctx.shared_dir or self.ctx.work_dir
             ckpt = shared / f"ddpm_seed{self.ctx.seed}.safetensors" if shared is not None else None
             self.fit_info_ = Trainer(process, LoopSettings.from_params(self.params, process.total),
