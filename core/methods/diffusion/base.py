@@ -95,8 +95,10 @@ def sampling_scheduler(arch: dict, kind: str):
     config = noise_schedule(arch).config
     if kind == "ddim":
         return DDIMScheduler.from_config(config)
+    # thresholding clips each step's x0 prediction to the image range: without it the cosine schedule's tiny
+    # alpha_bar at the first steps blew the samples up to black-and-white noise (measured on magnetic_tile)
     return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2,
-                                                   lower_order_final=True)
+                                                   lower_order_final=True, thresholding=True, sample_max_value=1.0)
 
 
 def guided_eps(unet: nn.Module, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, null: int,

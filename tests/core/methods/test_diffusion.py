@@ -151,3 +151,11 @@ def test_the_shared_model_lives_outside_every_method_folder(tmp_path):
     assert shared.parent.parent == rd.root / "checkpoints"
     assert not any(shared.is_relative_to(rd.checkpoint_dir(m, 0)) for m in ("ddpm_cfg", "ddpm_translate"))
     assert rd.latent_methods() == []
+
+
+def test_the_sampler_clips_its_x0_prediction_to_the_image_range():
+    """DPM-Solver++ on the cosine schedule without thresholding saturated a trained model's samples to
+    black-and-white noise; the sampler must clip (DDIM through clip_sample, DPM through thresholding)."""
+    assert sampling_scheduler(ARCH, "dpm").config.thresholding
+    assert sampling_scheduler(ARCH, "dpm").config.sample_max_value == 1.0
+    assert sampling_scheduler(ARCH, "ddim").config.clip_sample
