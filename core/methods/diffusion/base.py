@@ -234,4 +234,3 @@ PAPER = {"steps": 50_000, "batch_size": 64, "lr": 1e-4, "warmup": 500, "resoluti
          "monitor_every": 50, "sample_batch": 256, "sample_steps": 50}
 TINY = {"steps": 2, "batch_size": 2, "width": 8, "levels": 2, "resolution": 0, "sample_steps": 2, "warmup": 1,
         "sample_every": 0}
-CAUTION = "Not yet measured against the fair baselines on a real set."

@@ -16,7 +16,6 @@ from ...training import LoopSettings, Trainer, Who, to_uint8
 from ..base import MethodSpec, SampleBatch, Sampler
 from ..registry import register
 from .base import (
-    CAUTION,
     PAPER,
     TINY,
     DDPMParams,
@@ -120,6 +119,7 @@ register(MethodSpec(
     paper="Ho & Salimans 2022, classifier-free guidance; the conditional-diffusion paper (w = 0.1, 7.5)",
     summary="A class-conditional diffusion model (diffusers UNet2DModel) trained from scratch on every class, the "
             "normal one included, with label dropout for classifier-free guidance; samples each defect class with "
-            "DPM-Solver++. " + CAUTION,
+            "DPM-Solver++. Measured here (magnetic_tile, quick, one seed): -0.371 macro F1 against the strongest "
+            "baseline, hurts.",
     params_cls=DDPMParams, sampler_cls=DDPMSampler, provenance="none",
     presets={"paper": PAPER, "tiny": TINY}))

@@ -20,7 +20,7 @@ from ...runtime import cpu_threads
 from ...training import to_uint8
 from ..base import MethodSpec, SampleBatch
 from ..registry import register
-from .base import CAUTION, PAPER, TINY, DDPMParams, denoise, resize
+from .base import PAPER, TINY, DDPMParams, denoise, resize
 from .ddpm import DDPMSampler
 
 
@@ -99,6 +99,7 @@ register(MethodSpec(
     paper="Meng et al. 2022, SDEdit, with the ddpm_cfg model (normal -> defect)",
     summary="Noises a real normal training image part way (strength) and denoises it as a defect class with the "
             "ddpm_cfg model, so every synthetic defect keeps a real normal surface; in one run both methods share "
-            "the trained model. Needs the run's normal class. " + CAUTION,
+            "the trained model. Needs the run's normal class. Measured here (magnetic_tile, quick, one seed "
+            "only): +0.040 macro F1 against the strongest baseline, no clear difference (interval -0.027 to +0.114).",
     params_cls=TranslateParams, sampler_cls=TranslateSampler, provenance="source",
     presets={"paper": PAPER, "tiny": {**TINY, "min_images": 1}}))
