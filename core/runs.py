@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RunError
+from .estimate import fmt as format_seconds   # '42 s', '3 min 05 s', '1 h 02 min'; '-' when unknown
 from .rundir import RERUN_HINT, GalleryItem, RunDir
 
 __all__ = ["RERUN_HINT", "GalleryItem", "Progress", "cell", "confusion_from_predictions", "epoch_rows", "events",
@@ -105,16 +106,6 @@ def progress(run_dir: str | Path, active: bool | None = None, now: float | None 
     return p
 
 
-def format_seconds(seconds: float | None) -> str:
-    """'42 s', '3 min 05 s', '1 h 02 min'; '-' when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
 
 
 def estimate_note(est: dict) -> str:

@@ -52,6 +52,21 @@ class Context:
     normal_class: str | None = None   # the run's normal class (the source of translation methods)
 
 
+def check_normal_source(counts: dict[str, int], normal_class: str | None, needed: dict[str, int] | None,
+                        min_images: int, what: str) -> str | None:
+    """`Sampler.check_data` of the methods that start each image from a real normal image (cyclegan,
+    ddpm_translate): why this training set cannot serve, or None. `what` says what the method does."""
+    if not normal_class or counts.get(normal_class, 0) == 0:
+        return (f"{what}, and this run has no normal class with training images; name the defect-free class "
+                "(normal_class)")
+    small = [f"{c} ({n})" for c, n in counts.items() if c != normal_class and 0 < n < min_images
+             and (needed is None or needed.get(c, 0) > 0)]
+    if small:
+        return (f"needs at least {min_images} training images per defect class (min_images); "
+                f"too few in {', '.join(small)}. Lower min_images or pick another method")
+    return None
+
+
 @dataclass
 class SampleBatch:
     images: np.ndarray                 # uint8 [n, H, W, C]

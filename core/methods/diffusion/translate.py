@@ -18,7 +18,7 @@ from ...imageset import ImageSet
 from ...params import param
 from ...runtime import cpu_threads
 from ...training import to_uint8
-from ..base import MethodSpec, SampleBatch
+from ..base import MethodSpec, SampleBatch, check_normal_source
 from ..registry import register
 from .base import PAPER, TINY, DDPMParams, denoise, resize
 from .ddpm import DDPMSampler
@@ -40,15 +40,8 @@ class TranslateSampler(DDPMSampler):
     @classmethod
     def check_data(cls, params: TranslateParams, counts: dict[str, int], normal_class: str | None,
                    needed: dict[str, int] | None = None) -> str | None:
-        if not normal_class or counts.get(normal_class, 0) == 0:
-            return ("starts every image from a real normal image, and this run has no normal class with training "
-                    "images; name the defect-free class (normal_class)")
-        small = [f"{c} ({n})" for c, n in counts.items() if c != normal_class and 0 < n < params.min_images
-                 and (needed is None or needed.get(c, 0) > 0)]
-        if small:
-            return (f"needs at least {params.min_images} training images per defect class (min_images); "
-                    f"too few in {', '.join(small)}. Lower min_images or pick another method")
-        return None
+        return check_normal_source(counts, normal_class, needed, params.min_images,
+                                   "starts every image from a real normal image")
 
     def fit(self, train: ImageSet, needed: dict[str, int]) -> TranslateSampler:
         super().fit(train, needed)

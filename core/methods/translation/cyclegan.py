@@ -33,7 +33,7 @@ from ...runtime import Placement, cpu_threads
 from ...training import (ImagePool, LoopSettings, Trainer, TrainingProcess, Who, settings_fingerprint, to_uint8,
                          train_models)
 from ...training.images import GRID_COLS
-from ..base import MethodSpec, SampleBatch, Sampler
+from ..base import MethodSpec, SampleBatch, Sampler, check_normal_source
 from ..gan.base import training_tensors
 from ..registry import register
 
@@ -179,15 +179,8 @@ class CycleGANSampler(Sampler):
     def check_data(cls, params: CycleGANParams, counts: dict[str, int], normal_class: str | None,
                    needed: dict[str, int] | None = None) -> str | None:
         """Why this training set cannot be translated from (no normal class, a defect class too small), or None."""
-        if not normal_class or counts.get(normal_class, 0) == 0:
-            return ("translates normal images into defects, and this run has no normal class with training "
-                    "images; name the defect-free class (normal_class)")
-        small = [f"{c} ({n})" for c, n in counts.items() if c != normal_class and 0 < n < params.min_images
-                 and (needed is None or needed.get(c, 0) > 0)]
-        if small:
-            return (f"needs at least {params.min_images} training images per defect class (min_images); "
-                    f"too few in {', '.join(small)}. Lower min_images or pick another method")
-        return None
+        return check_normal_source(counts, normal_class, needed, params.min_images,
+                                   "translates normal images into defects")
 
     def _arch(self, shape: tuple[int, int, int]) -> dict:
         h, w, c = shape
