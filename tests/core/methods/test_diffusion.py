@@ -125,6 +125,9 @@ def test_both_methods_of_a_run_share_one_trained_model(tmp_path):
         torch.testing.assert_close(a, b, msg=k)
     other, _ = fitted("ddpm_translate", tmp_path, seed=1)        # another seed trains its own
     assert other.fit_info_["resumed_from"] == 0
+    strong, _ = fitted("ddpm_cfg_w75", tmp_path)                 # the paper's w = 7.5: same model, other samples
+    assert strong.fit_info_["resumed_from"] == 3 and strong.params.guidance == 7.5 == 75 * cfg.params.guidance
+    assert not np.array_equal(strong.sample("crack", 2, seed=5).images, cfg.sample("crack", 2, seed=5).images)
 
 
 def test_a_saved_sampler_samples_the_same_images_later(tmp_path):
