@@ -1,6 +1,11 @@
 """DefectAug web app. Start it with:
 
-    streamlit run app.py
+    streamlit run app.py          # or scripts/serve.sh, which adds the upload limit
+
+`streamlit run` finds `app = st.App(...)` below and serves this script with uvicorn (Streamlit's ASGI mode), plus
+the Export page's download route (`core.serving`: a large zip is sent from disk, never held in this process).
+The ASGI branch runs only when the server imports this file as the module `app`; Streamlit (and AppTest) run it
+as the script `__main__`, which draws the pages.
 
 Pages (app_pages/): Data -> Synthesize -> Jobs -> Gallery -> Compare -> Export, listed by st.navigation
 below. The folder is not named pages/: Streamlit would take that for the old multipage layout and run a
@@ -65,18 +70,22 @@ def home() -> None:
             st.caption(f"Current dataset: `{common.dataset_name(chosen)}`")
 
 
-st.set_page_config(page_title="DefectAug", page_icon="🔍", layout="wide")
-PAGES = {
-    "home": st.Page(home, title="Home", icon=":material/home:", default=True),
-    "data": st.Page("app_pages/data.py", title="Data", icon=":material/folder_open:", url_path="data"),
-    "synthesize": st.Page("app_pages/synthesize.py", title="Synthesize", icon=":material/science:", url_path="synthesize"),
-    "jobs": st.Page("app_pages/jobs.py", title="Jobs", icon=":material/schedule:", url_path="jobs"),
-    "gallery": st.Page("app_pages/gallery.py", title="Gallery", icon=":material/photo_library:", url_path="gallery"),
-    "compare": st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
-    "export": st.Page("app_pages/export.py", title="Export", icon=":material/download:", url_path="export"),
-}
-page = st.navigation(list(PAGES.values()))
-with common.guard():
-    common.workspace()
-    common.sidebar()
-page.run()
+if __name__ != "__main__":          # imported by the server (`streamlit run app.py`): the ASGI app, no page
+    from core import serving  # noqa: E402
+    app = st.App(__file__, routes=[serving.mount(st.get_option("server.baseUrlPath"))])
+else:                               # a session's run of the script: the pages
+    st.set_page_config(page_title="DefectAug", page_icon="🔍", layout="wide")
+    PAGES = {
+        "home": st.Page(home, title="Home", icon=":material/home:", default=True),
+        "data": st.Page("app_pages/data.py", title="Data", icon=":material/folder_open:", url_path="data"),
+        "synthesize": st.Page("app_pages/synthesize.py", title="Synthesize", icon=":material/science:", url_path="synthesize"),
+        "jobs": st.Page("app_pages/jobs.py", title="Jobs", icon=":material/schedule:", url_path="jobs"),
+        "gallery": st.Page("app_pages/gallery.py", title="Gallery", icon=":material/photo_library:", url_path="gallery"),
+        "compare": st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
+        "export": st.Page("app_pages/export.py", title="Export", icon=":material/download:", url_path="export"),
+    }
+    page = st.navigation(list(PAGES.values()))
+    with common.guard():
+        common.workspace()
+        common.sidebar()
+    page.run()

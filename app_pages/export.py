@@ -74,9 +74,7 @@ def build() -> None:
         st.dataframe(built["rows"], hide_index=True, width="stretch")
         for note in built["notes"]:
             (st.warning if "missing" in note or "softer" in note or "grey" in note else st.info)(note)
-        st.download_button("Download the balanced dataset (.zip)", common.file_on_click(built["path"]),
-                           file_name=Path(built["path"]).name, mime="application/zip", key="e_download",
-                           on_click="ignore")
+        download_zip(ws, Path(built["path"]))
 
     st.subheader("Report")
     st.caption("One HTML page with the setup, the verdict, the leaderboard, the confusion matrices and the "
@@ -91,6 +89,23 @@ def build() -> None:
                            mime="text/html", key="r_download")
     summary = runs.run_summary(report_dir)
     st.caption(f"Run {run_id[:8]} · {common.md_escape(summary['label'])} · {summary['status']}")
+
+
+def download_zip(ws, path: Path) -> None:
+    """A zip over `serving.INLINE_MAX_BYTES` (50 MB): a link to the app's download route, which sends the file
+    from disk (this process never holds it). A smaller one, or with no route (AppTest): st.download_button,
+    which holds it in memory while it is downloaded."""
+    from core import serving
+    size = path.stat().st_size
+    if serving.mounted() and size > serving.INLINE_MAX_BYTES:
+        token = serving.register(ws, path)
+        st.link_button("Download the balanced dataset (.zip)", serving.download_url(
+            token, st.get_option("server.baseUrlPath")), type="primary", icon=":material/download:")
+        st.caption(f"{size / 1e6:,.0f} MB, sent from the server's disk: the link works for this workspace's file "
+                   "as long as the file exists (building the same zip again replaces it).")
+        return
+    st.download_button("Download the balanced dataset (.zip)", common.file_on_click(path), file_name=path.name,
+                       mime="application/zip", key="e_download", on_click="ignore")
 
 
 def classifier_weights(run_id: str, run_dir) -> None:

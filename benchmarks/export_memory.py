@@ -11,8 +11,9 @@ Export: `core.export.export_zip` of the run with smote, every real image (1344 o
 `import core.export` alone as the floor. Seconds are wall time of the call; peak RSS is the process's
 ru_maxrss, so it includes Python, NumPy and (when the saved generator samples what the run lacks) torch.
 
-Serving: a sparse file of --serve-gib GiB stands for the zip. The page hands Streamlit a callable
-(`ui.common.file_on_click`); on a click Streamlit runs it (`MediaFileManager.execute_deferred`), keeps the
+Serving: a sparse file of --serve-gib GiB stands for the zip. For a zip up to 50 MB the page hands Streamlit a
+callable (`ui.common.file_on_click`; a larger zip goes through the app's download route, core.serving, measured by
+benchmarks/export_serving.py); on a click Streamlit runs it (`MediaFileManager.execute_deferred`), keeps the
 bytes in its `MemoryMediaFileStorage` and serves them from its Starlette media route under uvicorn. Measured
 here with those same Streamlit objects in one server process and a separate curl process downloading the file
 to /dev/null: peak RSS of the server after a page render (nothing read), after the click, and after the
@@ -178,7 +179,8 @@ def main() -> None:
               "| page mechanism | after imports | page rendered | clicked | held after the click "
               "| peak (download done) "
               "| download |", "|---|---|---|---|---|---|---|"]
-    names = {"deferred": "callable (this page: read on click)", "eager": "bytes read at each render (before)"}
+    names = {"deferred": "callable (the page, zips up to 50 MB: read on click)",
+             "eager": "bytes read at each render (before)"}
     for mode, s in serve.items():
         lines.append(f"| {names[mode]} | {s['after_imports_mb']:.0f} | {s['after_render_mb']:.0f} | "
                      f"{s['after_click_mb']:.0f} | {s['held_after_click_mb']:.0f} | {s['peak_rss_mb']:.0f} | "
@@ -197,7 +199,9 @@ def main() -> None:
               f"{d['peak_rss_mb']:.0f} MB either way, {d['peak_rss_mb'] - d['held_after_click_mb']:.0f} MB above "
               "the stored copy: Streamlit 1.67 serves every download from memory (MemoryMediaFileStorage) and the "
               "rest arises while uvicorn sends the body. Its static file serving, which streams from disk, refuses "
-              "files over 200 MB, so a 1 GB zip in constant memory needs a file server beside Streamlit."]
+              "files over 200 MB, so the Export page now keeps st.download_button for zips up to 50 MB only and "
+              "links a larger one to the app's own download route (core.serving), measured in the export_serving "
+              "section (benchmarks/export_serving.py)."]
     text = "\n".join(lines)
     print(text)
     print(json.dumps({"floor": floor, "exports": exports, "serve": serve}, indent=1))
