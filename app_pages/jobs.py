@@ -159,7 +159,14 @@ def _details(run_id: str) -> None:
     latent = runs.latent_maps(run_dir)
     if latent:
         names.insert(names.index("Samples") + 1, "Latent codes")
+    names.append("Where it ran")
     tabs = dict(zip(names, st.tabs(names)))
+    with tabs["Where it ran"]:
+        where = runs.placements(run_dir)
+        st.caption(common.md_escape(runs.placement_summary(where)))
+        if where:
+            st.dataframe([{k: r[k] for k in ("task", "runner", "node", "device", "attempt", "pid")} for r in where],
+                         width="stretch", hide_index=True)
     with tabs["Losses"]:
         rows = loss
         if rows:

@@ -122,7 +122,12 @@ def cmd_run(args) -> int:
                          "its trained models, or --force to replace it")
     if out.exists() and args.force:
         shutil.rmtree(out)
-    metrics = run(cfg, out, callback=_Bar(), resume=args.resume)
+    from .experiment.cluster import run_on_ray, runner_settings
+    runner, address = runner_settings()
+    if runner == "ray":        # DEFECTAUG_RUNNER=ray: the plan's tasks on the cluster
+        metrics = run_on_ray(cfg, out, address, callback=_Bar(), resume=args.resume)
+    else:
+        metrics = run(cfg, out, callback=_Bar(), resume=args.resume)
     print()
     print(format_leaderboard(metrics))
     print(f"\nrun directory: {out}")

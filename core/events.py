@@ -17,6 +17,9 @@ Event kinds used across the project:
   image     {"method": str, "class": str|None, "seed": int, "path": str, "step": int}
                                                                  a sample grid written under the run
   result    {"model": str, "f1_macro": float, ...}               a classifier was trained and scored
+  task      {"task": str, "runner": str, "node": str, "host": str, "pid": int, "device": str}
+                                                                 a task of the plan starts (where it ran; a
+                                                                 re-run after a lost node adds another)
   warning   {"message": str}
   done      {"message": str}
   error     {"message": str}

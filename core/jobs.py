@@ -80,7 +80,12 @@ def job_kinds() -> list[str]:
 
 def _experiment_job(config: dict, run_dir: Path) -> None:
     from .experiment import run
+    from .experiment.cluster import run_on_ray, runner_settings
     config = dict(config)
+    runner, address = runner_settings()
+    if runner == "ray":      # the plan's tasks on the cluster; this process only drives them
+        run_on_ray(config, run_dir, address, resume=True)
+        return
     threads = os.environ.get("DEFECTAUG_JOB_THREADS")
     if threads and not config.get("num_threads"):
         from .runtime import threads_for_load
@@ -805,7 +810,9 @@ def preflight(config: dict, workspace: Workspace | None = None, counts: dict[str
     (the app does), else counted from the files. Raises ParamError / DataError saying what to change."""
     from .data import protocol_counts
     from .experiment import ExperimentConfig, estimate
+    from .experiment.cluster import runner_settings
     cfg = ExperimentConfig.from_dict(dict(config))
+    runner_settings()           # a bad DEFECTAUG_RUNNER is said now, not deep in the job
     check_classifier(cfg, from_app=workspace is not None)
     if workspace is not None:
         workspace.check_data_path(str(cfg.data))

@@ -4,6 +4,7 @@
     p = progress(run_dir)           # stage, overall fraction, elapsed, remaining time, last error
     loss_rows(run_dir)              # generative monitors (d_loss, g_loss, ...) as long-form rows
     epoch_rows(run_dir)             # classifier curves (loss, test F1 per epoch)
+    placements(run_dir)             # where each task of the plan ran: runner, node, host, process, device
     gallery(run_dir, "smote", "crack")        # synthetic images with seed and parents
     predictions(run_dir, "smote_s0")          # per test image: true, pred, probabilities
     cell(run_dir, "baseline_paper_s0", "crack", "normal")   # test images in one confusion cell
@@ -32,7 +33,7 @@ __all__ = ["RERUN_HINT", "GalleryItem", "Progress", "cell", "confusion_from_pred
            "estimate_note", "fold_dirs", "format_seconds", "gallery", "images_by_source", "leaderboard_rows",
            "list_runs", "load_config",
            "load_job_info", "load_metrics", "log_tail", "loss_rows", "metrics_problem", "model_id",
-           "model_metrics", "prediction_models", "predictions", "progress", "read_metrics", "real_images",
+           "model_metrics", "placement_summary", "placements", "prediction_models", "predictions", "progress", "read_metrics", "real_images",
            "quality_of", "quality_rows", "run_label", "run_status", "run_summary", "sample_grids", "seed_confusion",
            "seeds_of",
            "synthetic_methods", "to_display", "verdict_lines"]
@@ -152,6 +153,38 @@ def epoch_rows(run_dir: str | Path) -> list[dict]:
             rows.append({"model": ev.get("model", ""), "epoch": ev.get("epoch", 0), "series": key,
                          "value": float(value)})
     return rows
+
+
+def placements(run_dir: str | Path) -> list[dict]:
+    """One row per time a task of the plan started (a `task` event), in order: task, runner, node, host, pid,
+    device, and `attempt` (2 and more: it ran again, e.g. after its process or node was lost)."""
+    seen: dict[str, int] = {}
+    rows = []
+    for e in events(run_dir):
+        if e.get("kind") != "task" or not e.get("task"):
+            continue
+        seen[e["task"]] = seen.get(e["task"], 0) + 1
+        rows.append({"task": e["task"], "runner": e.get("runner", "local"), "node": e.get("node", ""),
+                     "host": e.get("host", ""), "pid": e.get("pid"), "device": e.get("device", ""),
+                     "attempt": seen[e["task"]], "started": e.get("t")})
+    return rows
+
+
+def placement_summary(rows: list[dict]) -> str:
+    """One sentence on where a run's tasks ran, e.g. '16 tasks on 2 nodes (ray): ...; 1 ran again ...'."""
+    if not rows:
+        return "No task has started yet."
+    tasks = {r["task"] for r in rows}
+    nodes = sorted({r["node"] for r in rows})
+    runners = sorted({r["runner"] for r in rows})
+    devices = sorted({r["device"] for r in rows})
+    again = sorted({r["task"] for r in rows if r["attempt"] > 1})
+    text = (f"{len(tasks)} task{'s' * (len(tasks) != 1)} on {len(nodes)} node{'s' * (len(nodes) != 1)} "
+            f"({', '.join(runners)} runner): {', '.join(nodes)}; devices: {', '.join(devices)}.")
+    if again:
+        text += (f" {len(again)} ran again after its process or node was lost (or the run was resumed): "
+                 f"{', '.join(again)}.")
+    return text
 
 
 def log_tail(run_dir: str | Path, lines: int = 40) -> str:

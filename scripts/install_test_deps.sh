@@ -2,7 +2,7 @@
 # Install everything the tests need on a fresh machine (the README's test command then runs pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv
+bash scripts/install.sh           # the app's install, as scripts/app.sh and the Docker image run it
 .venv/bin/pip install -q -r requirements-dev.txt
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   # the browser test drives the distribution's Chromium; never a downloaded browser

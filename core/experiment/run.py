@@ -11,7 +11,9 @@ when the plan's `aggregate` ran, else None.
 """
 from __future__ import annotations
 
+import os
 import resource
+import socket
 import time
 import traceback
 from pathlib import Path
@@ -29,17 +31,21 @@ from .tasks import CAS_EPOCH_SHARE, TaskContext, aggregate, fit, is_done, prepar
 
 
 def run(config: dict | ExperimentConfig, run_dir: str | Path, callback: Callable[[dict], None] | None = None,
-        resume: bool = False, tasks: Iterable[str] | None = None, started: float | None = None) -> dict | None:
+        resume: bool = False, tasks: Iterable[str] | None = None, started: float | None = None,
+        where: dict | None = None) -> dict | None:
     """Run the experiment's plan (or the `tasks` named) in this process; see the module docstring.
 
     Every trained model leaves results/<model>_s<seed>.json and every fitted method fits/<method>_s<seed>.json.
     With resume=True a task whose output is there, made with the same data, split, classifier and method
     settings, is not run again: an interrupted run (killed worker, closed laptop) goes on where it stopped.
+
+    Each task it runs is recorded as a `task` event: which runner, node, host, process and device ran it
+    (`where` names the runner and node; the default is this machine's local runner).
     """
     reporter = Reporter(run_dir, callback)
     try:
         cfg = ExperimentConfig.from_dict(config)
-        return _Runner(cfg, RunDir(run_dir), reporter, resume).run(tasks, started or time.time())
+        return _Runner(cfg, RunDir(run_dir), reporter, resume, where).run(tasks, started or time.time())
     except Cancelled as err:
         reporter.emit("error", message=str(err), cancelled=True)
         raise
@@ -53,11 +59,14 @@ def run(config: dict | ExperimentConfig, run_dir: str | Path, callback: Callable
 
 
 class _Runner:
-    def __init__(self, cfg: ExperimentConfig, rd: RunDir, reporter: Reporter, resume: bool) -> None:
+    def __init__(self, cfg: ExperimentConfig, rd: RunDir, reporter: Reporter, resume: bool,
+                 where: dict | None = None) -> None:
         if cfg.num_threads:
             torch.set_num_threads(int(cfg.num_threads))
         self.cfg, self.rd, self.reporter, self.resume = cfg, rd, reporter, resume
         device = pick_device(cfg.device)
+        self.where = {"runner": "local", "node": socket.gethostname(), **(where or {})}
+        self.where.update(host=socket.gethostname(), pid=os.getpid(), device=_device_name(device))
         folds = [None] if cfg.folds == 1 else list(range(cfg.folds))
         self.ctxs = {f: TaskContext(cfg, rd.fold(f), reporter, device, progress=self._overall, fold=f, top=rd)
                      for f in folds}
@@ -85,6 +94,7 @@ class _Runner:
         todo = [t for t in full if t.id in wanted]
         self.by_id = {t.id: t for t in full}
         finished = {t.id for t in full if t.id not in wanted and is_done(t, self.cfg, self.rd.fold(t.fold))}
+        before = set(finished)           # done by other processes (or earlier): counted in the overall progress
         failed: dict[str, int] = {}      # method -> the seed it failed at, in this session
         metrics = None
         for task in todo:
@@ -93,12 +103,16 @@ class _Runner:
                     raise RunError(f"the task {task.id} needs {need}, which has not run yet; run it first")
             if task.kind != "prepare" and not self.units:
                 self._weigh(full)
+                self.done_units = sum(self.units.get(i, 0.0) for i in before)
             self.current = self.units.get(task.id, 0.0)
             ctx = self.ctxs.get(task.fold)
+            reuse = task.kind != "aggregate" and self.resume and is_done(task, self.cfg, ctx.rd)
+            if not reuse:
+                self.reporter.emit("task", task=task.id, **self.where)
             if task.kind == "aggregate":
                 peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
                 metrics = aggregate(list(self.ctxs.values()), self.rd, round(time.time() - t_start, 1), peak)
-            elif self.resume and is_done(task, self.cfg, ctx.rd):
+            elif reuse:
                 self._reused(task, ctx)
             elif task.kind == "prepare":
                 prepare(ctx)
@@ -136,3 +150,11 @@ class _Runner:
             write_config(ctx, ctx.rd.split().get("normal_class"))   # this session's settings
             self.reporter.emit("stage", stage="split", message="train / test split reused",
                                **{k: ctx.rd.split()[k] for k in ("train_counts", "test_counts", "needed")})
+
+
+def _device_name(device: torch.device) -> str:
+    """`cpu` or `cuda:0 (NVIDIA H200)`: what the Jobs page shows for where a task ran."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return f"cpu ({torch.get_num_threads()} threads)"

@@ -236,6 +236,7 @@ class MethodSpec:
     #                                was made from), "source" (the one normal image it was translated from),
     #                                "none" (generated from noise: empty)
     needs_gpu: bool = False        # refuses to run without CUDA
+    gpu: bool | None = None        # its fit is worth a GPU (a cluster runner asks for one); None: by family
     packages: tuple[str, ...] = ()  # optional Python packages it needs
     weights_env: str | None = None  # environment variable that must name a local weights file or folder
     broken: str | None = None      # set by the registry when the method's module could not be imported
@@ -243,6 +244,14 @@ class MethodSpec:
     def __post_init__(self) -> None:
         if self.provenance not in ("parents", "source", "none"):
             raise TypeError(f"{self.name}: provenance must be parents, source or none, got {self.provenance!r}")
+
+    @property
+    def wants_gpu(self) -> bool:
+        """Whether fitting it trains a network a GPU speeds up (the GAN, translation and diffusion families, or
+        what the spec declares): the Ray runner then asks for a GPU for its fit when the cluster has one."""
+        if self.gpu is not None:
+            return self.gpu or self.needs_gpu
+        return self.needs_gpu or self.family in ("gan", "translation", "diffusion")
 
     def unavailable_reason(self) -> str | None:
         """Why this method cannot run on this server (what to install or configure), or None."""

@@ -835,3 +835,23 @@ def test_export_offers_the_chosen_models_classifier_weights(done_ws):
     assert "Download the weights (.safetensors)" in labels and "Download classes and preprocessing (.json)" in labels
     meta = json.loads(RunDir(done_ws["run_dir"]).classifier_meta_path("smote_s1").read_text())
     assert meta["classes"] == ["crack", "normal", "spöt ü"] and "mean" in meta["preprocessing"]
+
+
+def test_jobs_say_where_each_task_of_a_run_ran():
+    """The `task` events a runner writes (here as the Ray runner's, one task twice after a lost worker) are the
+    Jobs page's "Where it ran" tab: one row per start, and a sentence naming the re-run."""
+    from core.events import Reporter
+    ws = ws_of(open_page())
+    store = JobStore(ws)
+    job_id = store.submit({"seconds": 1}, kind="sleep")
+    rep = Reporter(store.get(job_id).run_dir)
+    for task, node, pid in [("prepare", "10.0.0.1 (a1b2c3d4)", 11), ("fit:dcgan_s0", "10.0.0.2 (e5f6a7b8)", 12),
+                            ("fit:dcgan_s0", "10.0.0.1 (a1b2c3d4)", 13)]:
+        rep.emit("task", task=task, runner="ray", node=node, host="h", pid=pid, device="cuda:0 (NVIDIA H200)")
+    at = open_page("jobs", ws=ws.id, run=job_id)
+    assert_clean(at)
+    assert "Where it ran" in [t.label for t in at.tabs]
+    table = next(d.value for d in at.dataframe if "runner" in d.value.columns)
+    assert list(table["task"]) == ["prepare", "fit:dcgan_s0", "fit:dcgan_s0"] and list(table["attempt"]) == [1, 1, 2]
+    assert any("2 tasks on 2 nodes (ray runner)" in t and "1 ran again" in t and "fit:dcgan_s0" in t
+               for t in texts(at.caption))
