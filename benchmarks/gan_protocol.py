@@ -95,7 +95,10 @@ def fit_only(args, overrides: dict) -> dict:
             fit_info = {}
             if rd.has_sampler(name, seed):
                 fit_info = json.loads((rd.checkpoint_dir(name, seed) / "meta.json").read_text()).get("fit", {})
-            trained = sum(v.get("seconds", 0.0) for v in fit_info.values())
+            # per class ({"crack": {"seconds": ...}}) for per-class GANs, one record for a model of every class
+            per_class = [v for v in fit_info.values() if isinstance(v, dict)]
+            trained = (sum(v.get("seconds", 0.0) for v in per_class) if per_class
+                       else float(fit_info.get("seconds", 0.0) or 0.0))
             row = {"seed": seed, "fit_min": round((trained or rec.get("fit_seconds", total)) / 60, 2),
                    "total_min": round(total / 60, 2), "when": time.strftime("%Y-%m-%d %H:%M", time.localtime(t0)),
                    "load": load_before, "fit": fit_info, "failed": rec.get("failed")}
