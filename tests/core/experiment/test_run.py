@@ -219,3 +219,21 @@ def test_estimate_counts_trainings(data):
         return sum(u for _, key, u in task_units(config, counts) if key == "train")
     small, big = train_units({}), train_units({"classifier": {"arch": "resnet50"}})
     assert small > 0 and big == pytest.approx(130 * small, rel=0.01)   # resnet50's measured cost per step
+
+
+def test_part_of_the_plan_reports_progress_of_the_whole_run_and_where_each_task_ran(tmp_path, data):
+    """Another process (the pool, a Ray task) running the rest of a plan: its overall progress counts what the
+    run folder already holds, and every task it starts is a `task` event naming the runner, host and device."""
+    from core.runs import placements
+    c = cfg(data, seeds=[0])
+    run(c, tmp_path / "r", tasks=["prepare", "train:baseline_paper_s0", "train:baseline_equal_steps_s0",
+                                  "train:baseline_class_weighted_s0"])
+    before = len(RunDir(tmp_path / "r").events())
+    run(c, tmp_path / "r", tasks=["fit:smote_s0", "train:smote_s0"], where={"runner": "pool", "node": "n1"})
+    later = RunDir(tmp_path / "r").events()[before:]
+    overall = [e["overall"] for e in later if "overall" in e]
+    assert overall and min(overall) >= 0.5          # three of the four trainings were done before it began
+    rows = placements(tmp_path / "r")
+    assert [r["task"] for r in rows][-2:] == ["fit:smote_s0", "train:smote_s0"]
+    assert {(r["runner"], r["node"]) for r in rows[-2:]} == {("pool", "n1")}
+    assert {r["runner"] for r in rows[:-2]} == {"local"} and all(r["device"].startswith("cpu") for r in rows)
