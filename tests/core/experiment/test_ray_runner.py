@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import Cancelled, ParamError
+from core.errors import Cancelled, DataError, ParamError
 from core.experiment import run
 from core.experiment.cluster import SYSTEM_CONFIG, run_on_ray, runner_settings, task_resources
 from core.experiment.config import ExperimentConfig
@@ -173,6 +173,17 @@ def test_a_job_pointed_at_no_cluster_fails_soon_saying_what_to_do(store, monkeyp
     job = wait_for(store, job_id, 60)
     assert job.status == "failed" and "could not reach the Ray cluster at '127.0.0.1:1'" in job.reason
     assert "ray start --head" in job.reason
+
+
+def test_a_task_that_raises_fails_the_ray_run_as_the_local_run_fails(cluster, tmp_path):
+    cfg = dict(sweep(tmp_path), data=str(tmp_path / "moved_away"))
+    with pytest.raises(DataError) as local:
+        run(cfg, tmp_path / "local")
+    with pytest.raises(DataError) as on_ray:
+        run_on_ray(cfg, tmp_path / "ray", address=cluster)
+    assert str(on_ray.value) == str(local.value) and "dataset not found" in str(local.value)
+    errors = [[e["message"] for e in RunDir(tmp_path / d).events() if e["kind"] == "error"] for d in ("local", "ray")]
+    assert errors[0] == errors[1] == [str(local.value)]
 
 
 def test_cancel_before_any_task_ran_raises_cancelled(cluster, tmp_path):
