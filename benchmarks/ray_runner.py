@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._results import machine, write_section  # noqa: E402
-from core.experiment import ExperimentConfig, plan, run  # noqa: E402
+from core.experiment import ExperimentConfig, plan, run, run_in_processes  # noqa: E402
 from core.experiment.cluster import SYSTEM_CONFIG, run_on_ray  # noqa: E402
 from core.rundir import RunDir  # noqa: E402
 from core.runs import placements  # noqa: E402
@@ -87,7 +87,11 @@ def main() -> None:
     t0, load0 = time.time(), os.getloadavg()[0]
     local = run(dict(base, num_threads=cores), out / "local")
     t_local = time.time() - t0
-    print(f"[{time.strftime('%H:%M:%S')}] local {t_local:.1f} s; ray runner ...", flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] local {t_local:.1f} s; pool ...", flush=True)
+    t0 = time.time()
+    pool = run_in_processes(dict(base), out / "pool", processes=cores, threads=1)
+    t_pool = time.time() - t0
+    print(f"[{time.strftime('%H:%M:%S')}] pool {t_pool:.1f} s; ray runner ...", flush=True)
     import ray
     t0 = time.time()
     ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, _system_config=SYSTEM_CONFIG)
@@ -103,8 +107,10 @@ def main() -> None:
     first = min(r["started"] for r in placements(out / "ray"))
     startup = max(0.0, first - t0)
     work = sum(secs.values())
-    diffs = [abs(x["f1_macro"] - y["f1_macro"]) for x, y in zip(
-        sorted(local["leaderboard"], key=lambda r: r["name"]), sorted(on_ray["leaderboard"], key=lambda r: r["name"]))]
+    def diff(a: dict, b: dict) -> list[float]:
+        by = {r["name"]: r["f1_macro"] for r in b["leaderboard"]}
+        return [abs(r["f1_macro"] - by[r["name"]]) for r in a["leaderboard"]]
+    diffs, diffs_pool = diff(on_ray, local), diff(on_ray, pool)
     n_tasks = len(plan(cfg))
     lines = [
         "## The Ray runner against the local runner (`benchmarks/ray_runner.py`, issue 23)", "",
@@ -112,14 +118,20 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d %H:%M')} UTC.",
         f"Sweep: magnetic_tile, ratio 0.1, {a.image_size} px, methods {', '.join(base['methods'])}, seeds "
         f"{a.seeds}, the three baselines, small CNN {a.epochs} epochs, no quality step: {n_tasks} tasks.", "",
-        "| runner | how | wall time | macro F1 differences vs local |",
+        "| runner | how | wall time | largest macro F1 difference of the Ray run's models |",
         "|---|---|---|---|",
-        f"| local | `core.experiment.run`, one process, {cores} torch threads (a job's default) | **{t_local:.1f} s** | - |",
+        f"| local | `core.experiment.run`, one process, {cores} torch threads (a job's default) | **{t_local:.1f} s** | "
+        f"{max(diffs):.4f} ({len(diffs)} models; 2 threads round differently from 1) |",
+        f"| pool | `run_in_processes`, {cores} processes of one thread (benchmarks/seed_protocol.py) | "
+        f"**{t_pool:.1f} s** | {max(diffs_pool):.4f} |",
         f"| ray | `run_on_ray`, Ray on this machine ({cores} CPUs), one-thread tasks | **{t_ray:.1f} s** "
-        f"(+ {t_init:.1f} s `ray.init`) | largest {max(diffs):.4f} over {len(diffs)} models |", "",
-        f"Ray / local: **{t_ray / t_local:.2f}x**. From the call to the first task starting: {startup:.1f} s (workers "
-        f"start and import torch and the project). The tasks' own seconds add up to {work:.0f} s "
-        f"({work / max(t_ray, 1e-9):.2f} busy workers on average).", "",
+        f"(+ {t_init:.1f} s `ray.init`) | - |", "",
+        f"Ray / local: **{t_ray / t_local:.2f}x**; Ray / pool (the same one-thread parallelism): **{t_ray / t_pool:.2f}x** "
+        f"({t_ray - t_pool:+.1f} s over {n_tasks} tasks: the pool waits for every baseline before any method and "
+        "starts a fresh process per chain; Ray starts each task once its inputs are there, in reused workers). From "
+        f"the call to the first task starting: {startup:.1f} s. The tasks' own seconds add up to {work:.0f} s: "
+        f"{work / max(t_ray, 1e-9):.2f} of {cores} workers busy on average, so Ray's scheduling and start-up left "
+        f"{100 * (1 - work / max(t_ray * cores, 1e-9)):.0f}% of the cores idle.", "",
         "Projection from these task times (list scheduling of the plan's dependency graph; workers as fast as one "
         "CPU slot here; a GPU makes each task faster by a factor not measured on this machine):", "",
         "| workers | projected wall time | speed-up over 1 |", "|---|---|---|"]
