@@ -157,30 +157,30 @@ def run_on_ray(config: dict | ExperimentConfig, run_dir: str | Path, address: st
         refs[task.id] = body.options(name=task.id, max_retries=retries, retry_exceptions=False, **opts).remote(
             config, str(run_dir), task.id, resume, started, *[refs[n] for n in task.needs])
     reporter.log(f"ray: {len(refs)} tasks submitted to {address} ({gpus:g} GPUs in the cluster)")
-    pending = list(refs.values())
-    try:
+    pending, metrics = list(refs.values()), None
+    try:              # on any way out before every task ended (cancel, a failed task, an interrupt): stop the rest
         while pending:
             if rd.cancel_requested():
-                _stop(pending)
                 message = "the job was cancelled; what it wrote so far is kept"
                 reporter.emit("error", message=message, cancelled=True)
                 raise Cancelled(message)
             done, pending = ray.wait(pending, num_returns=1, timeout=poll)
             for ref in done:
                 try:
-                    ray.get(ref)
+                    out = ray.get(ref)
                 except (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError,
                         ray.exceptions.TaskCancelledError) as err:
-                    _stop(pending)
                     cause = _cause(err)
                     if isinstance(cause, (DefectAugError, Cancelled)):
                         raise cause from None
                     raise RunError(f"a task of the run failed on the cluster: {type(cause).__name__}: {cause}") \
                         from None
+                if ref == refs["aggregate"]:
+                    metrics = out
     except BaseException:
         _stop(pending)
         raise
-    return ray.get(refs["aggregate"])
+    return metrics
 
 
 def _stop(pending: list) -> None:
@@ -197,4 +197,3 @@ def _stop(pending: list) -> None:
             ray.cancel(ref, force=True)
         except Exception:   # noqa: BLE001  one that ended meanwhile
             pass
-    pending.clear()

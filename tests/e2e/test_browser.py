@@ -15,17 +15,16 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+
+from tests.e2e.servers import free_port, stop, wait_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
@@ -54,27 +53,6 @@ def _browser_required():
         pytest.fail(f"{MISSING}; DEFECTAUG_REQUIRE_E2E=1 requires the browser test to run", pytrace=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("the app did not become healthy")
-
-
 def _stop_workers(home: Path) -> None:
     """The app starts workers in their own session (they outlive it); stop ours by pid."""
     for db in home.glob("*/jobs.db"):
@@ -93,7 +71,7 @@ def _stop_workers(home: Path) -> None:
 @contextlib.contextmanager
 def _server(home: Path, **extra_env: str):
     """`streamlit run app.py` on a free port with DEFECTAUG_HOME=home; stopped (and its workers) on exit."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, DEFECTAUG_HOME=str(home), DEFECTAUG_WORKER_IDLE="120", DEFECTAUG_DATA_ROOTS="",
                DEFECTAUG_MAX_PARALLEL="1", PYTHONPATH=str(REPO), **extra_env)
     env.pop("DEFECTAUG_SHARED_WORKSPACE", None)
@@ -105,14 +83,10 @@ def _server(home: Path, **extra_env: str):
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, proc)
+        wait_healthy(url, proc)
         yield {"url": url, "home": home}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc)
         log.close()
         _stop_workers(home)
 

@@ -7,11 +7,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,21 +18,16 @@ import pytest
 
 from core import serving
 from core.workspace import Workspace
+from tests.e2e.servers import free_port, stop, wait_healthy
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def _serve(home: Path, max_zip_bytes: str):
-    port = _free_port()
+    port = free_port()
     streamlit = Path(sys.executable).parent / "streamlit"
     env = dict(os.environ, DEFECTAUG_HOME=str(home), DEFECTAUG_AUTOSTART_WORKER="0", DEFECTAUG_DATA_ROOTS="",
                DEFECTAUG_MAX_ZIP_BYTES=max_zip_bytes, PYTHON=sys.executable,
@@ -47,26 +39,10 @@ def _serve(home: Path, max_zip_bytes: str):
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        end = time.time() + 90
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"serve.sh exited with {proc.returncode}: {(home / 'serve.log').read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.time() > end:
-                raise TimeoutError("the app did not become healthy")
-            time.sleep(0.5)
+        wait_healthy(url, proc, log=str(home / "serve.log"))
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc)
         log.close()
 
 
