@@ -70,12 +70,11 @@ def measured_summary() -> str:
             "GANs were at or below it (3 seeds), "
             "and the fully-connected GAN (-0.105) and the GANs pre-trained on every class at the CPU budget "
             "(bagan, ida_gan, bagan_gp: -0.14 to -0.19) and CycleGAN translation (-0.11) hurt. Diffusion "
-            "translation of real normal images (ddpm_translate) was ahead in all 3 seeds of one split (+0.048, within "
-            "noise, by calling fewer normal tiles defects) and level with the baseline (-0.005) once every image "
-            "was tested (5 folds); diffusion from noise "
-            "hurt at the "
-            "paper's weak guidance (-0.22) and tied at its strong one. Start with a cheap method and 3 seeds, and "
-            "let the verdict say whether it helps on your images.")
+            "translation of real normal images (ddpm_translate) was ahead in all 3 seeds of one split (+0.048, "
+            "within noise, by calling fewer normal tiles defects) and level with the baseline (-0.005) once every "
+            "image was tested (5 folds); diffusion from noise hurt at the paper's weak guidance (-0.22) and tied "
+            "at its strong one. Start with a cheap method and 3 seeds, and let the verdict say whether it helps on "
+            "your images.")
 
 
 def defaults_note(available: list[str]) -> str:

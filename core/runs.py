@@ -33,7 +33,8 @@ __all__ = ["RERUN_HINT", "GalleryItem", "Progress", "cell", "confusion_from_pred
            "estimate_note", "fold_dirs", "format_seconds", "gallery", "images_by_source", "leaderboard_rows",
            "list_runs", "load_config",
            "load_job_info", "load_metrics", "log_tail", "loss_rows", "metrics_problem", "model_id",
-           "model_metrics", "placement_summary", "placements", "prediction_models", "predictions", "progress", "read_metrics", "real_images",
+           "model_metrics", "placement_summary", "placements", "prediction_models", "predictions", "progress",
+           "read_metrics", "real_images",
            "quality_of", "quality_rows", "run_label", "run_status", "run_summary", "sample_grids", "seed_confusion",
            "seeds_of",
            "synthetic_methods", "to_display", "verdict_lines"]
@@ -105,8 +106,6 @@ def progress(run_dir: str | Path, active: bool | None = None, now: float | None 
         if p.remaining is None and p.elapsed and 0.02 <= p.fraction < 1:   # a job that is not an experiment
             p.remaining = p.elapsed * (1 - p.fraction) / p.fraction
     return p
-
-
 
 
 def estimate_note(est: dict) -> str:
