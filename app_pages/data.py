@@ -39,15 +39,15 @@ def sample_source(ws) -> None:
 
 def upload_limits_caption(folder: bool = False) -> None:
     """What an upload may be, as the server is configured (the browser refuses a larger file before sending it)."""
-    from core.data import Limits, _human
+    from core.data import Limits, human_size
     try:
         limits = Limits.from_env()
     except DefectAugError as err:
         common.show_error(err)
         return
-    what = (f"at most {limits.max_entries:,} files and {_human(limits.max_total_bytes)} in all" if folder else
-            f"a zip of at most {_human(limits.max_archive_bytes)}, {limits.max_entries:,} files and "
-            f"{_human(limits.max_total_bytes)} unpacked")
+    what = (f"at most {limits.max_entries:,} files and {human_size(limits.max_total_bytes)} in all" if folder else
+            f"a zip of at most {human_size(limits.max_archive_bytes)}, {limits.max_entries:,} files and "
+            f"{human_size(limits.max_total_bytes)} unpacked")
     st.caption(f"Upload limit on this server: {what}, folders at most {limits.max_depth} deep.")
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterable, Protocol
 
-from .data import (Limits, _human, _limits, _shorten, safe_extract_zip, too_deep_message,
+from .data import (Limits, human_size, resolve_limits, shorten, safe_extract_zip, too_deep_message,
                    too_many_folders_message)
 from .errors import DISK_FULL, ArchiveError, DataError, DiskFull, ParamError, RunError, is_disk_full
 
@@ -390,7 +390,7 @@ class Workspace:
         extracted into a fresh `uploads/<name>/` by `core.data.safe_extract_zip`; the copy is always
         removed. Raises `ArchiveError` saying what to do; on failure nothing is kept.
         """
-        limits = _limits(limits)
+        limits = resolve_limits(limits)
         name = _upload_file_name(filename)
         if isinstance(upload, (bytes, bytearray, memoryview)):
             upload = io.BytesIO(bytes(upload))
@@ -428,7 +428,7 @@ class Workspace:
         sub-folders, that folder is dropped: its sub-folders are the classes. Raises `DataError`
         (too many files, too many bytes, nothing usable, disk full); on failure nothing is kept.
         """
-        limits = _limits(limits)
+        limits = resolve_limits(limits)
         files = list(files)
         if not files:
             raise DataError("the uploaded folder is empty; pick the dataset folder (one sub-folder per class)")
@@ -437,8 +437,8 @@ class Workspace:
                             "upload a smaller folder or a zip")
         total = sum(_content_size(content) for _, content in files)
         if total > limits.max_total_bytes:
-            raise DataError(f"the folder holds {_human(total)}, more than the limit of "
-                            f"{_human(limits.max_total_bytes)}; upload a smaller folder, or resize the images "
+            raise DataError(f"the folder holds {human_size(total)}, more than the limit of "
+                            f"{human_size(limits.max_total_bytes)}; upload a smaller folder, or resize the images "
                             "first")
         refused: list[tuple[str, str]] = []
         named: list[tuple[str, tuple[str, ...], bytes | UploadedFileLike]] = []
@@ -452,7 +452,7 @@ class Workspace:
                 named.append((name, parts, content))
         for name, parts, _ in named:
             if len(parts) - 1 > limits.max_depth:
-                raise DataError(too_deep_message("the uploaded folder", _shorten(name), len(parts) - 1,
+                raise DataError(too_deep_message("the uploaded folder", shorten(name), len(parts) - 1,
                                                  limits.max_depth).replace("extracted", "kept"))
         folders = {parts[:i] for _, parts, _ in named for i in range(1, len(parts))}
         if len(folders) > limits.max_folders:
@@ -486,7 +486,7 @@ class Workspace:
                     fh.write(data)
         except OSError as err:
             shutil.rmtree(root, ignore_errors=True)
-            where = _shorten("/".join(parts))
+            where = shorten("/".join(parts))
             raise DataError(f"cannot write {where!r} from the uploaded folder ({err.strerror or err}); check "
                             "the free disk space and upload again. Nothing was kept.") from None
         except BaseException:
@@ -618,7 +618,7 @@ def _copy_capped(src: BinaryIO, dst: Path, name: str, limit: int) -> None:
                 if written > limit:
                     while more := src.read(_CHUNK):   # count the rest (never stored) for the message
                         written += len(more)
-                    raise ArchiveError(f"{name} is {_human(written)}, more than the limit of {_human(limit)}; "
+                    raise ArchiveError(f"{name} is {human_size(written)}, more than the limit of {human_size(limit)}; "
                                        "upload a smaller archive.")
                 out.write(chunk)
     except OSError as err:

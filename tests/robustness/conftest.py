@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import core.data
+import core.data.archive
 import core.workspace
 from core.data import Limits, load_dataset
 from core.errors import DefectAugError
@@ -138,6 +138,6 @@ def full_disk(monkeypatch) -> Callable[[], None]:
         def full_open(path, mode="r", *args, **kw):
             fh = open(path, mode, *args, **kw)
             return _FullDisk(fh) if any(m in mode for m in "wxa") else fh
-        for module in (core.workspace, core.data):
+        for module in (core.workspace, core.data.archive):
             monkeypatch.setattr(module, "open", full_open, raising=False)
     return fill

@@ -271,8 +271,8 @@ def test_large_images_reduced_first_match_a_full_resolution_resize(tmp_path, mod
     img.save(path)
     Image.fromarray(base).save(tmp_path / "set" / "normal" / "n.png")
     ds, _ = load_dataset(tmp_path / "set", image_size=32)
-    from core import data
-    full = data._normalise(img, {"rotated": 0, "high_depth": 0, "alpha": 0})[0]
+    from core.data import images
+    full = images._normalise(img, {"rotated": 0, "high_depth": 0, "alpha": 0})[0]
     want = np.asarray(full.resize((32, 32), Image.Resampling.LANCZOS).convert("RGB"))
     got = ds.of_class("crack").images[0]
     got = np.repeat(got, 3, -1) if got.shape[-1] == 1 else got
