@@ -5,7 +5,7 @@ import streamlit as st
 
 from core import report, runs
 from core.errors import DefectAugError
-from core.jobs import ACTIVE, FINISHED, Job, JobStoreDamaged
+from core.jobs import ACTIVE, FINISHED, Job, JobStoreDamaged, start_worker
 from ui import common
 
 
@@ -44,11 +44,13 @@ def _actions(job: Job) -> None:
                 "Resume", key=f"resume_{job.id}", width="stretch",
                 help="Go on where it stopped: models it already trained are kept, the rest is trained"):
             with common.guard():
-                s.resume(job.id, start_worker=True)
+                s.resume(job.id)
+                start_worker(s)
                 st.rerun()
         if st.button("Re-run", key=f"rerun_{job.id}", help="A new job with the same settings", width="stretch"):
             with common.guard():
-                new = s.rerun(job.id, start_worker=True)
+                new = s.rerun(job.id)
+                start_worker(s)
                 common.select_run(new)
                 st.rerun()
         if st.button("Delete", key=f"delete_{job.id}", help="Forget the job and delete its run folder",

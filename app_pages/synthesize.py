@@ -25,8 +25,8 @@ def _workspace_evidence(ws) -> dict:
 def build() -> None:
     from core.advice import DEFAULT_METHODS, DEFAULT_SEEDS, defaults_note, suggestion
     from core.data import protocol_counts
-    from core.experiment import SUPPORTED_SIZES, ExperimentConfig, parse_seeds
-    from core.jobs import preflight
+    from core.experiment import SUPPORTED_SIZES, parse_seeds
+    from core.jobs import preflight, start_worker
     from core.methods import all_methods
 
     ws = common.workspace()
@@ -126,8 +126,8 @@ def build() -> None:
         if not methods:
             st.warning("Choose at least one method.")
             return
-        ExperimentConfig.from_dict(dict(config))   # a wrong setting shows here, before the estimate
-        est = preflight(config, ws, counts=train_counts)
+        checked = preflight(config, ws, counts=train_counts)   # a wrong setting shows here, with what to change
+        est = checked.estimate
         st.markdown("**What will run**")
         e1, e2 = st.columns(2)
         e1.metric("Classifier trainings", est.get("trainings", "?"))
@@ -144,7 +144,9 @@ def build() -> None:
         if preset == "paper":
             st.warning("The paper preset is meant for a GPU; on a CPU it can take hours.")
         if st.button("Launch", type="primary", key="launch"):
-            job_id = common.store().submit(config, counts=train_counts, start_worker=True)
+            store = common.store()
+            job_id = store.submit(checked)      # as checked above: one check per launch
+            start_worker(store)
             common.select_run(job_id)
             st.session_state["launched"] = job_id
         launched = st.session_state.get("launched")

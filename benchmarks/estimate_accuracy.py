@@ -61,7 +61,7 @@ def main() -> None:
 
     from core import estimate as est_mod
     from core.data import protocol_counts
-    from core.jobs import JobStore, preflight, quick_counts, wait_for
+    from core.jobs import JobStore, preflight, quick_counts, start_worker, wait_for
     from core.rundir import RunDir
     from core.sample_data import write_sample_dataset
     from core.workspace import Workspace
@@ -80,8 +80,10 @@ def main() -> None:
         counts = protocol_counts(found, 20, config.get("ratio"), None).train
         est_mod._CACHE.clear()                                    # this moment's calibration
         load = est_mod.current_load()
-        e = preflight(config, ws, counts=counts)
-        job_id = store.submit(config, counts=counts, start_worker=True)
+        checked = preflight(config, ws, counts=counts)
+        e = checked.estimate
+        job_id = store.submit(checked)
+        start_worker(store)
         job = wait_for(store, job_id, timeout=3 * 3600, poll=1.0)
         cfg = RunDir(job.run_dir).config()
         row = {"case": name, "status": job.status, "estimate_s": e["seconds"], "low_s": e["seconds_low"],

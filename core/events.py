@@ -26,7 +26,6 @@ Event kinds used across the project:
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -75,8 +74,7 @@ class Reporter:
             event = {"t": round(time.time(), 3), "kind": kind, **_clean(fields)}
             self.events.append(event)
             if self.rd is not None:
-                with open(self.rd.events_path, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(event, ensure_ascii=False) + "\n")
+                self.rd.append_event(event)
                 if kind in ("stage", "warning", "error", "done"):
                     self.log(f"[{kind}] {fields.get('stage', '')} {fields.get('message', '')}".strip())
             if self.callback is not None:
@@ -85,9 +83,8 @@ class Reporter:
 
     def log(self, line: str) -> None:
         if self.rd is not None:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            with self._lock, open(self.rd.log_path, "a", encoding="utf-8") as fh:
-                fh.write(f"{stamp} {line}\n")
+            with self._lock:
+                self.rd.append_log(line)
 
     def stage(self, stage: str, message: str = "") -> None:
         self.check_cancel()

@@ -13,6 +13,8 @@ The layout (ARCHITECTURE.md):
 
     config.json                    the resolved configuration (enough to reproduce the run)
     job.json                       what became of the job (mirror of the job store)
+    job_end.json                   how the job ended, when its process could not write that to the job store
+    job_process.log                the job process's own output (stdout and stderr; a crash's last words)
     CANCEL                         present while a cancel is requested
     events.jsonl, log.txt          progress events (core.events.Reporter writes them) and the log
     data_report.json               what loading the data found (skipped files, notes)
@@ -56,6 +58,9 @@ import io
 import json
 import math
 import re
+import shutil
+import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -69,6 +74,8 @@ __all__ = ["CANCEL_FILE", "GalleryItem", "RERUN_HINT", "RunDir", "atomic_path", 
            "write_json"]
 
 CANCEL_FILE = "CANCEL"
+JOB_END_FILE = "job_end.json"      # how a job ended, when its process could not write that to the job store
+PROCESS_LOG = "job_process.log"    # the job process's stdout and stderr
 RERUN_HINT = "re-run it from the Jobs page"
 PROVENANCE_COLUMNS = ("file", "class", "seed")
 _PROVENANCE_FILE = re.compile(r"^provenance(?:_s(-?\d+))?\.csv$")
@@ -237,6 +244,46 @@ class RunDir:
         with contextlib.suppress(OSError):
             write_json(self.job_path, info)
 
+    def job_end(self) -> dict | None:
+        """What the job process left in job_end.json ({status, reason, finished}) when it could not record its end in
+        the job store, or None."""
+        end = read_json(self.root / JOB_END_FILE)
+        return end if isinstance(end, dict) else None
+
+    def write_job_end(self, status: str, reason: str) -> None:
+        """Best effort: the worker still sees the process end (its exit code) and, for an experiment, its results."""
+        with contextlib.suppress(OSError):
+            write_json(self.root / JOB_END_FILE, {"status": status, "reason": reason, "finished": time.time()})
+
+    def open_process_log(self):
+        """The job process's log, opened for appending (binary), for a child process's stdout and stderr."""
+        return open(self.root / PROCESS_LOG, "ab")
+
+    def log_traceback(self) -> None:
+        """The exception being handled, at the end of log.txt (a bug's details, for the report)."""
+        with contextlib.suppress(OSError), open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(traceback.format_exc())
+
+    def record_error(self, message: str) -> None:
+        """An `error` event at the end of the run's events (and its log line), unless the run already ended with
+        one. Best effort, and nothing for a run folder that does not exist."""
+        if not self.exists():
+            return
+        events = self.events()
+        if events and events[-1].get("kind") == "error":
+            return
+        with contextlib.suppress(OSError):
+            self.append_event({"t": round(time.time(), 3), "kind": "error", "message": message})
+            self.append_log(f"[error]  {message}".strip())   # as Reporter.emit logs it
+
+    def create(self) -> None:
+        """The run folder of a job just queued (its parents too)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def remove(self) -> None:
+        """Delete the run folder and everything in it (a deleted job, a job that could not be queued)."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def split(self) -> dict:
         return read_json(self.split_path) or {}
 
@@ -277,6 +324,17 @@ class RunDir:
     def events(self) -> list[dict]:
         """All complete events so far (cached per file; a half-written last line waits)."""
         return _EVENTS.read(self.events_path)
+
+    def append_event(self, event: dict) -> None:
+        """One event (a JSON-safe dict) as the next line of events.jsonl (`core.events.Reporter` writes through this)."""
+        with open(self.events_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(event, ensure_ascii=False) + "\n")
+
+    def append_log(self, line: str) -> None:
+        """One line of log.txt, stamped with the local time."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(f"{stamp} {line}\n")
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -20,7 +20,7 @@ import streamlit as st
 
 from core import runs
 from core.errors import DISK_FULL, DefectAugError, is_disk_full
-from core.jobs import ACTIVE, JobStore, JobStoreDamaged
+from core.jobs import ACTIVE, JobStore, JobStoreDamaged, start_worker
 from core.workspace import Workspace, data_roots, is_valid_id
 
 log = logging.getLogger("defectaug.app")
@@ -190,7 +190,7 @@ def _sidebar_jobs() -> None:
     try:
         s = store()
         if s.counts().get("queued"):
-            s.start_worker()      # jobs wait, none runs them (after an app or machine restart)
+            start_worker(s)       # jobs wait, none runs them (after an app or machine restart)
         jobs = s.list(ACTIVE)
     except Exception as err:   # noqa: BLE001  the sidebar must never break a page
         st.caption(f"jobs unavailable: {md_escape(err)}")

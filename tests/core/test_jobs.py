@@ -22,7 +22,7 @@ import pytest
 from core.errors import DataError, ParamError, RunError
 from core.rundir import RunDir
 from core.jobs import (FAILED, WORKER_DIED, JobStore, default_max_parallel, ensure_worker, quick_counts,
-                       run_job_process, wait_for, worker_main)
+                       run_job_process, start_worker, wait_for, worker_main)
 from core.sample_data import write_sample_dataset
 from core.workspace import Workspace, is_valid_id
 
@@ -511,17 +511,20 @@ def test_a_cancelled_job_resumes_in_its_run_folder_reusing_what_it_trained(store
         store.resume(job_id)   # done
 
 
-def test_submit_starts_the_worker_once_when_asked_and_autostart_is_on(store, only_in, monkeypatch):
+def test_submit_only_queues_and_start_worker_starts_one_when_autostart_is_on(store, only_in, monkeypatch):
     with only_in(store):
         monkeypatch.setenv("DEFECTAUG_AUTOSTART_WORKER", "0")
-        quiet = store.submit({"seconds": 0.1, "steps": 2}, kind="sleep", start_worker=True)
+        quiet = store.submit({"seconds": 0.1, "steps": 2}, kind="sleep")
+        assert start_worker(store) is False
         assert not store.worker_alive() and store.get(quiet).status == "queued"   # switched off: nothing runs
         monkeypatch.setenv("DEFECTAUG_AUTOSTART_WORKER", "1")
         try:
-            job_id = store.submit({"seconds": 0.1, "steps": 2}, kind="sleep", start_worker=True)
+            job_id = store.submit({"seconds": 0.1, "steps": 2}, kind="sleep")
+            assert not store.worker_alive() and store.get(job_id).status == "queued"   # submitting only stores
+            assert start_worker(store) is True
             assert wait_for(store, job_id, 30).status == "done"
             assert wait_for(store, quiet, 30).status == "done"         # the worker takes the queue
-            assert store.start_worker() is False                       # one is alive: no second one
+            assert start_worker(store) is False                        # one is alive: no second one
         finally:
             _stop_workers()
 
