@@ -51,6 +51,8 @@ def main() -> None:
                     help="side in pixels (32 by default; 64 is the product's default, 2.5x slower here)")
     ap.add_argument("--epochs", type=int, default=35)
     ap.add_argument("--folds", type=int, default=1, help="1: one split (20 test images per class); K: K-fold")
+    ap.add_argument("--groups", default="none", help="images of one part (core.data.groups): auto, none, regex:..., "
+                                                     "csv:...; none (every image its own group) by default")
     ap.add_argument("--section", default=None, help="RESULTS.md section (default seed_protocol, or "
                                                         "seed_protocol_folds<K> with --folds K)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "seed_protocol"))
@@ -68,7 +70,7 @@ def main() -> None:
     seeds = [int(s) for s in a.seeds.split(",")]
     methods = a.methods.split(",")
     base = dict(data=a.data, seeds=seeds, ratio=a.ratio, image_size=a.image_size, test_per_class=20,
-                folds=a.folds, device="auto", save_images=False, quality=a.quality)
+                folds=a.folds, groups=a.groups, device="auto", save_images=False, quality=a.quality)
     overrides: dict = {"classifier": {"epochs": a.epochs}}
     for item in a.set:
         key, _, value = item.partition("=")

@@ -1,9 +1,10 @@
 """The headless command line: the same calls the app makes.
 
 python -m core methods
-python -m core inspect DATA [--image-size 64]
+python -m core inspect DATA [--image-size 64] [--groups auto] [--check-groups csv:parts.csv]
 python -m core run --data DATA --methods smote,adasyn --ratio 0.1 --seeds 0,1,2 --preset quick --out runs/x \
                    [--set smote.k_neighbors=3 --set classifier.epochs=5] [--image-size 64] [--test-per-class 20]
+                   [--folds 5] [--groups auto|none|regex:PATTERN|csv:FILE]
                    [--target-ratio 1.0] [--device auto] [--threads 2]
 python -m core export RUN --method smote --out balanced.zip [--seed 0] [--layout flat|split] [--real all|train]
                       [--size 128]
@@ -91,8 +92,22 @@ def cmd_upload_limit(args) -> int:
 
 def cmd_inspect(args) -> int:
     from .data import load_dataset
+    from .data.groups import GROUP_SIZE, check_spec, find_groups, pairwise_agreement
+    spec = check_spec(args.groups)
+    check = check_spec(args.check_groups) if args.check_groups else None
     ds, report = load_dataset(args.data, image_size=args.image_size)
     print(report.summary())
+    if spec == "none" and check is None:
+        return 0
+    small = ds if args.image_size == GROUP_SIZE else load_dataset(args.data, image_size=GROUP_SIZE)[0]
+    grouping = find_groups(ds, spec, images64=small.images if small.sources == ds.sources else None)
+    print(grouping.summary())
+    if check is not None:
+        ref = find_groups(ds, check, images64=small.images if small.sources == ds.sources else None)
+        ag = pairwise_agreement(grouping.groups, ref.groups, ds.labels)
+        print(f"Agreement with {check} ({len(set(ref.groups))} groups), pairs within a class: precision "
+              f"{ag['precision']:.3f}, recall {ag['recall']:.3f}, adjusted Rand index {ag['ari']:.3f} "
+              f"({ag['pairs_found']} pairs found, {ag['pairs_reference']} in the reference)")
     return 0
 
 
@@ -105,8 +120,8 @@ def cmd_run(args) -> int:
     cfg = ExperimentConfig.from_dict(dict(
         data=args.data, methods=args.methods, seeds=args.seeds, ratio=ratio, target_ratio=args.target_ratio,
         image_size=args.image_size, test_per_class=int(tpc) if tpc >= 1 else tpc, split_seed=args.split_seed,
-        folds=args.folds, normal_class=args.normal_class, preset=args.preset, overrides=overrides, device=args.device,
-        num_threads=args.threads, save_images=not args.no_images, quality=not args.no_quality,
+        folds=args.folds, normal_class=args.normal_class, groups=args.groups, preset=args.preset, overrides=overrides,
+        device=args.device, num_threads=args.threads, save_images=not args.no_images, quality=not args.no_quality,
         quality_gate=args.quality_gate))
     from .data import protocol_counts
     from .jobs import check_classifier, check_methods, quick_counts
@@ -218,6 +233,11 @@ def cmd_worker(args) -> int:
     return 0
 
 
+GROUPS_HELP = ("which images show one part, kept on one side of every split: auto (near-duplicates found from "
+               "the pixels; the default), regex:PATTERN (its first capture group over the file's path), "
+               "csv:FILE (columns file,group) or none (every image its own group)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m core", description="DefectAug: synthetic defect images, "
                                  "measured on real held-out images.")
@@ -226,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("inspect", help="class counts and problems of a dataset folder or zip")
     p.add_argument("data")
     p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--groups", default="auto", help=GROUPS_HELP)
+    p.add_argument("--check-groups", default=None, metavar="SPEC",
+                   help="compare the groups with a reference grouping (regex:PATTERN or csv:FILE): pairwise "
+                        "precision and recall, adjusted Rand index")
     p = sub.add_parser("run", help="run an experiment")
     p.add_argument("--data", required=True)
     p.add_argument("--methods", default="smote")
@@ -239,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--normal-class", default=None,
                    help="the defect-free class (kept whole by --ratio; the source of translation methods); "
                         "default: the class named like normal/good/ok/free/pass, else the largest")
+    p.add_argument("--groups", default="auto", help=GROUPS_HELP)
     p.add_argument("--preset", default="quick", choices=["quick", "paper"])
     p.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE")
     p.add_argument("--device", default="auto")

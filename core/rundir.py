@@ -227,6 +227,18 @@ class RunDir:
     def data_report_path(self) -> Path:
         return self.root / "data_report.json"
 
+    @property
+    def groups_path(self) -> Path:
+        return self.root / "groups.json"
+
+    def groups(self) -> dict:
+        """The run's grouping (`core.data.groups.Grouping.record()`), {} when it has none."""
+        return read_json(self.groups_path) or {}
+
+    def write_groups(self, record: dict) -> None:
+        self.mkdir()
+        write_json(self.groups_path, record)
+
     def config(self) -> dict:
         return read_json(self.config_path) or {}
 

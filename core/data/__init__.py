@@ -2,8 +2,10 @@
 
     ds, report = load_dataset("data/magnetic_tile", image_size=64)      # or "upload.zip"
     print(report.summary())                                             # counts + every skipped file
-    train_pool, test = split(ds, test_per_class=20, seed=0)
-    train = simulate_imbalance(train_pool, ratio=0.1, seed=0, normal_class="normal")
+    grouping = find_groups(ds, "auto")                                  # parts: near-duplicates, one group
+    train_pool, test = split(ds, test_per_class=20, seed=0, groups=grouping.groups)
+    train = simulate_imbalance(train_pool, ratio=0.1, seed=0, normal_class="normal",
+                               groups=[grouping.by_source()[s] for s in train_pool.sources])
     need = balance_targets(train.counts())                              # synthetic images per class
     protocol_counts(ds.counts(), 20, 0.1)                               # the same counts, without images
 
@@ -45,7 +47,9 @@ Modules, each with one job (none imports another's private names):
 - `images`: decoding one file into a normalised square array, with the bomb and memory guards;
 - `folder`: loading a class-folder tree (or a zip of one) and the `DataReport`;
 - `sources`: the original files byte for byte (`DatasetFiles`), `load_images`, the reader process, user paths;
-- `protocol`: split, folds, simulated imbalance, balance targets, the normal class.
+- `groups`: which images show one part (near-duplicates found from the pixels, a regex, a CSV, or none) and
+  what a split leaks;
+- `protocol`: split, folds, simulated imbalance (each by whole groups), balance targets, the normal class.
 """
 
 from __future__ import annotations
@@ -55,11 +59,12 @@ from .archive import (BOMB_FLOOR_BYTES, Limits, human_size, resolve_limits, safe
 from .folder import (REASON_CLASS_NAME, REASON_EMPTY, REASON_EXTENSION, REASON_NESTED, REASON_ROOT, DataReport,
                      SkippedFile, load_dataset)
 from .images import IMAGE_EXTENSIONS, REASON_NO_MEMORY, REASON_NOT_IMAGE
+from .groups import Grouping, find_groups, leakage, pairwise_agreement
 from .protocol import (ProtocolCounts, balance_targets, detect_normal_class, fold_split, imbalance_cap,
                        protocol_counts, resolve_normal_class, simulate_imbalance, split)
 from .sources import READER_MEMORY_BYTES, DatasetFiles, load_dataset_apart, load_images, resolve_data_path
 
-__all__ = ["Limits", "SkippedFile", "DataReport", "safe_extract_zip", "load_dataset", "load_images",
+__all__ = ["Grouping", "find_groups", "leakage", "pairwise_agreement", "Limits", "SkippedFile", "DataReport", "safe_extract_zip", "load_dataset", "load_images",
            "load_dataset_apart", "split", "simulate_imbalance", "balance_targets", "detect_normal_class",
            "resolve_normal_class", "fold_split", "imbalance_cap", "protocol_counts", "ProtocolCounts",
            "resolve_data_path", "IMAGE_EXTENSIONS", "DatasetFiles", "READER_MEMORY_BYTES", "BOMB_FLOOR_BYTES",

@@ -2,6 +2,7 @@
 that say whether a stored result still matches the settings (resume reuses only what matches)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -74,6 +75,7 @@ class ExperimentConfig:
     split_seed: int = 0                 # fixes the test split and the imbalance subset
     folds: int = 1                      # 1: one split (test_per_class); K: stratified K-fold, every image tested once
     normal_class: str | None = None     # the defect-free class (None: detected from the names, else the largest)
+    groups: str = "auto"                # images of one part: auto | none | regex:PATTERN | csv:FILE (core.data.groups)
     preset: str = "quick"               # quick (CPU) | paper (GPU)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"smote": {...}, "classifier": {...}}
     device: str = "auto"
@@ -135,6 +137,8 @@ class ExperimentConfig:
             self.normal_class = None
         if self.normal_class is not None and not isinstance(self.normal_class, str):
             raise ParamError(f"normal_class must be a class name, got {self.normal_class!r}")
+        from ..data.groups import check_spec
+        self.groups = check_spec(self.groups)
         if self.preset not in ("quick", "paper"):
             raise ParamError(f"unknown preset {self.preset!r}; use quick (CPU) or paper (GPU)")
         t = float(self.test_per_class)
@@ -192,6 +196,11 @@ class ExperimentConfig:
         d["data"] = str(Path(str(self.data)).resolve())
         if self.normal_class is not None:      # absent when detected: keys of earlier runs stay valid
             d["normal_class"] = self.normal_class
+        if self.groups != "none":              # absent without groups: keys of earlier (ungrouped) runs stay valid
+            d["groups"] = self.groups
+            if self.groups.startswith("csv:"):
+                with contextlib.suppress(OSError):
+                    d["groups_table"] = hashlib.sha256(Path(self.groups[4:]).read_bytes()).hexdigest()[:16]
         return d
 
     def key(self, method: str | None = None, classifier: bool = True) -> str:

@@ -120,6 +120,7 @@ def prepare(ctx: TaskContext) -> dict:
     """Load the data, split off the real test set (this fold's part with K folds), simulate the imbalance on
     the rest (the normal class kept whole), and work out how many synthetic images each class needs."""
     from ..data import balance_targets, fold_split, load_dataset, resolve_normal_class, simulate_imbalance, split
+    from ..data.groups import leakage
 
     cfg, rd, reporter = ctx.cfg, ctx.rd, ctx.reporter
     write_config(ctx, None)
@@ -130,16 +131,22 @@ def prepare(ctx: TaskContext) -> dict:
     rd.write_data_report(report.to_dict())
     normal = resolve_normal_class(full.counts(), cfg.normal_class)
     write_config(ctx, normal)
+    grouping = run_grouping(ctx, full, channels)
+    gmap = grouping.by_source()
     if ctx.fold is None:
-        pool, test = split(full, cfg.test_split, seed=cfg.split_seed)
+        pool, test = split(full, cfg.test_split, seed=cfg.split_seed, groups=grouping.groups)
     else:
-        pool, test = fold_split(full, cfg.folds, seed=cfg.split_seed)[ctx.fold]
-    train = simulate_imbalance(pool, cfg.ratio, seed=cfg.split_seed, normal_class=normal) if cfg.ratio else pool
+        pool, test = fold_split(full, cfg.folds, seed=cfg.split_seed, groups=grouping.groups)[ctx.fold]
+    train = (simulate_imbalance(pool, cfg.ratio, seed=cfg.split_seed, normal_class=normal,
+                                groups=[gmap[s] for s in pool.sources]) if cfg.ratio else pool)
     if len(test) == 0:
-        raise ParamError("the test split is empty: every class needs at least 2 images")
+        raise ParamError("the test split is empty: every class needs at least 2 images"
+                         + ("" if cfg.groups == "none" else " (or 2 groups: fewer images share a part)"))
     for c, n in test.counts().items():
         if n == 0:
-            reporter.warn(f"class {c!r} has no test image (too few images); its recall cannot be measured")
+            reporter.warn(f"class {c!r} has no test image (too few images"
+                          + ("" if cfg.groups == "none" else " or groups") + "); its recall cannot be measured")
+    leak = leakage(grouping, train.sources, test.sources)
     needed = balance_targets(train.counts(), cfg.target_ratio)
     rd.save_split("train", train)
     rd.save_split("test", test)
@@ -148,7 +155,8 @@ def prepare(ctx: TaskContext) -> dict:
     record = {"key": cfg.key(classifier=False), "normal_class": normal, "fold": ctx.fold, "train": train.sources,
               "test": test.sources, "held_back": held_back, "train_counts": train.counts(),
               "test_counts": test.counts(), "pool_counts": pool.counts(), "needed": needed,
-              "warnings": reporter.warnings[warnings_before:]}
+              "groups": {src: gmap[src] for src in pool.sources + test.sources}, "group_spec": grouping.spec,
+              "leakage": leak, "warnings": reporter.warnings[warnings_before:]}
     rd.write_split(record)
     reporter.emit("stage", stage="split", message="train / test split done" + (
                   f" (fold {ctx.fold + 1} of {cfg.folds})" if ctx.fold is not None else ""),
@@ -158,6 +166,30 @@ def prepare(ctx: TaskContext) -> dict:
         raise ParamError(f"the synthetic images would need {synth_mb:.0f} MB, over the limit of "
                          f"{cfg.max_synthetic_mb} MB; lower the target ratio or the image size")
     return record
+
+
+def run_grouping(ctx: TaskContext, full: ImageSet, channels) -> "Grouping":
+    """The run's groups (`cfg.groups`), found once and kept in the run folder's groups.json (the folds share
+    it). `auto` and the leakage report compare images at 64 px: loaded again at that size when the run's
+    differs."""
+    from ..data import load_dataset
+    from ..data.groups import GROUP_SIZE, Grouping, find_groups
+    cfg, top, reporter = ctx.cfg, ctx.top or ctx.rd, ctx.reporter
+    key = cfg.key(classifier=False)
+    rec = top.groups()
+    if rec.get("key") == key and rec.get("sources") == full.sources:
+        return Grouping.from_record(rec)
+    reporter.log(f"finding the images of one part (groups {cfg.groups})")
+    t0 = time.time()
+    small = None
+    if cfg.image_size != GROUP_SIZE:
+        at64, _ = load_dataset(cfg.data, image_size=GROUP_SIZE, channels=channels)
+        small = at64.images if at64.sources == full.sources else None
+    grouping = find_groups(full, cfg.groups, images64=small)
+    grouping.seconds = time.time() - t0
+    top.write_groups(dict(grouping.record(), key=key, summary=grouping.to_dict()))
+    reporter.log(grouping.summary())
+    return grouping
 
 
 # ---------------------------------------------------------------------------------------------

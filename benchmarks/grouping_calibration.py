@@ -1,0 +1,107 @@
+"""How well `auto` grouping (core.data.groups) finds the parts of magnetic_tile, and what it merges on distinct images.
+
+    .venv/bin/python benchmarks/grouping_calibration.py            # prints; --write puts it in RESULTS.md
+    .venv/bin/python benchmarks/grouping_calibration.py --bursts-csv /tmp/bursts.csv   # also writes the check table
+
+Reference (for checking only; the product never reads file names in `auto`): magnetic_tile photographs each tile in a
+burst, `exp1_num_N` ... `exp6_num_N`; within a class, files whose frame numbers N lie within 200 of the previous one
+are one part (222 parts: Blowhole 19, Break 16, Crack 11, Fray 8, Free 150, Uneven 18). Also against one burst
+(a gap of 80: 252 parts), since some 200-parts hold two or three bursts that look like different tiles.
+Distinct images: the built-in sample dataset and 400 crops of one texture (no two overlapping).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._results import machine, write_section  # noqa: E402
+from core.data import load_dataset  # noqa: E402
+from core.data.groups import METHOD, find_groups, pairwise_agreement  # noqa: E402
+from core.imageset import ImageSet  # noqa: E402
+
+FRAME = re.compile(r"num_(\d+)")
+
+
+def bursts(sources: list[str], gap: int = 200) -> list[str]:
+    """The check-only reference: within a class, sorted frame numbers closer than `gap` to the previous are one part."""
+    out = [""] * len(sources)
+    by_class: dict[str, list[tuple[int, int]]] = {}
+    for i, s in enumerate(sources):
+        by_class.setdefault(s.split("/")[0], []).append((int(FRAME.search(s).group(1)), i))
+    for c, items in by_class.items():
+        part, last = -1, None
+        for n, i in sorted(items):
+            if last is None or n - last > gap:
+                part += 1
+            last = n
+            out[i] = f"{c}:{part}"
+    return out
+
+
+def texture_tiles(n: int = 400, side: int = 96, seed: int = 0) -> ImageSet:
+    """n non-overlapping crops of one synthetic texture (smoothed noise plus vertical stripes of the same power),
+    two classes."""
+    rng = np.random.default_rng(seed)
+    cols = 20
+    rows = -(-n // cols)
+    big = rng.normal(0, 1, (rows * side, cols * side)).astype(np.float32)
+    from core.data.groups import _blur
+    big = _blur(big[None], 1.5)[0]
+    big = big / big.std() + np.sqrt(2) * np.sin(np.arange(cols * side) / 3.0)[None]
+    big = np.clip(128 + 40 * big / big.std(), 0, 255).astype(np.uint8)
+    crops = [big[r * side:(r + 1) * side, c * side:(c + 1) * side] for r in range(rows) for c in range(cols)][:n]
+    from PIL import Image
+    ims = np.stack([np.asarray(Image.fromarray(x).resize((64, 64), Image.LANCZOS)) for x in crops])[..., None]
+    return ImageSet(ims, np.arange(n) % 2, ["a", "b"], [f"{'ab'[i % 2]}/tile{i}.png" for i in range(n)])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "magnetic_tile"))
+    ap.add_argument("--bursts-csv", default=None, help="write the 200-rule reference as a file,group CSV here")
+    ap.add_argument("--write", action="store_true")
+    a = ap.parse_args()
+    t0 = time.time()
+    ds, _ = load_dataset(a.data, image_size=64)
+    t_load = time.time() - t0
+    g = find_groups(ds, "auto")
+    ref200, ref80 = bursts(ds.sources, 200), bursts(ds.sources, 80)
+    if a.bursts_csv:
+        with open(a.bursts_csv, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["file", "group"])
+            w.writerows(zip(ds.sources, ref200))
+    lines = ["## Grouping calibration: `auto` near-duplicate groups (`benchmarks/grouping_calibration.py`, issue 32)", "",
+             f"Machine: {machine()}.", f"Method: {METHOD}.", "",
+             "| data | images | groups found | reference parts | pairwise precision | pairwise recall | ARI | "
+             "images merged | seconds |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, ref in (("magnetic_tile vs 200-rule parts", ref200), ("magnetic_tile vs single bursts (gap 80)", ref80)):
+        ag = pairwise_agreement(g.groups, ref, ds.labels)
+        lines.append(f"| {name} | {len(ds)} | {len(set(g.groups))} | {len(set(ref))} | {ag['precision']:.3f} | "
+                     f"{ag['recall']:.3f} | {ag['ari']:.3f} | {sum(s for s in g.sizes().values() if s > 1)} | "
+                     f"{g.seconds:.1f} (+{t_load:.1f} load at 64 px) |")
+    from core.sample_data import generate_sample
+    sample = generate_sample()
+    for name, d in (("sample dataset (distinct images)", sample), ("400 crops of one texture", texture_tiles())):
+        gg = find_groups(d, "auto")
+        merged = sum(s for s in gg.sizes().values() if s > 1)
+        lines.append(f"| {name} | {len(d)} | {len(set(gg.groups))} | {len(d)} | - | - | - | {merged} "
+                     f"({100 * merged / len(d):.1f}%) | {gg.seconds:.1f} |")
+    body = "\n".join(lines)
+    print(body)
+    print(g.summary())
+    if a.write:
+        write_section("grouping_calibration", body)
+
+
+if __name__ == "__main__":
+    main()
