@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/verdict_calibration.py                 # 32 px, ratio 0.03, ~15 min on 2 cores
     .venv/bin/python benchmarks/verdict_calibration.py --pool 24 --planted 6 --runs 10 --no-write   # a quick look
+    .venv/bin/python benchmarks/verdict_calibration.py --groups auto   # grouped split + cluster bootstrap
 
 A pool of independently seeded trainings of the equal-steps baseline (the imbalanced set, as many steps as a
 balanced run) gives the A/A runs: each run draws 3 seeds as "the baseline" and 3 "methods" of 3 seeds each, all
@@ -39,13 +40,22 @@ OUT = ROOT / "benchmarks" / "out" / "verdict_calibration"
 _DATA: dict = {}
 
 
-def _sets(data: str, image_size: int, ratio: float):
-    from core.data import load_dataset, simulate_imbalance, split
-    key = (data, image_size, ratio)
+def _sets(data: str, image_size: int, ratio: float, groups: str = "none"):
+    """(train, pool, test, the test images' groups or None); with groups the split and the imbalance take whole
+    groups (core.data.groups)."""
+    from core.data import find_groups, load_dataset, simulate_imbalance, split
+    key = (data, image_size, ratio, groups)
     if key not in _DATA:
         full, _ = load_dataset(data, image_size=image_size)
-        pool, test = split(full, 20, seed=0)
-        _DATA[key] = (simulate_imbalance(pool, ratio, seed=0), pool, test)
+        if groups == "none":
+            pool, test = split(full, 20, seed=0)
+            _DATA[key] = (simulate_imbalance(pool, ratio, seed=0), pool, test, None)
+        else:
+            at64, _ = load_dataset(data, image_size=64)
+            g = find_groups(full, groups, images64=at64.images).by_source()
+            pool, test = split(full, 20, seed=0, groups=[g[s] for s in full.sources])
+            _DATA[key] = (simulate_imbalance(pool, ratio, seed=0, groups=[g[s] for s in pool.sources]), pool, test,
+                          [g[s] for s in test.sources])
     return _DATA[key]
 
 
@@ -55,13 +65,14 @@ def _train(job: tuple) -> tuple[str, int, np.ndarray]:
     from core import classifier as clf
     from core.data import balance_targets
     from core.params import build_params
-    kind, seed, data, image_size, ratio = job
+    kind, seed, data, image_size, ratio, groups, epochs = job
     torch.set_num_threads(1)
-    path = OUT / f"{kind}_s{seed}_{image_size}px_r{ratio}.npz"
+    path = OUT / (f"{kind}_s{seed}_{image_size}px_r{ratio}" + ("" if groups == "none" else f"_g{groups}")
+                  + ("" if epochs == 35 else f"_e{epochs}") + ".npz")
     if path.exists():
         return kind, seed, np.load(path)["pred"]
-    train, pool, test = _sets(data, image_size, ratio)
-    p = build_params(clf.ClassifierParams, {}, "classifier")
+    train, pool, test, _ = _sets(data, image_size, ratio, groups)
+    p = build_params(clf.ClassifierParams, {"epochs": epochs}, "classifier")
     steps = clf.steps_for(len(train) + sum(balance_targets(train.counts(), 1.0).values()), p)
     res = clf.train(train if kind == "aa" else pool, p, seed, steps=steps)
     pred = clf.predict(res.model, test).argmax(1)
@@ -92,12 +103,16 @@ def main() -> None:
     ap.add_argument("--planted", type=int, default=9, help="trainings of the planted method")
     ap.add_argument("--runs", type=int, default=200, help="A/A runs (and planted runs) drawn from the pools")
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--epochs", type=int, default=35, help="classifier epochs (35: the seed protocol's)")
+    ap.add_argument("--groups", default="none", help="auto: the split, the imbalance and the bootstrap by groups "
+                                                     "of images of one part (core.data.groups); section "
+                                                     "verdict_calibration_groups")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
     from core.metrics.verdict import judge
     t0 = time.time()
-    jobs = [("aa", s, a.data, a.image_size, a.ratio) for s in range(a.pool)]
-    jobs += [("planted", 1000 + s, a.data, a.image_size, a.ratio) for s in range(a.planted)]
+    jobs = [("aa", s, a.data, a.image_size, a.ratio, a.groups, a.epochs) for s in range(a.pool)]
+    jobs += [("planted", 1000 + s, a.data, a.image_size, a.ratio, a.groups, a.epochs) for s in range(a.planted)]
     os.environ["OMP_NUM_THREADS"] = "1"
     if a.procs > 1:
         with mp.get_context("spawn").Pool(a.procs) as pool:
@@ -106,7 +121,8 @@ def main() -> None:
         done = [_train(j) for j in jobs]
     minutes = (time.time() - t0) / 60
     preds = {(kind, seed): p for kind, seed, p in done}
-    train, _, test = _sets(a.data, a.image_size, a.ratio)
+    train, _, test, test_groups = _sets(a.data, a.image_size, a.ratio, a.groups)
+    gbf = None if test_groups is None else [test_groups]
     y, classes, k = test.labels, test.classes, len(test.classes)
     aa = [preds[("aa", s)] for s in range(a.pool)]
     planted = [preds[("planted", 1000 + s)] for s in range(a.planted)]
@@ -118,7 +134,8 @@ def main() -> None:
 
     def verdicts(base: list[np.ndarray], methods: dict[str, list[np.ndarray]]) -> tuple[dict, dict]:
         new = judge({n: [m] for n, m in methods.items()}, [base], [y], classes,
-                    {n: summary(m) for n, m in methods.items()}, summary(base), "equal_steps", "MT_Free")
+                    {n: summary(m) for n, m in methods.items()}, summary(base), "equal_steps", "MT_Free",
+                    groups_by_fold=gbf)
         old = {n: old_rule(y, base, m, k) for n, m in methods.items()}
         return {n: v["label"] for n, v in new.items()}, old
 
@@ -144,16 +161,20 @@ def main() -> None:
         false_planted_new += any(new[n] != "no clear difference" for n in ("copy0", "copy1"))
         if r < 20:
             full = judge({n: [m] for n, m in methods.items()}, [base], [y], classes,
-                         {n: summary(m) for n, m in methods.items()}, summary(base), "equal_steps", "MT_Free")
+                         {n: summary(m) for n, m in methods.items()}, summary(base), "equal_steps", "MT_Free",
+                         groups_by_fold=gbf)
             mdg.append(full["copy0"]["mdg"])
     f1_aa = summary(aa)["f1_macro"]
     f1_planted = summary(planted)["f1_macro"]
     lines = [
-        "## Verdicts calibrated by A/A runs (`benchmarks/verdict_calibration.py`)",
+        "## Verdicts calibrated by A/A runs (`benchmarks/verdict_calibration.py`"
+        + ("" if a.groups == "none" else f" --groups {a.groups}: split, imbalance and cluster bootstrap by groups") + ")",
         "",
         f"Machine: {machine()}.",
         f"magnetic_tile, {a.image_size} px, ratio {a.ratio} (training counts {train.counts()}), 20 real test images "
-        f"per class ({len(y)}), small CNN 35 epochs, the equal-steps baseline. {a.pool} independently seeded "
+        f"per class ({len(y)}"
+        + ("" if test_groups is None else f" in {len(set(test_groups))} groups, as close to 20 per class as whole "
+           "groups allow") + f"), small CNN {a.epochs} epochs, the equal-steps baseline. {a.pool} independently seeded "
         f"trainings of it (macro F1 {f1_aa:.3f} over them) and {a.planted} of the planted method (the same "
         f"steps on the whole training pool, every real defect image the imbalance held out included: macro F1 "
         f"{f1_planted:.3f}, a planted gain of {f1_planted - f1_aa:+.3f}); {minutes:.1f} min on {a.procs} "
@@ -175,7 +196,7 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if not a.no_write:
-        write_section("verdict_calibration", body)
+        write_section("verdict_calibration" + ("" if a.groups == "none" else "_groups"), body)
 
 
 if __name__ == "__main__":

@@ -126,6 +126,8 @@ def cmd_run(args) -> int:
     from .data import protocol_counts
     from .jobs import check_classifier, check_methods, quick_counts
     check_classifier(cfg)
+    from .data.groups import check_on_files
+    check_on_files(cfg.groups, cfg.data)      # before the run folder is made: nothing written on a bad pattern
     found = quick_counts(cfg.data)
     if found:                  # a method that cannot use this data is refused before anything trains
         check_methods(cfg, protocol_counts(found, cfg.test_split, cfg.ratio, cfg.normal_class, cfg.target_ratio).train)

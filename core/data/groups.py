@@ -166,6 +166,23 @@ def check_spec(spec: str | None) -> str:
     return "auto" if spec in (None, "") else str(spec)
 
 
+def check_on_files(spec: str | None, data) -> None:
+    """Before anything is written: a `regex:` that matches none of the dataset's image files, or a `csv:` that
+    names a file not among them, raises (ParamError / DataError). `data`: the dataset folder or zip."""
+    mode, arg = parse_spec(check_spec(spec))
+    if mode not in ("regex", "csv"):
+        return
+    from .sources import DatasetFiles
+    with DatasetFiles(data) as files:
+        sources = files.sources()
+    if not sources:
+        return                                    # the loader says what is wrong with the data itself
+    if mode == "regex":
+        _regex_groups(sources, arg)
+    else:
+        _csv_groups(sources, arg)
+
+
 def _compile(pattern: str) -> re.Pattern:
     try:
         return re.compile(pattern)
@@ -462,6 +479,7 @@ def pairwise_agreement(found: list, reference: list, labels: list | None = None)
             "ari": round(float(adjusted_rand_score(ri, fi)), 4), "pairs_found": tp + fp, "pairs_reference": tp + fn}
 
 
-__all__ = ["Grouping", "METHOD", "MODES", "THRESHOLD", "aligned_correlation", "candidate_pairs", "check_spec",
+__all__ = ["Grouping", "METHOD", "MODES", "THRESHOLD", "aligned_correlation", "candidate_pairs", "check_on_files",
+           "check_spec",
            "descriptors", "find_groups", "leakage", "near_duplicate_edges", "pairwise_agreement", "parse_spec",
            "read_groups_csv"]

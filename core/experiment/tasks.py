@@ -482,6 +482,7 @@ def _build(cfg: ExperimentConfig, folds: list[_Collected], normal_class: str | N
         protocol["per_fold"] = [{"train_counts": f.split["train_counts"], "test_counts": f.test.counts(),
                                  "needed": f.split["needed"]} for f in folds]
     out: dict = {"classes": classes, "baselines": {}, "methods": {}, "failed": failures,
+                 "leakage": leakage_summary([f.split for f in folds]),
                  "fallbacks": [fb for f in folds for fb in f.fallbacks],
                  "warnings": [w for f in folds for w in f.warnings],
                  "protocol": protocol}
@@ -515,7 +516,7 @@ def _build(cfg: ExperimentConfig, folds: list[_Collected], normal_class: str | N
     verdicts = judge({n: [[f.preds[n][s] for s in cfg.seeds] for f in folds] for n in out["methods"]},
                      [[f.preds[f"baseline_{strongest}"][s] for s in cfg.seeds] for f in folds],
                      [f.test.labels for f in folds], classes, out["methods"], out["baselines"][strongest], strongest,
-                     normal_class)
+                     normal_class, groups_by_fold=_test_groups(cfg, folds))
     for name, agg in out["methods"].items():
         g = agg["gain"][strongest]
         agg["verdict"] = dict(verdicts[name], seed_std=round(g["std"], 4), positive_seeds=g["positive_seeds"])
@@ -525,6 +526,40 @@ def _build(cfg: ExperimentConfig, folds: list[_Collected], normal_class: str | N
             agg["verdict"]["mode_collapse"] = True
     out["leaderboard"] = leaderboard(out, cfg.baselines)
     return out
+
+
+def _test_groups(cfg: ExperimentConfig, folds: list[_Collected]) -> list[list[str]] | None:
+    """Each fold's test images' groups (from split.json), for the cluster bootstrap; None without groups."""
+    if cfg.groups == "none":
+        return None
+    out = []
+    for f in folds:
+        names = f.split.get("groups") or {}
+        if not all(s in names for s in f.test.sources):
+            return None                   # a split prepared before groups: images are drawn
+        out.append([names[s] for s in f.test.sources])
+    return out
+
+
+def leakage_summary(folds: list[dict]) -> dict:
+    """The run's leakage report from its splits' (`core.data.groups.leakage`, one per fold): test images with a
+    near-duplicate in training, pooled over the folds and per class."""
+    reps = [f.get("leakage") for f in folds]
+    if not reps or any(r is None for r in reps):
+        return {}
+    per_class: dict[str, dict] = {}
+    for r in reps:
+        for c, v in r["per_class"].items():
+            d = per_class.setdefault(c, {"leaking": 0, "test": 0})
+            d["leaking"] += v["leaking"]
+            d["test"] += v["test"]
+    for d in per_class.values():
+        d["share"] = round(d["leaking"] / d["test"], 4) if d["test"] else 0.0
+    leaking, tests = sum(r["leaking"] for r in reps), sum(r["test_images"] for r in reps)
+    return {"test_images": tests, "leaking": leaking, "share": round(leaking / tests, 4) if tests else 0.0,
+            "per_fold": [r["share"] for r in reps], "per_class": per_class, "rule": reps[0]["rule"],
+            "examples": [e for r in reps for e in r.get("examples", [])][:10],
+            "groups": folds[0].get("group_spec", "none")}
 
 
 def _sum_counts(counts) -> dict[str, int]:
@@ -556,6 +591,9 @@ def aggregate(ctxs: list[TaskContext], top: RunDir, seconds_total: float | None 
                 _write_pooled_predictions(top, RunDir.model_id(name, s), [r for p in probs for r in p],
                                           folds[0].test.classes)
     out = _build(cfg, folds, normal)
+    grouping = top.groups()
+    if grouping.get("summary"):
+        out["grouping"] = grouping["summary"]
     out["seconds_total"] = seconds_total
     out["peak_rss_mb"] = peak_rss_mb
     top.write_metrics(out)

@@ -180,6 +180,8 @@ def preflight(config: dict, workspace: Workspace | None = None, counts: dict[str
     check_classifier(cfg, from_app=workspace is not None)
     if workspace is not None:
         workspace.check_data_path(str(cfg.data))
+    from ..data.groups import check_on_files
+    check_on_files(cfg.groups, cfg.data)     # a regex matching nothing, a CSV naming missing files: said now
     if counts is None:
         found = quick_counts(cfg.data)
         counts = protocol_counts(found, cfg.test_split, cfg.ratio, cfg.normal_class,

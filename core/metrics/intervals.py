@@ -8,6 +8,10 @@ seeds with replacement, then the test images of each drawn fold (the same draw f
 paired), and take the mean gain of the drawn replicates. That one interval carries both the seed-to-seed spread
 and the test-set uncertainty.
 
+When the test images come in groups (images of one part: `core.data.groups`), they are not independent and
+the second level draws whole groups with replacement (a cluster bootstrap), the same draw for both models:
+`paired_gain(..., groups_by_fold=[group id per test image of each fold])`.
+
     g = paired_gain(y_by_fold, base_preds, method_preds, num_classes)           # gain, interval, p-value
     holm([0.01, 0.04, 0.03])                                                    # familywise step-down
 """
@@ -55,13 +59,33 @@ class Gain:
         return Gain(self.gain, (lo, hi), self.p, (hi - lo) / 2, level, self.replicates)
 
 
+def _cluster_counts(y: np.ndarray, pred: np.ndarray, gid: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
+    """[B, 3, k] counts of a cluster bootstrap: `weights` [B, G] how often each group is drawn, `gid` each test
+    image's group (0..G-1)."""
+    per_group = np.zeros((weights.shape[1], 3, k))
+    np.add.at(per_group, (gid, 0, y), (y == pred).astype(np.float64))
+    np.add.at(per_group, (gid, 1, y), 1.0)
+    np.add.at(per_group, (gid, 2, pred), 1.0)
+    return (weights @ per_group.reshape(weights.shape[1], -1)).reshape(-1, 3, k)
+
+
+def _group_ids(groups) -> np.ndarray | None:
+    """0..G-1 per image; None when every image is its own group (then images are drawn, as before)."""
+    if groups is None:
+        return None
+    _, ids = np.unique(np.asarray([str(g) for g in groups]), return_inverse=True)
+    return None if ids.max(initial=-1) + 1 == len(ids) else ids.astype(np.int64)
+
+
 def paired_gain(y_by_fold: list[np.ndarray], base: list[list[np.ndarray]], method: list[list[np.ndarray]],
                 num_classes: int, score: str = "f1", cls: int | None = None, level: float = 0.95,
-                n_boot: int = N_BOOT, seed: int = 0) -> tuple[Gain, np.ndarray]:
+                n_boot: int = N_BOOT, seed: int = 0,
+                groups_by_fold: list | None = None) -> tuple[Gain, np.ndarray]:
     """The gain of `method` over `base` and its two-level bootstrap, with the bootstrap draws (to read the
     interval at another level). `base[f][s]` and `method[f][s]`: predictions of fold f, seed s (the same seeds
     in every fold), on the test images `y_by_fold[f]`. `score`: "f1" (macro F1) or "recall" of class `cls`,
-    each computed over the test images of every fold together (as the pooled metrics are)."""
+    each computed over the test images of every fold together (as the pooled metrics are). `groups_by_fold[f]`:
+    the group of each test image of fold f (a cluster bootstrap draws whole groups); None: images."""
     folds, seeds, k = len(y_by_fold), len(base[0]), num_classes
     full_b = np.array([sum(_counts(y_by_fold[f][None], base[f][s][None], k)[0] for f in range(folds))
                        for s in range(seeds)])                       # [seeds, 3, k]
@@ -74,6 +98,18 @@ def paired_gain(y_by_fold: list[np.ndarray], base: list[list[np.ndarray]], metho
     cm = np.zeros_like(cb)
     for f, y in enumerate(y_by_fold):
         if not len(y):
+            continue
+        gid = _group_ids(groups_by_fold[f]) if groups_by_fold is not None else None
+        if gid is not None:
+            if len(gid) != len(y):
+                raise ValueError(f"fold {f}: {len(gid)} groups for {len(y)} test images")
+            n_groups = int(gid.max()) + 1
+            draw = rng.integers(0, n_groups, size=(n_boot, n_groups))
+            weights = np.zeros((n_boot, n_groups))
+            np.add.at(weights, (np.arange(n_boot)[:, None], draw), 1.0)
+            for s in range(seeds):
+                cb[f, :, s] = _cluster_counts(y, base[f][s], gid, weights, k)
+                cm[f, :, s] = _cluster_counts(y, method[f][s], gid, weights, k)
             continue
         idx = rng.integers(0, len(y), size=(n_boot, len(y)))
         yt = y[idx]

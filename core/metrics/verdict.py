@@ -21,6 +21,8 @@ from .intervals import holm, paired_gain
 
 ALPHA = 0.05
 RULE = "two-level bootstrap (replicates, then test images) with Holm's correction over the run's methods"
+RULE_GROUPS = ("two-level bootstrap (replicates, then groups of test images: a cluster bootstrap) with Holm's "
+               "correction over the run's methods")
 
 
 def _names(items: list[str]) -> str:
@@ -30,19 +32,22 @@ def _names(items: list[str]) -> str:
 
 def judge(preds: dict[str, list[list[np.ndarray]]], base: list[list[np.ndarray]], y_by_fold: list[np.ndarray],
           classes: list[str], summaries: dict[str, dict], baseline: dict, strongest: str,
-          normal_class: str | None = None, alpha: float = ALPHA, seed: int = 0) -> dict[str, dict]:
+          normal_class: str | None = None, alpha: float = ALPHA, seed: int = 0,
+          groups_by_fold: list | None = None) -> dict[str, dict]:
     """The verdict of every method in `preds` ({name: predictions[fold][seed]}) against the strongest baseline
     `base` (same layout), with the familywise correction over them. `summaries[name]` and `baseline` are the
-    aggregated metrics (macro F1, per-class recall) the texts quote."""
+    aggregated metrics (macro F1, per-class recall) the texts quote. `groups_by_fold`: each test image's group per
+    fold (images of one part), so the bootstrap draws whole groups (a cluster bootstrap)."""
     names = list(preds)
     if not names:
         return {}
     k = len(classes)
-    gains = {n: paired_gain(y_by_fold, base, preds[n], k, seed=seed) for n in names}
+    gains = {n: paired_gain(y_by_fold, base, preds[n], k, seed=seed, groups_by_fold=groups_by_fold) for n in names}
     rejected, levels = holm([gains[n][0].p for n in names], alpha)
     defects = [i for i, c in enumerate(classes) if c != normal_class]
     pairs = [(n, i) for n in names for i in defects]
-    cls_gains = {(n, i): paired_gain(y_by_fold, base, preds[n], k, score="recall", cls=i, seed=seed) for n, i in pairs}
+    cls_gains = {(n, i): paired_gain(y_by_fold, base, preds[n], k, score="recall", cls=i, seed=seed,
+                                     groups_by_fold=groups_by_fold) for n, i in pairs}
     cls_rej, cls_levels = holm([cls_gains[p][0].p for p in pairs], alpha)
     cls_out = {p: (r, lv) for p, r, lv in zip(pairs, cls_rej, cls_levels)}
     folds, seeds = len(y_by_fold), len(base[0])
@@ -63,7 +68,9 @@ def judge(preds: dict[str, list[list[np.ndarray]]], base: list[list[np.ndarray]]
         v = {"against": strongest, "label": label, "gain": round(g.gain, 4),
              "ci": [round(g.ci[0], 4), round(g.ci[1], 4)],
              "p": round(g.p, 4), "level": round(1 - lv, 4), "family": len(names), "mdg": round(g.half_width, 4),
-             "replicates": g.replicates, "folds": folds, "n_seeds": seeds, "rule": RULE,
+             "replicates": g.replicates, "folds": folds, "n_seeds": seeds,
+             "rule": RULE if groups_by_fold is None else RULE_GROUPS,
+             "resampled": "images" if groups_by_fold is None else "groups",
              "recall_change": {c: round(summaries[n]["per_class"][c]["recall"] - baseline["per_class"][c]["recall"], 4)
                                for c in classes},
              "per_class": per_class}
