@@ -95,6 +95,9 @@ def build() -> None:
                                                                         "ws": common.workspace().id})
     for name, why in (metrics.get("failed") or {}).items():
         st.error(f"{name} failed and is not compared: {common.md_escape(why)}")
+    leak = runs.leakage_text(metrics)
+    if leak:
+        (st.warning if (metrics.get("leakage") or {}).get("leaking") else st.caption)(common.md_escape(leak))
     if not methods:
         st.warning("This run has no method results to compare (only baselines).")
 

@@ -132,6 +132,44 @@ def my_datasets(ws) -> None:
             st.rerun()
 
 
+def show_groups(path: Path, ds, test_per_class: int, ratio: float | None, normal: str) -> None:
+    """Images of one part (groups), the largest groups, label conflicts, and what the planned split leaks."""
+    from core.data.groups import split_preview
+    st.subheader("Images of one part, and leakage")
+    spec = common.groups_picker(path, key="groups_d")
+    with st.spinner("Finding images of one part..."):
+        grouping = common.dataset_groups(path, spec)
+    d = grouping.to_dict()
+    preview = split_preview(ds, grouping, test_per_class, ratio, normal)
+    with_groups, single = preview["groups"], preview["single_images"]
+    m = st.columns(4)
+    m[0].metric("Images", d["images"])
+    m[1].metric("Groups", d["groups"], help="Images of one part count once: this is how many parts the split sees.")
+    m[2].metric("Images sharing a group", d["merged_images"])
+    m[3].metric("Test images with a near-duplicate in training", f"{100 * with_groups['share']:.0f}%",
+                help=with_groups["rule"])
+    if grouping.mode == "none":
+        st.warning(f"Without groups, {100 * single['share']:.0f}% of the planned test images "
+                   f"({single['leaking']} of {single['test_images']}) have a near-duplicate in training: the test "
+                   "would partly ask the classifier to recognise images it has seen under another light.")
+    else:
+        st.caption(f"The planned split keeps each group on one side. Drawn by single images (groups none), "
+                   f"{100 * single['share']:.0f}% of the test images ({single['leaking']} of "
+                   f"{single['test_images']}) would have a near-duplicate in training. "
+                   + (f"Method: {common.md_escape(d['method'])}." if grouping.mode == "auto" else ""))
+    if grouping.unassigned:
+        st.caption(f"{grouping.unassigned} images are not named by the {grouping.mode}: each is its own group.")
+    if d["largest"]:
+        with st.expander(f"The largest groups ({len(d['largest'])})"):
+            where = {s: i for i, s in enumerate(ds.sources)}
+            for g in d["largest"]:
+                st.markdown(f"**{g['size']} images** ({common.md_escape(', '.join(g['classes']))})")
+                common.image_grid(ds.images[[where[f] for f in g["files"][:8]]], cols=8, width=72)
+    if grouping.conflicts:
+        st.markdown("**Label conflicts**: identical pixels under two classes - check their labels")
+        st.dataframe([{"files": " == ".join(c)} for c in grouping.conflicts], hide_index=True, width="stretch")
+
+
 def show_dataset(path: Path) -> None:
     from core.data import protocol_counts
     st.subheader(f"Dataset: {common.md_escape(common.dataset_name(path))}")
@@ -184,6 +222,7 @@ def show_dataset(path: Path) -> None:
         st.success("No problems found: every file loaded.")
     for note in rep.notes:
         st.caption(common.md_escape(note))
+    show_groups(path, ds, test_per_class, ratio, normal)
 
     st.subheader("Images per class")
     for cls in rep.classes:

@@ -83,6 +83,7 @@ def build() -> None:
         if (settings.get("ratio"), settings.get("test_per_class")) != (ratio, int(test_per_class)):
             ws.update_settings(ratio=ratio, test_per_class=int(test_per_class))   # the Data page shows the same
         normal = common.normal_class_picker(path, rep.counts, key="normal_s")
+        groups = common.groups_picker(path, key="groups_s")
         gate = st.checkbox("Quality gate", value=False, key="quality_gate",
                            help="Also train each method on its gated set: without the synthetic images the "
                                 "real-data classifier puts in another class with high confidence, and (for "
@@ -112,7 +113,7 @@ def build() -> None:
     config = {"data": str(path), "methods": methods, "seeds": seeds, "ratio": ratio,
               "target_ratio": float(target_ratio), "image_size": int(image_size),
               "test_per_class": int(test_per_class), "normal_class": normal, "preset": preset,
-              "overrides": overrides, "quality_gate": bool(gate), "folds": int(folds)}
+              "overrides": overrides, "quality_gate": bool(gate), "folds": int(folds), "groups": groups}
 
     with right:
         counts = protocol_counts(rep.counts, int(test_per_class), ratio, normal, float(target_ratio))

@@ -227,6 +227,7 @@ def build_report(run_dir: str | Path) -> str:
         ("seeds", ", ".join(str(s) for s in cfg.get("seeds", []))), ("imbalance ratio", cfg.get("ratio")),
         ("target balance ratio", cfg.get("target_ratio")), ("image size", cfg.get("image_size")),
         ("preset", cfg.get("preset")), ("classifier epochs", proto.get("epochs")),
+        ("groups (images of one part)", cfg.get("groups", "none")),
         ("run time", runs.format_seconds(metrics.get("seconds_total"))))]
     parts.append("<h2>Setup</h2>" + _table(settings))
     counts_rows = [{"class": c, "train (real)": proto.get("train_counts", {}).get(c, ""),
@@ -238,6 +239,9 @@ def build_report(run_dir: str | Path) -> str:
     lines = runs.verdict_lines(metrics)
     parts.append("".join(f"<p class='verdict'>{html.escape(t)}</p>" for t in lines) or
                  "<p class='muted'>No method results.</p>")
+    leak = runs.leakage_text(metrics)
+    if leak:
+        parts.append(f"<p class='leakage'>{html.escape(leak)}</p>")
     parts.append("<h2>Leaderboard</h2>" + _table(runs.leaderboard_rows(metrics)))
     quality = runs.quality_rows(metrics)
     if quality:

@@ -30,7 +30,7 @@ from .estimate import fmt as format_seconds   # '42 s', '3 min 05 s', '1 h 02 mi
 from .rundir import RERUN_HINT, GalleryItem, RunDir
 
 __all__ = ["RERUN_HINT", "GalleryItem", "Progress", "cell", "confusion_from_predictions", "epoch_rows", "events",
-           "estimate_note", "fold_dirs", "format_seconds", "gallery", "images_by_source", "leaderboard_rows",
+           "estimate_note", "fold_dirs", "leakage_text", "format_seconds", "gallery", "images_by_source", "leaderboard_rows",
            "list_runs", "load_config",
            "load_job_info", "load_metrics", "log_tail", "loss_rows", "metrics_problem", "model_id",
            "model_metrics", "placement_summary", "placements", "prediction_models", "predictions", "progress",
@@ -480,6 +480,29 @@ def quality_rows(metrics: dict) -> list[dict]:
             row["train-on-synthetic F1"] = fmt((q.get("cas") or {}).get("f1_macro")) if cls == "all" else ""
             rows.append(row)
     return rows
+
+
+def leakage_text(metrics: dict) -> str:
+    """The run's leakage report in one paragraph (Compare beside the verdict, the HTML report); "" for a run made
+    before groups."""
+    lk, grouping = metrics.get("leakage") or {}, metrics.get("grouping") or {}
+    if not lk:
+        return ""
+    spec = lk.get("groups") or grouping.get("spec") or "none"
+    share = f"{100 * lk['share']:.1f}%"
+    text = (f"Leakage: {lk['leaking']:,} of {lk['test_images']:,} test images ({share}) have a near-duplicate among "
+            f"the training images (groups: {spec}")
+    if grouping:
+        text += f"; {grouping.get('images', 0):,} images in {grouping.get('groups', 0):,} groups"
+    text += ")."
+    if spec == "none":
+        text += (" The split drew single images, so the verdict partly measures recognising parts the classifier "
+                 "has seen under another light or frame" + (" - run with groups auto to judge on new parts."
+                                                             if lk["leaking"] else "."))
+    else:
+        text += (" Each group of images of one part stays on one side of the split, and the verdict's interval "
+                 "resamples whole groups of test images (a cluster bootstrap).")
+    return text
 
 
 def verdict_lines(metrics: dict) -> list[str]:

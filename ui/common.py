@@ -274,6 +274,47 @@ def normal_class_picker(path: Path, counts: dict[str, int], key: str) -> str:
     return pick
 
 
+GROUP_MODES = {"auto": "auto: near-duplicates found from the pixels", "none": "none: every image on its own",
+               "regex": "regex: a pattern over the file paths"}
+
+
+def groups_picker(path: Path, key: str) -> str:
+    """Which images show one part (core.data.groups): auto, none or regex:PATTERN; kept per dataset in the
+    workspace settings (Data and Synthesize share it)."""
+    ws = workspace()
+    chosen = dict(ws.settings().get("groups") or {})
+    current = chosen.get(str(path), "auto")
+    mode = current.split(":", 1)[0] if current.split(":", 1)[0] in GROUP_MODES else "auto"
+    mode = st.radio("Images of one part (groups)", list(GROUP_MODES), index=list(GROUP_MODES).index(mode),
+                    format_func=GROUP_MODES.get, horizontal=True, key=f"{key}_mode",
+                    help="Images of one part (other lights, cameras, frames, or the same file twice) are kept on "
+                         "one side of every split, so a test image is never a near-copy of a training image. "
+                         "auto finds them from the pixels; a regex's first capture group over the file path names "
+                         "the part (e.g. part(\\d+)_cam); none splits single images (what leaks is shown below).")
+    spec = mode
+    if mode == "regex":
+        pattern = st.text_input("Pattern (first capture group = the part)",
+                                current.split(":", 1)[1] if current.startswith("regex:") else r"part(\d+)",
+                                key=f"{key}_regex")
+        spec = f"regex:{pattern}"
+    if spec != current:
+        chosen[str(path)] = spec
+        ws.update_settings(groups=chosen)
+    return spec
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _groups_cached(path: str, spec: str, signature: float):
+    from core.data.groups import find_groups
+    ds, _ = load_dataset(path)                  # 64 px: the size groups are found at
+    return find_groups(ds, spec)
+
+
+def dataset_groups(path: str | Path, spec: str):
+    """The `core.data.groups.Grouping` of a dataset (64 px), cached while its files do not change."""
+    return _groups_cached(str(path), spec, _signature(Path(path)))
+
+
 def dataset_name(path: Path) -> str:
     """The dataset as users see it: relative to the uploads or its data root, never a server path."""
     return workspace().dataset_label(path)

@@ -455,6 +455,27 @@ def leakage(grouping: Grouping, train_sources: list[str], test_sources: list[str
                     f"is a near-duplicate (high-pass correlation >= {THRESHOLD:.2f})"}
 
 
+def split_preview(ds: ImageSet, grouping: Grouping, test_per_class: int | float = 20, ratio: float | None = None,
+                  normal_class: str | None = None, seed: int = 0, folds: int = 1) -> dict:
+    """What a run's split would leak, before it runs (the Data page): the one split (or the first of K folds) and
+    the simulated imbalance made exactly as a run makes them with these groups, then `leakage` on them, and the
+    same split drawn by single images (what `none` would leak) beside it."""
+    from .protocol import fold_split, simulate_imbalance, split
+    gm = grouping.by_source()
+
+    def one(groups) -> dict:
+        if folds > 1:
+            pool, test = fold_split(ds, folds, seed, groups=groups)[0]
+        else:
+            pool, test = split(ds, test_per_class, seed, groups=groups)
+        train = (simulate_imbalance(pool, ratio, seed, normal_class, groups=[gm[s] for s in pool.sources]
+                                    if groups is not None else None) if ratio else pool)
+        return dict(leakage(grouping, train.sources, test.sources), test_counts=test.counts(),
+                    train_counts=train.counts())
+
+    return {"groups": one(grouping.groups), "single_images": one(None)}
+
+
 def pairwise_agreement(found: list, reference: list, labels: list | None = None) -> dict:
     """How groups `found` agree with `reference` (one name per image): pairwise precision (of the pairs put in one
     group, the share the reference also pairs), recall (of the reference's pairs, the share found), and the
@@ -482,4 +503,4 @@ def pairwise_agreement(found: list, reference: list, labels: list | None = None)
 __all__ = ["Grouping", "METHOD", "MODES", "THRESHOLD", "aligned_correlation", "candidate_pairs", "check_on_files",
            "check_spec",
            "descriptors", "find_groups", "leakage", "near_duplicate_edges", "pairwise_agreement", "parse_spec",
-           "read_groups_csv"]
+           "read_groups_csv", "split_preview"]

@@ -128,6 +128,38 @@ def test_data_zip_upload(tmp_path):
     assert Path(ws.settings()["dataset"]).resolve().is_relative_to(ws.uploads.resolve())
 
 
+def test_data_shows_groups_and_what_a_split_by_single_images_would_leak(tmp_path):
+    from tests.support.parts import write_parts_zip
+    at = open_page("data")
+    at.radio(key="source").set_value("Upload a zip").run()
+    zip_path = write_parts_zip(tmp_path / "parts.zip", {"normal": 12, "crack": 8}, shots=4)
+    at.file_uploader(key="zip_upload").set_value(("parts.zip", zip_path.read_bytes(), "application/zip")).run()
+    assert_clean(at)
+    assert "Images of one part, and leakage" in texts(at.subheader)
+    metrics = {m.label: m.value for m in at.metric}
+    assert 20 <= int(metrics["Groups"]) <= 24                # 20 parts of 4 images each, found from the pixels
+    assert metrics["Test images with a near-duplicate in training"] == "0%"
+    assert any("Drawn by single images" in t for t in texts(at.caption))
+    assert any("largest groups" in e.label for e in at.expander)
+    at.radio(key="groups_d_mode").set_value("none").run()
+    assert_clean(at)
+    assert {m.label: m.value for m in at.metric}["Groups"] == "80"
+    warning = next(t for t in texts(at.warning) if "Without groups" in t)
+    assert int(re.search(r"(\d+)% of the planned test images", warning).group(1)) > 50
+    assert ws_of(at).settings()["groups"] == {ws_of(at).settings()["dataset"]: "none"}
+    # the Synthesize page launches with the same choice
+    at.switch_page("app_pages/synthesize.py").run()
+    assert at.radio(key="groups_s_mode").value == "none"
+
+
+def test_compare_and_the_report_show_the_leakage_report(done_ws):
+    at = open_page("compare", ws=done_ws["ws"].id, run=done_ws["run"])
+    assert_clean(at)
+    assert any(t.startswith("Leakage: 0 of") and "cluster bootstrap" in t for t in texts(at.caption))
+    from core.report import build_report
+    assert "class='leakage'>Leakage: 0 of" in build_report(done_ws["run_dir"])
+
+
 @pytest.mark.parametrize("name, payload, fragment", [
     ("broken.zip", b"PK\x03\x04 this is not really a zip", "not a zip archive"),
     ("empty.zip", b"", "empty"),

@@ -93,3 +93,37 @@ def test_judge_calls_a_copy_of_the_baseline_no_clear_difference_and_a_clear_gain
     assert v["better"]["family"] == 2 and {v["copy"]["level"], v["better"]["level"]} == {0.975, 0.95}
     assert set(v["better"]["per_class"]) == {"crack", "dent"}                  # defect classes only
     assert "The level accounts for the 2 methods compared (Holm)." in v["better"]["text"]
+
+
+def _clustered(groups=30, size=8, seeds=3, seed=0):
+    """Test images in groups (a part photographed `size` times): within a group the two models are right or wrong
+    together, so the images of a group carry one observation, not `size`."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(rng.integers(0, 2, groups), size)
+    gid = np.repeat(np.arange(groups), size)
+    base, meth = [], []
+    for _ in range(seeds):
+        ok_b = np.repeat(rng.random(groups) < 0.7, size)
+        ok_m = np.repeat(rng.random(groups) < 0.7, size)
+        base.append(np.where(ok_b, y, 1 - y))
+        meth.append(np.where(ok_m, y, 1 - y))
+    return [y], [base], [meth], gid
+
+
+def test_the_cluster_bootstrap_widens_the_interval_when_images_of_a_group_are_correlated():
+    ys, base, meth, gid = _clustered(seeds=1)      # one seed: the test images are the only source of spread
+    by_image, _ = paired_gain(ys, base, meth, 2)
+    by_group, _ = paired_gain(ys, base, meth, 2, groups_by_fold=[gid])
+    assert by_group.gain == by_image.gain                      # the same point estimate
+    assert by_group.half_width > 1.8 * by_image.half_width      # 8 correlated images are worth about one
+    # every image its own group: the image bootstrap, draw for draw
+    singles, _ = paired_gain(ys, base, meth, 2, groups_by_fold=[np.arange(len(ys[0]))])
+    assert singles.ci == by_image.ci
+
+
+def test_judge_says_it_resampled_groups():
+    from core.metrics.verdict import judge
+    ys, base, meth, gid = _clustered()
+    summary = {"f1_macro": 0.7, "per_class": {"a": {"recall": 0.7}, "b": {"recall": 0.7}}}
+    v = judge({"m": meth}, base, ys, ["a", "b"], {"m": summary}, summary, "equal_steps", "a", groups_by_fold=[gid])
+    assert v["m"]["resampled"] == "groups" and "cluster bootstrap" in v["m"]["rule"]
