@@ -82,10 +82,16 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
     from core.experiment import run, run_in_processes
-    t_lin = time.time()
-    lin = linear_check(a.data, a.image_size, a.folds, a.ratio)
-    t_lin = time.time() - t_lin
-    print(f"linear check ({t_lin:.0f} s): {lin}", flush=True)
+    import json
+    cache = Path(a.out) / "linear.json"                 # the linear check once per --out (it is not the question)
+    if cache.exists():
+        lin = json.loads(cache.read_text())
+    else:
+        t_lin = time.time()
+        lin = linear_check(a.data, a.image_size, a.folds, a.ratio)
+        print(f"linear check ({time.time() - t_lin:.0f} s): {lin}", flush=True)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(lin))
     metrics, minutes = {}, {}
     for spec in a.only.split(","):
         t0 = time.time()
