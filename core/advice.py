@@ -51,6 +51,13 @@ MEASURED: tuple[Finding, ...] = (
     Finding("ddpm_cfg_w75", +0.003, "no clear difference", 3, "diffusion"),
     Finding("ddpm_cfg", -0.220, "hurts", 3, "diffusion"),
 )
+# Every table above drew single images into the splits: on magnetic_tile 96-97% of the test images had a
+# near-duplicate (the same tile under another light) in training (benchmarks/RESULTS.md, grouping_calibration).
+# What the same runs say with whole tiles kept on one side (--groups auto; grouped_vs_ungrouped):
+LEAKAGE_NOTE = ("These figures were measured with single images split at random, so most test tiles had a sibling "
+                "exposure in training (leakage); with whole tiles kept on one side (groups auto) a linear model on "
+                "raw pixels fell from 0.758 to 0.256 macro F1 (3 folds), so every score drops and a method's "
+                "gain needs re-measuring that way (benchmarks/RESULTS.md, grouped_vs_ungrouped).")
 CHEAP = ("smote", "mixup", "augment", "random_oversample", "borderline_smote", "adasyn", "cutmix")
 # The Synthesize page's first-run defaults: one cheap method (seconds to fit) and 3 seeds, so the verdict's
 # interval carries the seed-to-seed spread.
@@ -74,7 +81,7 @@ def measured_summary() -> str:
             "within noise, by calling fewer normal tiles defects) and level with the baseline (-0.005) once every "
             "image was tested (5 folds); diffusion from noise hurt at the paper's weak guidance (-0.22) and tied "
             "at its strong one. Start with a cheap method and 3 seeds, and let the verdict say whether it helps on "
-            "your images.")
+            "your images. " + LEAKAGE_NOTE)
 
 
 def defaults_note(available: list[str]) -> str:
@@ -140,6 +147,7 @@ def suggestion(train_counts: dict[str, int], available: list[str], evidence: dic
     if n < FEW_IMAGES:
         text += (f" Below about {FEW_IMAGES} images per class GANs tend to fail (paper 000; the run warns), "
                  "so copies and interpolation are what can work here.")
+    text += " (Measured with leakage: see the groups on the Data page.)"
     if evidence:
         text += " " + _evidence_text(evidence)
     return text
