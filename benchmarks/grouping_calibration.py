@@ -80,7 +80,8 @@ def main() -> None:
             w = csv.writer(fh)
             w.writerow(["file", "group"])
             w.writerows(zip(ds.sources, ref200))
-    lines = ["## Grouping calibration: `auto` near-duplicate groups (`benchmarks/grouping_calibration.py`, issue 32)", "",
+    lines = ["## Grouping calibration: `auto` near-duplicate groups (`benchmarks/grouping_calibration.py`, issue 32)",
+             "",
              f"Machine: {machine()}.", f"Method: {METHOD}.", "",
              "| data | images | groups found | reference parts | pairwise precision | pairwise recall | ARI | "
              "images merged | seconds |", "|---|---|---|---|---|---|---|---|---|"]

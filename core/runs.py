@@ -30,8 +30,8 @@ from .estimate import fmt as format_seconds   # '42 s', '3 min 05 s', '1 h 02 mi
 from .rundir import RERUN_HINT, GalleryItem, RunDir
 
 __all__ = ["RERUN_HINT", "GalleryItem", "Progress", "cell", "confusion_from_predictions", "epoch_rows", "events",
-           "estimate_note", "fold_dirs", "leakage_text", "format_seconds", "gallery", "images_by_source", "leaderboard_rows",
-           "list_runs", "load_config",
+           "estimate_note", "fold_dirs", "format_seconds", "gallery", "images_by_source", "leaderboard_rows",
+           "leakage_text", "list_runs", "load_config",
            "load_job_info", "load_metrics", "log_tail", "loss_rows", "metrics_problem", "model_id",
            "model_metrics", "placement_summary", "placements", "prediction_models", "predictions", "progress",
            "read_metrics", "real_images",

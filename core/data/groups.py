@@ -137,7 +137,8 @@ class Grouping:
             lines.append(f"  largest: {g['size']} images ({', '.join(g['classes'])}): "
                          f"{', '.join(g['files'][:4])}{more}")
         if self.conflicts:
-            lines.append(f"Label conflicts: identical pixels under two classes ({len(self.conflicts)}), check their labels:")
+            lines.append(f"Label conflicts: identical pixels under two classes ({len(self.conflicts)}), "
+                         "check their labels:")
             lines += [f"  {' == '.join(c)}" for c in self.conflicts]
         return "\n".join(lines)
 

@@ -131,7 +131,7 @@ def prepare(ctx: TaskContext) -> dict:
     rd.write_data_report(report.to_dict())
     normal = resolve_normal_class(full.counts(), cfg.normal_class)
     write_config(ctx, normal)
-    grouping = run_grouping(ctx, full, channels)
+    grouping = run_grouping(ctx, full)
     gmap = grouping.by_source()
     if ctx.fold is None:
         pool, test = split(full, cfg.test_split, seed=cfg.split_seed, groups=grouping.groups)
@@ -168,7 +168,7 @@ def prepare(ctx: TaskContext) -> dict:
     return record
 
 
-def run_grouping(ctx: TaskContext, full: ImageSet, channels) -> "Grouping":
+def run_grouping(ctx: TaskContext, full: ImageSet) -> "Grouping":
     """The run's groups (`cfg.groups`), found once and kept in the run folder's groups.json (the folds share
     it). `auto` and the leakage report compare images at 64 px: loaded again at that size when the run's
     differs."""
@@ -183,7 +183,7 @@ def run_grouping(ctx: TaskContext, full: ImageSet, channels) -> "Grouping":
     t0 = time.time()
     small = None
     if cfg.image_size != GROUP_SIZE:
-        at64, _ = load_dataset(cfg.data, image_size=GROUP_SIZE, channels=channels)
+        at64, _ = load_dataset(cfg.data, image_size=GROUP_SIZE, channels=1)     # gray: what groups compare
         small = at64.images if at64.sources == full.sources else None
     grouping = find_groups(full, cfg.groups, images64=small)
     grouping.seconds = time.time() - t0

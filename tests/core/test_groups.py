@@ -86,7 +86,8 @@ def test_a_pattern_that_matches_nothing_or_does_not_compile_is_a_clear_error():
 def test_csv_groups_and_a_table_naming_missing_files(tmp_path):
     ds, _ = _parts({"normal": 2, "crack": 2}, shots=2)
     table = tmp_path / "groups.csv"
-    table.write_text("file,group\nnormal/part000_light0.png,A\nnormal/part000_light1.png,A\ncrack/part001_light0.png,B\n")
+    table.write_text("file,group\nnormal/part000_light0.png,A\nnormal/part000_light1.png,A\n"
+                     "crack/part001_light0.png,B\n")
     g = find_groups(ds, f"csv:{table}")
     assert g.groups[0] == g.groups[1] == "csv:A" and g.unassigned == len(ds) - 3
     table.write_text("file,group\nnormal/part000_light0.png,A\nnormal/nope.png,A\n")
