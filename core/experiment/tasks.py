@@ -522,7 +522,7 @@ def _build(cfg: ExperimentConfig, folds: list[_Collected], normal_class: str | N
     verdicts = judge({n: [[f.preds[n][s] for s in cfg.seeds] for f in folds] for n in out["methods"]},
                      [[f.preds[f"baseline_{strongest}"][s] for s in cfg.seeds] for f in folds],
                      [f.test.labels for f in folds], classes, out["methods"], out["baselines"][strongest], strongest,
-                     normal_class)
+                     normal_class, picked_from=len(cfg.baselines))
     for name, agg in out["methods"].items():
         g = agg["gain"][strongest]
         agg["verdict"] = dict(verdicts[name], seed_std=round(g["std"], 4), positive_seeds=g["positive_seeds"])

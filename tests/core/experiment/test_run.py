@@ -200,7 +200,8 @@ def test_a_run_of_baselines_only_and_none_is_no_method(tmp_path, data):
     config that still lists it gets the baselines, and the registry says what it is."""
     from core.methods import get_method
     m = run(cfg(data, methods=["none"]), tmp_path / "r")
-    assert m["methods"] == {} and set(m["baselines"]) == {"paper", "equal_steps", "class_weighted"}
+    assert m["methods"] == {} and list(m["baselines"]) == ["paper", "equal_steps", "class_weighted", "logit_adjusted",
+                                                           "drw", "linear"]
     assert [t.id for t in plan(ExperimentConfig.from_dict(cfg(data, methods=[])))][1:4] == [
         "train:baseline_paper_s0", "train:baseline_equal_steps_s0", "train:baseline_class_weighted_s0"]
     with pytest.raises(ParamError, match="not a method"):
