@@ -210,7 +210,9 @@ def test_a_run_of_baselines_only_and_none_is_no_method(tmp_path, data):
 
 def test_estimate_counts_trainings(data):
     e = estimate(cfg(data, seeds=[0, 1, 2]), counts={"normal": 26, "crack": 5, "spot": 5})
-    assert e["trainings"] == 3 * (3 + 2)
+    assert e["trainings"] == 3 * (6 + 2)
+    assert estimate(cfg(data, seeds=[0, 1, 2], baselines=["equal_steps", "linear"]),
+                    counts={"normal": 26, "crack": 5, "spot": 5})["trainings"] == 3 * (2 + 2)
     assert e["synthetic_per_method"] == 42 and e["balanced_size"] == 78
     counts = {"normal": 260, "crack": 50, "spot": 50}
     from core.estimate import task_units       # how long a run takes is core.estimate's: its classifier work
