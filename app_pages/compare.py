@@ -105,8 +105,8 @@ def build() -> None:
     st.caption(f"Methods first, ordered by their gain over the strongest baseline ({strongest}); mean ± std over "
                "seeds, with the 95% bootstrap interval over test images.")
     st.dataframe(runs.leaderboard_rows(metrics), hide_index=True, width="stretch")
-    st.markdown("**The baselines**, each trained on the imbalanced real images only, from the same initial "
-                "weights as the methods:\n" + "\n".join(
+    st.markdown("**The baselines**, each trained on the imbalanced real images only (the CNNs from the same "
+                "initial weights as the methods):\n" + "\n".join(
                     f"- **{b}**: {BASELINE_HELP.get(b, '')}" + (" (the strongest here)" if b == strongest else "")
                     for b in baselines))
     st.caption(f"A method's verdict is taken against the strongest of them, here {strongest}: beating the "

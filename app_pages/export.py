@@ -125,7 +125,9 @@ def classifier_weights(run_id: str, run_dir) -> None:
     st.caption(f"{meta['arch']}{' fine-tuned from ImageNet' if meta.get('pretrained') else ''}, "
                f"{meta['image_size']} px, classes {', '.join(meta['classes'])}; "
                f"{weights.stat().st_size / 2**20:.1f} MB. The JSON says the preprocessing (size, channels, mean "
-               "and std); the weights are the network's state dict (safetensors). On the command line: "
+               "and std); the weights are " + ("the per-pixel standardisation (mean, scale) and the logistic "
+                                               "regression's weight and bias" if meta["arch"] == "linear" else
+                                               "the network's state dict") + " (safetensors). On the command line: "
                f"`python -m core predict RUN --model {name} --seed {seed} IMAGES_DIR`.")
     c1, c2 = st.columns(2)
     c1.download_button("Download the weights (.safetensors)", common.file_on_click(weights),

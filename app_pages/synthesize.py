@@ -25,7 +25,7 @@ def _workspace_evidence(ws) -> dict:
 def build() -> None:
     from core.advice import DEFAULT_METHODS, DEFAULT_SEEDS, defaults_note, suggestion
     from core.data import protocol_counts
-    from core.experiment import SUPPORTED_SIZES, parse_seeds
+    from core.experiment import BASELINE_HELP, BASELINES, SUPPORTED_SIZES, parse_seeds
     from core.jobs import preflight, start_worker
     from core.methods import all_methods
 
@@ -108,12 +108,17 @@ def build() -> None:
             changed = classifier_form(preset, key=f"p:{preset}:classifier")
             if changed:
                 overrides["classifier"] = changed
+            baselines = st.multiselect("Baselines", list(BASELINES), default=list(BASELINES), key="baselines",
+                                       help="What a method must beat, trained on the imbalanced set; its verdict "
+                                            "is taken against the strongest. " +
+                                            "; ".join(f"{b}: {BASELINE_HELP[b]}" for b in BASELINES))
 
     seeds = parse_seeds(seeds_text)
     config = {"data": str(path), "methods": methods, "seeds": seeds, "ratio": ratio,
               "target_ratio": float(target_ratio), "image_size": int(image_size),
               "test_per_class": int(test_per_class), "normal_class": normal, "preset": preset,
-              "overrides": overrides, "quality_gate": bool(gate), "folds": int(folds), "groups": groups}
+              "overrides": overrides, "quality_gate": bool(gate), "folds": int(folds), "groups": groups,
+              "baselines": list(baselines)}
 
     with right:
         counts = protocol_counts(rep.counts, int(test_per_class), ratio, normal, float(target_ratio))

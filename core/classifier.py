@@ -11,7 +11,9 @@ Fairness and stability, which decide whether a verdict can be trusted:
 - Same architecture, same initial weights (built under `torch.manual_seed(seed)`), same data-order
   seed for the baseline and every augmented run of one seed; only the data differs.
 - `steps` can be set explicitly, so the imbalanced baseline can get as many gradient steps as a
-  balanced run (the `equal_steps` baseline), and `class_weights` gives the `class_weighted` one.
+  balanced run (the `equal_steps` baseline), and `class_weights` gives the `class_weighted` one; with
+  `weights_from_epoch` the weights apply from that epoch on (deferred re-weighting, the `drw` baseline), and
+  `logit_offsets` are added to the logits inside the loss only (logit adjustment, the `logit_adjusted` one).
 - The learning rate decays to zero (cosine) and the model evaluated is an exponential moving
   average of the weights: with a constant rate and the last-epoch model, test F1 on a small real
   set swings by tens of points from one epoch to the next, so a last-epoch comparison ranks noise.
@@ -188,8 +190,12 @@ def saved_form(model: nn.Module, p: ClassifierParams, classes: list[str], channe
 
 
 def rebuild(tensors: dict[str, torch.Tensor], meta: dict, device: torch.device | str = "cpu") -> nn.Module:
-    """A trained classifier back from `saved_form` (in eval mode); reads no ImageNet file."""
+    """A trained classifier back from `saved_form` (in eval mode); reads no ImageNet file. The `linear` baseline's
+    (`core.linear`) comes back as the module it was saved from."""
     from .params import build_params
+    if meta.get("arch") == "linear":
+        from models.linear import PixelLogistic
+        return PixelLogistic.from_tensors(tensors).to(device).eval()
     p = build_params(ClassifierParams, {**meta["params"], "weights_path": ""}, "classifier")
     with torch.random.fork_rng(devices=[]):          # building seeds torch's stream: leave the caller's alone
         model = make_model(p, int(meta["channels"]), len(meta["classes"]), int(meta.get("seed", 0)),
@@ -230,6 +236,26 @@ def inverse_frequency_weights(labels: np.ndarray, num_classes: int) -> np.ndarra
     return w.astype(np.float32)
 
 
+def class_balanced_weights(labels: np.ndarray, num_classes: int, beta: float = 0.9999) -> np.ndarray:
+    """Cui et al.'s class-balanced weights (1 - beta) / (1 - beta^n_c), normalised to sum to the number of
+    classes (as LDAM-DRW re-weights with); a class without training images gets 0."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    w = np.where(counts > 0, (1 - beta) / (1 - beta ** np.maximum(counts, 1)), 0.0)
+    return (w * num_classes / w.sum()).astype(np.float32)
+
+
+def drw_start_epoch(epochs: int, share: float = 0.25) -> int:
+    """The first epoch of deferred re-weighting's weighted phase: the last `share` of the epochs (at least one)."""
+    return epochs - max(1, round(epochs * share)) + 1
+
+
+def logit_adjustment(labels: np.ndarray, num_classes: int, tau: float = 1.0) -> np.ndarray:
+    """tau * log(class prior) of the training labels, what the logit-adjusted loss adds to the logits (Menon et
+    al., ICLR 2021): rare classes must win by a margin while training, so the raw logits favour them after."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return (tau * np.log(np.maximum(counts, 0.5) / max(counts.sum(), 1.0))).astype(np.float32)
+
+
 class WeightAverage:
     """Exponential moving average of parameters (BatchNorm statistics copied), with fused
     `_foreach` ops: torch's AveragedModel costs more than the training step of a small CNN on CPU."""
@@ -262,13 +288,16 @@ class TrainResult:
 
 
 def train(train_set: ImageSet, p: ClassifierParams, seed: int, *, steps: int | None = None,
-          class_weights: np.ndarray | None = None, device: torch.device | str | None = None,
+          class_weights: np.ndarray | None = None, weights_from_epoch: int = 1,
+          logit_offsets: np.ndarray | None = None, device: torch.device | str | None = None,
           eval_set: ImageSet | None = None, name: str = "model",
           on_epoch: Callable[[dict], None] | None = None,
           check_cancel: Callable[[], None] | None = None) -> TrainResult:
     """Train a classifier from the seed's initial weights; return the weight-averaged model.
 
-    `eval_set` only feeds the monitoring curve (`on_epoch`); it never chooses anything.
+    `class_weights` weight the loss from epoch `weights_from_epoch` on (1: throughout); `logit_offsets` [K] are
+    added to the logits inside the loss only (prediction uses the raw logits). `eval_set` only feeds the
+    monitoring curve (`on_epoch`); it never chooses anything.
     """
     dev = pick_device(device) if isinstance(device, (str, type(None))) else device
     tune_allocator()                          # same numbers, no page faults per step (core.runtime)
@@ -287,6 +316,9 @@ def train(train_set: ImageSet, p: ClassifierParams, seed: int, *, steps: int | N
              if p.schedule == "cosine" else None)
     weight = torch.as_tensor(class_weights, device=dev) if class_weights is not None else None
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=p.label_smoothing)
+    plain_loss = nn.CrossEntropyLoss(label_smoothing=p.label_smoothing)
+    weighted_from = (weights_from_epoch - 1) * per_epoch + 1 if weight is not None else 1   # the step it starts
+    offsets = torch.as_tensor(logit_offsets, device=dev) if logit_offsets is not None else None
     autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if use_bf16(p, dev) else contextlib.nullcontext
     avg = WeightAverage(model, halflife_steps=p.ema_halflife * total) if p.ema_halflife > 0 else None
     gen = torch.Generator(device="cpu").manual_seed(seed + 1)
@@ -302,7 +334,8 @@ def train(train_set: ImageSet, p: ClassifierParams, seed: int, *, steps: int | N
         pos += bs
         with autocast():
             out = model(x[idx])
-        loss = loss_fn(out.float(), y[idx])
+        out = out.float() if offsets is None else out.float() + offsets
+        loss = (loss_fn if step >= weighted_from else plain_loss)(out, y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -316,6 +349,8 @@ def train(train_set: ImageSet, p: ClassifierParams, seed: int, *, steps: int | N
             point = {"model": name, "epoch": math.ceil(step / per_epoch), "epochs": p.epochs, "step": step,
                      "steps": total, "loss": run_loss / max(run_n, 1),
                      "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 2)}
+            if weight is not None:
+                point["class_weighted"] = step >= weighted_from
             run_loss, run_n = 0.0, 0
             if eval_set is not None and len(eval_set):
                 from .metrics import macro_f1

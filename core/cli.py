@@ -122,7 +122,7 @@ def cmd_run(args) -> int:
         image_size=args.image_size, test_per_class=int(tpc) if tpc >= 1 else tpc, split_seed=args.split_seed,
         folds=args.folds, normal_class=args.normal_class, groups=args.groups, preset=args.preset, overrides=overrides,
         device=args.device, num_threads=args.threads, save_images=not args.no_images, quality=not args.no_quality,
-        quality_gate=args.quality_gate))
+        quality_gate=args.quality_gate, **({"baselines": args.baselines} if args.baselines else {})))
     from .data import protocol_counts
     from .jobs import check_classifier, check_methods, quick_counts
     check_classifier(cfg)
@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
                         "default: the class named like normal/good/ok/free/pass, else the largest")
     p.add_argument("--groups", default="auto", help=GROUPS_HELP)
     p.add_argument("--preset", default="quick", choices=["quick", "paper"])
+    p.add_argument("--baselines", default=None, help="the baselines to train, comma-separated (default: all of "
+                   "paper, equal_steps, class_weighted, logit_adjusted, drw, linear); methods are judged against "
+                   "the strongest")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
@@ -302,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("predict", help="score new images with a classifier the run trained (CSV: file, pred, "
                                        "probability per class)")
     p.add_argument("run")
-    p.add_argument("--model", required=True, help="a baseline (baseline_equal_steps, equal_steps) or a method "
+    p.add_argument("--model", required=True, help="a baseline (baseline_equal_steps, equal_steps, linear, ...) or a method "
                                                   "(smote, smote+gate)")
     p.add_argument("--seed", type=int, default=None, help="which seed's classifier (default: the run's first)")
     p.add_argument("--fold", type=int, default=None, help="with K folds: which fold's classifier (default 0)")

@@ -41,7 +41,9 @@ ONE_THREAD = 1.6               # one torch thread against two on an idle 2-core 
 # Seconds per unit on an unloaded machine: this project's 2-core machines (benchmarks/RESULTS.md, "estimate").
 # The classifier's from a 1-seed smote run on the idle machine; the GANs' from RESULTS.md's quick-preset minutes;
 # loading, SMOTE, quality, metrics and start-up from a first pass of estimate_accuracy.py's first two cases.
-PRIOR = {"startup": 1.5, "prepare": 2.5e-4, "train": 1.5e-4, "quality": 2.5e-3, "aggregate": 0.03}
+# The linear baseline's, per training image at 64 px: its lbfgs fit on magnetic_tile (1,226 images, 32 and 64 px)
+# took 29 and 108 s at a load of 10 on the 2 cores, about 5 and 20 s unloaded.
+PRIOR = {"startup": 1.5, "prepare": 2.5e-4, "train": 1.5e-4, "quality": 2.5e-3, "aggregate": 0.03, "linear": 1.6e-2}
 FIT_PRIOR_BY_FAMILY = {"classic": 5e-5, "interpolation": 6e-4, "mixing": 1e-4, "gan": 3.0e-3,
                        "translation": 8.5e-3, "diffusion": 8.5e-3}
 FIT_PRIOR = {"gan": 4.6e-4, "smote": 6e-4, "borderline_smote": 1.2e-3, "adasyn": 1.2e-3, "cgan": 4.0e-3,
@@ -151,6 +153,8 @@ def task_units(cfg, train_counts: dict[str, int], needed: dict[str, int] | None 
     for task in plan(cfg):
         if task.kind == "prepare":
             out.append((task.id, "prepare", float(n_images)))
+        elif task.baseline == "linear":     # fitted once per fold; the other seeds reuse it
+            out.append((task.id, "linear", n_train * px if task.seed == cfg.seeds[0] else 0.0))
         elif task.kind == "train":
             on = n_train if task.baseline else n_bal
             steps = steps_for(n_train if task.baseline == "paper" else n_bal, cp)

@@ -15,7 +15,7 @@ from ..errors import ParamError
 from ..methods import get_method
 from ..params import build_params
 
-BASELINES = ("paper", "equal_steps", "class_weighted")
+BASELINES = ("paper", "equal_steps", "class_weighted", "logit_adjusted", "drw", "linear")
 SUPPORTED_SIZES = (16, 32, 64, 128, 256)
 # What each baseline is, in one line (the Compare page and the report say it beside its name).
 BASELINE_HELP = {
@@ -23,6 +23,12 @@ BASELINE_HELP = {
              "protocol; why it usually scores lowest)",
     "equal_steps": "as many gradient steps as an augmented run",
     "class_weighted": "as many steps, with the loss weighted by inverse class frequency",
+    "logit_adjusted": "as many steps, with the logit-adjusted loss (tau = 1: each logit shifted by the log of its "
+                      "class's share while training, so rare classes must win by a margin; Menon et al. 2021)",
+    "drw": "as many steps, plain loss, then class-balanced weights for the last 25% of the epochs (deferred "
+           "re-weighting; Cao et al. 2019)",
+    "linear": "no network: class-balanced logistic regression on the standardised pixels (scikit-learn; the same "
+              "model for every seed)",
 }
 
 # Numeric settings: what each must be, for the message when a value is not a number at all.
@@ -144,11 +150,19 @@ class ExperimentConfig:
         t = float(self.test_per_class)
         if t <= 0 or (t < 1 and t != float(self.test_per_class)) or (t >= 1 and not float(t).is_integer()):
             raise ParamError("test_per_class must be a whole number of images (e.g. 20) or a fraction in (0, 1)")
+        if isinstance(self.baselines, str):
+            self.baselines = [b.strip() for b in self.baselines.split(",") if b.strip()]
+        self.baselines = list(self.baselines)
         for b in self.baselines:
             if b not in BASELINES:
                 raise ParamError(f"unknown baseline {b!r}; use {', '.join(BASELINES)}")
         if not self.baselines:
             raise ParamError("keep at least one baseline: a method can only be judged against one")
+        if len(set(self.baselines)) != len(self.baselines):
+            raise ParamError("a baseline is listed twice")
+        if self.quality and self.methods and self.baselines == ["linear"]:
+            raise ParamError("the quality measures read the features of a CNN baseline: add one to the baselines "
+                             "(e.g. class_weighted), or turn quality off")
         for key in ("quality", "quality_gate", "save_images"):
             if not isinstance(getattr(self, key), bool):
                 raise ParamError(f"{key} must be true or false, got {getattr(self, key)!r}")
@@ -165,7 +179,8 @@ class ExperimentConfig:
     @property
     def feature_baseline(self) -> str:
         """The baseline whose classifier (trained on the real images only) gives the quality features."""
-        return "class_weighted" if "class_weighted" in self.baselines else self.baselines[0]
+        cnns = [b for b in self.baselines if b != "linear"]
+        return "class_weighted" if "class_weighted" in cnns else (cnns or self.baselines)[0]
 
     @property
     def test_split(self) -> int | float:

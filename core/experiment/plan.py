@@ -30,7 +30,7 @@ class Task:
     seed: int | None = None
     method: str | None = None   # fit, quality, train: the method whose synthetic images it works on
     gated: bool = False         # train: only the images the quality gate keeps
-    baseline: str | None = None  # train of a baseline: paper | equal_steps | class_weighted
+    baseline: str | None = None  # train of a baseline: one of config.BASELINES
     fold: int | None = None     # with K folds: which (its files are in folds/f<k>/); None: the single split
     needs: tuple[str, ...] = ()
 

@@ -1,10 +1,13 @@
 """What each task of the plan does (prepare, fit, train, aggregate), reading and writing only the run folder.
 
-Fair comparison: each seed trains three baselines on the imbalanced set, all from the same initial weights
-as the augmented runs of that seed:
+Fair comparison: each seed trains up to six baselines on the imbalanced set (the run's `baselines`), the CNNs
+from the same initial weights as the augmented runs of that seed:
   paper           same epochs as the augmented runs (the papers' protocol; fewer gradient steps)
   equal_steps     as many gradient steps as an augmented run
   class_weighted  equal steps, loss weighted by inverse class frequency
+  logit_adjusted  equal steps, logit-adjusted loss (tau = 1: logits + log prior in the loss; Menon et al. 2021)
+  drw             equal steps, plain loss, class-balanced weights (beta 0.9999) for the last 25% of the epochs
+  linear          class-balanced logistic regression on the standardised pixels (core.linear; no seed)
 A method's verdict is taken against the strongest of them (highest mean macro F1). The real test split never
 sees synthetic data.
 
@@ -18,7 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -34,6 +37,9 @@ from ..methods import Context, get_method
 from ..rundir import RunDir
 from .config import ExperimentConfig, steps_of
 from .plan import Task, plan
+
+if TYPE_CHECKING:
+    from ..data.groups import Grouping
 
 # What a method may raise that means "this method failed on this data", not "the run is broken": the
 # other methods and the baselines go on.
@@ -325,11 +331,19 @@ def train(ctx: TaskContext, task: Task) -> dict | None:
     train_set, test = ctx.images("train"), ctx.images("test")
     split = ctx.split()
     steps_bal, _ = steps_of(cfg, split["train_counts"], split["needed"])
-    steps, weights, data = None, None, train_set
-    if task.baseline in ("equal_steps", "class_weighted"):
+    if task.baseline == "linear":
+        return _train_linear(ctx, task)
+    steps, weights, data, extra = None, None, train_set, {}
+    if task.baseline in ("equal_steps", "class_weighted", "logit_adjusted", "drw"):
         steps = steps_bal
+    k = len(train_set.classes)
     if task.baseline == "class_weighted":
-        weights = clf.inverse_frequency_weights(train_set.labels, len(train_set.classes))
+        weights = clf.inverse_frequency_weights(train_set.labels, k)
+    elif task.baseline == "drw":
+        weights = clf.class_balanced_weights(train_set.labels, k)
+        extra["weights_from_epoch"] = clf.drw_start_epoch(cp.epochs)
+    elif task.baseline == "logit_adjusted":
+        extra["logit_offsets"] = clf.logit_adjustment(train_set.labels, k)
     if task.method is not None:
         rec = rd.fit(task.method, seed)
         if rec is None or rec.get("failed"):
@@ -339,7 +353,6 @@ def train(ctx: TaskContext, task: Task) -> dict | None:
             kept = _gate_mask(rd, task.method, seed, synth)
             synth = synth.subset(np.flatnonzero(kept))
         data = ImageSet.concat([train_set, synth])
-    model_id = task.model_id
     total = steps if steps is not None else clf.steps_for(len(data), cp)
     stage = ctx.stage("train", task.name, seed)
     reporter.stage(stage, f"training the classifier for {task.name}, {ctx.where(seed)}")
@@ -349,19 +362,47 @@ def train(ctx: TaskContext, task: Task) -> dict | None:
         reporter.progress(stage, point["step"], total, overall=ctx.progress(point["step"] / total))
 
     res = clf.train(data, cp, seed, steps=steps, class_weights=weights, device=ctx.device, eval_set=test,
-                    name=stage.split(":", 1)[1], on_epoch=on_epoch, check_cancel=reporter.check_cancel)
+                    name=stage.split(":", 1)[1], on_epoch=on_epoch, check_cancel=reporter.check_cancel, **extra)
+    saved = clf.saved_form(res.model, cp, test.classes, test.channels, test.shape[0], seed)
+    return _score(ctx, task, res, saved, len(data))
+
+
+def _score(ctx: TaskContext, task: Task, res: clf.TrainResult, saved: tuple, train_size: int) -> dict:
+    """Predict the test images with a trained classifier; keep the predictions, the classifier and the result."""
+    cfg, rd, test = ctx.cfg, ctx.rd, ctx.images("test")
     probs = clf.predict(res.model, test)
-    rd.write_predictions(model_id, test, probs)
-    rd.save_classifier(model_id, *clf.saved_form(res.model, cp, test.classes, test.channels, test.shape[0], seed))
+    rd.write_predictions(task.model_id, test, probs)
+    rd.save_classifier(task.model_id, *saved)
     pred = probs.argmax(1)
     m = classification_metrics(test.labels, pred, test.classes)
     m.update(seconds=round(res.seconds, 2), steps=res.steps,
-             seconds_per_step=round(res.seconds / max(res.steps, 1), 5), train_size=len(data))
+             seconds_per_step=round(res.seconds / max(res.steps, 1), 5), train_size=train_size)
     key = quality_key(cfg, task.method) if task.gated else cfg.key(task.method)
     record = {"key": key, "metrics": m, "pred": pred.tolist()}
-    rd.write_result(task.name, seed, record)
-    reporter.emit("result", model=stage.split(":", 1)[1], f1_macro=m["f1_macro"], recall_macro=m["recall_macro"])
+    rd.write_result(task.name, task.seed, record)
+    ctx.reporter.emit("result", model=ctx.stage("train", task.name, task.seed).split(":", 1)[1],
+                      f1_macro=m["f1_macro"], recall_macro=m["recall_macro"])
     return record
+
+
+def _train_linear(ctx: TaskContext, task: Task) -> dict:
+    """The linear baseline: fitted once per fold (it has no seed), its classifier reused by the other seeds when
+    one of them already made it with these settings (a seed whose process got here first fits it too: same model)."""
+    from .. import linear
+    rd, seed = ctx.rd, task.seed
+    train_set, test = ctx.images("train"), ctx.images("test")
+    stage = ctx.stage("train", task.name, seed)
+    ctx.reporter.stage(stage, f"fitting the linear baseline, {ctx.where(seed)}")
+    for other in ctx.cfg.seeds:
+        rec = rd.result(task.name, other) if other != seed else None
+        saved = rd.classifier(RunDir.model_id(task.name, other)) if rec and rec.get("key") == ctx.cfg.key(None) else None
+        if saved is not None and saved[1].get("arch") == linear.ARCH:
+            res = clf.TrainResult(clf.rebuild(*saved), rec["metrics"]["steps"], rec["metrics"]["seconds"], [])
+            return _score(ctx, task, res, saved, len(train_set))
+    res = linear.train(train_set)
+    ctx.reporter.progress(stage, 1, 1, overall=ctx.progress(1.0))
+    return _score(ctx, task, res, linear.saved_form(res.model, test.classes, test.channels, test.shape[0]),
+                  len(train_set))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,7 +557,7 @@ def _build(cfg: ExperimentConfig, folds: list[_Collected], normal_class: str | N
     verdicts = judge({n: [[f.preds[n][s] for s in cfg.seeds] for f in folds] for n in out["methods"]},
                      [[f.preds[f"baseline_{strongest}"][s] for s in cfg.seeds] for f in folds],
                      [f.test.labels for f in folds], classes, out["methods"], out["baselines"][strongest], strongest,
-                     normal_class, groups_by_fold=_test_groups(cfg, folds))
+                     normal_class, groups_by_fold=_test_groups(cfg, folds), picked_from=len(cfg.baselines))
     for name, agg in out["methods"].items():
         g = agg["gain"][strongest]
         agg["verdict"] = dict(verdicts[name], seed_std=round(g["std"], 4), positive_seeds=g["positive_seeds"])

@@ -30,25 +30,40 @@ def _names(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def _hurts_factor(g, picked_from: int) -> int:
+    """Bonferroni over the baselines for a loss: the strongest is the largest of `picked_from` means, which noise
+    pushes up, so "below the strongest" is held to alpha / picked_from (below the largest implies below one of
+    them: at most picked_from x alpha / picked_from = alpha of false "hurts"). A gain needs no correction: above
+    the largest is above every one."""
+    return max(1, int(picked_from)) if g.gain < 0 else 1
+
+
+def _adjusted(g, picked_from: int) -> float:
+    return min(1.0, g.p * _hurts_factor(g, picked_from))
+
+
 def judge(preds: dict[str, list[list[np.ndarray]]], base: list[list[np.ndarray]], y_by_fold: list[np.ndarray],
           classes: list[str], summaries: dict[str, dict], baseline: dict, strongest: str,
           normal_class: str | None = None, alpha: float = ALPHA, seed: int = 0,
-          groups_by_fold: list | None = None) -> dict[str, dict]:
+          groups_by_fold: list | None = None, picked_from: int = 1) -> dict[str, dict]:
     """The verdict of every method in `preds` ({name: predictions[fold][seed]}) against the strongest baseline
     `base` (same layout), with the familywise correction over them. `summaries[name]` and `baseline` are the
     aggregated metrics (macro F1, per-class recall) the texts quote. `groups_by_fold`: each test image's group per
-    fold (images of one part), so the bootstrap draws whole groups (a cluster bootstrap)."""
+    fold (images of one part), so the bootstrap draws whole groups (a cluster bootstrap). `picked_from`: how many
+    baselines the strongest was picked from; a "hurts" is then held to alpha / picked_from (`_hurts_factor`)."""
     names = list(preds)
     if not names:
         return {}
     k = len(classes)
     gains = {n: paired_gain(y_by_fold, base, preds[n], k, seed=seed, groups_by_fold=groups_by_fold) for n in names}
-    rejected, levels = holm([gains[n][0].p for n in names], alpha)
+    rejected, levels = holm([_adjusted(gains[n][0], picked_from) for n in names], alpha)
+    levels = [lv / _hurts_factor(gains[n][0], picked_from) for n, lv in zip(names, levels)]
     defects = [i for i, c in enumerate(classes) if c != normal_class]
     pairs = [(n, i) for n in names for i in defects]
     cls_gains = {(n, i): paired_gain(y_by_fold, base, preds[n], k, score="recall", cls=i, seed=seed,
                                      groups_by_fold=groups_by_fold) for n, i in pairs}
-    cls_rej, cls_levels = holm([cls_gains[p][0].p for p in pairs], alpha)
+    cls_rej, cls_levels = holm([_adjusted(cls_gains[p][0], picked_from) for p in pairs], alpha)
+    cls_levels = [lv / _hurts_factor(cls_gains[p][0], picked_from) for p, lv in zip(pairs, cls_levels)]
     cls_out = {p: (r, lv) for p, r, lv in zip(pairs, cls_rej, cls_levels)}
     folds, seeds = len(y_by_fold), len(base[0])
     tests = max((int(np.bincount(y, minlength=k).max()) for y in y_by_fold if len(y)), default=0)
@@ -70,7 +85,7 @@ def judge(preds: dict[str, list[list[np.ndarray]]], base: list[list[np.ndarray]]
              "p": round(g.p, 4), "level": round(1 - lv, 4), "family": len(names), "mdg": round(g.half_width, 4),
              "replicates": g.replicates, "folds": folds, "n_seeds": seeds,
              "rule": RULE if groups_by_fold is None else RULE_GROUPS,
-             "resampled": "images" if groups_by_fold is None else "groups",
+             "resampled": "images" if groups_by_fold is None else "groups", "picked_from": picked_from,
              "recall_change": {c: round(summaries[n]["per_class"][c]["recall"] - baseline["per_class"][c]["recall"], 4)
                                for c in classes},
              "per_class": per_class}
@@ -99,6 +114,9 @@ def verdict_text(name: str, v: dict, f1: float, base_f1: float, tests: int, norm
         text += f" Verdict: {v['label']}."
     if v["family"] > 1:
         text += f" The level accounts for the {v['family']} methods compared (Holm)."
+    if v["gain"] < 0 and v.get("picked_from", 1) > 1:
+        text += (f" A loss is held to a {v['picked_from']} times stricter level: the strongest baseline is the "
+                 f"largest of {v['picked_from']}, which noise pushes up.")
     up = [f"{c} ({d['gain']:+.3f})" for c, d in v["per_class"].items() if d["label"] == "helps"]
     down = [f"{c} ({d['gain']:+.3f})" for c, d in v["per_class"].items() if d["label"] == "hurts"]
     if up and down:

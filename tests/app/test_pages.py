@@ -264,7 +264,7 @@ def test_synthesize_estimate_suggestion_and_launch():
     assert at.multiselect(key="methods").value == ["smote"] and at.text_input(key="seeds").value == "0,1,2"
     assert any("no clear difference against the strongest fair baseline" in t for t in texts(at.caption))
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Classifier trainings"] == "12"                 # 3 seeds x (3 baselines + smote)
+    assert metrics["Classifier trainings"] == "21"                 # 3 seeds x (6 baselines + smote)
     # the time on this machine as a range, with what it rests on
     assert "Time on this machine" in metrics
     assert any(t.startswith("Likely ") and " to " in t for t in texts(at.caption)), texts(at.caption)
@@ -474,8 +474,10 @@ def test_compare_shows_both_confusion_matrices_cells_and_verdict(done_ws):
     assert all(v.startswith("± ") for v in board["± std"]) and all(len(v) == 5 for v in board["macro F1"])
     # each baseline said in one line, so "paper" being low is no surprise
     lines = next(t for t in texts(at.markdown) if t.startswith("**The baselines**")).splitlines()[1:]
-    assert [ln.split("**")[1] for ln in lines] == ["paper", "equal_steps", "class_weighted"]
+    assert [ln.split("**")[1] for ln in lines] == ["paper", "equal_steps", "class_weighted", "logit_adjusted", "drw",
+                                                   "linear"]
     assert "same epochs as an augmented run" in lines[0] and "class frequency" in lines[2]
+    assert "logit-adjusted loss" in lines[3] and "last 25% of the epochs" in lines[4] and "logistic" in lines[5]
     assert sum("(the strongest here)" in ln for ln in lines) == 1
     # a verdict that is not "helps" leads to that method's images in the Gallery
     verdicts = json.loads((done_ws["run_dir"] / "metrics.json").read_text())["methods"]

@@ -54,6 +54,22 @@ def test_work_grows_with_seeds_methods_image_size_and_generator_steps():
     assert gan["fit:dcgan_s0"] > 50 * one["fit:smote_s0"]
 
 
+def test_the_work_counts_each_baseline_and_the_linear_fit_once_per_fold():
+    units = {tid: u for tid, _, u in E.task_units(_cfg(seeds=[0, 1], folds=2), COUNTS)}
+    for fold in (0, 1):
+        for b in ("paper", "equal_steps", "class_weighted", "logit_adjusted", "drw"):
+            assert units[f"train:baseline_{b}_f{fold}_s1"] > 0
+        assert units[f"train:baseline_linear_f{fold}_s0"] > 0 == units[f"train:baseline_linear_f{fold}_s1"]
+    cnn = units["train:baseline_equal_steps_f0_s0"]
+    assert units["train:baseline_drw_f0_s0"] == units["train:baseline_logit_adjusted_f0_s0"] == cnn
+    fewer = {tid: u for tid, _, u in E.task_units(_cfg(seeds=[0, 1], folds=2, baselines=["equal_steps"]), COUNTS)}
+    assert sum(units.values()) - sum(fewer.values()) == pytest.approx(
+        sum(u for tid, u in units.items() if "baseline_" in tid and "equal_steps" not in tid))
+    est = E.estimate(_cfg(), COUNTS, rates=E.Rates(), load=0.0)       # no baseline costs more than the rest together
+    base = {t: s for t, s in est.tasks.items() if "baseline_" in t}
+    assert max(base.values()) < sum(base.values()) - max(base.values())
+
+
 def test_the_first_run_default_on_the_sample_is_about_two_minutes_on_an_idle_2_core_machine(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     est = E.estimate(_cfg(seeds=[0, 1, 2]), COUNTS, rates=E.Rates(), load=0.0)

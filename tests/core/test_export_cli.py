@@ -141,6 +141,8 @@ def test_cli_run_dcgan_then_sample_more_from_its_saved_generator(tmp_path, make_
     (["--set", "smote.k_neighbors=abc"], "expects int"),
     (["--ratio", "3"], "imbalance ratio must be in"),
     (["--methods", "smote,wat"], "unknown method 'wat'"),
+    (["--baselines", "equal_steps,magic"], "unknown baseline 'magic'; use paper, equal_steps, class_weighted, "
+                                           "logit_adjusted, drw, linear"),
 ])
 def test_cli_bad_settings_exit_2_with_message(tmp_path, make_dataset, args, message):
     data = make_dataset(tmp_path, {"normal": 6, "crack": 3}, size=16)

@@ -505,7 +505,7 @@ def test_a_cancelled_job_resumes_in_its_run_folder_reusing_what_it_trained(store
     assert resumed == {k.removesuffix(".json") for k in kept}
     trained = [e["stage"] for e in RunDir(job.run_dir).events() if e.get("kind") == "stage"
                and e["stage"].startswith("train:")]
-    assert len(set(trained)) == 5   # 3 baselines + 2 methods, seed 0
+    assert len(set(trained)) == 8   # 6 baselines + 2 methods, seed 0
     assert all(trained.count(f"train:{k.removesuffix('.json')}") == 1 for k in kept)   # none trained twice
     with pytest.raises(RunError, match="only a failed, cancelled or interrupted job"):
         store.resume(job_id)   # done

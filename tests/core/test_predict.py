@@ -66,3 +66,28 @@ def test_weights_files_are_safetensors_with_classes_and_preprocessing(finished_r
         assert json.loads(f.metadata()["defectaug"]) == meta          # the one file describes itself too
     # small: the default classifier must not grow a run folder
     assert path.stat().st_size < 200_000
+
+
+def test_the_linear_baseline_round_trips_through_predict(finished_run, tmp_path):
+    """The linear baseline is stored as tensors + JSON (nothing pickled) and `core predict` gives the run's own
+    predictions of it; it has no seed, so every seed's is the same model."""
+    from safetensors import safe_open
+    folder, rows = _test_images(finished_run, tmp_path)
+    path, meta_path = weights_files(finished_run, "linear", 1)
+    meta = json.loads(meta_path.read_text())
+    assert meta["arch"] == "linear" and meta["params"]["class_weight"] == "balanced"
+    assert meta["preprocessing"]["resize"] == [16, 16] and "standardise" in meta["preprocessing"]
+    with safe_open(str(path), "pt") as f:
+        assert sorted(f.keys()) == ["linear.bias", "linear.weight", "mean", "scale"]
+    out = tmp_path / "linear.csv"
+    res = cli("predict", finished_run, "--model", "linear", "--seed", "1", folder, "--out", out, "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    got = {r["file"]: r for r in csv.DictReader(out.open(newline="", encoding="utf-8"))}
+    mine = RunDir(finished_run).predictions("baseline_linear_s1")
+    assert len(got) == len(mine) == len(rows)
+    for r in mine:
+        assert got[r["file"]]["pred"] == r["pred"]
+        np.testing.assert_allclose([float(got[r["file"]][f"p_{c}"]) for c in meta["classes"]],
+                                   [r["probs"][c] for c in meta["classes"]], atol=2e-5)
+    other = predict_folder(finished_run, "baseline:linear", 0, folder)
+    np.testing.assert_allclose(other.probs, predict_folder(finished_run, "linear", 1, folder).probs, atol=1e-6)

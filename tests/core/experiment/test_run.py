@@ -200,7 +200,8 @@ def test_a_run_of_baselines_only_and_none_is_no_method(tmp_path, data):
     config that still lists it gets the baselines, and the registry says what it is."""
     from core.methods import get_method
     m = run(cfg(data, methods=["none"]), tmp_path / "r")
-    assert m["methods"] == {} and set(m["baselines"]) == {"paper", "equal_steps", "class_weighted"}
+    assert m["methods"] == {} and list(m["baselines"]) == ["paper", "equal_steps", "class_weighted", "logit_adjusted",
+                                                           "drw", "linear"]
     assert [t.id for t in plan(ExperimentConfig.from_dict(cfg(data, methods=[])))][1:4] == [
         "train:baseline_paper_s0", "train:baseline_equal_steps_s0", "train:baseline_class_weighted_s0"]
     with pytest.raises(ParamError, match="not a method"):
@@ -209,7 +210,9 @@ def test_a_run_of_baselines_only_and_none_is_no_method(tmp_path, data):
 
 def test_estimate_counts_trainings(data):
     e = estimate(cfg(data, seeds=[0, 1, 2]), counts={"normal": 26, "crack": 5, "spot": 5})
-    assert e["trainings"] == 3 * (3 + 2)
+    assert e["trainings"] == 3 * (6 + 2)
+    assert estimate(cfg(data, seeds=[0, 1, 2], baselines=["equal_steps", "linear"]),
+                    counts={"normal": 26, "crack": 5, "spot": 5})["trainings"] == 3 * (2 + 2)
     assert e["synthetic_per_method"] == 42 and e["balanced_size"] == 78
     counts = {"normal": 260, "crack": 50, "spot": 50}
     from core.estimate import task_units       # how long a run takes is core.estimate's: its classifier work

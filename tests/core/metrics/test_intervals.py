@@ -127,3 +127,28 @@ def test_judge_says_it_resampled_groups():
     summary = {"f1_macro": 0.7, "per_class": {"a": {"recall": 0.7}, "b": {"recall": 0.7}}}
     v = judge({"m": meth}, base, ys, ["a", "b"], {"m": summary}, summary, "equal_steps", "a", groups_by_fold=[gid])
     assert v["m"]["resampled"] == "groups" and "cluster bootstrap" in v["m"]["rule"]
+
+
+def test_a_loss_against_the_strongest_of_several_baselines_is_held_to_alpha_over_their_number():
+    """The strongest baseline is the largest of several noisy means, so a "hurts" against it is held to
+    alpha / (baselines picked from); a gain is judged as before (above the largest is above every one)."""
+    from core.metrics import aggregate, classification_metrics, judge
+    ys, base, meth = _replicates(n=400, seeds=3, flip=0.05)
+    _, better, _ = _replicates(n=400, seeds=3, flip=0.6, seed=1)
+    classes = ["normal", "crack", "dent"]
+
+    def summary(preds):
+        return aggregate({s: classification_metrics(ys[0], p, classes) for s, p in enumerate(preds)}, classes)
+
+    strong = meth                                                     # the baseline fixes 5% of the method's errors
+    methods = {"worse": base}
+    one = judge(methods, strong, ys, classes, {"worse": summary(base[0])}, summary(strong[0]), "drw", "normal")
+    six = judge(methods, strong, ys, classes, {"worse": summary(base[0])}, summary(strong[0]), "drw", "normal",
+                picked_from=6)
+    assert 0.05 / 6 < one["worse"]["p"] < 0.05 and one["worse"]["label"] == "hurts" and one["worse"]["ci"][1] < 0
+    assert six["worse"]["label"] == "no clear difference" and six["worse"]["level"] == round(1 - 0.05 / 6, 4)
+    assert six["worse"]["ci"][0] < one["worse"]["ci"][0] and six["worse"]["ci"][1] > one["worse"]["ci"][1]   # wider
+    gains = {"better": meth}
+    a = judge(gains, base, ys, classes, {"better": summary(meth[0])}, summary(base[0]), "drw", "normal")
+    b = judge(gains, base, ys, classes, {"better": summary(meth[0])}, summary(base[0]), "drw", "normal", picked_from=6)
+    assert a["better"]["label"] == b["better"]["label"] == "helps" and a["better"]["ci"] == b["better"]["ci"]
