@@ -6,16 +6,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import runs
 from core.rundir import RunDir
+from core.views import runs
 from ui import common
 
 SIZES = [None, 32, 64, 128, 224, 256, 512]
 
 
 def build() -> None:
-    from core.export import available_methods, export_zip
-    from core.report import write_report
+    from core.views.export import available_methods, export_zip
+    from core.views.report import write_report
 
     ws = common.workspace()
     picked = common.pick_run(need="metrics")
@@ -25,7 +25,7 @@ def build() -> None:
         return
     run_id, run_dir = picked
     report_dir = run_dir
-    folds = runs.fold_dirs(run_dir)
+    folds = RunDir(run_dir).folds()
     if folds:                       # a K-fold run: the dataset of one fold (its split + synthetic top-up)
         st.caption(f"This run has {len(folds)} folds; the balanced dataset uses the first fold's split and its "
                    "synthetic images. The report covers every fold.")
@@ -111,7 +111,7 @@ def download_zip(ws, path: Path) -> None:
 def classifier_weights(run_id: str, run_dir) -> None:
     """The trained classifier of one model and seed, to use elsewhere: its weights and what feeds it."""
     import json
-    from core.predict import trained_models, weights_files
+    from core.views.predict import trained_models, weights_files
     st.subheader("Trained classifier")
     kept = trained_models(run_dir)
     if not kept:
@@ -141,5 +141,5 @@ with common.guard():
 with common.guard():
     chosen = common.selected_run()              # the run build() picked (its selectbox keeps ?run=)
     if chosen and RunDir(common.workspace().run_dir(chosen)).has_metrics():
-        folds = runs.fold_dirs(common.workspace().run_dir(chosen))
+        folds = RunDir(common.workspace().run_dir(chosen)).folds()
         classifier_weights(chosen, folds[0] if folds else common.workspace().run_dir(chosen))

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import runs
+from core.rundir import RunDir
+from core.views import runs
 from ui import common
 from ui.forms import classifier_form, params_form
 
@@ -19,7 +20,7 @@ def _unavailable(specs) -> None:
 def _workspace_evidence(ws) -> dict:
     from core.advice import workspace_evidence
     finished = [r for r in runs.list_runs(ws.runs) if r["has_metrics"] and not r["results_problem"]]
-    return workspace_evidence([runs.load_metrics(ws.run_dir(r["id"])) or {} for r in finished[:50]])
+    return workspace_evidence([RunDir(ws.run_dir(r["id"])).metrics() or {} for r in finished[:50]])
 
 
 def build() -> None:

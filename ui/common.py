@@ -18,9 +18,9 @@ from typing import Iterator
 import numpy as np
 import streamlit as st
 
-from core import runs
 from core.errors import DISK_FULL, DefectAugError, is_disk_full
 from core.jobs import ACTIVE, JobStore, JobStoreDamaged, start_worker
+from core.views import runs
 from core.workspace import Workspace, data_roots, is_valid_id
 
 log = logging.getLogger("defectaug.app")

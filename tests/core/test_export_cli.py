@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import RunError
-from core.export import export_zip, manifest_counts
+from core.views.export import export_zip, manifest_counts
 from core.methods import all_methods
 from core.rundir import RunDir
 

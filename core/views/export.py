@@ -42,10 +42,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .data import DatasetFiles, balance_targets
-from .errors import ParamError, RunError
-from .files import atomic_path, csv_cell, csv_row, csv_value
-from .rundir import RunDir
+from ..data import DatasetFiles, balance_targets
+from ..errors import ParamError, RunError
+from ..files import atomic_path, csv_cell, csv_row, csv_value
+from ..rundir import RunDir
 
 LAYOUTS = ("flat", "split")
 REAL_CHOICES = ("all", "train")
@@ -226,8 +226,8 @@ def _sampler(rd: RunDir, method: str, seed: int, device: str) -> tuple[object | 
     """(the run's saved generator of `method` and `seed`, the `core sample` path; or None and why not)."""
     if not rd.has_sampler(method, seed):
         return None, f"this run kept no generator of {method} (seed {seed}) to sample more from"
-    from .methods import Context, get_method
-    from .runtime import pick_device
+    from ..methods import Context, get_method
+    from ..runtime import pick_device
     try:
         return get_method(method).load_sampler(rd.checkpoint_dir(method, seed),
                                                Context(device=pick_device(device), seed=seed, method=method)), ""
