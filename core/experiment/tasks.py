@@ -119,7 +119,8 @@ def write_config(ctx: TaskContext, normal_class: str | None) -> None:
 def prepare(ctx: TaskContext) -> dict:
     """Load the data, split off the real test set (this fold's part with K folds), simulate the imbalance on
     the rest (the normal class kept whole), and work out how many synthetic images each class needs."""
-    from ..data import balance_targets, fold_split, load_dataset, resolve_normal_class, simulate_imbalance, split
+    from ..data import (balance_targets, fold_split, load_dataset, normal_class_note, resolve_normal_class,
+                        simulate_imbalance, split)
     from ..data.groups import leakage
 
     cfg, rd, reporter = ctx.cfg, ctx.rd, ctx.reporter
@@ -130,6 +131,9 @@ def prepare(ctx: TaskContext) -> dict:
     full, report = load_dataset(cfg.data, image_size=cfg.image_size, channels=channels)
     rd.write_data_report(report.to_dict())
     normal = resolve_normal_class(full.counts(), cfg.normal_class)
+    note = normal_class_note(full.counts(), cfg.normal_class)
+    if note:
+        reporter.warn(note)       # a guess: the run log, the Jobs page and metrics.json say so
     write_config(ctx, normal)
     grouping = run_grouping(ctx, full)
     gmap = grouping.by_source()
@@ -588,7 +592,7 @@ def aggregate(ctxs: list[TaskContext], top: RunDir, seconds_total: float | None 
         for name in set.intersection(*(set(f.preds) for f in folds)):
             for s in cfg.seeds:
                 probs = [c.rd.predictions(RunDir.model_id(name, s)) for c in ctxs]
-                _write_pooled_predictions(top, RunDir.model_id(name, s), [r for p in probs for r in p],
+                top.write_prediction_rows(RunDir.model_id(name, s), [r for p in probs for r in p],
                                           folds[0].test.classes)
     out = _build(cfg, folds, normal)
     grouping = top.groups()
@@ -600,14 +604,3 @@ def aggregate(ctxs: list[TaskContext], top: RunDir, seconds_total: float | None 
     reporter.emit("done", message=f"finished in {seconds_total or 0:.0f} s", overall=1.0)
     return out
 
-
-def _write_pooled_predictions(top: RunDir, model_id: str, rows: list[dict], classes: list[str]) -> None:
-    from ..files import atomic_write, csv_row
-    import csv
-    import io
-    buf = io.StringIO(newline="")
-    w = csv.writer(buf)
-    w.writerow(csv_row(["file", "true", "pred"] + [f"p_{c}" for c in classes]))
-    for r in rows:
-        w.writerow(csv_row([r["file"], r["true"], r["pred"]] + [f"{r['probs'].get(c, 0.0):.5f}" for c in classes]))
-    atomic_write(top.predictions_path(model_id), buf.getvalue())

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ParamError, RunError
+from ..errors import RunError
 from ..rundir import RunDir
 
 
@@ -48,15 +49,7 @@ def model_name(model: str) -> str:
 
 
 def _fold_dir(run: RunDir, fold: int | None) -> RunDir:
-    folds = run.folds()
-    if not folds:
-        if fold not in (None, 0):
-            raise ParamError(f"{run.root} has one split, no folds; leave out --fold")
-        return run
-    k = 0 if fold is None else fold
-    if not 0 <= k < len(folds):
-        raise ParamError(f"{run.root} has {len(folds)} folds; give --fold 0 to {len(folds) - 1}")
-    return folds[k]
+    return run.one_split(fold)
 
 
 def trained_models(run_dir: str | Path, fold: int | None = None) -> list[str]:
@@ -77,6 +70,14 @@ def weights_files(run_dir: str | Path, model: str, seed: int, fold: int | None =
                        (f"; it has {', '.join(kept)}" if kept else
                         " (it trained none yet, or was made before classifiers were kept: run it again)"))
     return path, meta
+
+
+def weights_download(run_dir: str | Path, model: str, seed: int, fold: int | None = None) -> tuple[Path, dict, bytes]:
+    """(weights .safetensors path, its meta as a dict, the meta file's bytes) of one trained classifier: what the
+    Export page shows and offers for download."""
+    path, meta_path = weights_files(run_dir, model, seed, fold)
+    raw = meta_path.read_bytes()
+    return path, json.loads(raw.decode("utf-8")), raw
 
 
 def load_classifier(run_dir: str | Path, model: str, seed: int, fold: int | None = None, device: str = "cpu"):
