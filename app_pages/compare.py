@@ -11,16 +11,6 @@ from ui import common
 VERDICT_BOX = {"helps": st.success, "hurts": st.error}
 
 
-def default_cell(cm: list[list[int]]) -> tuple[int, int]:
-    """The baseline's largest mistake (true row, predicted column); the first cell when it makes none."""
-    best, cell = 0, (0, 0)
-    for i, row in enumerate(cm):
-        for j, v in enumerate(row):
-            if i != j and v > best:
-                best, cell = v, (i, j)
-    return cell
-
-
 def cell_images(run_dir, model: str, true_cls: str, pred_cls: str, title: str) -> None:
     rows = runs.cell(run_dir, model, true_cls, pred_cls)
     st.markdown(f"**{title}**: {len(rows)} image(s)")
@@ -136,7 +126,7 @@ def build() -> None:
 
     st.markdown("**Test images in one cell** (before and after)")
     d1, d2, d3 = st.columns(3)
-    t0, p0 = default_cell(runs.seed_confusion(metrics, baseline, s))
+    t0, p0 = runs.largest_mistake(runs.seed_confusion(metrics, baseline, s))
     true_cls = d1.selectbox("True class", classes, index=t0, key="c_true")
     pred_cls = d2.selectbox("Predicted class", classes, index=p0, key="c_pred")
     cell_seed = seeds[0] if s is None else s

@@ -31,7 +31,7 @@ def nearest(run_dir, method: str, item: runs.GalleryItem) -> None:
 
 def provenance(run_dir, item: runs.GalleryItem) -> None:
     if not item.parents:
-        st.image(runs.to_display(_read(item.path)), caption=common.md_escape(item.file), width=160)
+        st.image(runs.to_display(runs.synthetic_image(item)), caption=common.md_escape(item.file), width=160)
         st.caption("No parent images: this image was generated from noise by a trained model "
                    "(or the method keeps no provenance).")
         return
@@ -46,10 +46,10 @@ def provenance(run_dir, item: runs.GalleryItem) -> None:
             else:
                 st.caption(f"{common.md_escape(src)} (not in this run's data)")
         with right:
-            st.image(runs.to_display(_read(item.path)), caption=f"translated: {common.md_escape(item.file)}",
-                     width=160)
+            st.image(runs.to_display(runs.synthetic_image(item)),
+                     caption=f"translated: {common.md_escape(item.file)}", width=160)
         return
-    st.image(runs.to_display(_read(item.path)), caption=common.md_escape(item.file), width=160)
+    st.image(runs.to_display(runs.synthetic_image(item)), caption=common.md_escape(item.file), width=160)
     st.caption(f"Made from {len(item.parents)} real image(s) (seed {item.seed}):")
     cols = st.columns(max(2, len(item.parents)))
     for col, src in zip(cols, item.parents):
@@ -58,13 +58,6 @@ def provenance(run_dir, item: runs.GalleryItem) -> None:
                 st.image(runs.to_display(found[src]), caption=common.md_escape(src), width=120)
             else:
                 st.caption(f"{common.md_escape(src)} (not in this run's data)")
-
-
-def _read(path):
-    import numpy as np
-    from PIL import Image
-    with Image.open(path) as im:
-        return np.asarray(im)
 
 
 def build() -> None:
@@ -111,7 +104,7 @@ def build() -> None:
         page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"g_page_{method}_{cls}_{seed}")
         shown = items[(page - 1) * PER_PAGE: page * PER_PAGE]
         st.markdown(f"**Synthetic {common.md_escape(cls)}** by {method}: {len(items)} images")
-        common.image_grid([_read(it.path) for it in shown],
+        common.image_grid([runs.synthetic_image(it) for it in shown],
                           [f"s{it.seed} · #{it.index}" for it in shown],
                           cols=6, width=90)
     if shown:

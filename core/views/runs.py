@@ -27,10 +27,11 @@ from ..estimate import fmt as format_seconds   # '42 s', '3 min 05 s', '1 h 02 m
 from ..rundir import RERUN_HINT, GalleryItem, RunDir
 
 __all__ = ["GalleryItem", "Progress", "RERUN_HINT", "cell", "confusion_from_predictions", "epoch_rows",
-           "estimate_note", "format_seconds", "is_translation", "latent_map", "leaderboard_rows", "leakage_text",
-           "list_runs", "loss_rows", "model_id", "model_metrics", "placement_summary", "placements", "quality_of",
-           "quality_rows", "real_images", "run_label", "run_status", "run_summary", "sample_grids",
-           "seed_confusion", "seeds_of", "to_display", "verdict_lines"]
+           "estimate_note", "finished_metrics", "format_seconds", "is_translation", "largest_mistake", "latent_map",
+           "leaderboard_rows", "leakage_text", "list_runs", "loss_rows", "model_id", "model_metrics",
+           "placement_summary", "placements", "quality_of", "quality_rows", "real_images", "run_label", "run_status",
+           "run_summary", "sample_grids", "seed_confusion", "seeds_of", "synthetic_image", "to_display",
+           "verdict_lines"]
 
 MONITOR_SKIP = {"t", "kind", "method", "class", "seed", "step", "total"}
 
@@ -235,16 +236,33 @@ def run_summary(run_dir: RunDir | str | Path) -> dict:
 
 def list_runs(runs_root: str | Path) -> list[dict]:
     """Summaries of the runs under a `runs/` folder, newest first."""
-    root = Path(runs_root)
-    if not root.is_dir():
-        return []
-    out = []
-    for p in root.iterdir():
-        rd = RunDir(p)
-        if p.is_dir() and not p.name.startswith(".") and any(
-                f.exists() for f in (rd.events_path, rd.config_path, rd.job_path)):
-            out.append(run_summary(p))
+    out = [run_summary(rd) for rd in RunDir.under(runs_root)]
     return sorted(out, key=lambda r: -float(r["created"] or 0))
+
+
+_METRICS: dict[str, tuple[float, int, dict]] = {}   # metrics.json by path: (mtime, size, content)
+
+
+def finished_metrics(runs_root: str | Path, limit: int = 50) -> list[dict]:
+    """metrics.json of the `limit` newest finished runs under a runs/ folder whose results can be read (what the
+    Synthesize page's suggestion weighs). A file is read again only when it changed, not at every rerun."""
+    out = []
+    for r in list_runs(runs_root):
+        if not (r["has_metrics"] and not r["results_problem"]):
+            continue
+        path = RunDir(Path(runs_root) / r["id"]).metrics_path
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        cached = _METRICS.get(str(path))
+        if cached is None or cached[:2] != (st.st_mtime, st.st_size):
+            cached = (st.st_mtime, st.st_size, RunDir(path.parent).metrics() or {})
+            _METRICS[str(path)] = cached
+        out.append(cached[2])
+        if len(out) >= limit:
+            break
+    return out
 
 
 def run_label(summary: dict) -> str:
@@ -274,6 +292,13 @@ def quality_of(run_dir: RunDir | str | Path, method: str, item: GalleryItem) -> 
     """The per-image quality row of a synthetic image (nearest real image, copy, predicted class, kept), or None
     when the run did not measure it."""
     return RunDir(run_dir).quality_table(method, item.seed).get(item.file)
+
+
+def synthetic_image(item: GalleryItem) -> np.ndarray:
+    """The pixels of one synthetic image of the gallery (its PNG), uint8 [H,W] or [H,W,C]."""
+    from PIL import Image
+    with Image.open(item.path) as im:
+        return np.asarray(im)
 
 
 def to_display(img: np.ndarray) -> np.ndarray:
@@ -332,6 +357,17 @@ def seed_confusion(metrics: dict, name: str, seed: int | None) -> list[list[int]
     if "confusion_matrix" in m:
         return m["confusion_matrix"]
     raise RunError(f"no confusion matrix for {name!r}")
+
+
+def largest_mistake(cm: list[list[int]]) -> tuple[int, int]:
+    """The (true row, predicted column) of a confusion matrix's largest off-diagonal cell, the first cell when it
+    has none: the cell the Compare page opens on."""
+    best, cell = 0, (0, 0)
+    for i, row in enumerate(cm):
+        for j, v in enumerate(row):
+            if i != j and v > best:
+                best, cell = v, (i, j)
+    return cell
 
 
 def seeds_of(metrics: dict) -> list[int]:
