@@ -28,7 +28,7 @@ from ui import common  # noqa: E402
 
 
 def home() -> None:
-    from core import runs
+    from core.views import runs
     from core.advice import measured_summary
     ws = common.workspace()
     st.title("DefectAug")

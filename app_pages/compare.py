@@ -3,21 +3,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import report, runs
 from core.errors import RunError
+from core.rundir import RunDir
+from core.views import report, runs
 from ui import common
 
 VERDICT_BOX = {"helps": st.success, "hurts": st.error}
-
-
-def default_cell(cm: list[list[int]]) -> tuple[int, int]:
-    """The baseline's largest mistake (true row, predicted column); the first cell when it makes none."""
-    best, cell = 0, (0, 0)
-    for i, row in enumerate(cm):
-        for j, v in enumerate(row):
-            if i != j and v > best:
-                best, cell = v, (i, j)
-    return cell
 
 
 def cell_images(run_dir, model: str, true_cls: str, pred_cls: str, title: str) -> None:
@@ -25,7 +16,7 @@ def cell_images(run_dir, model: str, true_cls: str, pred_cls: str, title: str) -
     st.markdown(f"**{title}**: {len(rows)} image(s)")
     if not rows:
         return
-    found = runs.images_by_source(run_dir, [r["file"] for r in rows[:24]])
+    found = RunDir(run_dir).images_by_source([r["file"] for r in rows[:24]])
     imgs, caps = [], []
     for r in rows[:24]:
         if r["file"] in found:
@@ -65,7 +56,7 @@ def build() -> None:
         st.page_link("app_pages/jobs.py", label="See the jobs", icon=":material/schedule:")
         return
     run_id, run_dir = picked
-    folds = runs.fold_dirs(run_dir)
+    folds = RunDir(run_dir).folds()
     if folds:                       # a K-fold run: the folds pooled (every real image tested once), or one fold
         view = st.radio("Folds", ["pooled"] + [f"fold {i + 1}" for i in range(len(folds))], horizontal=True,
                         key="c_fold", help="Pooled: every real image tested once, the verdict over all folds and "
@@ -73,7 +64,7 @@ def build() -> None:
         if view != "pooled":
             run_dir = folds[int(view.split()[1]) - 1]
     try:
-        metrics = runs.read_metrics(run_dir)
+        metrics = RunDir(run_dir).read_metrics()
     except RunError as err:
         common.show_unreadable(err)
         return
@@ -84,7 +75,7 @@ def build() -> None:
     strongest = metrics.get("strongest_baseline") or baselines[0]
 
     st.subheader("Verdict")
-    with_images = set(runs.synthetic_methods(run_dir))
+    with_images = set(RunDir(run_dir).synthetic_methods())
     for name in methods:
         v = metrics["methods"][name].get("verdict") or {}
         VERDICT_BOX.get(v.get("label"), st.info)(common.md_escape(v.get("text", name)))
@@ -135,7 +126,7 @@ def build() -> None:
 
     st.markdown("**Test images in one cell** (before and after)")
     d1, d2, d3 = st.columns(3)
-    t0, p0 = default_cell(runs.seed_confusion(metrics, baseline, s))
+    t0, p0 = runs.largest_mistake(runs.seed_confusion(metrics, baseline, s))
     true_cls = d1.selectbox("True class", classes, index=t0, key="c_true")
     pred_cls = d2.selectbox("Predicted class", classes, index=p0, key="c_pred")
     cell_seed = seeds[0] if s is None else s

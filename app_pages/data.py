@@ -6,8 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import report
 from core.errors import DefectAugError
+from core.views import report
 from core.workspace import DATA_ROOTS_ENV, data_roots, list_data_candidates
 from ui import common
 

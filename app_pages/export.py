@@ -6,16 +6,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import runs
 from core.rundir import RunDir
+from core.views import runs
 from ui import common
 
 SIZES = [None, 32, 64, 128, 224, 256, 512]
 
 
 def build() -> None:
-    from core.export import available_methods, export_zip
-    from core.report import write_report
+    from core.views.export import available_methods, export_zip
+    from core.views.report import write_report
 
     ws = common.workspace()
     picked = common.pick_run(need="metrics")
@@ -25,11 +25,11 @@ def build() -> None:
         return
     run_id, run_dir = picked
     report_dir = run_dir
-    folds = runs.fold_dirs(run_dir)
+    folds = len(RunDir(run_dir).folds())
     if folds:                       # a K-fold run: the dataset of one fold (its split + synthetic top-up)
-        st.caption(f"This run has {len(folds)} folds; the balanced dataset uses the first fold's split and its "
+        st.caption(f"This run has {folds} folds; the balanced dataset uses the first fold's split and its "
                    "synthetic images. The report covers every fold.")
-        run_dir = folds[0]
+    run_dir = RunDir(run_dir).one_split()
 
     st.subheader("Balanced dataset")
     methods = available_methods(run_dir)
@@ -85,7 +85,7 @@ def build() -> None:
             st.session_state[rkey] = str(write_report(report_dir, ws.exports / f"{run_id[:8]}_report.html"))
     built = st.session_state.get(rkey)
     if built and Path(built).exists():
-        st.download_button("Download the report (.html)", Path(built).read_bytes(), file_name=Path(built).name,
+        st.download_button("Download the report (.html)", common.file_on_click(Path(built)), file_name=Path(built).name,
                            mime="text/html", key="r_download")
     summary = runs.run_summary(report_dir)
     st.caption(f"Run {run_id[:8]} · {common.md_escape(summary['label'])} · {summary['status']}")
@@ -110,8 +110,7 @@ def download_zip(ws, path: Path) -> None:
 
 def classifier_weights(run_id: str, run_dir) -> None:
     """The trained classifier of one model and seed, to use elsewhere: its weights and what feeds it."""
-    import json
-    from core.predict import trained_models, weights_files
+    from core.views.predict import trained_models, weights_download
     st.subheader("Trained classifier")
     kept = trained_models(run_dir)
     if not kept:
@@ -120,8 +119,7 @@ def classifier_weights(run_id: str, run_dir) -> None:
     model_id = st.selectbox("Model", kept, key="w_model",
                             help="A baseline (the real images only) or a method's classifier, per seed.")
     name, seed = model_id.rsplit("_s", 1)
-    weights, meta_path = weights_files(run_dir, name, int(seed))
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    weights, meta, meta_bytes = weights_download(run_dir, name, int(seed))
     st.caption(f"{meta['arch']}{' fine-tuned from ImageNet' if meta.get('pretrained') else ''}, "
                f"{meta['image_size']} px, classes {', '.join(meta['classes'])}; "
                f"{weights.stat().st_size / 2**20:.1f} MB. The JSON says the preprocessing (size, channels, mean "
@@ -133,7 +131,7 @@ def classifier_weights(run_id: str, run_dir) -> None:
     c1.download_button("Download the weights (.safetensors)", common.file_on_click(weights),
                        file_name=f"{run_id[:8]}_{model_id}.safetensors", mime="application/octet-stream",
                        key="w_download")
-    c2.download_button("Download classes and preprocessing (.json)", meta_path.read_bytes(),
+    c2.download_button("Download classes and preprocessing (.json)", meta_bytes,
                        file_name=f"{run_id[:8]}_{model_id}.json", mime="application/json", key="w_meta")
 
 
@@ -142,6 +140,6 @@ with common.guard():
     build()
 with common.guard():
     chosen = common.selected_run()              # the run build() picked (its selectbox keeps ?run=)
-    if chosen and RunDir(common.workspace().run_dir(chosen)).has_metrics():
-        folds = runs.fold_dirs(common.workspace().run_dir(chosen))
-        classifier_weights(chosen, folds[0] if folds else common.workspace().run_dir(chosen))
+    run = RunDir(common.workspace().run_dir(chosen)) if chosen else None
+    if run is not None and run.has_metrics():
+        classifier_weights(chosen, run.one_split())

@@ -5,8 +5,9 @@ import math
 
 import streamlit as st
 
-from core import runs
 from core.errors import RunError
+from core.rundir import RunDir
+from core.views import runs
 from ui import common
 
 PER_PAGE = 24
@@ -17,7 +18,7 @@ def nearest(run_dir, method: str, item: runs.GalleryItem) -> None:
     row = runs.quality_of(run_dir, method, item)
     if not row:
         return
-    found = runs.images_by_source(run_dir, [row["nearest"]]) if row.get("nearest") else {}
+    found = RunDir(run_dir).images_by_source([row["nearest"]]) if row.get("nearest") else {}
     text = (f"Nearest real training image: {common.md_escape(row['nearest'])} (RMS distance {float(row['distance']):.3f}"
             + ("; a near-copy" if row["copy"] == "True" else "") + f"). The real-data classifier reads it as "
             f"{common.md_escape(row['predicted'])} ({float(row['confidence']):.2f}); the quality gate "
@@ -30,11 +31,11 @@ def nearest(run_dir, method: str, item: runs.GalleryItem) -> None:
 
 def provenance(run_dir, item: runs.GalleryItem) -> None:
     if not item.parents:
-        st.image(runs.to_display(_read(item.path)), caption=common.md_escape(item.file), width=160)
+        st.image(runs.to_display(runs.synthetic_image(item)), caption=common.md_escape(item.file), width=160)
         st.caption("No parent images: this image was generated from noise by a trained model "
                    "(or the method keeps no provenance).")
         return
-    found = runs.images_by_source(run_dir, item.parents)
+    found = RunDir(run_dir).images_by_source(item.parents)
     if runs.is_translation(item):
         src = item.parents[0]
         st.caption(f"Translated from one real normal training image (seed {item.seed}): source, then result.")
@@ -45,10 +46,10 @@ def provenance(run_dir, item: runs.GalleryItem) -> None:
             else:
                 st.caption(f"{common.md_escape(src)} (not in this run's data)")
         with right:
-            st.image(runs.to_display(_read(item.path)), caption=f"translated: {common.md_escape(item.file)}",
-                     width=160)
+            st.image(runs.to_display(runs.synthetic_image(item)),
+                     caption=f"translated: {common.md_escape(item.file)}", width=160)
         return
-    st.image(runs.to_display(_read(item.path)), caption=common.md_escape(item.file), width=160)
+    st.image(runs.to_display(runs.synthetic_image(item)), caption=common.md_escape(item.file), width=160)
     st.caption(f"Made from {len(item.parents)} real image(s) (seed {item.seed}):")
     cols = st.columns(max(2, len(item.parents)))
     for col, src in zip(cols, item.parents):
@@ -59,13 +60,6 @@ def provenance(run_dir, item: runs.GalleryItem) -> None:
                 st.caption(f"{common.md_escape(src)} (not in this run's data)")
 
 
-def _read(path):
-    import numpy as np
-    from PIL import Image
-    with Image.open(path) as im:
-        return np.asarray(im)
-
-
 def build() -> None:
     picked = common.pick_run(need="synthetic")
     if picked is None:
@@ -74,20 +68,20 @@ def build() -> None:
         st.page_link("app_pages/synthesize.py", label="Go to Synthesize", icon=":material/science:")
         return
     run_id, run_dir = picked
-    folds = runs.fold_dirs(run_dir)
+    folds = RunDir(run_dir).folds()
     if folds:                       # a K-fold run: each fold made its own synthetic images
         k = st.selectbox("Fold", list(range(len(folds))), format_func=lambda i: f"fold {i + 1} of {len(folds)}",
                          key="g_fold", help="Each fold simulated the imbalance and fitted the methods on its own "
                                             "training part")
         run_dir = folds[k]
-    methods = runs.synthetic_methods(run_dir)
+    methods = RunDir(run_dir).synthetic_methods()
     c1, c2, c3 = st.columns(3)
     asked = st.query_params.get("method")          # a link from a verdict on Compare
     if asked in methods and st.session_state.get("_g_asked") != asked:
         st.session_state["g_method"] = st.session_state["_g_asked"] = asked
     method = c1.selectbox("Method", methods, key="g_method")
     try:
-        items_all = runs.gallery(run_dir, method)
+        items_all = RunDir(run_dir).gallery(method)
     except RunError as err:
         common.show_unreadable(err)
         return
@@ -110,7 +104,7 @@ def build() -> None:
         page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"g_page_{method}_{cls}_{seed}")
         shown = items[(page - 1) * PER_PAGE: page * PER_PAGE]
         st.markdown(f"**Synthetic {common.md_escape(cls)}** by {method}: {len(items)} images")
-        common.image_grid([_read(it.path) for it in shown],
+        common.image_grid([runs.synthetic_image(it) for it in shown],
                           [f"s{it.seed} · #{it.index}" for it in shown],
                           cols=6, width=90)
     if shown:

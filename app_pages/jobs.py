@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import report, runs
 from core.errors import DefectAugError
 from core.jobs import ACTIVE, FINISHED, Job, JobStoreDamaged, start_worker
+from core.rundir import RunDir
+from core.views import report, runs
 from ui import common
 
 
@@ -158,7 +159,7 @@ def _details(run_id: str) -> None:
         st.page_link("app_pages/compare.py", label="See the results on Compare", icon=":material/compare:")
     loss = runs.loss_rows(run_dir)
     names = ["Losses", "Classifier", "Samples", "Log"] if loss else ["Classifier", "Log", "Losses", "Samples"]
-    latent = runs.latent_maps(run_dir)
+    latent = RunDir(run_dir).latent_methods()
     if latent:
         names.insert(names.index("Samples") + 1, "Latent codes")
     names.append("Where it ran")
@@ -196,7 +197,7 @@ def _details(run_id: str) -> None:
         with tabs["Latent codes"]:
             _latent(run_id, run_dir, latent)
     with tabs["Log"]:
-        st.code(runs.log_tail(run_dir, 60) or "(empty)", language=None)
+        st.code(RunDir(run_dir).log_tail(60) or "(empty)", language=None)
 
 
 def _latent(run_id: str, run_dir, latent: list[tuple[str, int]]) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import runs
+from core.views import runs
 from ui import common
 from ui.forms import classifier_form, params_form
 
@@ -16,14 +16,8 @@ def _unavailable(specs) -> None:
                 st.markdown(f"**{m.name}** ({m.family}): {m.unavailable_reason()}")
 
 
-def _workspace_evidence(ws) -> dict:
-    from core.advice import workspace_evidence
-    finished = [r for r in runs.list_runs(ws.runs) if r["has_metrics"] and not r["results_problem"]]
-    return workspace_evidence([runs.load_metrics(ws.run_dir(r["id"])) or {} for r in finished[:50]])
-
-
 def build() -> None:
-    from core.advice import DEFAULT_METHODS, DEFAULT_SEEDS, defaults_note, suggestion
+    from core.advice import DEFAULT_METHODS, DEFAULT_SEEDS, defaults_note, suggestion, workspace_evidence
     from core.data import protocol_counts
     from core.experiment import BASELINE_HELP, BASELINES, SUPPORTED_SIZES, parse_seeds
     from core.jobs import preflight, start_worker
@@ -126,7 +120,7 @@ def build() -> None:
         st.markdown("**Images per class in the run** (real test images held out first" +
                     (", then the imbalance simulated)" if ratio else ")"))
         st.dataframe(counts.rows(), hide_index=True, width="stretch")
-        tip = suggestion(train_counts, list(specs), _workspace_evidence(ws), normal)
+        tip = suggestion(train_counts, list(specs), workspace_evidence(runs.finished_metrics(ws.runs)), normal)
         if tip:
             st.info(common.md_escape(tip))
         if not methods:

@@ -6,9 +6,9 @@ large zip the way the Export page does.
         --out benchmarks/out/mt_smote                                   # the run (about 3 minutes on 2 cores)
     .venv/bin/python benchmarks/export_memory.py [--run benchmarks/out/mt_smote] [--serve-gib 1] [--write]
 
-Export: `core.export.export_zip` of the run with smote, every real image (1344 original JPEGs read in place from
+Export: `core.views.export.export_zip` of the run with smote, every real image (1344 original JPEGs read in place from
 ../shared/datasets/magnetic_tile) and the top-up, in the flat and split layouts; each in a fresh process, with
-`import core.export` alone as the floor. Seconds are wall time of the call; peak RSS is the process's
+`import core.views.export` alone as the floor. Seconds are wall time of the call; peak RSS is the process's
 ru_maxrss, so it includes Python, NumPy and (when the saved generator samples what the run lacks) torch.
 
 Serving: a sparse file of --serve-gib GiB stands for the zip. For a zip up to 50 MB the page hands Streamlit a
@@ -51,7 +51,7 @@ def _current_mb() -> float:
 
 def child_export(run: str, layout: str, out: str) -> dict:
     t0 = time.perf_counter()
-    from core.export import export_zip
+    from core.views.export import export_zip
     imported = time.perf_counter()
     if layout == "none":
         return {"seconds": 0.0, "peak_rss_mb": _rss_mb(), "import_s": imported - t0}
@@ -164,7 +164,7 @@ def main() -> None:
              f"average {load:.1f} before and {load_after:.1f} after. Measured {time.strftime('%Y-%m-%d %H:%M')} UTC.",
              "", f"Run: {_shown(args.run)} (smote, seed 0, ratio 0.1, 32 px, quick preset). Export of every real "
              "image (the "
-             "original files, read in place) + the smote top-up; `import core.export` alone: "
+             "original files, read in place) + the smote top-up; `import core.views.export` alone: "
              f"{floor['peak_rss_mb']:.0f} MB peak RSS, with the method registry and torch (loaded when the saved "
              f"generator samples what the run lacks): {floor_torch['peak_rss_mb']:.0f} MB.", "",
              "| layout | real train / test / held back | synthetic (run / sampled now) | zip | seconds | peak RSS |",

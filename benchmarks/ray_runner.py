@@ -32,7 +32,7 @@ from benchmarks._results import machine, write_section  # noqa: E402
 from core.experiment import ExperimentConfig, plan, run, run_in_processes  # noqa: E402
 from core.experiment.cluster import SYSTEM_CONFIG, run_on_ray  # noqa: E402
 from core.rundir import RunDir  # noqa: E402
-from core.runs import placements  # noqa: E402
+from core.views.runs import placements  # noqa: E402
 
 METHODS = "smote,random_oversample,augment,mixup"
 

@@ -102,8 +102,8 @@ def main() -> None:
 
 
 def _quality_table(m: dict) -> str:
-    """The generative-quality rows of the run (core.runs.quality_rows: the Compare page's table)."""
-    from core.runs import quality_rows
+    """The generative-quality rows of the run (core.views.runs.quality_rows: the Compare page's table)."""
+    from core.views.runs import quality_rows
     rows = quality_rows(m)
     if not rows:
         return "(no quality measures)"
@@ -114,7 +114,7 @@ def _quality_table(m: dict) -> str:
 
 def _figures(run: Path, methods: list[str], seed: int, folder: Path) -> str:
     """The last sample grid of each generator (first seed), copied to folder/<method>.png."""
-    from core.runs import sample_grids
+    from core.views.runs import sample_grids
     grids = sample_grids(run)
     folder.mkdir(parents=True, exist_ok=True)
     lines = []

@@ -206,9 +206,9 @@ def rebuild(tensors: dict[str, torch.Tensor], meta: dict, device: torch.device |
 
 def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 [N,H,W,C] -> float [N,C,H,W] in [-1, 1] on `device`."""
-    t = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    from .training.images import to_signed
     # channels_last: the NHWC layout we already have is the fast one for convs on CPU and CUDA
-    return t.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)
+    return to_signed(images, device).contiguous(memory_format=torch.channels_last)
 
 
 def steps_for(n_images: int, p: ClassifierParams) -> int:

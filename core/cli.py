@@ -167,7 +167,7 @@ def format_leaderboard(metrics: dict) -> str:
 
 
 def cmd_export(args) -> int:
-    from .export import export_zip
+    from .views.export import export_zip
     result = export_zip(args.run, args.method, args.out, seed=args.seed, layout=args.layout, real=args.real,
                         size=args.size)
     w = max([5] + [len(c) for c in result.counts])
@@ -208,7 +208,7 @@ def cmd_sample(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .predict import predict_folder, scores_csv, write_scores_csv
+    from .views.predict import predict_folder, scores_csv, write_scores_csv
     from .runtime import pick_device
     rd_seeds = _run_seeds(args.run)
     seed = rd_seeds[0] if args.seed is None else args.seed

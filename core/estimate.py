@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .rundir import RunDir
+
 RUNS = 30                      # newest finished runs read for the calibration
 MIN_BAND = (0.7, 1.5)          # the narrowest range shown, as ratios of the estimate (a shared machine's noise)
 UNCALIBRATED_BAND = (0.6, 1.8)  # no finished run on this machine yet
@@ -271,7 +273,6 @@ def _config_of(raw: dict):
 
 def measure_run(run_dir: str | Path) -> _Measured | None:
     """What a finished run took, task by task; None when it did not finish in one go or cannot be read."""
-    from .rundir import RunDir
     rd = RunDir(run_dir)
     try:
         evs = rd.events()
@@ -339,33 +340,8 @@ def calibrate(run_dirs: list[str | Path]) -> Rates:
 
 def finished_runs(roots: list[Path], limit: int = RUNS) -> list[Path]:
     """The newest run folders under `roots` (each a runs/ folder, or a workspace home holding <ws>/runs/)
-    whose events end with `done`."""
-    found = []
-    for root in roots:
-        for pattern in ("*/events.jsonl", "*/runs/*/events.jsonl"):
-            for ev in Path(root).glob(pattern):
-                try:
-                    found.append((ev.stat().st_mtime, ev.parent))
-                except OSError:
-                    continue
-    out = []
-    for _, d in sorted(found, reverse=True):
-        if _ends_done(d / "events.jsonl"):
-            out.append(d)
-        if len(out) >= limit:
-            break
-    return out
-
-
-def _ends_done(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            fh.seek(max(0, fh.tell() - 2048))
-            tail = fh.read().decode("utf-8", "replace").strip().splitlines()
-        return bool(tail) and '"kind": "done"' in tail[-1]
-    except OSError:
-        return False
+    whose events end with `done` (`RunDir.finished_runs`)."""
+    return [rd.root for rd in RunDir.finished_runs(roots, limit)]
 
 
 _CACHE: dict[tuple, tuple[float, Rates]] = {}
@@ -404,7 +380,6 @@ def remaining(run_dir: str | Path, events: list[dict] | None = None, now: float 
               rates: Rates | None = None) -> float | None:
     """Seconds left of a running run by the same model: the tasks not done yet at their estimated times,
     scaled by how fast this run's finished tasks went against the model. None until the split is known."""
-    from .rundir import RunDir
     rd = RunDir(run_dir)
     evs = rd.events() if events is None else events
     if not evs:

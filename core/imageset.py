@@ -18,15 +18,6 @@ def synthetic_source(method: str, seed: int, parents: list[str] | tuple[str, ...
     return f"synthetic:{method}:{seed}:{'|'.join(parents)}"
 
 
-def parse_source(source: str) -> dict:
-    """Inverse of `synthetic_source`; real images give {'origin': 'real', 'path': source}."""
-    if not source.startswith("synthetic:"):
-        return {"origin": "real", "path": source, "method": "", "seed": "", "parents": []}
-    _, method, seed, parents = source.split(":", 3)
-    return {"origin": "synthetic", "path": "", "method": method, "seed": seed,
-            "parents": [p for p in parents.split("|") if p]}
-
-
 @dataclass
 class ImageSet:
     images: np.ndarray

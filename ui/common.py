@@ -18,9 +18,9 @@ from typing import Iterator
 import numpy as np
 import streamlit as st
 
-from core import runs
 from core.errors import DISK_FULL, DefectAugError, is_disk_full
 from core.jobs import ACTIVE, JobStore, JobStoreDamaged, start_worker
+from core.views import runs
 from core.workspace import Workspace, data_roots, is_valid_id
 
 log = logging.getLogger("defectaug.app")
@@ -254,10 +254,12 @@ def set_dataset(path: Path | None) -> None:
     workspace().update_settings(dataset=str(path) if path else "")
 
 
-def normal_class_picker(path: Path, counts: dict[str, int], key: str) -> str:
+def normal_class_picker(path: Path, counts: dict[str, int], key: str) -> str | None:
     """A select box of the dataset's classes for its normal (defect-free) class: the detected one first
-    time, then the user's choice, kept per dataset in the workspace settings (Data and Synthesize share it)."""
-    from core.data import detect_normal_class
+    time, then the user's choice, kept per dataset in the workspace settings (Data and Synthesize share it).
+    When no class is named like normal and the user has neither chosen nor confirmed the largest class, it says
+    so and returns None (the run takes the largest class, and refuses the translation methods)."""
+    from core.data import detect_normal_class, normal_class_note
     ws = workspace()
     chosen = dict(ws.settings().get("normal_classes") or {})
     classes = list(counts)
@@ -271,7 +273,15 @@ def normal_class_picker(path: Path, counts: dict[str, int], key: str) -> str:
     if pick != chosen.get(str(path), detected):
         chosen[str(path)] = pick
         ws.update_settings(normal_classes=chosen)
-    return pick
+    note = normal_class_note(counts, chosen.get(str(path)))
+    if note is None:
+        return pick
+    st.warning(md_escape(note))
+    if st.checkbox(f"{md_escape(detected)} is the defect-free class", key=f"{key}_confirm"):
+        chosen[str(path)] = detected
+        ws.update_settings(normal_classes=chosen)
+        return detected
+    return None
 
 
 GROUP_MODES = {"auto": "auto: near-duplicates found from the pixels", "none": "none: every image on its own",

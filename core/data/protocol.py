@@ -194,6 +194,23 @@ def resolve_normal_class(counts: dict[str, int], requested: str | None) -> str:
     return requested
 
 
+def normal_class_guessed(counts: dict[str, int], requested: str | None) -> bool:
+    """Whether the normal class is a guess: none was named (`requested` empty or "auto") and no class is named
+    like normal / good / ok / free / pass, so the largest class was taken."""
+    return requested in (None, "", "auto") and bool(counts) and not any(_says_normal(c) for c in counts)
+
+
+def normal_class_note(counts: dict[str, int], requested: str | None) -> str | None:
+    """What to tell the user when the normal class is a guess (`normal_class_guessed`), else None."""
+    if not normal_class_guessed(counts, requested):
+        return None
+    normal = detect_normal_class(counts)
+    return (f"No class is named like normal, good, ok, free or pass, so the largest class, {normal} "
+            f"({counts[normal]:,} images), was taken as the normal (defect-free) class: it is kept whole when the "
+            "imbalance is simulated, and translation methods (cyclegan, ddpm_translate) would turn its images "
+            "into defects. Name the normal class if it is another one, or confirm it.")
+
+
 def imbalance_cap(counts: dict[str, int], ratio: float, normal_class: str) -> int:
     """Most images a defect class keeps: max(1, floor(ratio x normal count))."""
     # The epsilon keeps 0.29 * 100 (= 28.999999999999996 in floating point) at 29.

@@ -110,7 +110,7 @@ def load_images(folder: str | Path, image_size: int, channels: int,
     """Every image under `folder` (any depth, no classes), decoded, normalised and resized exactly as
     `load_dataset` does for a run of this image size and channel count: (uint8 [N, S, S, C], file paths relative
     to the folder in sorted order, skipped files with their reason). For scoring new images with a trained
-    classifier (`core.predict`)."""
+    classifier (`core.views.predict`)."""
     limits = resolve_limits(limits)
     root = Path(folder)
     if not root.is_dir():

@@ -32,7 +32,7 @@ from ..events import Reporter
 from ..imageset import ImageSet, synthetic_source
 from ..metrics import aggregate as aggregate_seeds
 from ..metrics import bootstrap_f1_ci, classification_metrics, judge, leaderboard, seed_gain
-from ..metrics.generative import collapse_note
+from ..metrics.generative import collapse_note, summarise_quality
 from ..methods import Context, get_method
 from ..rundir import RunDir
 from .config import ExperimentConfig, steps_of
@@ -125,7 +125,8 @@ def write_config(ctx: TaskContext, normal_class: str | None) -> None:
 def prepare(ctx: TaskContext) -> dict:
     """Load the data, split off the real test set (this fold's part with K folds), simulate the imbalance on
     the rest (the normal class kept whole), and work out how many synthetic images each class needs."""
-    from ..data import balance_targets, fold_split, load_dataset, resolve_normal_class, simulate_imbalance, split
+    from ..data import (balance_targets, fold_split, load_dataset, normal_class_note, resolve_normal_class,
+                        simulate_imbalance, split)
     from ..data.groups import leakage
 
     cfg, rd, reporter = ctx.cfg, ctx.rd, ctx.reporter
@@ -136,6 +137,9 @@ def prepare(ctx: TaskContext) -> dict:
     full, report = load_dataset(cfg.data, image_size=cfg.image_size, channels=channels)
     rd.write_data_report(report.to_dict())
     normal = resolve_normal_class(full.counts(), cfg.normal_class)
+    note = normal_class_note(full.counts(), cfg.normal_class)
+    if note:
+        reporter.warn(note)       # a guess: the run log, the Jobs page and metrics.json say so
     write_config(ctx, normal)
     grouping = run_grouping(ctx, full)
     gmap = grouping.by_source()
@@ -408,39 +412,6 @@ def _train_linear(ctx: TaskContext, task: Task) -> dict:
 # ---------------------------------------------------------------------------------------------
 # aggregate
 # ---------------------------------------------------------------------------------------------
-def summarise_quality(per_seed: dict[int, dict]) -> dict:
-    """The quality reports of a method (one per seed, and per fold): every number the mean over them (per class
-    and overall), the gate's dropped counts summed, the embedding of the first."""
-    seeds = sorted(per_seed)
-    first = per_seed[seeds[0]]
-
-    def mean(blocks: list[dict]) -> dict:
-        out = {}
-        for key in blocks[0]:
-            values = [b.get(key) for b in blocks]
-            numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-            if len(numbers) == len(values):
-                out[key] = round(float(np.nanmean(numbers)), 5) if numbers else None
-            elif all(isinstance(v, bool) for v in values):
-                out[key] = all(values)
-        return out
-
-    classes = [c for c in first["per_class"] if all(c in per_seed[s]["per_class"] for s in seeds)]
-    out = {"features": first["features"], "reports": len(seeds),
-           "per_class": {c: mean([per_seed[s]["per_class"][c] for s in seeds]) for c in classes},
-           "overall": mean([per_seed[s]["overall"] for s in seeds]),
-           "gate": {"confidence": first["gate"]["confidence"],
-                    "dropped": {c: int(sum(per_seed[s]["gate"]["dropped"].get(c, 0) for s in seeds)) for c in classes}},
-           "seconds": round(float(np.mean([per_seed[s]["seconds"] for s in seeds])), 2)}
-    if all("cas" in per_seed[s] for s in seeds):
-        out["cas"] = {k: round(float(np.mean([per_seed[s]["cas"][k] for s in seeds])), 4)
-                      for k in ("f1_macro", "accuracy")}
-    for key in ("inception", "embedding"):
-        if key in first:
-            out[key] = first[key]
-    return out
-
-
 @dataclass
 class _Collected:
     """What the stored files of one fold (or the single split) say, read once."""
@@ -629,7 +600,7 @@ def aggregate(ctxs: list[TaskContext], top: RunDir, seconds_total: float | None 
         for name in set.intersection(*(set(f.preds) for f in folds)):
             for s in cfg.seeds:
                 probs = [c.rd.predictions(RunDir.model_id(name, s)) for c in ctxs]
-                _write_pooled_predictions(top, RunDir.model_id(name, s), [r for p in probs for r in p],
+                top.write_prediction_rows(RunDir.model_id(name, s), [r for p in probs for r in p],
                                           folds[0].test.classes)
     out = _build(cfg, folds, normal)
     grouping = top.groups()
@@ -641,14 +612,3 @@ def aggregate(ctxs: list[TaskContext], top: RunDir, seconds_total: float | None 
     reporter.emit("done", message=f"finished in {seconds_total or 0:.0f} s", overall=1.0)
     return out
 
-
-def _write_pooled_predictions(top: RunDir, model_id: str, rows: list[dict], classes: list[str]) -> None:
-    from ..files import atomic_write, csv_row
-    import csv
-    import io
-    buf = io.StringIO(newline="")
-    w = csv.writer(buf)
-    w.writerow(csv_row(["file", "true", "pred"] + [f"p_{c}" for c in classes]))
-    for r in rows:
-        w.writerow(csv_row([r["file"], r["true"], r["pred"]] + [f"{r['probs'].get(c, 0.0):.5f}" for c in classes]))
-    atomic_write(top.predictions_path(model_id), buf.getvalue())

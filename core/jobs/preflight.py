@@ -103,12 +103,18 @@ def quick_counts(data: str | Path) -> dict[str, int]:
 
 def check_methods(cfg, counts: dict[str, int]) -> None:
     """Refuse a run whose methods cannot train on these training counts (`Sampler.check_data`)."""
-    from ..data import balance_targets, resolve_normal_class
+    from ..data import balance_targets, normal_class_guessed, resolve_normal_class
     from ..methods import get_method
     normal = resolve_normal_class(counts, cfg.normal_class) if counts else None
     needed = balance_targets(counts, cfg.target_ratio)
     for name in cfg.methods:
         spec = get_method(name)
+        if spec.sampler_cls.translates_normal_images and normal_class_guessed(counts, cfg.normal_class):
+            raise ParamError(
+                f"{name} turns images of the normal (defect-free) class into defects, and no class is named like "
+                f"normal, good, ok, free or pass: the largest class, {normal}, was only taken as normal. Name the "
+                f"normal class (normal_class; --normal-class on the command line; on the Synthesize page, choose "
+                f"or confirm it), then launch again.")
         why = spec.sampler_cls.check_data(cfg.method_params(name), counts, normal, needed)
         if why:
             raise ParamError(f"{name} {why}")

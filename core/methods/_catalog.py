@@ -1,7 +1,8 @@
 """Where each built-in method lives. The registry imports a module the first time one of its methods is
 asked for; a module that fails to import disables its methods only (listed as unavailable, with why).
 
-Adding a built-in method = its module (one `register` call) + one line here. Methods from elsewhere
+Adding a built-in method = its module (one `register` call) + one line here (a name its module registers but
+this table lacks is still found, by loading every module, and fails tests/core/methods/test_registry.py). Methods from elsewhere
 (a plant's own generator) need no line: name their modules in DEFECTAUG_PLUGINS (see `registry`).
 """
 CATALOG: dict[str, tuple[str, str]] = {          # name: (module, family)
@@ -23,6 +24,7 @@ CATALOG: dict[str, tuple[str, str]] = {          # name: (module, family)
     "three_player_gan": ("core.methods.gan.three_player", "gan"),
     "cyclegan": ("core.methods.translation.cyclegan", "translation"),
     "ddpm_cfg": ("core.methods.diffusion.ddpm", "diffusion"),
+    "ddpm_cfg_w75": ("core.methods.diffusion.ddpm", "diffusion"),
     "ddpm_translate": ("core.methods.diffusion.translate", "diffusion"),
     "stable_diffusion": ("core.methods.diffusion.stable_diffusion", "diffusion"),
 }

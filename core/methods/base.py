@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from ..events import Reporter
 from ..files import load_tensors, save_tensors, write_json
 from ..imageset import ImageSet
 from ..params import build_params
+from ..rundir import RunDir
 from ..runtime import pick_device
 
 PRESETS = ("quick", "paper", "tiny")   # tiny: the common checks' few steps on 16 px images
@@ -51,6 +53,17 @@ class Context:
     num_threads: int | None = None     # torch.set_num_threads on CPU
     normal_class: str | None = None   # the run's normal class (the source of translation methods)
 
+    def checkpoint(self, model: str, tag: str | None = None, shared: bool = False) -> Path | None:
+        """Where the training checkpoint of `model` for this seed goes (`RunDir.training_checkpoint`'s name), in
+        the work folder, or with `shared` in the folder methods training the same model share; None: nowhere."""
+        folder = (self.shared_dir or self.work_dir) if shared else self.work_dir
+        return RunDir.training_checkpoint(folder, model, self.seed, tag) if folder is not None else None
+
+    def drop_checkpoints(self, model: str) -> None:
+        """Remove the tagged training checkpoints of `model` for this seed from the work folder."""
+        if self.work_dir is not None:
+            RunDir.drop_training_checkpoints(self.work_dir, model, self.seed)
+
 
 def check_normal_source(counts: dict[str, int], normal_class: str | None, needed: dict[str, int] | None,
                         min_images: int, what: str) -> str | None:
@@ -67,6 +80,12 @@ def check_normal_source(counts: dict[str, int], normal_class: str | None, needed
     return None
 
 
+def each_once(rng: np.random.Generator, k: int, n: int) -> np.ndarray:
+    """`n` indexes into `k` source images, every one once before any twice, in `rng`'s order (the translation
+    methods' sources: each real image translated once before any is used again)."""
+    return np.concatenate([rng.permutation(k) for _ in range(math.ceil(n / k))])[:n]
+
+
 @dataclass
 class SampleBatch:
     images: np.ndarray                 # uint8 [n, H, W, C]
@@ -75,6 +94,10 @@ class SampleBatch:
 
 class Sampler:
     """Base class. Subclasses implement `fit`, `sample`, `get_state` and `set_state`."""
+
+    # True for a method that turns real normal images into defects (cyclegan, ddpm_translate): it is refused
+    # while the normal class is only the largest class's guess (core.data.normal_class_guessed)
+    translates_normal_images = False
 
     def __init__(self, params: Any, ctx: Context | None = None) -> None:
         self.params = params

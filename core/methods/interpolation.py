@@ -74,9 +74,6 @@ class _ImblearnSampler(_RecordsFallbacks):
 
     method_name = "smote"
 
-    def _make(self, n_class: int, seed: int):
-        raise NotImplementedError
-
     def _run(self, maker, c: int, n: int, X: np.ndarray) -> np.ndarray:
         counts = np.bincount(self.labels_, minlength=len(self.classes_))
         with warnings.catch_warnings():

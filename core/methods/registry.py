@@ -1,6 +1,7 @@
 """The registry of synthesis methods: names -> `MethodSpec`, loaded lazily.
 
-    get_method("smote")          # imports core.methods.interpolation on first use
+    get_method("smote")          # imports core.methods.interpolation on first use; a name no catalog line
+                                 # names is looked for in every catalog module and plugin before "unknown"
     method_names()               # every name: the catalog's, then the plugins'
     all_methods()                # every spec, unavailable ones included (spec.unavailable_reason())
     available_methods()          # the ones that can run here
@@ -63,6 +64,10 @@ def get_method(name: str) -> MethodSpec:
     load_plugins()
     if name in _REGISTRY:
         return _REGISTRY[name]
+    for module, _family in dict.fromkeys(CATALOG.values()):   # a name a catalog module registers, unlisted
+        import_module(module)
+        if name in _REGISTRY:
+            return _REGISTRY[name]
     if name in ("none", "baseline"):
         raise ParamError("'none' is not a method: every run trains the baselines on the imbalanced set anyway")
     raise ParamError(f"unknown method {name!r}; available: {', '.join(method_names())}")

@@ -8,11 +8,11 @@ checkpoints and, through `train_models`, per-class models trained side by side. 
 method, a mode or a loss.
 """
 from .checkpoint import save_tensors
-from .images import mean_pairwise_distance, save_grid, to_uint8
+from .images import mean_pairwise_distance, save_grid, to_signed, to_uint8
 from .loop import LOOP_FIELDS, LoopSettings, Trainer, TrainingProcess, Who, settings_fingerprint
 from .parallel import Stopped, side_by_side, train_models
 from .pool import ImagePool
 
 __all__ = ["ImagePool", "LOOP_FIELDS", "LoopSettings", "Stopped", "Trainer", "TrainingProcess", "Who",
-           "mean_pairwise_distance", "save_grid", "save_tensors", "settings_fingerprint", "side_by_side", "to_uint8",
-           "train_models"]
+           "mean_pairwise_distance", "save_grid", "save_tensors", "settings_fingerprint", "side_by_side", "to_signed",
+           "to_uint8", "train_models"]

@@ -6,7 +6,8 @@ import torch
 
 from ..files import load_tensors, read_metadata, save_tensors
 
-__all__ = ["flatten_optimizer", "load_optimizer", "load_tensors", "read_metadata", "save_tensors", "sub"]
+__all__ = ["flatten_optimizer", "load_optimizer", "load_tensors", "prefixed", "read_metadata", "save_tensors",
+           "sub"]
 
 
 def flatten_optimizer(prefix: str, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -24,6 +25,11 @@ def load_optimizer(prefix: str, opt: torch.optim.Optimizer, tensors: dict[str, t
             pid, name = key[len(prefix) + 1:].split(".", 1)
             state.setdefault(int(pid), {})[name] = value
     opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
+
+
+def prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """A state dict's tensors under `prefix` (e.g. "unet."), to keep several in one file; `sub` takes them back."""
+    return {f"{prefix}{k}": v for k, v in state.items()}
 
 
 def sub(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Images in and out of training: [-1, 1] tensors to uint8, sample grids as PNG, a diversity measure."""
+"""Images in and out of training: uint8 to [-1, 1] tensors and back, sample grids as PNG, a diversity measure."""
 from __future__ import annotations
 
 import math
@@ -10,6 +10,13 @@ import torch
 from ..files import atomic_path
 
 GRID_COLS = 8
+
+
+def to_signed(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 [N,H,W,C] -> float32 [N,C,H,W] in [-1, 1] on `device` (x / 127.5 - 1; `to_uint8` undoes it). Every
+    network of the project (classifier, GANs, translation, diffusion) takes its images this way."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float()
+    return x.div_(127.5).sub_(1)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

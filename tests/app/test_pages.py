@@ -156,7 +156,7 @@ def test_compare_and_the_report_show_the_leakage_report(done_ws):
     at = open_page("compare", ws=done_ws["ws"].id, run=done_ws["run"])
     assert_clean(at)
     assert any(t.startswith("Leakage: 0 of") and "cluster bootstrap" in t for t in texts(at.caption))
-    from core.report import build_report
+    from core.views.report import build_report
     assert "class='leakage'>Leakage: 0 of" in build_report(done_ws["run_dir"])
 
 
@@ -728,7 +728,7 @@ def page_text(at) -> str:
 
 def test_no_page_or_report_of_a_data_root_dataset_shows_the_roots_path(app_env, finished_run, tmp_path):
     import shutil
-    from core.report import write_report
+    from core.views.report import write_report
     roots = Path(app_env["roots"])
     data = Path(shutil.copytree(RunDir(finished_run).config()["data"], roots / "inspection" / "tiles_root"))
     ws = Workspace.create()
@@ -764,10 +764,9 @@ def test_no_page_or_report_of_a_data_root_dataset_shows_the_roots_path(app_env, 
 
 def test_a_verdict_link_opens_the_gallery_on_that_method(done_ws):
     from streamlit.testing.v1 import AppTest
-    from core import runs
     from .conftest import REPO
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=90)
-    first = runs.synthetic_methods(done_ws["run_dir"])[0]
+    first = RunDir(done_ws["run_dir"]).synthetic_methods()[0]
     other = next(m for m in ("smote", "mixup") if m != first)          # not the one shown by default
     at.query_params.update(ws=done_ws["ws"].id, run=done_ws["run"], method=other)
     at.run()

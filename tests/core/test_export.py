@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 
 from core.errors import ParamError, RunError
-from core.export import export_zip, manifest_counts
+from core.views.export import export_zip
+from tests.support.manifest import manifest_counts
 from core.rundir import RunDir
 from tests.conftest import make_image, write_dataset, zip_folder
 

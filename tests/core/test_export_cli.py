@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import RunError
-from core.export import export_zip, manifest_counts
+from core.views.export import export_zip
+from tests.support.manifest import manifest_counts
 from core.methods import all_methods
 from core.rundir import RunDir
 

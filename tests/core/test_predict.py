@@ -1,4 +1,4 @@
-"""`python -m core predict`: a run's trained classifier on a folder of new images (core/predict.py), and the
+"""`python -m core predict`: a run's trained classifier on a folder of new images (core/views/predict.py), and the
 weights files the Export page offers."""
 import csv
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.errors import RunError
-from core.predict import model_name, predict_folder, weights_files
+from core.views.predict import model_name, predict_folder, weights_files
 from core.rundir import RunDir
 from tests.core.test_export_cli import cli
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core import report
 from core.errors import RunError
+from core.views import report
 
 
 def test_confusion_heatmap_counts_and_row_normalised():

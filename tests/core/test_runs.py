@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import runs
 from core.errors import RunError
 from core.events import Reporter
+from core.rundir import RunDir
+from core.views import runs
 
 
 def test_progress_of_a_running_job_with_eta(tmp_path):
@@ -71,30 +72,30 @@ def test_finished_run_summary_and_listing(finished_run):
     assert [r["id"] for r in runs.list_runs(finished_run.parent)] == ["run"]
     p = runs.progress(finished_run)
     assert p.finished and p.fraction == 1.0 and p.remaining is None
-    assert "done" in runs.log_tail(finished_run) or runs.log_tail(finished_run)
+    assert "done" in RunDir(finished_run).log_tail() or RunDir(finished_run).log_tail()
 
 
 def test_gallery_lists_images_with_their_real_parents(finished_run):
-    assert runs.synthetic_methods(finished_run) == ["mixup", "smote"]
-    items = runs.gallery(finished_run, "smote", "crack")
+    assert RunDir(finished_run).synthetic_methods() == ["mixup", "smote"]
+    items = RunDir(finished_run).gallery("smote", "crack")
     assert items and all(it.cls == "crack" and it.path.exists() for it in items)
     assert {it.seed for it in items} == {0, 1}
-    assert len(runs.gallery(finished_run, "smote", "crack", seed=1)) < len(items)
+    assert len(RunDir(finished_run).gallery("smote", "crack", seed=1)) < len(items)
     parents = items[0].parents
     assert len(parents) == 2 and all(p.startswith("crack/") for p in parents)
-    found = runs.images_by_source(finished_run, parents)
+    found = RunDir(finished_run).images_by_source(parents)
     assert set(found) == set(parents) and found[parents[0]].dtype == np.uint8
     real, sources = runs.real_images(finished_run, "crack")
     assert len(real) == len(sources) > 0
     with pytest.raises(RunError, match="no synthetic images"):
-        runs.gallery(finished_run, "dcgan")
+        RunDir(finished_run).gallery("dcgan")
 
 
 def test_predictions_cells_and_confusion_agree_with_metrics(finished_run):
-    metrics = runs.load_metrics(finished_run)
+    metrics = RunDir(finished_run).metrics()
     classes = metrics["classes"]
-    assert "baseline_paper_s0" in runs.prediction_models(finished_run)
-    rows = runs.predictions(finished_run, runs.model_id("paper", 0))
+    assert "baseline_paper_s0" in RunDir(finished_run).prediction_models()
+    rows = RunDir(finished_run).predictions(runs.model_id("paper", 0))
     assert rows and set(rows[0]["probs"]) == set(classes)
     cm = runs.confusion_from_predictions(rows, classes)
     assert cm == runs.seed_confusion(metrics, "paper", 0)
@@ -104,11 +105,11 @@ def test_predictions_cells_and_confusion_agree_with_metrics(finished_run):
     assert len(runs.cell(finished_run, "smote_s0", t, p)) == runs.seed_confusion(metrics, "smote", 0)[0][1]
     assert runs.model_id("baseline:class_weighted", 1) == "baseline_class_weighted_s1"
     with pytest.raises(RunError):
-        runs.predictions(finished_run, "nothing_s0")
+        RunDir(finished_run).predictions("nothing_s0")
 
 
 def test_leaderboard_rows_put_methods_first_and_verdicts_read_plainly(finished_run):
-    metrics = runs.load_metrics(finished_run)
+    metrics = RunDir(finished_run).metrics()
     rows = runs.leaderboard_rows(metrics)
     strongest = metrics["strongest_baseline"]
     assert [r["kind"] for r in rows] == ["method"] * 2 + ["baseline"] * 3
@@ -151,8 +152,8 @@ def _copy(run_dir: Path, dest: Path) -> Path:
 
 
 def test_read_metrics_of_a_finished_run_and_its_summary(finished_run):
-    assert runs.metrics_problem(finished_run) is None
-    assert runs.read_metrics(finished_run) == runs.load_metrics(finished_run)
+    assert RunDir(finished_run).metrics_problem() is None
+    assert RunDir(finished_run).read_metrics() == RunDir(finished_run).metrics()
     s = runs.run_summary(finished_run)
     assert s["results_problem"] is None and "unreadable" not in runs.run_label(s)
 
@@ -185,9 +186,9 @@ def test_unreadable_metrics_say_why_and_to_rerun(finished_run, tmp_path, content
         path.write_text(json.dumps({**good, **content}))
     else:
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
-    assert why in runs.metrics_problem(run_dir)
+    assert why in RunDir(run_dir).metrics_problem()
     with pytest.raises(RunError) as err:
-        runs.read_metrics(run_dir)
+        RunDir(run_dir).read_metrics()
     assert str(err.value).startswith("This run's results are unreadable (") and why in str(err.value)
     assert str(err.value).endswith("; re-run it from the Jobs page.")
     if content is not None:
@@ -200,9 +201,9 @@ def test_metrics_problem_follows_the_file_when_it_is_rewritten(finished_run, tmp
     run_dir = _copy(finished_run, tmp_path / "run")
     good = (run_dir / "metrics.json").read_text()
     (run_dir / "metrics.json").write_text("{")
-    assert runs.metrics_problem(run_dir)
+    assert RunDir(run_dir).metrics_problem()
     (run_dir / "metrics.json").write_text(good)           # a re-written, whole file is readable again
-    assert runs.metrics_problem(run_dir) is None
+    assert RunDir(run_dir).metrics_problem() is None
 
 
 @pytest.mark.parametrize("content, why", [
@@ -225,7 +226,7 @@ def test_gallery_with_a_corrupt_provenance_says_so(finished_run, tmp_path, conte
     else:
         prov.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(RunError) as err:
-        runs.gallery(run_dir, "smote")
+        RunDir(run_dir).gallery("smote")
     msg = str(err.value)
     where = "synthetic/smote has" if content is None else "synthetic/smote/provenance_s0.csv "
     assert msg.startswith(f"This run's synthetic images of smote are unreadable ({where}")
@@ -237,19 +238,19 @@ def test_gallery_of_a_run_still_writing_its_provenance(finished_run, tmp_path):
     (run_dir / "synthetic" / "smote" / "provenance_s1.csv").unlink()   # seed 1 not written yet
     prov = run_dir / "synthetic" / "smote" / "provenance_s0.csv"
     text = prov.read_text()
-    whole = runs.gallery(run_dir, "smote")
+    whole = RunDir(run_dir).gallery("smote")
     prov.write_text(text + "crack/s0_9")                  # half a row not flushed yet: waits for the next read
-    assert [it.file for it in runs.gallery(run_dir, "smote")] == [it.file for it in whole]
+    assert [it.file for it in RunDir(run_dir).gallery("smote")] == [it.file for it in whole]
     lines = text.splitlines(keepends=True)
     prov.write_text("".join(lines[:3]) + lines[3][:5])
-    assert len(runs.gallery(run_dir, "smote")) == 2
+    assert len(RunDir(run_dir).gallery("smote")) == 2
     (run_dir / "job.json").write_text(json.dumps({"status": "running"}))
     prov.write_text("")                                   # opened, no row flushed yet
-    assert runs.gallery(run_dir, "smote") == []
+    assert RunDir(run_dir).gallery("smote") == []
 
 
 def test_quality_rows_show_counts_as_counts_and_seed_means_with_one_decimal():
-    from core.runs import quality_rows
+    from core.views.runs import quality_rows
     block = {"fd_cls": 12.3456, "precision": 0.5, "ssim_synthetic": float("nan")}
     metrics = {"methods": {
         "smote": {"quality": {"per_class": {"crack": dict(block)}, "overall": dict(block, gate_dropped=5 / 3),

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from core.experiment import run
-from core.export import export_zip, manifest_counts
+from core.views.export import export_zip
+from tests.support.manifest import manifest_counts
 from tests.conftest import MAGNETIC_TILE
 
 pytestmark = [pytest.mark.integration,

@@ -51,7 +51,7 @@ def test_every_csv_of_the_run_holds_formulas_as_text_and_reads_back(formula_run)
 
 
 def test_the_exported_csvs_hold_formulas_as_text(formula_run, tmp_path):
-    from core.export import export_zip
+    from core.views.export import export_zip
     out = export_zip(formula_run, "smote", tmp_path / "balanced.zip")
     with zipfile.ZipFile(out) as zf:
         tables = [n for n in zf.namelist() if n.endswith(".csv")]
@@ -62,6 +62,7 @@ def test_the_exported_csvs_hold_formulas_as_text(formula_run, tmp_path):
 
 
 def test_the_export_reads_its_manifest_back_as_the_class_names(formula_run, tmp_path):
-    from core.export import export_zip, manifest_counts
+    from core.views.export import export_zip
+    from tests.support.manifest import manifest_counts
     out = export_zip(formula_run, "smote", tmp_path / "balanced.zip")
     assert set(manifest_counts(out)) == set(CLASSES)

@@ -241,8 +241,8 @@ def test_submitting_a_job_on_a_full_disk(jobs_home, sqlite_full):
 
 def test_export_and_report_on_a_full_disk_leave_nothing_and_keep_the_earlier_export(finished_run, user,
                                                                                     disk_full_under):
-    from core.export import export_zip
-    from core.report import write_report
+    from core.views.export import export_zip
+    from core.views.report import write_report
     earlier = user.ws.exports / "balanced.zip"
     export_zip(finished_run, "smote", earlier)
     before = earlier.read_bytes()

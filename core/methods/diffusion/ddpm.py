@@ -15,7 +15,8 @@ from ...errors import ParamError
 from ...imageset import ImageSet
 from ...params import param
 from ...runtime import cpu_threads
-from ...training import LoopSettings, Trainer, Who, to_uint8
+from ...training import LoopSettings, Trainer, Who, to_signed, to_uint8
+from ...training.checkpoint import prefixed, sub
 from ..base import MethodSpec, SampleBatch, Sampler
 from ..registry import register
 from .base import (
@@ -52,7 +53,7 @@ class DDPMSampler(Sampler):
                           a["attention"], generator=generator)
 
     def _to_model(self, images: np.ndarray, device: torch.device) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+        x = to_signed(images, device)
         return resize(x, self.arch_["size"])
 
     def fit(self, train: ImageSet, needed: dict[str, int]) -> DDPMSampler:
@@ -74,8 +75,7 @@ class DDPMSampler(Sampler):
             seed = int(np.random.SeedSequence([int(self.ctx.seed), 29]).generate_state(1)[0])
             process = DiffusionTraining(self._build(torch.Generator().manual_seed(seed)), self.arch_, self.params,
                                         x.contiguous(), y, placement=unet_placement(device), seed=seed)
-            shared = self.ctx.shared_dir or self.ctx.work_dir
-            ckpt = shared / f"ddpm_seed{self.ctx.seed}.safetensors" if shared is not None else None
+            ckpt = self.ctx.checkpoint("ddpm", shared=True)   # one model for ddpm_cfg and ddpm_cfg_w75
             self.fit_info_ = Trainer(process, LoopSettings.from_params(self.params, process.total),
                                      who=Who(self.NAME, "all", self.ctx.seed), reporter=self.ctx.reporter,
                                      checkpoint=ckpt, stage=f"train {self.NAME} [all classes]").run()
@@ -106,13 +106,13 @@ class DDPMSampler(Sampler):
         return SampleBatch(np.concatenate(out), [[] for _ in range(n)])
 
     def get_state(self):
-        tensors = {f"unet.{k}": v for k, v in self.unet_.state_dict().items()}
+        tensors = prefixed(self.unet_.state_dict(), "unet.")
         return tensors, {"arch": self.arch_, "fit": getattr(self, "fit_info_", {})}
 
     def set_state(self, tensors, meta):
         self.arch_, self.fit_info_ = meta["arch"], meta.get("fit", {})
         unet = self._build()
-        unet.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("unet.")})
+        unet.load_state_dict(sub(tensors, "unet."))
         self.unet_ = unet.to(torch.device(self.ctx.device)).eval()
 
 

@@ -32,7 +32,8 @@ from ...training import (
     Who,
     to_uint8,
 )
-from ..base import MethodSpec, SampleBatch, Sampler
+from ...training.checkpoint import sub
+from ..base import MethodSpec, SampleBatch, Sampler, each_once
 from ..registry import register
 from .lora import LoRATraining, add_lora
 from .sd_model import (
@@ -150,8 +151,7 @@ class StableDiffusionSampler(Sampler):
         sha = hashlib.sha256(images.tobytes()).hexdigest()[:16] + self.fingerprint_
         self.lora_ = add_lora(pipe.unet, p.lora_rank)
         process = LoRATraining(pipe, self.lora_, latents, embeds, p, self.ctx.seed, sha)
-        wd = self.ctx.work_dir
-        ckpt = wd / f"{self.NAME}_seed{self.ctx.seed}_lora.safetensors" if wd is not None else None
+        ckpt = self.ctx.checkpoint(self.NAME, "lora")
         pipe.unet.train()
         try:
             info = Trainer(process, LoopSettings.from_params(p, process.total), who=Who(self.NAME, None, self.ctx.seed),
@@ -172,7 +172,7 @@ class StableDiffusionSampler(Sampler):
         img2img = p.mode == "img2img"
         k = len(self.images_[class_name])
         rng = np.random.default_rng([int(seed), ci])          # every source once before any twice
-        order = np.concatenate([rng.permutation(k) for _ in range(-(-n // k))])[:n] if img2img else []
+        order = each_once(rng, k, n) if img2img else []
         # one generator per image, seeded by (seed, class, index): image i is the same in any batch size
         seeds = np.random.SeedSequence([int(seed), ci, 5]).generate_state(n, np.uint64) >> np.uint64(1)
         prompt, negative = p.prompt_for(class_name), (p.negative_prompt.strip() or None)
@@ -225,7 +225,7 @@ class StableDiffusionSampler(Sampler):
         self.lora_ = None
         if meta.get("lora"):
             self.lora_ = add_lora(self.pipe_.unet, self.params.lora_rank)
-            self.lora_.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("lora.")})
+            self.lora_.load_state_dict(sub(tensors, "lora."))
             self.lora_.to(torch.device(self.ctx.device)).eval()
 
 

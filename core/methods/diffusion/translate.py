@@ -8,7 +8,6 @@ one run it shares the trained model with `ddpm_cfg` (one training for both).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +16,8 @@ import torch
 from ...imageset import ImageSet
 from ...params import param
 from ...runtime import cpu_threads
-from ...training import to_uint8
-from ..base import MethodSpec, SampleBatch, check_normal_source
+from ...training import to_signed, to_uint8
+from ..base import MethodSpec, SampleBatch, check_normal_source, each_once
 from ..registry import register
 from .base import PAPER, TINY, DDPMParams, denoise, resize
 from .ddpm import DDPMSampler
@@ -35,6 +34,7 @@ class TranslateParams(DDPMParams):
 
 
 class TranslateSampler(DDPMSampler):
+    translates_normal_images = True
     NAME = "ddpm_translate"
 
     @classmethod
@@ -56,7 +56,7 @@ class TranslateSampler(DDPMSampler):
         labels = self._labels(class_name, n, device)
         rng = np.random.default_rng([int(seed), self.classes_.index(class_name)])
         k = len(self.normal_images_)                 # every normal image once before any twice, seeded order
-        order = np.concatenate([rng.permutation(k) for _ in range(math.ceil(n / k))])[:n]
+        order = each_once(rng, k, n)
         g = torch.Generator(device=device).manual_seed(int(seed))
         unet, p, out = self.unet_.to(device), self.params, []
         with cpu_threads(self.ctx.num_threads, device):
@@ -73,7 +73,7 @@ class TranslateSampler(DDPMSampler):
 
     @staticmethod
     def _to_full(images: np.ndarray, device: torch.device) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return to_signed(images, device)
 
     def get_state(self):
         tensors, meta = super().get_state()

@@ -15,7 +15,7 @@ from torch import nn
 
 from ...errors import ParamError
 from ...runtime import Placement
-from ...training import TrainingProcess, Who, mean_pairwise_distance, settings_fingerprint, to_uint8
+from ...training import TrainingProcess, Who, mean_pairwise_distance, settings_fingerprint, to_signed, to_uint8
 from ...training.images import GRID_COLS
 from .common import BCE_LOSSES, DIVERGENCE_HINT, LOSSES, diff_augment, parse_policy
 
@@ -25,8 +25,7 @@ def training_tensors(images: np.ndarray, labels: np.ndarray | None, hflip: bool,
     """The training images once on the device: uint8 -> [-1, 1] float NCHW, mirror copies when `hflip`,
     sorted by class when labelled. Returns (a SHA-1 of the images for resume fingerprints, x, y)."""
     sha = hashlib.sha1(np.ascontiguousarray(images).tobytes()).hexdigest()
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(placement.device).permute(0, 3, 1, 2).float()
-    x = x.div_(127.5).sub_(1)
+    x = to_signed(images, placement.device)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=placement.device) if labels is not None else None
     if hflip:
         x = torch.cat([x, x.flip(3)])

@@ -15,6 +15,7 @@ from ...errors import ParamError
 from ...imageset import ImageSet
 from ...runtime import Placement, cpu_threads
 from ...training import LoopSettings, Trainer, Who, train_models
+from ...training.checkpoint import sub
 from ..base import SampleBatch, Sampler
 from .base import GANTraining
 from .common import class_seed, generate
@@ -53,8 +54,7 @@ class GANSampler(Sampler):
         return h
 
     def _checkpoint(self, tag: str) -> Path | None:
-        wd = self.ctx.work_dir
-        return Path(wd) / f"{self.NAME}_seed{self.ctx.seed}_{tag}.safetensors" if wd is not None else None
+        return self.ctx.checkpoint(self.NAME, tag)
 
     def _few_images(self, c: str, n: int) -> None:
         if n < FEW_IMAGES:
@@ -118,8 +118,7 @@ class GANSampler(Sampler):
         Until then they let a fit that died in class 4 skip classes 1 to 3 when it is run again."""
         if self.ctx.work_dir is None or getattr(self.params, "keep_train_state", False):
             return
-        for p in Path(self.ctx.work_dir).glob(f"{self.NAME}_seed{self.ctx.seed}_*.safetensors"):
-            p.unlink(missing_ok=True)
+        self.ctx.drop_checkpoints(self.NAME)
 
     # -- sample --------------------------------------------------------------------------------------
     def sample(self, class_name: str, n: int, seed: int) -> SampleBatch:
@@ -155,6 +154,5 @@ class GANSampler(Sampler):
         self.generators_ = {}
         for name in names:
             G, _ = self.build(self.arch_)
-            prefix = self._slot(name) + "."
-            G.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            G.load_state_dict(sub(tensors, self._slot(name) + "."))
             self.generators_[name] = G.to(torch.device(self.ctx.device)).eval()

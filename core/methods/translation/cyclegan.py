@@ -30,10 +30,11 @@ from ...errors import ParamError
 from ...imageset import ImageSet
 from ...params import param
 from ...runtime import Placement, cpu_threads
-from ...training import (ImagePool, LoopSettings, Trainer, TrainingProcess, Who, settings_fingerprint, to_uint8,
-                         train_models)
+from ...training import (ImagePool, LoopSettings, Trainer, TrainingProcess, Who, settings_fingerprint, to_signed,
+                         to_uint8, train_models)
+from ...training.checkpoint import sub
 from ...training.images import GRID_COLS
-from ..base import MethodSpec, SampleBatch, Sampler, check_normal_source
+from ..base import MethodSpec, SampleBatch, Sampler, check_normal_source, each_once
 from ..gan.base import training_tensors
 from ..registry import register
 
@@ -173,6 +174,7 @@ class CycleTraining(TrainingProcess):
 
 
 class CycleGANSampler(Sampler):
+    translates_normal_images = True
     NAME = "cyclegan"
 
     @classmethod
@@ -223,8 +225,7 @@ class CycleGANSampler(Sampler):
                                         src.images, train.of_class(c).images,
                                         placement=Placement.for_device(device), seed=seed)
                 who = Who(self.NAME, c, self.ctx.seed)
-                wd = self.ctx.work_dir
-                ckpt = wd / f"{self.NAME}_seed{self.ctx.seed}_class{ci}.safetensors" if wd is not None else None
+                ckpt = self.ctx.checkpoint(self.NAME, f"class{ci}")
                 info = Trainer(process, LoopSettings.from_params(self.params, process.total), who=who,
                                reporter=self.ctx.reporter, checkpoint=ckpt, stop=stop,
                                stage=f"train cyclegan [{normal} -> {c}]").run()
@@ -235,9 +236,8 @@ class CycleGANSampler(Sampler):
             done = train_models([job(ci, c) for ci, c in todo], device)
         self.generators_ = {c: G for (_, c), (_, G) in zip(todo, done)}
         self.fit_info_ = {c: info for (_, c), (info, _) in zip(todo, done)}
-        if self.ctx.work_dir is not None and not self.params.keep_train_state:
-            for f in self.ctx.work_dir.glob(f"{self.NAME}_seed{self.ctx.seed}_*.safetensors"):
-                f.unlink(missing_ok=True)
+        if not self.params.keep_train_state:
+            self.ctx.drop_checkpoints(self.NAME)
         return self
 
     def sample(self, class_name: str, n: int, seed: int) -> SampleBatch:
@@ -249,14 +249,13 @@ class CycleGANSampler(Sampler):
         # every normal training image once before any twice, in a seeded order
         rng = np.random.default_rng([int(seed), self.classes_.index(class_name)])
         k = len(self.normal_images_)
-        order = np.concatenate([rng.permutation(k) for _ in range(math.ceil(n / k))])[:n]
+        order = each_once(rng, k, n)
         device = torch.device(self.ctx.device)
         G = self.generators_[class_name].to(device)
         out = []
         with cpu_threads(self.ctx.num_threads, device), torch.no_grad():
             for i in range(0, n, 64):
-                x = torch.from_numpy(self.normal_images_[order[i:i + 64]]).to(device).permute(0, 3, 1, 2).float()
-                out.append(to_uint8(G(x / 127.5 - 1)))
+                out.append(to_uint8(G(to_signed(self.normal_images_[order[i:i + 64]], device))))
         return SampleBatch(np.concatenate(out), [[self.normal_sources_[j]] for j in order])
 
     def get_state(self):  # the translators and the normal images they translate
@@ -273,8 +272,7 @@ class CycleGANSampler(Sampler):
         self.generators_ = {}
         for c in meta["trained"]:
             G = self._build()["G_ab"]
-            prefix = f"c{self.classes_.index(c)}."
-            G.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            G.load_state_dict(sub(tensors, f"c{self.classes_.index(c)}."))
             self.generators_[c] = G.to(torch.device(self.ctx.device)).eval()
 
 

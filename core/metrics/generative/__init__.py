@@ -166,3 +166,36 @@ def collapse_note(quality: dict) -> str:
     parts = ", ".join(f"{c} (SSIM {b['ssim_synthetic']:.2f} vs {b['ssim_real']:.2f} among real images)"
                       for c, b in flagged)
     return f"Its synthetic images of {parts} look alike: likely mode collapse."
+
+
+def summarise_quality(per_seed: dict[int, dict]) -> dict:
+    """The quality reports of a method (one per seed, and per fold): every number the mean over them (per class
+    and overall), the gate's dropped counts summed, the embedding of the first."""
+    seeds = sorted(per_seed)
+    first = per_seed[seeds[0]]
+
+    def mean(blocks: list[dict]) -> dict:
+        out = {}
+        for key in blocks[0]:
+            values = [b.get(key) for b in blocks]
+            numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if len(numbers) == len(values):
+                out[key] = round(float(np.nanmean(numbers)), 5) if numbers else None
+            elif all(isinstance(v, bool) for v in values):
+                out[key] = all(values)
+        return out
+
+    classes = [c for c in first["per_class"] if all(c in per_seed[s]["per_class"] for s in seeds)]
+    out = {"features": first["features"], "reports": len(seeds),
+           "per_class": {c: mean([per_seed[s]["per_class"][c] for s in seeds]) for c in classes},
+           "overall": mean([per_seed[s]["overall"] for s in seeds]),
+           "gate": {"confidence": first["gate"]["confidence"],
+                    "dropped": {c: int(sum(per_seed[s]["gate"]["dropped"].get(c, 0) for s in seeds)) for c in classes}},
+           "seconds": round(float(np.mean([per_seed[s]["seconds"] for s in seeds])), 2)}
+    if all("cas" in per_seed[s] for s in seeds):
+        out["cas"] = {k: round(float(np.mean([per_seed[s]["cas"][k] for s in seeds])), 4)
+                      for k in ("f1_macro", "accuracy")}
+    for key in ("inception", "embedding"):
+        if key in first:
+            out[key] = first[key]
+    return out

@@ -20,7 +20,7 @@ from core.experiment.config import ExperimentConfig
 from core.experiment.plan import plan
 from core.jobs import ensure_worker, wait_for
 from core.rundir import RunDir
-from core.runs import placement_summary, placements
+from core.views.runs import placement_summary, placements
 from tests.conftest import write_dataset
 from tests.core.test_jobs import home, store, tiny_config  # noqa: F401  (fixtures)
 

@@ -227,7 +227,7 @@ def test_estimate_counts_trainings(data):
 def test_part_of_the_plan_reports_progress_of_the_whole_run_and_where_each_task_ran(tmp_path, data):
     """Another process (the pool, a Ray task) running the rest of a plan: its overall progress counts what the
     run folder already holds, and every task it starts is a `task` event naming the runner, host and device."""
-    from core.runs import placements
+    from core.views.runs import placements
     c = cfg(data, seeds=[0])
     run(c, tmp_path / "r", tasks=["prepare", "train:baseline_paper_s0", "train:baseline_equal_steps_s0",
                                   "train:baseline_class_weighted_s0"])

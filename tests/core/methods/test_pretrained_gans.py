@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from core import runs
 from core.errors import Cancelled
 from core.events import CANCEL_FILE, Reporter
 from core.methods import Context, get_method
 from core.methods.gan.pretrained import PRETRAIN, class_gaussians
 from core.rundir import RunDir
+from core.views import runs
 
 from .test_gan import fit as fit_dcgan
 from .test_gan import tiny_set
@@ -168,7 +168,7 @@ def test_the_run_folder_serves_the_latent_codes_as_a_2d_map_once(tmp_path):
     fit("bagan", train, seed=0).save(rd.checkpoint_dir("bagan", 0))
     fit("ida_gan", train, seed=1).save(rd.checkpoint_dir("ida_gan", 1))
     fit_dcgan("dcgan", train, steps=1).save(rd.checkpoint_dir("dcgan", 0))      # no codes: not listed
-    assert runs.latent_maps(tmp_path) == [("bagan", 0), ("ida_gan", 1)]
+    assert RunDir(tmp_path).latent_methods() == [("bagan", 0), ("ida_gan", 1)]
     points = runs.latent_map(tmp_path, "bagan", 0)
     counts = {c: sum(p["class"] == c for p in points) for c in train.classes}
     assert counts == {c: 2 * n for c, n in train.counts().items()}             # every code, mirror copies too

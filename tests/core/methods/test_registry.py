@@ -4,6 +4,7 @@ folder (tests/support/toy_plugins.py): no file of the project changes, yet they 
 methods`, the Synthesize form (tests/app/test_pages.py) and the common checks."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,72 @@ def test_needs_are_declared_on_the_spec(monkeypatch, tmp_path):
     assert "does not exist" in weights.unavailable_reason()
     monkeypatch.setenv("DEFECTAUG_TEST_WEIGHTS", str(tmp_path))
     assert weights.available
+
+
+def _registered_names() -> set[str]:
+    """Every method name a module under core/methods registers (`register(Spec(name="..."))`), read from the
+    source, so a module that cannot be imported here still counts."""
+    import ast
+    names = set()
+    for path in (REPO / "core" / "methods").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "register" and node.args \
+                    and isinstance(node.args[0], ast.Call):
+                names |= {k.value.value for k in node.args[0].keywords
+                          if k.arg == "name" and isinstance(k.value, ast.Constant)}
+    return names
+
+
+def test_every_registered_and_catalogued_name_is_found_in_a_fresh_interpreter():
+    """`get_method(name)` as the first lookup of a new process (a job's, the CLI's) finds every method: those a
+    module registers and every catalog line (ddpm_cfg_w75 was registered by ddpm.py but missing from the
+    catalog, so a run asking for it alone failed with "unknown method"). One fresh interpreter imports the registry
+    alone (no method module yet), then forks once per name, so each lookup starts from that empty registry."""
+    from core.methods._catalog import CATALOG
+    registered = _registered_names()
+    assert {"smote", "dcgan", "ddpm_cfg", "ddpm_cfg_w75"} <= registered
+    assert registered <= set(CATALOG), f"registered but not in core/methods/_catalog.py: {registered - set(CATALOG)}"
+    names = sorted(registered | set(CATALOG))
+    code = """
+import json, os, sys
+from core.methods import registry
+assert not registry._REGISTRY, sorted(registry._REGISTRY)      # nothing registered before the first lookup
+found = {}
+for name in sys.argv[1:]:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                              # the child: an untouched registry
+        os.close(r)
+        try:
+            spec = registry.get_method(name)
+            said = spec.family if spec.name == name else "got " + spec.name
+        except Exception as err:
+            said = "error: " + str(err)
+        os.write(w, said.encode())
+        os._exit(0)
+    os.close(w)
+    chunks = []
+    while chunk := os.read(r, 65536):
+        chunks.append(chunk)
+    os.close(r)
+    os.waitpid(pid, 0)
+    found[name] = b"".join(chunks).decode()
+print(json.dumps(found))
+"""
+    r = subprocess.run([sys.executable, "-c", code, *names], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    found = json.loads(r.stdout.strip().splitlines()[-1])
+    wrong = {n: said for n, said in found.items() if said != CATALOG[n][1]}
+    assert sorted(found) == names and not wrong, wrong
+
+
+def test_an_unlisted_name_a_catalog_module_registers_is_found_on_the_first_call(monkeypatch):
+    """The lookup itself, without the catalog line: a name only its module knows is found before "unknown"."""
+    from core import plugins
+    from core.methods import _catalog, registry
+    monkeypatch.delitem(_catalog.CATALOG, "ddpm_cfg_w75")
+    monkeypatch.delitem(plugins._IMPORTED, "core.methods.diffusion.ddpm", raising=False)
+    monkeypatch.delitem(registry._REGISTRY, "ddpm_cfg_w75", raising=False)
+    monkeypatch.delitem(registry._REGISTRY, "ddpm_cfg", raising=False)
+    monkeypatch.delitem(sys.modules, "core.methods.diffusion.ddpm", raising=False)   # imported afresh
+    assert registry.get_method("ddpm_cfg_w75").name == "ddpm_cfg_w75"

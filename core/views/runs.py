@@ -1,17 +1,14 @@
-"""What the UI pages and the CLI show about a run, never how it is made; every file is read through
-`core.rundir.RunDir` (the one owner of the run folder's paths and formats).
+"""What the pages and the CLI show about one run or a workspace's runs, never how it is made. Each function takes
+a run folder (a `RunDir`, or its path); every file is read through `RunDir`, which the pages also call directly
+for a file as it is (`RunDir(run).read_metrics()`, `.gallery(method)`, `.predictions(model)`, `.log_tail()`).
 
-    p = progress(run_dir)           # stage, overall fraction, elapsed, remaining time, last error
-    loss_rows(run_dir)              # generative monitors (d_loss, g_loss, ...) as long-form rows
-    epoch_rows(run_dir)             # classifier curves (loss, test F1 per epoch)
-    placements(run_dir)             # where each task of the plan ran: runner, node, host, process, device
-    gallery(run_dir, "smote", "crack")        # synthetic images with seed and parents
-    predictions(run_dir, "smote_s0")          # per test image: true, pred, probabilities
-    cell(run_dir, "baseline_paper_s0", "crack", "normal")   # test images in one confusion cell
-    leaderboard_rows(metrics)                  # flat rows for a table, fairest first
-    list_runs(workspace)                       # summaries of every run of a workspace
-    read_metrics(run_dir)                      # metrics.json, or RunError saying it is unreadable
-    metrics_problem(run_dir)                   # why metrics.json cannot be shown, or None
+    p = progress(run)               # stage, overall fraction, elapsed, remaining time, last error
+    loss_rows(run)                  # generative monitors (d_loss, g_loss, ...) as long-form rows
+    epoch_rows(run)                 # classifier curves (loss, test F1 per epoch)
+    placements(run)                 # where each task of the plan ran: runner, node, host, process, device
+    cell(run, "baseline_paper_s0", "crack", "normal")   # test images in one confusion cell
+    leaderboard_rows(metrics)       # flat rows for a table, fairest first
+    list_runs(workspace.runs)       # summaries of every run of a workspace
 
 Everything here tolerates a run that is still being written (half a line at the end of
 events.jsonl, metrics.json not there yet) and a run that failed half way.
@@ -25,26 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RunError
-from .estimate import fmt as format_seconds   # '42 s', '3 min 05 s', '1 h 02 min'; '-' when unknown
-from .rundir import RERUN_HINT, GalleryItem, RunDir
+from ..errors import RunError
+from ..estimate import fmt as format_seconds   # '42 s', '3 min 05 s', '1 h 02 min'; '-' when unknown
+from ..rundir import RERUN_HINT, GalleryItem, RunDir
 
-__all__ = ["RERUN_HINT", "GalleryItem", "Progress", "cell", "confusion_from_predictions", "epoch_rows", "events",
-           "estimate_note", "fold_dirs", "format_seconds", "gallery", "images_by_source", "leaderboard_rows",
-           "leakage_text", "list_runs", "load_config",
-           "load_job_info", "load_metrics", "log_tail", "loss_rows", "metrics_problem", "model_id",
-           "model_metrics", "placement_summary", "placements", "prediction_models", "predictions", "progress",
-           "read_metrics", "real_images",
-           "quality_of", "quality_rows", "run_label", "run_status", "run_summary", "sample_grids", "seed_confusion",
-           "seeds_of",
-           "synthetic_methods", "to_display", "verdict_lines"]
+__all__ = ["GalleryItem", "Progress", "RERUN_HINT", "cell", "confusion_from_predictions", "epoch_rows",
+           "estimate_note", "finished_metrics", "format_seconds", "is_translation", "largest_mistake", "latent_map",
+           "leaderboard_rows", "leakage_text", "list_runs", "loss_rows", "model_id", "model_metrics",
+           "placement_summary", "placements", "quality_of", "quality_rows", "real_images", "run_label", "run_status",
+           "run_summary", "sample_grids", "seed_confusion", "seeds_of", "synthetic_image", "to_display",
+           "verdict_lines"]
 
 MONITOR_SKIP = {"t", "kind", "method", "class", "seed", "step", "total"}
-
-
-def events(run_dir: str | Path) -> list[dict]:
-    """All complete events of the run so far (cached; safe while the run writes)."""
-    return RunDir(run_dir).events()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,10 +59,10 @@ class Progress:
         return self.step / self.total if self.total else 0.0
 
 
-def progress(run_dir: str | Path, active: bool | None = None, now: float | None = None) -> Progress:
+def progress(run_dir: RunDir | str | Path, active: bool | None = None, now: float | None = None) -> Progress:
     """Where the run stands. `active` (job still running) decides whether elapsed time runs on;
     by default a run is active until it wrote `done` or `error`."""
-    evs = events(run_dir)
+    evs = RunDir(run_dir).events()
     p = Progress()
     if not evs:
         return p
@@ -101,7 +90,7 @@ def progress(run_dir: str | Path, active: bool | None = None, now: float | None 
     if p.started is not None and end is not None:
         p.elapsed = max(0.0, end - p.started)
     if active and not p.finished:     # core.estimate's model, the one the Synthesize estimate uses
-        from .estimate import remaining
+        from ..estimate import remaining
         p.remaining = remaining(run_dir, evs, now=end)
         if p.remaining is None and p.elapsed and 0.02 <= p.fraction < 1:   # a job that is not an experiment
             p.remaining = p.elapsed * (1 - p.fraction) / p.fraction
@@ -124,10 +113,10 @@ def estimate_note(est: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 # Curves and log
 # ---------------------------------------------------------------------------------------------
-def loss_rows(run_dir: str | Path) -> list[dict]:
+def loss_rows(run_dir: RunDir | str | Path) -> list[dict]:
     """Generative training monitors as rows {method, class, seed, step, series, value}."""
     rows = []
-    for ev in events(run_dir):
+    for ev in RunDir(run_dir).events():
         if ev.get("kind") != "monitor":
             continue
         for key, value in ev.items():
@@ -139,10 +128,10 @@ def loss_rows(run_dir: str | Path) -> list[dict]:
     return rows
 
 
-def epoch_rows(run_dir: str | Path) -> list[dict]:
+def epoch_rows(run_dir: RunDir | str | Path) -> list[dict]:
     """Classifier curves: {model, epoch, series (loss, test_f1, ...), value}."""
     rows = []
-    for ev in events(run_dir):
+    for ev in RunDir(run_dir).events():
         if ev.get("kind") != "epoch":
             continue
         for key, value in ev.items():
@@ -154,12 +143,12 @@ def epoch_rows(run_dir: str | Path) -> list[dict]:
     return rows
 
 
-def placements(run_dir: str | Path) -> list[dict]:
+def placements(run_dir: RunDir | str | Path) -> list[dict]:
     """One row per time a task of the plan started (a `task` event), in order: task, runner, node, host, pid,
     device, and `attempt` (2 and more: it ran again, e.g. after its process or node was lost)."""
     seen: dict[str, int] = {}
     rows = []
-    for e in events(run_dir):
+    for e in RunDir(run_dir).events():
         if e.get("kind") != "task" or not e.get("task"):
             continue
         seen[e["task"]] = seen.get(e["task"], 0) + 1
@@ -186,11 +175,7 @@ def placement_summary(rows: list[dict]) -> str:
     return text
 
 
-def log_tail(run_dir: str | Path, lines: int = 40) -> str:
-    return RunDir(run_dir).log_tail(lines)
-
-
-def sample_grids(run_dir: str | Path) -> list[dict]:
+def sample_grids(run_dir: RunDir | str | Path) -> list[dict]:
     """GAN sample grids written during training: {method, class, seed, step, path}, in order."""
     out = []
     rd = RunDir(run_dir)
@@ -203,12 +188,7 @@ def sample_grids(run_dir: str | Path) -> list[dict]:
     return out
 
 
-def latent_maps(run_dir: str | Path) -> list[tuple[str, int]]:
-    """(method, seed) of the generators whose latent codes a t-SNE can show (the pre-trained GANs)."""
-    return RunDir(run_dir).latent_methods()
-
-
-def latent_map(run_dir: str | Path, method: str, seed: int) -> list[dict]:
+def latent_map(run_dir: RunDir | str | Path, method: str, seed: int) -> list[dict]:
     """The 2-D t-SNE points {class, x, y} of one generator's latent codes; computed once, then read."""
     rd = RunDir(run_dir)
     cached = rd.latent_map(method, seed)
@@ -217,7 +197,7 @@ def latent_map(run_dir: str | Path, method: str, seed: int) -> list[dict]:
     got = rd.latent_codes(method, seed)
     if got is None:
         return []
-    from .metrics.generative import latent_embedding
+    from ..metrics.generative import latent_embedding
     points = latent_embedding(*got, seed=seed)
     rd.write_latent_map(method, seed, points)
     return points
@@ -226,30 +206,7 @@ def latent_map(run_dir: str | Path, method: str, seed: int) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 # Files of a run
 # ---------------------------------------------------------------------------------------------
-def load_metrics(run_dir: str | Path) -> dict | None:
-    """metrics.json as it is, None when missing or not JSON (no shape check: see `read_metrics`)."""
-    return RunDir(run_dir).metrics()
-
-
-def metrics_problem(run_dir: str | Path) -> str | None:
-    """Why this run's metrics.json cannot be shown (missing, cut short, not JSON, parts missing), or None."""
-    return RunDir(run_dir).metrics_problem()
-
-
-def read_metrics(run_dir: str | Path) -> dict:
-    """metrics.json of a finished run, checked (`RunDir.read_metrics`)."""
-    return RunDir(run_dir).read_metrics()
-
-
-def load_config(run_dir: str | Path) -> dict:
-    return RunDir(run_dir).config()
-
-
-def load_job_info(run_dir: str | Path) -> dict:
-    return RunDir(run_dir).job_info()
-
-
-def run_status(run_dir: str | Path) -> str:
+def run_status(run_dir: RunDir | str | Path) -> str:
     """done | failed | cancelled | interrupted | queued | running | unknown, from the run folder alone."""
     rd = RunDir(run_dir)
     info = rd.job_info()
@@ -261,7 +218,7 @@ def run_status(run_dir: str | Path) -> str:
     return "failed" if p.error else ("running" if p.started else "unknown")
 
 
-def run_summary(run_dir: str | Path) -> dict:
+def run_summary(run_dir: RunDir | str | Path) -> dict:
     """{id, label, status, created, methods, seeds, data, has_metrics, results_problem, has_synthetic}.
     `has_metrics`: metrics.json is there; `results_problem`: why it cannot be read (None when it can)."""
     rd = RunDir(run_dir)
@@ -279,16 +236,33 @@ def run_summary(run_dir: str | Path) -> dict:
 
 def list_runs(runs_root: str | Path) -> list[dict]:
     """Summaries of the runs under a `runs/` folder, newest first."""
-    root = Path(runs_root)
-    if not root.is_dir():
-        return []
-    out = []
-    for p in root.iterdir():
-        rd = RunDir(p)
-        if p.is_dir() and not p.name.startswith(".") and any(
-                f.exists() for f in (rd.events_path, rd.config_path, rd.job_path)):
-            out.append(run_summary(p))
+    out = [run_summary(rd) for rd in RunDir.under(runs_root)]
     return sorted(out, key=lambda r: -float(r["created"] or 0))
+
+
+_METRICS: dict[str, tuple[float, int, dict]] = {}   # metrics.json by path: (mtime, size, content)
+
+
+def finished_metrics(runs_root: str | Path, limit: int = 50) -> list[dict]:
+    """metrics.json of the `limit` newest finished runs under a runs/ folder whose results can be read (what the
+    Synthesize page's suggestion weighs). A file is read again only when it changed, not at every rerun."""
+    out = []
+    for r in list_runs(runs_root):
+        if not (r["has_metrics"] and not r["results_problem"]):
+            continue
+        path = RunDir(Path(runs_root) / r["id"]).metrics_path
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        cached = _METRICS.get(str(path))
+        if cached is None or cached[:2] != (st.st_mtime, st.st_size):
+            cached = (st.st_mtime, st.st_size, RunDir(path.parent).metrics() or {})
+            _METRICS[str(path)] = cached
+        out.append(cached[2])
+        if len(out) >= limit:
+            break
+    return out
 
 
 def run_label(summary: dict) -> str:
@@ -300,27 +274,12 @@ def run_label(summary: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 # Synthetic images and provenance
 # ---------------------------------------------------------------------------------------------
-def synthetic_methods(run_dir: str | Path) -> list[str]:
-    """Methods of the run with synthetic images to show or export."""
-    return RunDir(run_dir).synthetic_methods()
-
-
-def fold_dirs(run_dir: str | Path) -> list[Path]:
-    """The fold folders of a K-fold run (each a run folder with its own synthetic images); [] otherwise."""
-    return [f.root for f in RunDir(run_dir).folds()]
-
-
-def gallery(run_dir: str | Path, method: str, cls: str | None = None, seed: int | None = None) -> list[GalleryItem]:
-    """Synthetic images of one method (and class, seed) with their provenance (`RunDir.gallery`)."""
-    return RunDir(run_dir).gallery(method, cls, seed)
-
-
 def is_translation(item: GalleryItem) -> bool:
     """Whether a synthetic image was translated from one real image of another class (cyclegan)."""
     return len(item.parents) == 1 and not item.parents[0].startswith(f"{item.cls}/")
 
 
-def real_images(run_dir: str | Path, cls: str, split: str = "train") -> tuple[np.ndarray, list[str]]:
+def real_images(run_dir: RunDir | str | Path, cls: str, split: str = "train") -> tuple[np.ndarray, list[str]]:
     """The real images of a class the run used (train split by default): (uint8 [n,H,W,C], sources)."""
     ds = RunDir(run_dir).load_split(split)
     if ds is None or cls not in ds.classes:
@@ -329,15 +288,17 @@ def real_images(run_dir: str | Path, cls: str, split: str = "train") -> tuple[np
     return sub.images, sub.sources
 
 
-def quality_of(run_dir: str | Path, method: str, item: GalleryItem) -> dict | None:
+def quality_of(run_dir: RunDir | str | Path, method: str, item: GalleryItem) -> dict | None:
     """The per-image quality row of a synthetic image (nearest real image, copy, predicted class, kept), or None
     when the run did not measure it."""
     return RunDir(run_dir).quality_table(method, item.seed).get(item.file)
 
 
-def images_by_source(run_dir: str | Path, sources: list[str]) -> dict[str, np.ndarray]:
-    """Real images of the run by their source id (train and test splits), for provenance parents."""
-    return RunDir(run_dir).images_by_source(sources)
+def synthetic_image(item: GalleryItem) -> np.ndarray:
+    """The pixels of one synthetic image of the gallery (its PNG), uint8 [H,W] or [H,W,C]."""
+    from PIL import Image
+    with Image.open(item.path) as im:
+        return np.asarray(im)
 
 
 def to_display(img: np.ndarray) -> np.ndarray:
@@ -348,16 +309,6 @@ def to_display(img: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Predictions and comparison
 # ---------------------------------------------------------------------------------------------
-def prediction_models(run_dir: str | Path) -> list[str]:
-    """Model ids with a predictions file, e.g. baseline_paper_s0, smote_s0."""
-    return RunDir(run_dir).prediction_models()
-
-
-def predictions(run_dir: str | Path, model: str) -> list[dict]:
-    """Rows {file, true, pred, probs: {class: p}} of one model, in test order."""
-    return RunDir(run_dir).predictions(model)
-
-
 def model_id(name: str, seed: int) -> str:
     """Prediction file id: baselines are named 'paper' etc. in metrics.json, 'baseline_paper_s0' on disk."""
     if name.startswith("baseline:"):
@@ -368,9 +319,9 @@ def model_id(name: str, seed: int) -> str:
     return RunDir.model_id(name, seed)
 
 
-def cell(run_dir: str | Path, model: str, true_cls: str, pred_cls: str) -> list[dict]:
+def cell(run_dir: RunDir | str | Path, model: str, true_cls: str, pred_cls: str) -> list[dict]:
     """Test images with this true class that `model` predicted as `pred_cls`."""
-    return [r for r in predictions(run_dir, model) if r["true"] == true_cls and r["pred"] == pred_cls]
+    return [r for r in RunDir(run_dir).predictions(model) if r["true"] == true_cls and r["pred"] == pred_cls]
 
 
 def confusion_from_predictions(rows: list[dict], classes: list[str]) -> list[list[int]]:
@@ -407,6 +358,17 @@ def seed_confusion(metrics: dict, name: str, seed: int | None) -> list[list[int]
     if "confusion_matrix" in m:
         return m["confusion_matrix"]
     raise RunError(f"no confusion matrix for {name!r}")
+
+
+def largest_mistake(cm: list[list[int]]) -> tuple[int, int]:
+    """The (true row, predicted column) of a confusion matrix's largest off-diagonal cell, the first cell when it
+    has none: the cell the Compare page opens on."""
+    best, cell = 0, (0, 0)
+    for i, row in enumerate(cm):
+        for j, v in enumerate(row):
+            if i != j and v > best:
+                best, cell = v, (i, j)
+    return cell
 
 
 def seeds_of(metrics: dict) -> list[int]:

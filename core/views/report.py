@@ -17,8 +17,9 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from . import runs
-from .errors import RunError
-from .files import atomic_write
+from ..errors import RunError
+from ..files import atomic_write
+from ..rundir import RunDir
 
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D"]
 
@@ -211,10 +212,10 @@ class _Figures:
 def build_report(run_dir: str | Path) -> str:
     """The report of a finished run as one self-contained HTML page."""
     run_dir = Path(run_dir)
-    metrics = runs.load_metrics(run_dir)
+    metrics = RunDir(run_dir).metrics()
     if metrics is None:
         raise RunError("this run has no results yet (metrics.json is missing); wait for it to finish")
-    cfg = runs.load_config(run_dir)
+    cfg = RunDir(run_dir).config()
     classes = metrics.get("classes", [])
     proto = metrics.get("protocol", {})
     strongest = metrics.get("strongest_baseline") or next(iter(metrics.get("baselines", {})), None)

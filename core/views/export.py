@@ -42,10 +42,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .data import DatasetFiles, balance_targets
-from .errors import ParamError, RunError
-from .files import atomic_path, csv_cell, csv_row, csv_value
-from .rundir import RunDir
+from ..data import DatasetFiles, balance_targets
+from ..errors import ParamError, RunError
+from ..files import atomic_path, csv_cell, csv_row
+from ..rundir import RunDir
 
 LAYOUTS = ("flat", "split")
 REAL_CHOICES = ("all", "train")
@@ -183,7 +183,7 @@ def _fold_or_self(rd: RunDir, notes: list[str]) -> RunDir:
     if not rd.split() and rd.folds():
         notes.append(f"This run has {len(rd.folds())} folds: the export uses the first fold's split and synthetic "
                      "images.")
-        return rd.folds()[0]
+        return rd.one_split()
     return rd
 
 
@@ -226,8 +226,8 @@ def _sampler(rd: RunDir, method: str, seed: int, device: str) -> tuple[object | 
     """(the run's saved generator of `method` and `seed`, the `core sample` path; or None and why not)."""
     if not rd.has_sampler(method, seed):
         return None, f"this run kept no generator of {method} (seed {seed}) to sample more from"
-    from .methods import Context, get_method
-    from .runtime import pick_device
+    from ..methods import Context, get_method
+    from ..runtime import pick_device
     try:
         return get_method(method).load_sampler(rd.checkpoint_dir(method, seed),
                                                Context(device=pick_device(device), seed=seed, method=method)), ""
@@ -475,15 +475,3 @@ def _write_zip(rd: RunDir, out: Path, entries: list[_Entry], result: ExportResul
             for extra in (rd.metrics_path, rd.config_path):
                 if extra.exists():
                     zf.write(extra, extra.name)
-
-
-def manifest_counts(zip_path: str | Path) -> dict[str, dict[str, int]]:
-    """{class: {origin: count}} from an exported zip's manifest (used by tests and the UI)."""
-    with zipfile.ZipFile(zip_path) as zf:
-        reader = csv.DictReader(io.StringIO(zf.read("manifest.csv").decode("utf-8")))
-        out: dict[str, dict[str, int]] = {}
-        for r in reader:
-            cls = csv_value(r["class"])           # the quote csv_row put before a formula-like name
-            out.setdefault(cls, {}).setdefault(r["origin"], 0)
-            out[cls][r["origin"]] += 1
-    return out

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ParamError, RunError
-from .rundir import RunDir
+from ..errors import RunError
+from ..rundir import RunDir
 
 
 @dataclass
@@ -40,7 +41,7 @@ class Scores:
 
 def model_name(model: str) -> str:
     """`baseline:equal_steps` / `equal_steps` -> `baseline_equal_steps`; method names unchanged."""
-    from .experiment.config import BASELINES
+    from ..experiment.config import BASELINES
     name = model.strip()
     if name.startswith("baseline:"):
         name = "baseline_" + name.split(":", 1)[1]
@@ -48,15 +49,7 @@ def model_name(model: str) -> str:
 
 
 def _fold_dir(run: RunDir, fold: int | None) -> RunDir:
-    folds = run.folds()
-    if not folds:
-        if fold not in (None, 0):
-            raise ParamError(f"{run.root} has one split, no folds; leave out --fold")
-        return run
-    k = 0 if fold is None else fold
-    if not 0 <= k < len(folds):
-        raise ParamError(f"{run.root} has {len(folds)} folds; give --fold 0 to {len(folds) - 1}")
-    return folds[k]
+    return run.one_split(fold)
 
 
 def trained_models(run_dir: str | Path, fold: int | None = None) -> list[str]:
@@ -79,10 +72,18 @@ def weights_files(run_dir: str | Path, model: str, seed: int, fold: int | None =
     return path, meta
 
 
+def weights_download(run_dir: str | Path, model: str, seed: int, fold: int | None = None) -> tuple[Path, dict, bytes]:
+    """(weights .safetensors path, its meta as a dict, the meta file's bytes) of one trained classifier: what the
+    Export page shows and offers for download."""
+    path, meta_path = weights_files(run_dir, model, seed, fold)
+    raw = meta_path.read_bytes()
+    return path, json.loads(raw.decode("utf-8")), raw
+
+
 def load_classifier(run_dir: str | Path, model: str, seed: int, fold: int | None = None, device: str = "cpu"):
     """(model in eval mode, meta) of one trained classifier of the run."""
-    from . import classifier as clf
-    from .files import load_tensors, read_json
+    from .. import classifier as clf
+    from ..files import load_tensors, read_json
     path, meta_path = weights_files(run_dir, model, seed, fold)
     meta = read_json(meta_path)
     if not meta:
@@ -93,8 +94,8 @@ def load_classifier(run_dir: str | Path, model: str, seed: int, fold: int | None
 def predict_folder(run_dir: str | Path, model: str, seed: int, images_dir: str | Path, fold: int | None = None,
                    device: str = "cpu") -> Scores:
     """The class probabilities of every image under `images_dir`, from one trained classifier of the run."""
-    from . import classifier as clf
-    from .data import load_images
+    from .. import classifier as clf
+    from ..data import load_images
     net, meta = load_classifier(run_dir, model, seed, fold, device)
     images, files, skipped = load_images(images_dir, int(meta["image_size"]), int(meta["channels"]))
     probs = clf.predict(net, images) if len(images) else np.zeros((0, len(meta["classes"])), np.float32)
@@ -103,7 +104,7 @@ def predict_folder(run_dir: str | Path, model: str, seed: int, images_dir: str |
 
 def scores_csv(scores: Scores) -> str:
     """The CSV a user downloads: file, pred, p_<class> per class (cells a spreadsheet would run kept as text)."""
-    from .files import csv_row
+    from ..files import csv_row
     buf = io.StringIO(newline="")
     w = csv.writer(buf)
     w.writerow(csv_row(["file", "pred"] + [f"p_{c}" for c in scores.classes]))
@@ -113,5 +114,5 @@ def scores_csv(scores: Scores) -> str:
 
 
 def write_scores_csv(scores: Scores, out: str | Path) -> Path:
-    from .files import atomic_write
+    from ..files import atomic_write
     return atomic_write(out, scores_csv(scores))
