@@ -70,7 +70,7 @@ import numpy as np
 from ..errors import ParamError, RunError
 from ..files import atomic_path, atomic_write, csv_row, csv_value, load_tensors, read_json, save_tensors, write_json
 from ..imageset import ImageSet
-from .formats import RERUN_HINT, GalleryItem, load_npz, parse_metrics, save_npz, unreadable
+from .formats import RERUN_HINT, GalleryItem, load_npz, parse_metrics, save_npz, unreadable_message
 from .records import CANCEL_FILE, JOB_END_FILE, PROCESS_LOG, RunRecords
 from .synthetic import PROVENANCE_COLUMNS, SyntheticFiles
 
@@ -397,7 +397,7 @@ class RunDir(RunRecords, SyntheticFiles):
         saying it is unreadable and what to do (re-run) when it is missing, cut short or incomplete."""
         data, problem = parse_metrics(self.metrics_path)
         if problem:
-            raise RunError(unreadable("results are", problem))
+            raise RunError(unreadable_message("results are", problem))
         return data
 
     def metrics_problem(self) -> str | None:

@@ -16,7 +16,7 @@ from ..imageset import ImageSet
 RERUN_HINT = "re-run it from the Jobs page"
 
 
-def unreadable(what: str, why: str) -> str:
+def unreadable_message(what: str, why: str) -> str:
     return f"This run's {what} unreadable ({why}); {RERUN_HINT}."
 
 
@@ -93,7 +93,7 @@ def load_npz(path: Path) -> ImageSet:
             return ImageSet(z["images"], z["labels"], [str(c) for c in z["classes"]],
                             [str(s) for s in z["sources"]])
     except (OSError, ValueError, KeyError) as err:
-        raise RunError(unreadable("images are", f"{path.name} cannot be read: {err}")) from None
+        raise RunError(unreadable_message("images are", f"{path.name} cannot be read: {err}")) from None
 
 
 # ---------------------------------------------------------------------------------------------

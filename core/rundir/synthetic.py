@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import RunError
 from ..files import atomic_write, csv_row, csv_value, read_json, write_json
 from ..imageset import ImageSet
-from .formats import GalleryItem, load_npz, save_npz, unreadable
+from .formats import GalleryItem, load_npz, save_npz, unreadable_message
 
 PROVENANCE_COLUMNS = ("file", "class", "seed")
 _PROVENANCE_FILE = re.compile(r"^provenance(?:_s(-?\d+))?\.csv$")
@@ -138,7 +138,7 @@ class SyntheticFiles:
             raise RunError(f"this run has no synthetic images of {method!r}")
         files = self._provenance_files(base)
         if not files:
-            raise RunError(unreadable(f"synthetic images of {method} are",
+            raise RunError(unreadable_message(f"synthetic images of {method} are",
                                        f"synthetic/{method} has no provenance file"))
         items: list[GalleryItem] = []
         for _, path in files:
@@ -150,7 +150,7 @@ class SyntheticFiles:
         where = f"synthetic/{method}/{path.name}"
 
         def unreadable(why: str) -> RunError:
-            return RunError(unreadable(f"synthetic images of {method} are", f"{where} {why}"))
+            return RunError(unreadable_message(f"synthetic images of {method} are", f"{where} {why}"))
 
         try:
             raw = path.read_bytes()
