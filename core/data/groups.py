@@ -505,3 +505,24 @@ __all__ = ["Grouping", "METHOD", "MODES", "THRESHOLD", "aligned_correlation", "c
            "check_spec",
            "descriptors", "find_groups", "leakage", "near_duplicate_edges", "pairwise_agreement", "parse_spec",
            "read_groups_csv", "split_preview"]
+
+
+def leakage_summary(folds: list[dict]) -> dict:
+    """The run's leakage report from its splits' (`core.data.groups.leakage`, one per fold): test images with a
+    near-duplicate in training, pooled over the folds and per class."""
+    reps = [f.get("leakage") for f in folds]
+    if not reps or any(r is None for r in reps):
+        return {}
+    per_class: dict[str, dict] = {}
+    for r in reps:
+        for c, v in r["per_class"].items():
+            d = per_class.setdefault(c, {"leaking": 0, "test": 0})
+            d["leaking"] += v["leaking"]
+            d["test"] += v["test"]
+    for d in per_class.values():
+        d["share"] = round(d["leaking"] / d["test"], 4) if d["test"] else 0.0
+    leaking, tests = sum(r["leaking"] for r in reps), sum(r["test_images"] for r in reps)
+    return {"test_images": tests, "leaking": leaking, "share": round(leaking / tests, 4) if tests else 0.0,
+            "per_fold": [r["share"] for r in reps], "per_class": per_class, "rule": reps[0]["rule"],
+            "examples": [e for r in reps for e in r.get("examples", [])][:10],
+            "groups": folds[0].get("group_spec", "none")}

@@ -475,6 +475,7 @@ def _pooled_seed(folds: list[_Collected], name: str, seed: int) -> dict:
 
 def _build(cfg: ExperimentConfig, folds: list[_Collected], normal_class: str | None) -> dict:
     """metrics.json's content from one fold (the single split, or one fold's own) or from K folds pooled."""
+    from ..data.groups import leakage_summary
     one = len(folds) == 1
     test = folds[0].test
     classes, k = test.classes, len(test.classes)
@@ -551,27 +552,6 @@ def _test_groups(cfg: ExperimentConfig, folds: list[_Collected]) -> list[list[st
             return None                   # a split prepared before groups: images are drawn
         out.append([names[s] for s in f.test.sources])
     return out
-
-
-def leakage_summary(folds: list[dict]) -> dict:
-    """The run's leakage report from its splits' (`core.data.groups.leakage`, one per fold): test images with a
-    near-duplicate in training, pooled over the folds and per class."""
-    reps = [f.get("leakage") for f in folds]
-    if not reps or any(r is None for r in reps):
-        return {}
-    per_class: dict[str, dict] = {}
-    for r in reps:
-        for c, v in r["per_class"].items():
-            d = per_class.setdefault(c, {"leaking": 0, "test": 0})
-            d["leaking"] += v["leaking"]
-            d["test"] += v["test"]
-    for d in per_class.values():
-        d["share"] = round(d["leaking"] / d["test"], 4) if d["test"] else 0.0
-    leaking, tests = sum(r["leaking"] for r in reps), sum(r["test_images"] for r in reps)
-    return {"test_images": tests, "leaking": leaking, "share": round(leaking / tests, 4) if tests else 0.0,
-            "per_fold": [r["share"] for r in reps], "per_class": per_class, "rule": reps[0]["rule"],
-            "examples": [e for r in reps for e in r.get("examples", [])][:10],
-            "groups": folds[0].get("group_spec", "none")}
 
 
 def _sum_counts(counts) -> dict[str, int]:
