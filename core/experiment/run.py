@@ -61,8 +61,7 @@ def run(config: dict | ExperimentConfig, run_dir: str | Path, callback: Callable
 class _Runner:
     def __init__(self, cfg: ExperimentConfig, rd: RunDir, reporter: Reporter, resume: bool,
                  where: dict | None = None) -> None:
-        if cfg.num_threads:
-            torch.set_num_threads(int(cfg.num_threads))
+        torch.set_num_threads(cfg.num_threads)   # every training's fixed count (runtime.training_threads)
         self.cfg, self.rd, self.reporter, self.resume = cfg, rd, reporter, resume
         device = pick_device(cfg.device)
         self.where = {"runner": "local", "node": socket.gethostname(), **(where or {})}
