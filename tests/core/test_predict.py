@@ -91,3 +91,75 @@ def test_the_linear_baseline_round_trips_through_predict(finished_run, tmp_path)
                                    [r["probs"][c] for c in meta["classes"]], atol=2e-5)
     other = predict_folder(finished_run, "baseline:linear", 0, folder)
     np.testing.assert_allclose(other.probs, predict_folder(finished_run, "linear", 1, folder).probs, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Untrusted classifier files (issue 37, item 6): a shared drive or a restored backup may hold anything
+# ---------------------------------------------------------------------------------------------
+def _tamper_weights_shape(path, meta_path):
+    from core.files import load_tensors, save_tensors
+    tensors = load_tensors(path)
+    name = next(iter(tensors))
+    tensors[name] = np.zeros((3, 3), np.float32)
+    import torch
+    save_tensors({k: torch.as_tensor(v) for k, v in tensors.items()}, path)
+
+
+def _set_meta(**changes):
+    def tamper(path, meta_path):
+        meta = json.loads(meta_path.read_text())
+        meta.update(changes)
+        meta = {k: v for k, v in meta.items() if v is not _DROP}
+        meta_path.write_text(json.dumps(meta))
+    return tamper
+
+
+_DROP = object()
+
+
+def _fifo(which):
+    def tamper(path, meta_path):
+        import os
+        target = path if which == "weights" else meta_path
+        target.unlink()
+        os.mkfifo(target)
+    return tamper
+
+
+TAMPERED = {
+    "damaged safetensors": (lambda p, m: p.write_bytes(p.read_bytes()[:40]), "not a readable safetensors file"),
+    "random bytes": (lambda p, m: p.write_bytes(b"\xff" * 64), "not a readable safetensors file"),
+    "shape mismatch": (_tamper_weights_shape, "does not fit the classifier"),
+    "json without classes": (_set_meta(classes=_DROP), "'classes' must list"),
+    "classes not a list": (_set_meta(classes="crack"), "'classes' must list"),
+    "channels a string": (_set_meta(channels="3"), "'channels' must be one of 1, 3"),
+    "params not an object": (_set_meta(params=[1]), "'params' must be an object"),
+    "bad param value": (_set_meta(params={"width": "wide"}), "classifier.width"),
+    "json not an object": (lambda p, m: m.write_text("[1, 2]"), "not a JSON object"),
+    "json not json": (lambda p, m: m.write_text("{"), "not valid JSON"),
+    "image_size 4096": (_set_meta(image_size=4096), "'image_size' must be one of 16, 32, 64, 128, 256"),
+    "image_size 20000": (_set_meta(image_size=20000), "'image_size' must be one of"),
+    "fifo weights": (_fifo("weights"), "is not a regular file"),
+    "fifo json": (_fifo("json"), "is not a regular file"),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERED))
+def test_predict_with_an_untrusted_classifier_file_exits_2_with_one_line(finished_run, tmp_path, case, capsys):
+    """`core predict` (its main, in this process; in its own process where a hang is possible: a FIFO)."""
+    from core.cli import main
+    tamper, says = TAMPERED[case]
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    folder, _ = _test_images(finished_run, tmp_path)
+    path, meta_path = weights_files(run, "smote", 0)
+    tamper(path, meta_path)
+    args = ["predict", str(run), "--model", "smote", "--seed", "0", str(folder), "--device", "cpu"]
+    if case.startswith("fifo"):
+        res = cli(*args)      # its timeout only stops a hang (on main it waited for a writer forever)
+        code, out, err = res.returncode, res.stdout, res.stderr
+    else:
+        code = main(args)
+        out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and "Traceback" not in err and not out, err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], err
