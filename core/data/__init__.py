@@ -63,9 +63,10 @@ from .groups import Grouping, find_groups, leakage, pairwise_agreement
 from .protocol import (ProtocolCounts, balance_targets, detect_normal_class, fold_split, imbalance_cap,
                        normal_class_guessed, normal_class_note, protocol_counts, resolve_normal_class,
                        simulate_imbalance, split)
-from .sources import READER_MEMORY_BYTES, DatasetFiles, load_dataset_apart, load_images, resolve_data_path
+from .sources import READER_MEMORY_BYTES, DatasetFiles, iter_images, load_dataset_apart, load_images, resolve_data_path
 
 __all__ = ["Grouping", "find_groups", "leakage", "pairwise_agreement", "Limits", "SkippedFile", "DataReport", "safe_extract_zip", "load_dataset", "load_images",
+           "iter_images",
            "load_dataset_apart", "split", "simulate_imbalance", "balance_targets", "detect_normal_class",
            "resolve_normal_class", "normal_class_guessed", "normal_class_note", "fold_split", "imbalance_cap",
            "protocol_counts", "ProtocolCounts",

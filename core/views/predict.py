@@ -8,7 +8,7 @@
 
 A model is named as the run names it: a baseline (`baseline_equal_steps`, also `baseline:equal_steps` or
 `equal_steps`) or a method (`smote`, `smote+gate`). The images are read exactly as the run read its own
-(`core.data.load_images`: same decoding, size and channels), so the run's test images get the run's
+(`core.data.iter_images`: same decoding, size and channels, a chunk at a time), so the run's test images get the run's
 predictions. With K folds, the classifier of one fold (the first by default).
 """
 from __future__ import annotations
@@ -168,12 +168,17 @@ def _first_line(err: BaseException) -> str:
 
 def predict_folder(run_dir: str | Path, model: str, seed: int, images_dir: str | Path, fold: int | None = None,
                    device: str = "cpu") -> Scores:
-    """The class probabilities of every image under `images_dir`, from one trained classifier of the run."""
+    """The class probabilities of every image under `images_dir`, from one trained classifier of the run. The
+    images are decoded and scored a chunk at a time (`core.data.iter_images`): memory does not grow with their
+    number (benchmarks/RESULTS.md, predict_memory)."""
     from .. import classifier as clf
-    from ..data import load_images
+    from ..data import iter_images
     net, meta = load_classifier(run_dir, model, seed, fold, device)
-    images, files, skipped = load_images(images_dir, int(meta["image_size"]), int(meta["channels"]))
-    probs = clf.predict(net, images) if len(images) else np.zeros((0, len(meta["classes"])), np.float32)
+    files, parts, skipped = [], [], []
+    for images, names in iter_images(images_dir, int(meta["image_size"]), int(meta["channels"]), skipped=skipped):
+        parts.append(clf.predict(net, images))
+        files += names
+    probs = np.concatenate(parts) if parts else np.zeros((0, len(meta["classes"])), np.float32)
     return Scores(RunDir.model_id(model_name(model), int(seed)), list(meta["classes"]), files, probs, skipped)
 
 

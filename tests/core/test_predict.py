@@ -163,3 +163,45 @@ def test_predict_with_an_untrusted_classifier_file_exits_2_with_one_line(finishe
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and "Traceback" not in err and not out, err
     assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], err
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory (issue 37, item 3): the images are scored a chunk at a time
+# ---------------------------------------------------------------------------------------------
+def _flat_pngs(folder, start: int, stop: int, size: int = 256):
+    """256x256 RGB PNGs of one flat colour each: small files, 192 KiB each once decoded."""
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(start, stop):
+        Image.fromarray(np.full((size, size, 3), (i * 7) % 256, np.uint8)).save(folder / f"img_{i:05d}.png")
+
+
+def _peak_mb_of_predict(run, images, out) -> float:
+    """Peak resident memory (MB) of `core predict` in a fresh process."""
+    import subprocess
+    import sys
+    from tests.conftest import REPO
+    code = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
+    res = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "core", "predict", str(run), "--model",
+                          "random_oversample", "--seed", "0", str(images), "--out", str(out), "--device", "cpu"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return int(res.stdout.split()[-1]) / 1024
+
+
+@pytest.mark.slow
+def test_predict_memory_does_not_grow_with_the_number_of_images(tmp_path):
+    from core.experiment import run
+    from tests.conftest import write_dataset
+    data = write_dataset(tmp_path, {"normal": 6, "crack": 6, "spot": 6}, size=256, mode="RGB")
+    run({"data": str(data), "methods": ["random_oversample"], "seeds": [0], "ratio": None, "image_size": 256,
+         "test_per_class": 2, "quality": False, "device": "cpu",
+         "overrides": {"classifier": {"epochs": 1, "width": 4}}}, tmp_path / "run")
+    _flat_pngs(tmp_path / "few", 0, 300)
+    _flat_pngs(tmp_path / "many", 0, 1300)
+    few = _peak_mb_of_predict(tmp_path / "run", tmp_path / "few", tmp_path / "few.csv")
+    many = _peak_mb_of_predict(tmp_path / "run", tmp_path / "many", tmp_path / "many.csv")
+    assert len((tmp_path / "many.csv").read_text().splitlines()) == 1301
+    # 1,000 more images are 188 MiB decoded (twice that while stacked, as before): none of it is held at once
+    assert many - few < 60, (few, many)
