@@ -610,3 +610,16 @@ def test_a_job_whose_results_are_complete_is_done_when_its_worker_died(store, fi
     with only_in(store):
         assert store.status(complete).status == "done"
         assert (store.status(cut).status, store.status(cut).reason) == (FAILED, WORKER_DIED)
+
+
+def test_a_dataset_that_leaves_no_test_image_is_refused_at_submit(store, only_in):
+    """One image per class leaves the test split empty: the job used to be queued and fail in `prepare`; the
+    same message now comes at submit, and nothing is queued (issue 37, item 4)."""
+    from tests.conftest import write_dataset
+    data = write_dataset(store.workspace.uploads, {"normal": 1, "crack": 1}, size=16, name="ones")
+    with only_in(store):
+        with pytest.raises(ParamError, match="the test split is empty: every class needs at least 2 images"):
+            store.submit({**tiny_config(store.workspace), "data": str(data)})
+        assert store.list() == []
+        two = write_dataset(store.workspace.uploads, {"normal": 2, "crack": 2}, size=16, name="twos")
+        assert store.submit({**tiny_config(store.workspace), "data": str(two)})     # one to test, one to train
