@@ -623,3 +623,33 @@ def test_a_dataset_that_leaves_no_test_image_is_refused_at_submit(store, only_in
         assert store.list() == []
         two = write_dataset(store.workspace.uploads, {"normal": 2, "crack": 2}, size=16, name="twos")
         assert store.submit({**tiny_config(store.workspace), "data": str(two)})     # one to test, one to train
+
+
+@pytest.mark.parametrize("when", ["before the flag", "between the flag and the file", "after the file"])
+def test_a_cancel_racing_completion_leaves_no_cancel_on_a_finished_job(store, only_in, monkeypatch, when):
+    """The Jobs page's Cancel as the job's last step ends: whichever comes first, a job that ended done carries
+    no cancel (neither the flag nor the run's CANCEL file, which stopped a later `core run --resume` at once);
+    5 of 12 real tries left both (issue 37, item 9)."""
+    from core.jobs import store as store_module
+    with only_in(store):
+        job_id = store.submit({"seconds": 0.1, "steps": 1}, kind="sleep")
+        job = store.claim_next(os.getpid())                       # the worker took it
+        run = RunDir(job.run_dir)
+        if when == "before the flag":
+            store.finish(job_id, "done")
+            store.cancel(job_id)
+        elif when == "between the flag and the file":
+            real = store_module.RunDir.request_cancel
+
+            def done_first(self, stamp=""):                      # the job records its end just before the file
+                store.finish(job_id, "done")
+                real(self, stamp)
+            monkeypatch.setattr(store_module.RunDir, "request_cancel", done_first)
+            store.cancel(job_id)
+        else:
+            store.cancel(job_id)
+            assert run.cancel_requested() and store.get(job_id).cancel_requested
+            store.finish(job_id, "done")                         # the job ended before it saw the cancel
+        job = store.get(job_id)
+        assert job.status == "done" and not job.cancel_requested and not run.cancel_requested()
+        assert json.loads((run.root / "job.json").read_text())["cancel_requested"] is False
