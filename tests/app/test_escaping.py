@@ -148,3 +148,15 @@ def test_hostile_class_names_are_text_in_the_report(hostile_ws):
     strings = [s for spec in specs for s in _strings(json.loads(spec))]
     assert "&lt;a href=\"https:evil.com\"&gt;Login again" in strings
     assert not [s for s in strings if "<a " in s]
+
+
+def test_the_data_page_warns_of_class_names_that_merge_on_windows_or_macos():
+    from core.workspace import Workspace
+    from tests.conftest import write_dataset
+    from tests.core.test_export_cli import COLLIDING
+    ws = Workspace.create()
+    ws.update_settings(dataset=str(write_dataset(ws.uploads, COLLIDING, size=16, name="clash")))
+    at = open_page("data", ws=ws.id)
+    assert_clean(at)
+    warnings = [t for t in texts(at.warning) if "differ only by case" in t]
+    assert len(warnings) == 3 and all("The export refuses such a run." in t for t in warnings), texts(at.warning)
