@@ -198,3 +198,26 @@ def test_colliding_class_names_are_warned_by_inspect_and_refused_by_export(tmp_p
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert "the export refuses this run: classes 'Crack', 'crack' differ only by case" in res.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("tamper", [{"metrics": {"f1_macro": "abc"}}, {"pred": "0101"}])
+def test_resume_over_a_result_with_wrong_value_types_trains_that_model_again(tmp_path, tamper):
+    """`--resume` on a results/<model>.json whose values have the wrong types ended in a TypeError (issue 37,
+    item 7): that model is trained again, and the run says so."""
+    data = write_dataset(tmp_path, {"normal": 12, "crack": 6, "spot": 6}, size=16)
+    args = ["run", "--data", data, "--methods", "random_oversample", "--seeds", "0", "--no-quality", *FAST,
+            "--out", tmp_path / "run"]
+    assert cli(*args).returncode == 0
+    path = tmp_path / "run" / "results" / "random_oversample_s0.json"
+    rec = json.loads(path.read_text())
+    for k, v in tamper.items():
+        rec[k] = {**rec[k], **v} if isinstance(v, dict) and isinstance(rec[k], dict) else v
+    path.write_text(json.dumps(rec))
+    res = cli(*args, "--resume")
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    said = res.stdout + res.stderr + (tmp_path / "run" / "log.txt").read_text()
+    assert "results/random_oversample_s0.json is damaged (values of the wrong type): random_oversample_s0 is " \
+           "trained again" in said
+    fixed = json.loads(path.read_text())
+    assert isinstance(fixed["metrics"]["f1_macro"], float) and isinstance(fixed["pred"], list)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["methods"]["random_oversample"]
