@@ -205,3 +205,46 @@ def test_predict_memory_does_not_grow_with_the_number_of_images(tmp_path):
     assert len((tmp_path / "many.csv").read_text().splitlines()) == 1301
     # 1,000 more images are 188 MiB decoded (twice that while stacked, as before): none of it is held at once
     assert many - few < 60, (few, many)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line's outputs and a tampered config.json (issue 37, item 8)
+# ---------------------------------------------------------------------------------------------
+def _device_or_fifo(path):
+    """A character device like /dev/full where this process may make one (root), else a FIFO."""
+    import os
+    import stat
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+    except (PermissionError, OSError):
+        os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("out", ["folder", "device"])
+def test_predict_out_naming_a_folder_or_a_device_is_refused_and_left_alone(finished_run, tmp_path, out, capsys):
+    import os
+    from core.cli import main
+    folder, _ = _test_images(finished_run, tmp_path)
+    target = tmp_path / "target"
+    target.mkdir() if out == "folder" else _device_or_fifo(target)
+    before = os.lstat(target)
+    code = main(["predict", str(finished_run), "--model", "smote", str(folder), "--out", str(target),
+                 "--device", "cpu"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "name a file to write" in lines[0], err
+    after = os.lstat(target)
+    assert (after.st_mode, after.st_ino, after.st_rdev) == (before.st_mode, before.st_ino, before.st_rdev)
+
+
+@pytest.mark.parametrize("seeds", ["abc", {}])
+def test_predict_on_a_run_whose_config_seeds_are_tampered_says_so(finished_run, tmp_path, seeds, capsys):
+    from core.cli import main
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "seeds": seeds}))
+    folder, _ = _test_images(finished_run, tmp_path)
+    code = main(["predict", str(run), "--model", "smote", str(folder), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "config.json is damaged: " in err and "Traceback" not in err, err
