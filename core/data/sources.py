@@ -257,7 +257,8 @@ def resolve_data_path(user_path: str, roots: list[str | Path]) -> Path:
     for r in roots:
         with contextlib.suppress(OSError, ValueError, RuntimeError):
             allowed.append(Path(r).expanduser().resolve())
-    shown = ", ".join(str(r) for r in allowed) or "(none configured)"
+    # by name, as the pages show them: the server's own paths (/srv/.../uploads) stay off the pages
+    shown = ", ".join(r.name or str(r) for r in allowed) or "(none configured)"
     if not allowed:
         raise DataError("no data folders are configured; ask the administrator to set the allowed data folders")
     text = (user_path or "").strip()
@@ -279,5 +280,5 @@ def resolve_data_path(user_path: str, roots: list[str | Path]) -> Path:
     if resolved is None or not any(resolved.is_relative_to(r) for r in allowed):
         raise DataError(f"{text} is outside the allowed data folders: {shown}")
     if not resolved.exists():
-        raise DataError(f"{text} does not exist (looked for {resolved}); the allowed data folders are: {shown}")
+        raise DataError(f"{text} does not exist in the allowed data folders: {shown}")
     return resolved

@@ -218,10 +218,13 @@ def test_data_server_folder_only_inside_the_data_roots(app_env, tmp_path):
         [b for b in at.button if b.label == "Use this folder"][0].click().run()
         assert_clean(at)
 
-    for bad in ("/etc", "../", str(tmp_path / "private"), "tiles_srv/../../"):
+    for bad in ("/etc", "../", str(tmp_path / "private"), "tiles_srv/../../", "no_such_set"):
         use(bad)
         assert any("allowed data folders" in t for t in texts(at.error)), (bad, texts(at.error))
         assert not ws_of(at).settings().get("dataset")
+        # the folders by name, as the rest of the app shows them; never the server's own paths (issue 37)
+        assert not any(str(app_env["roots"]) in t or str(app_env["home"]) in t for t in texts(at.error)), \
+            texts(at.error)
     use("tiles_srv")
     assert not at.error
     assert {m.label: m.value for m in at.metric}["Images"] == "9"
