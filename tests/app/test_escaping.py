@@ -140,7 +140,7 @@ def test_hostile_class_names_are_text_in_the_report(hostile_ws):
     import json
     import re
 
-    from core.report import build_report
+    from core.views.report import build_report
     page = build_report(hostile_ws["run_dir"])
     assert LINK_HTML not in page and "&lt;a href=&quot;https:evil.com&quot;&gt;Login again" in page   # tables
     specs = re.findall(r"Plotly\.newPlot\(\s*\"[^\"]+\",\s*(\[.*?\]),\s*\{", page, flags=re.S)
