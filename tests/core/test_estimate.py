@@ -91,7 +91,7 @@ def test_calibration_learns_this_machines_pace_and_its_spread(tmp_path):
     assert (est.low / est.seconds, est.high / est.seconds) == pytest.approx(E.MIN_BAND, rel=0.05)
     # a method never timed here widens the range and is named
     gan = E.estimate(_cfg(methods=["dcgan"]), COUNTS, rates=rates, load=0.0)
-    assert gan.uncalibrated == ["dcgan"] and gan.high / gan.seconds >= E.UNCALIBRATED_BAND[1]
+    assert gan.uncalibrated == ["dcgan"] and gan.high / gan.seconds >= E.UNCALIBRATED_BAND[1] * (1 - 1e-9)   # float
 
 
 def test_load_slows_a_team_of_threads_more_than_one_thread():
