@@ -67,7 +67,7 @@ def home() -> None:
         if chosen is None:
             st.info("No dataset chosen yet: start on the Data page (the sample dataset takes one click).")
         else:
-            st.caption(f"Current dataset: `{common.dataset_name(chosen)}`")
+            st.caption(f"Current dataset: {common.md_code(common.dataset_name(chosen))}")
 
 
 if __name__ != "__main__":          # imported by the server (`streamlit run app.py`): the ASGI app, no page

@@ -220,6 +220,10 @@ def show_dataset(path: Path) -> None:
                              width="stretch")
     else:
         st.success("No problems found: every file loaded.")
+    from core.data import collision_message
+    for group in getattr(rep, "collisions", []):
+        st.warning(common.md_escape(collision_message(group)[0].upper() + collision_message(group)[1:]) +
+                   ". The export refuses such a run.")
     for note in rep.notes:
         st.caption(common.md_escape(note))
     show_groups(path, ds, test_per_class, ratio, normal)

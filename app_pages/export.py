@@ -121,7 +121,7 @@ def classifier_weights(run_id: str, run_dir) -> None:
     name, seed = model_id.rsplit("_s", 1)
     weights, meta, meta_bytes = weights_download(run_dir, name, int(seed))
     st.caption(f"{meta['arch']}{' fine-tuned from ImageNet' if meta.get('pretrained') else ''}, "
-               f"{meta['image_size']} px, classes {', '.join(meta['classes'])}; "
+               f"{meta['image_size']} px, classes {', '.join(common.md_escape(c) for c in meta['classes'])}; "
                f"{weights.stat().st_size / 2**20:.1f} MB. The JSON says the preprocessing (size, channels, mean "
                "and std); the weights are " + ("the per-pixel standardisation (mean, scale) and the logistic "
                                                "regression's weight and bias" if meta["arch"] == "linear" else

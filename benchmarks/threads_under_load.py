@@ -5,7 +5,8 @@ batch 64), the evaluation classifier's size.
 
 A team of two OpenMP threads waits at every operation for the one the scheduler took away; with the machine's
 load average at 11 on 2 cores a step took 430-945 ms on 2 threads against 54 ms on 1 (benchmarks/RESULTS.md,
-"estimate"), which is why a job on an already busy machine runs on one thread (`core.runtime.threads_for_load`).
+"estimate"), which is one reason every training now runs on one thread (`core.runtime.training_threads`; it was chosen from
+the load, `threads_for_load`, until the thread count was found to change the numbers: issue 37).
 """
 from __future__ import annotations
 

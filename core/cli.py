@@ -168,6 +168,8 @@ def format_leaderboard(metrics: dict) -> str:
 
 def cmd_export(args) -> int:
     from .views.export import export_zip
+    from .files import check_output_path
+    check_output_path(Path(args.out))          # before the zip is built: a folder or a device is refused
     result = export_zip(args.run, args.method, args.out, seed=args.seed, layout=args.layout, real=args.real,
                         size=args.size)
     w = max([5] + [len(c) for c in result.counts])
@@ -210,6 +212,9 @@ def cmd_sample(args) -> int:
 def cmd_predict(args) -> int:
     from .views.predict import predict_folder, scores_csv, write_scores_csv
     from .runtime import pick_device
+    if args.out:
+        from .files import check_output_path
+        check_output_path(Path(args.out))      # before scoring, not after: a folder or a device is refused
     rd_seeds = _run_seeds(args.run)
     seed = rd_seeds[0] if args.seed is None else args.seed
     scores = predict_folder(args.run, args.model, seed, args.images, fold=args.fold,
@@ -225,8 +230,15 @@ def cmd_predict(args) -> int:
 
 
 def _run_seeds(run: str) -> list[int]:
+    from .experiment.config import parse_seeds
     from .rundir import RunDir
-    return RunDir(run).config().get("seeds") or [0]
+    seeds = RunDir(run).config().get("seeds")
+    if seeds in (None, [], ""):
+        return [0]
+    try:
+        return parse_seeds(seeds)
+    except ParamError as err:      # a tampered config.json ("abc", {}): said, never a traceback
+        raise ParamError(f"{run}'s config.json is damaged: {err}; give --seed") from None
 
 
 def cmd_worker(args) -> int:

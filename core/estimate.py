@@ -119,12 +119,9 @@ def slowdown(load: float | None, threads: int = 1, cores: int | None = None) -> 
 
 
 def planned_threads(cfg, load: float | None) -> int:
-    """The threads the job will run on: the config's, else what the worker gives it on a machine this busy."""
-    from .runtime import threads_for_load
-    if cfg.num_threads:
-        return int(cfg.num_threads)
-    cores = os.cpu_count() or 1
-    return threads_for_load(cores, load, cores)
+    """The threads each training of the job runs on: the config's fixed count, whatever the load."""
+    from .runtime import training_threads
+    return training_threads(cfg.num_threads)
 
 
 # ---------------------------------------------------------------------------------------------

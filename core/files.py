@@ -26,6 +26,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path` for a writer that needs a file name (safetensors, PNG, zip);
     it replaces `path` when the block ends without error, and is removed when it fails."""
     path = Path(path)
+    check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
@@ -37,6 +38,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def check_output_path(path: Path) -> None:
+    """Only a regular file (or a link, which is replaced, never written through) is ever replaced: an output
+    naming a folder ended in IsADirectoryError, and one naming a device (as root, `--out /dev/full`) replaced
+    the device with a regular file."""
+    import stat
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return                    # not there yet (or its folder is not): written as a new file
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return
+    from .errors import ParamError
+    what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, a pipe or a socket)"
+    raise ParamError(f"{path} is {what}; name a file to write (nothing but a regular file is ever replaced)")
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> Path:

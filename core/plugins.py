@@ -20,7 +20,9 @@ def import_module(module: str) -> str | None:
         try:
             importlib.import_module(module)
             _IMPORTED[module] = None
-        except Exception as err:  # noqa: BLE001  any failure disables that module only
+        except (Exception, SystemExit, KeyboardInterrupt) as err:  # noqa: BLE001  any failure disables that
+            # module only: one that calls sys.exit() or raises KeyboardInterrupt while importing stopped
+            # `core methods` (exit 3 / 130, no output) and the app
             last = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
             where = f" ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})" if last else ""
             _IMPORTED[module] = f"its module {module} could not be imported: {type(err).__name__}: {err}{where}"

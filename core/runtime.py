@@ -2,7 +2,8 @@
 process-wide settings that make CPU training faster without changing a single number it computes.
 
 `pick_device("auto")`: CUDA when present, else the CPU. `cpu_threads(n, device)`: torch's thread count
-for a block (CPU only). `Placement.for_device(device)`: the layout (channels_last, the fast one for
+for a block (CPU only). `training_threads(n)`: the fixed thread count of one training (1 unless the run names
+another; never chosen from the load, so a run's numbers do not depend on how busy the machine is). `Placement.for_device(device)`: the layout (channels_last, the fast one for
 convolutions on CUDA and on CPU's oneDNN: 1.12x on CPU) and the autocast (bfloat16 on CUDA with bf16)
 a generative model trains with.
 
@@ -53,16 +54,27 @@ def cpu_threads(n: int | None, device: torch.device) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def threads_for_load(threads: int, load: float | None, cores: int | None = None) -> int:
-    """The torch threads a job should use on a machine already this busy: one once the other work's load
-    average reaches the core count. A team of two OpenMP threads waits at every operation for the one that is
-    descheduled: on the 2-core machine at load 11, a step of the evaluation CNN took 430-945 ms on 2 threads
-    and 54 ms on 1 (benchmarks/RESULTS.md, "estimate")."""
+TRAINING_THREADS = 1   # torch threads of every training unless the run's config names another count
+
+
+def training_threads(n: int | None) -> int:
+    """The torch threads one training runs on: the run's `num_threads`, else `TRAINING_THREADS`. Never read from
+    the machine or its load: 1 and 2 threads round differently (up to 0.04 macro F1 between the same models,
+    benchmarks/RESULTS.md ray_runner), so a count chosen from the load made a run's numbers depend on how busy
+    the machine was. The count is part of every result's key (`ExperimentConfig.key`); a machine's cores are
+    used by training several models side by side (`cpu_budget`), which changes no number."""
+    return int(n) if n else TRAINING_THREADS
+
+
+def cpu_budget() -> int:
+    """The cores this process may keep busy: the worker's share ($DEFECTAUG_JOB_THREADS, cores / jobs at
+    once), else the machine's. Decides how many models train side by side, never a number they compute."""
     import os
-    cores = cores or os.cpu_count() or 1
-    if threads > 1 and load is not None and load >= cores:
-        return 1
-    return threads
+    raw = os.environ.get("DEFECTAUG_JOB_THREADS", "")
+    try:
+        return max(1, int(raw))
+    except ValueError:
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

@@ -160,16 +160,58 @@ def register(ws: Workspace, path: str | Path, name: str | None = None, home: Pat
     return token
 
 
+_NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_registered(entry: Any) -> tuple[int, os.stat_result] | None:
+    """(open file descriptor, its fstat) of the file an entry names, opened once and checked as opened: every
+    folder from / to the workspace's exports/ and the file itself are opened without following a link (the
+    workspace, exports/ or the file swapped for a link after registration reaches nothing), and what was opened
+    must be a regular file. None for anything else. The caller closes the descriptor."""
+    if not isinstance(entry, dict) or not _plain_name(entry.get("file")) or not isinstance(entry.get("root"), str):
+        return None
+    root = Path(entry["root"])
+    if not root.is_absolute() or any(part in ("..", ".") for part in root.parts):
+        return None
+    fds: list[int] = []
+    try:
+        fds.append(os.open("/", _NOFOLLOW_DIR))
+        for part in [*root.parts[1:], "exports"]:
+            fds.append(os.open(part, _NOFOLLOW_DIR, dir_fd=fds[-1]))
+        fd = os.open(entry["file"], os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_CLOEXEC", 0), dir_fd=fds[-1])
+    except OSError:      # a link (ELOOP / ENOTDIR), gone, unreadable
+        return None
+    finally:
+        for d in fds:
+            os.close(d)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return None
+    return fd, st
+
+
 def lookup(token: str, home: Path | None = None) -> Served | None:
     """What `token` serves, or None (unknown, malformed, the file gone or no longer a plain exported file)."""
+    opened = open_served(token, home)
+    if opened is None:
+        return None
+    os.close(opened[0])
+    return opened[1]
+
+
+def open_served(token: str, home: Path | None = None) -> tuple[int, Served] | None:
+    """(open descriptor, what it is) of the file `token` serves, or None; the route sends from the descriptor."""
     if not isinstance(token, str) or not _TOKEN.match(token):
         return None
     entry = _read(home).get(token)
-    path = _resolve(entry)
-    if path is None:
+    opened = _open_registered(entry)
+    if opened is None:
         return None
-    st = _regular_file(path)
-    return Served(path=path, name=download_name(entry.get("name") or path.name), size=st.st_size) if st else None
+    fd, st = opened
+    path = Path(entry["root"]) / "exports" / entry["file"]
+    return fd, Served(path=path, name=download_name(entry.get("name") or path.name), size=st.st_size)
 
 
 def route_path(base_url: str | None = "") -> str:
@@ -185,20 +227,47 @@ def route(base_url: str | None = "", home: Path | None = None):
     """The starlette Route that sends a registered file from disk (FileResponse: 64 KiB at a time, Range
     requests, Content-Length from the file), 404 for anything else."""
     from starlette.concurrency import run_in_threadpool
-    from starlette.responses import FileResponse, PlainTextResponse
+    from starlette.responses import FileResponse, PlainTextResponse, StreamingResponse
     from starlette.routing import Route
 
+    class _DescriptorResponse(FileResponse):
+        """FileResponse (64 KiB chunks, Range, HEAD) of an open descriptor, closed however the response ends."""
+
+        def __init__(self, fd: int, **kwargs) -> None:
+            self.fd = fd
+            super().__init__(f"/proc/self/fd/{fd}", stat_result=os.fstat(fd), **kwargs)
+
+        async def __call__(self, scope, receive, send) -> None:
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                os.close(self.fd)
+
     async def download(request):
-        served = await run_in_threadpool(lookup, request.path_params["token"], home)
-        if served is None:
+        opened = await run_in_threadpool(open_served, request.path_params["token"], home)
+        if opened is None:
             return PlainTextResponse("Not found: this download link is unknown or its file is gone.",
                                      status_code=404, headers={"Cache-Control": "no-store"})
+        fd, served = opened
         media = "application/zip" if served.path.suffix.lower() == ".zip" else "application/octet-stream"
-        return FileResponse(served.path, media_type=media,
-                            headers={"Content-Disposition": content_disposition(served.name),
-                                     "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+        headers = {"Content-Disposition": content_disposition(served.name), "Cache-Control": "no-store",
+                   "X-Content-Type-Options": "nosniff"}
+        # Sent from the descriptor opened and checked above, never by its name again: /proc/self/fd/N opens the
+        # same file whatever its path now names (Linux); elsewhere the bytes are streamed from the descriptor.
+        if Path(f"/proc/self/fd/{fd}").exists():
+            return _DescriptorResponse(fd, media_type=media, headers=headers)
+        return StreamingResponse(_chunks(fd), media_type=media,
+                                 headers={**headers, "Content-Length": str(served.size)})
 
     return Route(route_path(base_url), download, methods=["GET", "HEAD"], name="defectaug_download")
+
+
+def _chunks(fd: int, size: int = 1 << 16) -> Iterator[bytes]:
+    try:
+        while chunk := os.read(fd, size):
+            yield chunk
+    finally:
+        os.close(fd)
 
 
 def mount(base_url: str | None = "") -> Any:

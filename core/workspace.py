@@ -451,6 +451,6 @@ def _resolve_inside(user_path: str, roots: list[Path]) -> Path:
             if resolved == root or root in resolved.parents:
                 if resolved.exists():
                     return resolved
-    shown = ", ".join(str(r) for r in roots) or "(none configured)"
+    shown = ", ".join(r.name or str(r) for r in roots) or "(none configured)"    # by name: no server paths
     raise DataError(f"{user_path!r} is not an existing folder inside the allowed data folders ({shown}); "
                     f"ask the administrator to add it to {DATA_ROOTS_ENV}, or upload the data instead")

@@ -57,15 +57,16 @@ from __future__ import annotations
 from .archive import (BOMB_FLOOR_BYTES, Limits, human_size, resolve_limits, safe_extract_zip, shorten,
                       too_deep_message, too_many_folders_message)
 from .folder import (REASON_CLASS_NAME, REASON_EMPTY, REASON_EXTENSION, REASON_NESTED, REASON_ROOT, DataReport,
-                     SkippedFile, load_dataset)
+                     SkippedFile, colliding_names, collision_message, load_dataset)
 from .images import IMAGE_EXTENSIONS, REASON_NO_MEMORY, REASON_NOT_IMAGE
 from .groups import Grouping, find_groups, leakage, pairwise_agreement
 from .protocol import (ProtocolCounts, balance_targets, detect_normal_class, fold_split, imbalance_cap,
                        normal_class_guessed, normal_class_note, protocol_counts, resolve_normal_class,
                        simulate_imbalance, split)
-from .sources import READER_MEMORY_BYTES, DatasetFiles, load_dataset_apart, load_images, resolve_data_path
+from .sources import READER_MEMORY_BYTES, DatasetFiles, iter_images, load_dataset_apart, load_images, resolve_data_path
 
 __all__ = ["Grouping", "find_groups", "leakage", "pairwise_agreement", "Limits", "SkippedFile", "DataReport", "safe_extract_zip", "load_dataset", "load_images",
+           "iter_images", "colliding_names", "collision_message",
            "load_dataset_apart", "split", "simulate_imbalance", "balance_targets", "detect_normal_class",
            "resolve_normal_class", "normal_class_guessed", "normal_class_note", "fold_split", "imbalance_cap",
            "protocol_counts", "ProtocolCounts",

@@ -6,6 +6,7 @@ import numbers
 import os
 import re
 import tempfile
+import unicodedata
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,28 @@ class SkippedFile:
     reason: str
 
 
+def name_key(name: str) -> str:
+    """What a file system that ignores case (Windows, macOS) or normalises Unicode (macOS) makes of a folder
+    name: NFC, invisible format characters (zero-width space, joiners) dropped, case folded."""
+    visible = "".join(ch for ch in unicodedata.normalize("NFC", name) if unicodedata.category(ch) != "Cf")
+    return unicodedata.normalize("NFC", visible.casefold())
+
+
+def colliding_names(names: list[str]) -> list[list[str]]:
+    """Groups of names that differ only by case, Unicode form (NFC / NFD `café`) or invisible characters:
+    folders that merge into one when unzipped on Windows or macOS."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(name_key(n), []).append(n)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def collision_message(group: list[str]) -> str:
+    shown = ", ".join(ascii(n) for n in group)
+    return (f"classes {shown} differ only by case, Unicode form or invisible characters: unzipped on Windows or "
+            "macOS their folders merge into one; rename them apart")
+
+
 @dataclass
 class DataReport:
     root: str
@@ -44,6 +67,7 @@ class DataReport:
     channels: int = 0
     image_size: int = 0
     notes: list[str] = field(default_factory=list)
+    collisions: list[list[str]] = field(default_factory=list)   # `colliding_names` of the classes
 
     def to_dict(self) -> dict:
         """JSON-able form (tuples become lists)."""
@@ -70,6 +94,8 @@ class DataReport:
         if self.duplicates:
             lines.append(f"Identical images in two classes ({len(self.duplicates)}), check their labels:")
             lines += [f"  {a} == {b}" for a, b in self.duplicates]
+        for group in self.collisions:
+            lines.append(f"Warning: {collision_message(group)}")
         if self.notes:
             lines.append("Notes:")
             lines += [f"  - {n}" for n in self.notes]
@@ -268,7 +294,8 @@ def _load_folder(root: Path, image_size: int, channels: str | int, limits: Limit
     if same_class_dups:
         notes.append(f"{same_class_dups} images are exact copies of another image in the same class")
     report = DataReport(root=shown_root, classes=list(classes), counts=ds.counts(), skipped=skipped,
-                        duplicates=duplicates, channels=c, image_size=image_size, notes=notes)
+                        duplicates=duplicates, channels=c, image_size=image_size, notes=notes,
+                        collisions=colliding_names(list(classes)))
     return ds, report
 
 

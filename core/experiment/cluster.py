@@ -171,6 +171,8 @@ def run_on_ray(config: dict | ExperimentConfig, run_dir: str | Path, address: st
                 except (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError,
                         ray.exceptions.TaskCancelledError) as err:
                     cause = _cause(err)
+                    if rd.cancel_requested() and not isinstance(cause, Cancelled):   # stopped by the cancel
+                        cause = Cancelled("the job was cancelled; what it wrote so far is kept")
                     if isinstance(cause, (DefectAugError, Cancelled)):
                         raise cause from None
                     raise RunError(f"a task of the run failed on the cluster: {type(cause).__name__}: {cause}") \

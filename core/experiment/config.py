@@ -14,6 +14,7 @@ from .. import classifier as clf
 from ..errors import ParamError
 from ..methods import get_method
 from ..params import build_params
+from ..runtime import training_threads
 
 BASELINES = ("paper", "equal_steps", "class_weighted", "logit_adjusted", "drw", "linear")
 SUPPORTED_SIZES = (16, 32, 64, 128, 256)
@@ -85,7 +86,7 @@ class ExperimentConfig:
     preset: str = "quick"               # quick (CPU) | paper (GPU)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"smote": {...}, "classifier": {...}}
     device: str = "auto"
-    num_threads: int | None = None
+    num_threads: int | None = None      # torch threads of each training (None: runtime.TRAINING_THREADS, 1)
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     max_synthetic_mb: int = 4096        # refuse before starting when synthetic images would not fit
     save_images: bool = True
@@ -125,6 +126,7 @@ class ExperimentConfig:
         if len(set(self.methods)) != len(self.methods):
             raise ParamError("a method is listed twice")
         self.seeds = parse_seeds(self.seeds)
+        self.num_threads = training_threads(self.num_threads)   # fixed, never the load's: part of every key
         if self.ratio is not None and not (0 < float(self.ratio) <= 1):
             raise ParamError(f"imbalance ratio must be in (0, 1], got {self.ratio}; e.g. 0.1 keeps at most "
                              "10% of the normal class's count per defect class")
@@ -225,6 +227,8 @@ class ExperimentConfig:
                                if not (k in clf.NEW_FIELDS and v == clf.NEW_FIELDS[k])}   # earlier keys stay valid
         if method is not None:
             d["method"] = [method, dataclasses.asdict(self.method_params(method))]
+        if classifier or method is not None:   # what trains: its numbers depend on the thread count (runtime)
+            d["threads"] = self.num_threads
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

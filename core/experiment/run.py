@@ -27,7 +27,8 @@ from ..rundir import RunDir
 from ..runtime import pick_device
 from .config import ExperimentConfig, steps_of
 from .plan import Task, plan
-from .tasks import CAS_EPOCH_SHARE, TaskContext, aggregate, fit, is_done, prepare, quality, train, write_config
+from .tasks import (CAS_EPOCH_SHARE, TaskContext, aggregate, fit, is_done, prepare, quality, result_is_whole, train,
+                    write_config)
 
 
 def run(config: dict | ExperimentConfig, run_dir: str | Path, callback: Callable[[dict], None] | None = None,
@@ -61,8 +62,7 @@ def run(config: dict | ExperimentConfig, run_dir: str | Path, callback: Callable
 class _Runner:
     def __init__(self, cfg: ExperimentConfig, rd: RunDir, reporter: Reporter, resume: bool,
                  where: dict | None = None) -> None:
-        if cfg.num_threads:
-            torch.set_num_threads(int(cfg.num_threads))
+        torch.set_num_threads(cfg.num_threads)   # every training's fixed count (runtime.training_threads)
         self.cfg, self.rd, self.reporter, self.resume = cfg, rd, reporter, resume
         device = pick_device(cfg.device)
         self.where = {"runner": "local", "node": socket.gethostname(), **(where or {})}
@@ -107,6 +107,11 @@ class _Runner:
             self.current = self.units.get(task.id, 0.0)
             ctx = self.ctxs.get(task.fold)
             reuse = task.kind != "aggregate" and self.resume and is_done(task, self.cfg, ctx.rd)
+            if self.resume and not reuse and task.kind == "train":
+                rec = ctx.rd.result(task.name, task.seed)
+                if rec and not result_is_whole(rec):
+                    self.reporter.warn(f"results/{task.model_id}.json is damaged (values of the wrong type): "
+                                       f"{task.model_id} is trained again")
             if not reuse:
                 self.reporter.emit("task", task=task.id, **self.where)
             if task.kind == "aggregate":

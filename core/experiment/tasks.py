@@ -96,8 +96,29 @@ def is_done(task: Task, cfg: ExperimentConfig, rd: RunDir) -> bool:
     if task.kind == "train":
         rec = rd.result(task.name, task.seed)
         key = quality_key(cfg, task.method) if task.gated else cfg.key(task.method)
-        return bool(rec and rec.get("key") == key and "metrics" in rec and "pred" in rec)
+        return bool(rec and rec.get("key") == key and result_is_whole(rec))
     return False   # aggregate: cheap, always run
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def result_is_whole(rec: dict) -> bool:
+    """Whether a results/<model>.json holds what the aggregate reads, with the types it reads (a damaged or
+    edited file, e.g. a score written as text, is trained again on resume instead of crashing the run)."""
+    m, pred = rec.get("metrics"), rec.get("pred")
+    if not isinstance(m, dict) or not isinstance(pred, list) or not all(isinstance(p, int) and not isinstance(p, bool)
+                                                                          for p in pred):
+        return False
+    if not all(_number(m.get(k)) for k in ("accuracy", "precision_macro", "recall_macro", "f1_macro")):
+        return False
+    per_class, cm = m.get("per_class"), m.get("confusion_matrix")
+    if not isinstance(per_class, dict) or not all(
+            isinstance(v, dict) and all(_number(v.get(k)) for k in ("precision", "recall", "f1", "support"))
+            for v in per_class.values()):
+        return False
+    return isinstance(cm, list) and all(isinstance(r, list) and all(_number(x) for x in r) for r in cm)
 
 
 def quality_key(cfg: ExperimentConfig, method: str) -> str:
@@ -450,7 +471,8 @@ def _collect(ctx: TaskContext) -> _Collected:
                 got.timings.setdefault(task.name, {}).setdefault("fit_seconds", []).append(rec.get("fit_seconds"))
         elif task.kind == "train":
             rec = rd.result(task.name, task.seed)
-            if rec is None or rec.get("key") != (quality_key(cfg, task.method) if task.gated else cfg.key(task.method)):
+            if rec is None or rec.get("key") != (quality_key(cfg, task.method) if task.gated else cfg.key(task.method)) \
+                    or not result_is_whole(rec):
                 if task.method is not None and task.method in got.failures:
                     continue
                 raise RunError(f"the classifier {task.model_id} has no result of these settings yet; "

@@ -7,7 +7,6 @@ process imports too.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -40,18 +39,7 @@ def _experiment_job(config: dict, run_dir: Path) -> None:
     if runner == "ray":      # the plan's tasks on the cluster; this process only drives them
         run_on_ray(config, run_dir, address, resume=True)
         return
-    threads = os.environ.get("DEFECTAUG_JOB_THREADS")
-    if threads and not config.get("num_threads"):
-        from ..runtime import threads_for_load
-        config["num_threads"] = threads_for_load(int(threads), _load())   # 1 on a machine already busy
-    run(config, run_dir, resume=True)   # a resumed job reuses what it trained before
-
-
-def _load() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except (OSError, AttributeError):
-        return None
+    run(config, run_dir, resume=True)   # resumed: reuses what it trained; each training on its fixed threads
 
 
 register_job_kind("experiment", _experiment_job)

@@ -188,10 +188,13 @@ def preflight(config: dict, workspace: Workspace | None = None, counts: dict[str
         workspace.check_data_path(str(cfg.data))
     from ..data.groups import check_on_files
     check_on_files(cfg.groups, cfg.data)     # a regex matching nothing, a CSV naming missing files: said now
+    found = quick_counts(cfg.data)
+    proto = protocol_counts(found, cfg.test_split, cfg.ratio, cfg.normal_class, cfg.target_ratio) if found else None
+    if proto is not None and cfg.folds == 1 and not sum(proto.test.values()):
+        # what `prepare` would stop at once the job ran: said now, before it is queued
+        raise ParamError("the test split is empty: every class needs at least 2 images")
     if counts is None:
-        found = quick_counts(cfg.data)
-        counts = protocol_counts(found, cfg.test_split, cfg.ratio, cfg.normal_class,
-                                 cfg.target_ratio).train if found else None
+        counts = proto.train if proto is not None else None
     if counts:
         check_methods(cfg, counts)
     check_model_memory(cfg, len(counts) if counts else 2)

@@ -371,9 +371,21 @@ class JobStore:
         job = self.get(job_id)
         if job.status == RUNNING:
             RunDir(job.run_dir).request_cancel(str(now))
+            job = self.get(job_id)
+            if job.status not in (RUNNING, CANCELLED):   # it ended (done, failed) as the cancel came: no cancel
+                self._drop_cancel(job)
+                job = self.get(job_id)
         elif job.status == CANCELLED:
             self._write_job_file(job)
         return job
+
+    def _drop_cancel(self, job: Job) -> None:
+        """A job that ended otherwise than cancelled carries no cancel: neither the flag nor the run's CANCEL
+        file (a cancel racing completion left both, and a later `--resume` of the run stopped at once)."""
+        with self._db() as db:
+            db.execute("UPDATE jobs SET cancel_requested = 0 WHERE id = ? AND status NOT IN (?, ?, ?)",
+                       (job.id, QUEUED, RUNNING, CANCELLED))
+        RunDir(job.run_dir).clear_cancel()
 
     def delete(self, job_id: str, files: bool = True) -> None:
         """Forget a finished job and (by default) remove its run folder. Active jobs: cancel first."""
@@ -396,6 +408,9 @@ class JobStore:
         changed = cur.rowcount > 0
         if changed:
             job = self.get(job_id)
+            if status != CANCELLED and (job.cancel_requested or RunDir(job.run_dir).cancel_requested()):
+                self._drop_cancel(job)
+                job = self.get(job_id)
             self._write_job_file(job)
             if status in (FAILED, INTERRUPTED):
                 RunDir(job.run_dir).record_error(reason)

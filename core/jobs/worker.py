@@ -349,11 +349,19 @@ def run_job_process(workspace: Path, job_id: str) -> int:
 def _run_kind(job: Job, run: RunDir) -> tuple[str, str]:
     """(status, reason) of running the job's function in this process."""
     try:
-        fn = job_function(job.kind)
-        if fn is None:
-            raise ParamError(f"unknown job kind {job.kind!r}")
-        fn(job.config, run.root)
-        return DONE, ""
+        try:
+            fn = job_function(job.kind)
+            if fn is None:
+                raise ParamError(f"unknown job kind {job.kind!r}")
+            fn(job.config, run.root)
+            return DONE, ""
+        except BaseException as err:
+            # A cancel can end a job another way than with Cancelled: a Ray driver turns the worker's SIGTERM
+            # (after the grace) into SystemExit, a task stopped on the cluster fails as a RunError. Asked to
+            # stop, it stopped: cancelled, never "internal error (SystemExit: 1)".
+            if not isinstance(err, Cancelled) and run.cancel_requested():
+                raise Cancelled("the job was cancelled; what it wrote so far is kept") from err
+            raise
     except Cancelled as err:
         return CANCELLED, str(err)
     except DefectAugError as err:

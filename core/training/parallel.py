@@ -2,12 +2,12 @@
 
     results = train_models([lambda stop: train_one(c, stop) for c in classes], device)
 
-On CPU the models train side by side, one per core with one torch thread each: a small GAN step uses
-two threads of one process poorly (one model on two threads is 1.6x one thread, two single-thread models
-side by side 2x). Models left over when the count does not divide by the cores share the cores between
-them (5 models on 2 cores: 4 two at a time, then 1 on both cores), so no core idles. The grouping depends
-only on the counts and every model has its own seeded generators, so the results never depend on which
-model finishes first: they are bit for bit the models trained one after another on one thread.
+On CPU the models train side by side, as many at once as the process's cores allow, each on the run's fixed
+torch thread count (one by default): a small GAN step uses two threads of one process poorly (one model on two
+threads is 1.6x one thread, two single-thread models side by side 2x). A model never gets more threads because
+a core is idle (the count changes how its sums round), and every model has its own seeded generators, so the
+results never depend on the cores, the load or which model finishes first: they are bit for bit the models
+trained one after another.
 CUDA: one at a time. The first failure (or a cancel, or Ctrl-C) stops the others at their next step
 (`Stopped`); each saves its checkpoint then, and the failure itself is raised.
 """
@@ -20,7 +20,7 @@ from typing import Callable, TypeVar
 import torch
 
 from ..errors import Cancelled
-from ..runtime import cpu_threads
+from ..runtime import cpu_budget, cpu_threads
 
 T = TypeVar("T")
 
@@ -29,19 +29,19 @@ class Stopped(Cancelled):
     """A model stopped because one trained beside it (same fit) failed or was interrupted."""
 
 
-def side_by_side(n_models: int, device: torch.device) -> list[tuple[int, int, int]]:
-    """How to train `n_models` independent models: (models, at once, torch threads each) groups."""
-    cores = torch.get_num_threads()       # what the run allows (num_threads / the machine's cores)
+def side_by_side(n_models: int, device: torch.device, threads: int | None = None,
+                 cores: int | None = None) -> list[tuple[int, int, int]]:
+    """How to train `n_models` independent models: (models, at once, torch threads each) groups. Each model
+    trains on `threads` torch threads (the run's fixed count, default what this process is set to), never more
+    because a core is idle: the thread count changes how a model's sums round, and a model's numbers must not
+    depend on how many models or cores there were (runtime.training_threads). `cores`: runtime.cpu_budget()."""
+    threads = max(1, int(threads or torch.get_num_threads()))
+    if n_models <= 0:
+        return []
     if device.type != "cpu":
-        return [(n_models, 1, cores)] if n_models > 0 else []
-    groups = []
-    full = (n_models // cores) * cores
-    if full:
-        groups.append((full, cores, 1))
-    rest = n_models - full
-    if rest:
-        groups.append((rest, rest, max(1, cores // rest)))
-    return groups
+        return [(n_models, 1, threads)]
+    cores = cores or cpu_budget()
+    return [(n_models, max(1, min(n_models, cores // threads)), threads)]
 
 
 def train_models(jobs: list[Callable[[threading.Event], T]], device: torch.device) -> list[T]:

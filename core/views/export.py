@@ -42,7 +42,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..data import DatasetFiles, balance_targets
+from ..data import DatasetFiles, balance_targets, colliding_names, collision_message
 from ..errors import ParamError, RunError
 from ..files import atomic_path, csv_cell, csv_row
 from ..rundir import RunDir
@@ -291,6 +291,9 @@ def _export(rd: RunDir, files: DatasetFiles, opts: _Options, out: Path, notes: l
     cfg, report = rd.config(), rd.data_report()
     images = _real_images(rd, files, notes)
     classes = list(report.get("classes") or sorted({s.split("/")[0] for s, _ in images}))
+    clash = colliding_names(classes)
+    if clash:    # Crack/ and crack/ in one zip merge when it is unpacked on Windows or macOS
+        raise RunError(f"the export refuses this run: {collision_message(clash[0])} in the dataset and run again")
     counts = {c: {"train": 0, "test": 0, "held_back": 0, "synthetic": 0, "sampled": 0, "missing": 0}
               for c in classes}
     names, entries = _Names(), []

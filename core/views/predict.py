@@ -8,7 +8,7 @@
 
 A model is named as the run names it: a baseline (`baseline_equal_steps`, also `baseline:equal_steps` or
 `equal_steps`) or a method (`smote`, `smote+gate`). The images are read exactly as the run read its own
-(`core.data.load_images`: same decoding, size and channels), so the run's test images get the run's
+(`core.data.iter_images`: same decoding, size and channels, a chunk at a time), so the run's test images get the run's
 predictions. With K folds, the classifier of one fold (the first by default).
 """
 from __future__ import annotations
@@ -80,25 +80,105 @@ def weights_download(run_dir: str | Path, model: str, seed: int, fold: int | Non
     return path, json.loads(raw.decode("utf-8")), raw
 
 
+MAX_WEIGHTS_BYTES = 2 << 30     # the largest kept classifier (resnet50) is about 100 MB
+MAX_META_BYTES = 1 << 20
+
+
+def _read_regular(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of `path`, opened once without blocking (a FIFO in place of the file would wait forever for a
+    writer) and checked to be a regular file of at most `limit` bytes before a byte is read."""
+    import os
+    import stat
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        raise RunError(f"{what} {path.name} cannot be opened: {err.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RunError(f"{what} {path.name} is not a regular file; run the experiment again to rebuild it")
+        if st.st_size > limit:
+            raise RunError(f"{what} {path.name} is {st.st_size / 2**20:,.0f} MB, more than a classifier's "
+                           f"{limit / 2**20:,.0f} MB; it is not one this program wrote")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read(limit + 1)
+    finally:
+        os.close(fd)
+
+
+def check_meta(meta: object, name: str) -> dict:
+    """The classifier's JSON as `rebuild` needs it, or a RunError saying what is wrong: a list of two or more
+    distinct class names, 1 or 3 channels, an image size the runs use (a size of 20000 would decode every image
+    to gigabytes), a params object, a whole-number seed."""
+    from ..experiment.config import SUPPORTED_SIZES
+
+    def bad(what: str) -> RunError:
+        return RunError(f"{name} is not a classifier this program wrote: {what}")
+
+    if not isinstance(meta, dict):
+        raise bad("not a JSON object")
+    classes = meta.get("classes")
+    if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) and c for c in classes)
+            and len(set(classes)) == len(classes)):
+        raise bad("'classes' must list two or more distinct class names")
+    for key, allowed in (("channels", (1, 3)), ("image_size", SUPPORTED_SIZES)):
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
+            raise bad(f"'{key}' must be one of {', '.join(map(str, allowed))}, got {value!r}")
+    if not isinstance(meta.get("params"), dict):
+        raise bad("'params' must be an object of classifier settings")
+    if isinstance(meta.get("seed", 0), bool) or not isinstance(meta.get("seed", 0), int):
+        raise bad(f"'seed' must be a whole number, got {meta.get('seed')!r}")
+    return meta
+
+
 def load_classifier(run_dir: str | Path, model: str, seed: int, fold: int | None = None, device: str = "cpu"):
-    """(model in eval mode, meta) of one trained classifier of the run."""
+    """(model in eval mode, meta) of one trained classifier of the run. The files are treated as untrusted (a
+    shared drive, a restored backup): anything but a classifier this program wrote is a RunError saying what
+    is wrong, never a hang, a traceback or an allocation the size a tampered JSON asks for."""
+    import json
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_safetensors
+
     from .. import classifier as clf
-    from ..files import load_tensors, read_json
     path, meta_path = weights_files(run_dir, model, seed, fold)
-    meta = read_json(meta_path)
-    if not meta:
-        raise RunError(f"{meta_path} is unreadable; run the experiment again to rebuild its classifiers")
-    return clf.rebuild(load_tensors(path), meta, device=device), meta
+    try:
+        meta = json.loads(_read_regular(meta_path, MAX_META_BYTES, "the classifier's JSON").decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise RunError(f"{meta_path.name} is not valid JSON; run the experiment again to rebuild its "
+                       "classifiers") from None
+    check_meta(meta, meta_path.name)
+    try:
+        tensors = load_safetensors(_read_regular(path, MAX_WEIGHTS_BYTES, "the weights file"))
+    except (SafetensorError, ValueError, RuntimeError) as err:
+        raise RunError(f"{path.name} is not a readable safetensors file ({_first_line(err)}); run the "
+                       "experiment again to rebuild its classifiers") from None
+    try:
+        return clf.rebuild(tensors, meta, device=device), meta
+    except (RuntimeError, ValueError, TypeError, KeyError) as err:   # shapes or names that do not fit the JSON
+        raise RunError(f"{path.name} does not fit the classifier {meta_path.name} describes: "
+                       f"{_first_line(err)}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:300] + ("..." if len(text) > 300 else "")
 
 
 def predict_folder(run_dir: str | Path, model: str, seed: int, images_dir: str | Path, fold: int | None = None,
                    device: str = "cpu") -> Scores:
-    """The class probabilities of every image under `images_dir`, from one trained classifier of the run."""
+    """The class probabilities of every image under `images_dir`, from one trained classifier of the run. The
+    images are decoded and scored a chunk at a time (`core.data.iter_images`): memory does not grow with their
+    number (benchmarks/RESULTS.md, predict_memory)."""
     from .. import classifier as clf
-    from ..data import load_images
+    from ..data import iter_images
     net, meta = load_classifier(run_dir, model, seed, fold, device)
-    images, files, skipped = load_images(images_dir, int(meta["image_size"]), int(meta["channels"]))
-    probs = clf.predict(net, images) if len(images) else np.zeros((0, len(meta["classes"])), np.float32)
+    files, parts, skipped = [], [], []
+    for images, names in iter_images(images_dir, int(meta["image_size"]), int(meta["channels"]), skipped=skipped):
+        parts.append(clf.predict(net, images))
+        files += names
+    probs = np.concatenate(parts) if parts else np.zeros((0, len(meta["classes"])), np.float32)
     return Scores(RunDir.model_id(model_name(model), int(seed)), list(meta["classes"]), files, probs, skipped)
 
 

@@ -27,8 +27,30 @@ PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#F
 # ---------------------------------------------------------------------------------------------
 # Figures
 # ---------------------------------------------------------------------------------------------
+def plain(text: object) -> str:
+    """`text` as Plotly shows it literally: Plotly reads labels, legend names and titles as a subset of HTML (a
+    class folder named '<a href="https:evil.com">Login again' became a link in the page and the report)."""
+    return html.escape(str(text), quote=False)
+
+
+def _plain_all(value):
+    """Every string in a trace's labels escaped (`plain`), numbers as they are; nested lists kept nested."""
+    if isinstance(value, str):
+        return plain(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain_all(v) for v in value]
+    return value
+
+
 def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin=dict(l=40, r=20, t=50, b=40),
+    """The common look, and every user-controlled string a trace shows (its category labels, legend name and
+    texts: class, method and model names) escaped for Plotly's HTML. Templates (hovertemplate) are ours."""
+    for trace in fig.data:
+        for attr in ("x", "y", "name", "text"):
+            value = getattr(trace, attr, None)
+            if value is not None and not hasattr(value, "dtype"):
+                trace[attr] = _plain_all(list(value) if isinstance(value, tuple) else value)
+    fig.update_layout(title=plain(title), height=height, margin=dict(l=40, r=20, t=50, b=40),
                       template="plotly_white", legend=dict(orientation="h", y=-0.2))
     return fig
 

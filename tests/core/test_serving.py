@@ -165,3 +165,31 @@ def test_the_registry_forgets_files_that_are_gone_and_stays_bounded(home, monkey
     entries = json.loads((home / serving.REGISTRY).read_text(encoding="utf-8"))
     assert set(entries) == set(tokens[-3:])
     assert [serving.lookup(t) is not None for t in tokens] == [False, False, True, True, True]
+
+
+@pytest.mark.parametrize("swap", ["file", "exports", "workspace"])
+def test_a_link_swapped_in_after_registration_serves_nothing(home, client, tmp_path, swap):
+    """The workspace, its exports/ or the registered file replaced by a link after the token was made (a shared
+    drive, a restored backup): the route opens without following links and checks what it opened (issue 37)."""
+    import shutil
+    ws = Workspace.create()
+    token = serving.register(ws, _export(ws, "real.zip", b"real"))
+    assert client.get(serving.download_url(token)).content == b"real"
+    outside = tmp_path / "outside"
+    (outside / "exports").mkdir(parents=True)
+    (outside / "exports" / "real.zip").write_bytes(b"not an export")
+    (outside / "real.zip").write_bytes(b"not an export")
+    if swap == "file":
+        (ws.exports / "real.zip").unlink()
+        (ws.exports / "real.zip").symlink_to(outside / "real.zip")
+    elif swap == "exports":
+        shutil.rmtree(ws.exports)
+        ws.exports.symlink_to(outside / "exports")
+    else:
+        root = ws.root.resolve()
+        shutil.rmtree(root)
+        root.symlink_to(outside)
+    for r in (client.get(serving.download_url(token)), client.head(serving.download_url(token)),
+              client.get(serving.download_url(token), headers={"Range": "bytes=0-3"})):
+        assert r.status_code == 404 and b"not an export" not in r.content
+    assert serving.lookup(token) is None

@@ -3,11 +3,13 @@ runner itself. Registered through DEFECTAUG_PLUGINS (tests/conftest.py sets it),
 processes know it too.
 
 Options: fail (message -> ParamError), crash (a bug), disk_full (ENOSPC while writing), ignore_cancel (keeps
-going: tests the kill).
+going: tests the kill), exit_on_cancel (ends with SystemExit(1) once cancelled, as a Ray driver does on the
+worker's SIGTERM).
 """
 from __future__ import annotations
 
 import errno
+import sys
 import time
 from pathlib import Path
 
@@ -22,7 +24,9 @@ def sleep_job(config: dict, run_dir: Path) -> dict:
     seconds = float(config.get("seconds", 1.0))
     rep.stage("sleep", f"{steps} steps over {seconds:.1f}s")
     for i in range(steps):
-        if config.get("ignore_cancel"):
+        if config.get("exit_on_cancel") and (Path(run_dir) / "CANCEL").exists():
+            sys.exit(1)
+        if config.get("ignore_cancel") or config.get("exit_on_cancel"):
             rep.emit("progress", stage="sleep", step=i + 1, total=steps, overall=(i + 1) / steps)
         else:
             rep.progress("sleep", i + 1, steps, overall=(i + 1) / steps)

@@ -155,24 +155,15 @@ def test_a_finished_fit_removes_its_training_checkpoints_unless_kept(tmp_path):
     assert len(list((tmp_path / "b").glob("*.safetensors"))) == 2
 
 
-def test_side_by_side_uses_every_core_and_only_on_cpu():
-    cpu, before = torch.device("cpu"), torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        assert side_by_side(5, cpu) == [(4, 2, 1), (1, 1, 2)]    # the fifth model gets both cores
-        assert side_by_side(4, cpu) == [(4, 2, 1)]
-        assert side_by_side(1, cpu) == [(1, 1, 2)]
-        assert side_by_side(0, cpu) == []
-        assert side_by_side(5, torch.device("cuda")) == [(5, 1, 2)]
-        torch.set_num_threads(4)
-        assert side_by_side(6, cpu) == [(4, 4, 1), (2, 2, 2)]
-        assert side_by_side(3, cpu) == [(3, 3, 1)]
-        torch.set_num_threads(16)
-        assert side_by_side(5, cpu) == [(5, 5, 3)]
-        torch.set_num_threads(1)
-        assert side_by_side(5, cpu) == [(5, 1, 1)]
-    finally:
-        torch.set_num_threads(before)
+def test_side_by_side_uses_every_core_at_the_runs_fixed_thread_count():
+    cpu = torch.device("cpu")
+    assert side_by_side(5, cpu, threads=1, cores=2) == [(5, 2, 1)]      # never a model on both cores
+    assert side_by_side(1, cpu, threads=1, cores=2) == [(1, 1, 1)]
+    assert side_by_side(0, cpu, threads=1, cores=2) == []
+    assert side_by_side(5, torch.device("cuda"), threads=2, cores=2) == [(5, 1, 2)]
+    assert side_by_side(6, cpu, threads=1, cores=4) == [(6, 4, 1)]
+    assert side_by_side(5, cpu, threads=2, cores=16) == [(5, 5, 2)]
+    assert side_by_side(5, cpu, threads=2, cores=1) == [(5, 1, 2)]
 
 
 def test_models_side_by_side_equal_the_models_one_after_another(monkeypatch):

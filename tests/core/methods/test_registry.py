@@ -139,3 +139,18 @@ def test_an_unlisted_name_a_catalog_module_registers_is_found_on_the_first_call(
     monkeypatch.delitem(registry._REGISTRY, "ddpm_cfg", raising=False)
     monkeypatch.delitem(sys.modules, "core.methods.diffusion.ddpm", raising=False)   # imported afresh
     assert registry.get_method("ddpm_cfg_w75").name == "ddpm_cfg_w75"
+
+
+@pytest.mark.parametrize("how", ["raise SystemExit(3)", "import sys; sys.exit()", "raise KeyboardInterrupt"])
+def test_a_plugin_that_exits_or_interrupts_at_import_is_listed_as_failed_and_the_rest_loads(tmp_path, how):
+    """`core methods` went out with exit 3 / 130 and no output (issue 37, item 12)."""
+    import os
+    (tmp_path / "exiting_plugin.py").write_text(how + "\n")
+    env = dict(os.environ, DEFECTAUG_PLUGINS="exiting_plugin",
+               PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]))
+    r = subprocess.run([sys.executable, "-m", "core", "methods"], capture_output=True, text=True, cwd=REPO,
+                       env=env, timeout=600)
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    failed = [line for line in r.stdout.splitlines() if line.startswith("plugin exiting_plugin")]
+    assert len(failed) == 1 and ("SystemExit" in failed[0] or "KeyboardInterrupt" in failed[0]), r.stdout
+    assert "smote" in {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
