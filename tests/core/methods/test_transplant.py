@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from core import runs
+from core.views import runs
 from core.imageset import ImageSet, synthetic_source
 from core.methods import Context, get_method
 from core.methods.transplant import clean_mask, localise, paste
@@ -141,7 +141,7 @@ def test_a_run_trains_cmo_on_shares_and_exports_the_transplant_provenance(tmp_pa
 
     from core.data import load_dataset
     from core.experiment import run
-    from core.export import export_zip
+    from core.views.export import export_zip
     ds, spots = planted(n_normal=40, n_defect=12)
     root = tmp_path / "data"
     for img, src in zip(ds.images, ds.sources):
