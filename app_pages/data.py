@@ -182,6 +182,9 @@ def show_dataset(path: Path) -> None:
     m[1].metric("Images", total)
     m[2].metric("Skipped files", len(rep.skipped))
     m[3].metric("Same image in two classes", len(rep.duplicates))
+    if getattr(rep, "masks", 0):
+        st.caption(f"{rep.masks} of {total} images have a defect mask of their own: defect_paste pastes what "
+                   "they outline instead of finding the defect itself (masks are not images of a class).")
 
     settings = common.workspace().settings()
     c1, c2 = st.columns([1, 2])

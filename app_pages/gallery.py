@@ -35,6 +35,10 @@ def provenance(run_dir, item: runs.GalleryItem) -> None:
         st.caption("No parent images: this image was generated from noise by a trained model "
                    "(or the method keeps no provenance).")
         return
+    views = runs.transplant_views(run_dir, item)
+    if views is not None:
+        transplant(views, item)
+        return
     found = RunDir(run_dir).images_by_source(item.parents)
     if runs.is_translation(item):
         src = item.parents[0]
@@ -58,6 +62,24 @@ def provenance(run_dir, item: runs.GalleryItem) -> None:
                 st.image(runs.to_display(found[src]), caption=common.md_escape(src), width=120)
             else:
                 st.caption(f"{common.md_escape(src)} (not in this run's data)")
+
+
+def transplant(views: dict, item: runs.GalleryItem) -> None:
+    """A pasted defect: its real defect image (mask outlined), the real normal background, the result."""
+    d = views["details"]
+    how = {"automatic": "a mask found automatically", "user": "the dataset's own mask",
+           "box": "a CutMix box"}.get(d.get("mask_from", ""), "a mask")
+    st.caption(f"A real defect cut out by {how}, pasted onto a real normal image at {d.get('position', '?')} "
+               f"(x, y, width, height){'; ' + d['transform'] if d.get('transform') else ''} (seed {item.seed}).")
+    cols = st.columns(3)
+    for col, key, label in zip(cols, ("defect", "background", "result"),
+                               (f"defect: {d.get('defect_source', '')}", f"background: {d.get('background', '')}",
+                                f"result: {item.file}")):
+        with col:
+            if views[key] is not None:
+                st.image(runs.to_display(views[key]), caption=common.md_escape(label), width=160)
+            else:
+                st.caption(f"{common.md_escape(label)} (not in this run's data)")
 
 
 def build() -> None:

@@ -24,6 +24,8 @@ Fairness and stability, which decide whether a verdict can be trusted:
 - bfloat16 autocast where the hardware has it (CUDA, CPUs with AMX/AVX512-BF16): 1.4x faster on a
   2-core Xeon; float32 elsewhere (emulated bf16 would be slower).
 - The whole training set lives on the device as one tensor (no DataLoader per step).
+- Soft targets: a training set with class shares (`ImageSet.targets`, e.g. `cmo`'s defect boxes on normal images,
+  labelled by area) trains on them with the same cross-entropy (probability targets; real images one-hot rows).
 """
 from __future__ import annotations
 
@@ -308,7 +310,8 @@ def train(train_set: ImageSet, p: ClassifierParams, seed: int, *, steps: int | N
     total = int(steps) if steps is not None else steps_for(len(train_set), p)
     per_epoch = max(1, math.ceil(total / p.epochs))
     x = to_tensor(train_set.images, dev)
-    y = torch.from_numpy(train_set.labels).to(dev)
+    # class indexes, or class shares when the set has them: the same loss takes either
+    y = torch.from_numpy(train_set.labels if train_set.targets is None else train_set.targets).to(dev)
     n = len(x)
     bs = min(p.batch_size, n)
     opt = torch.optim.AdamW(param_groups(model, p), lr=p.lr, weight_decay=p.weight_decay)

@@ -47,9 +47,11 @@ ONE_THREAD = 1.6               # one torch thread against two on an idle 2-core 
 # took 29 and 108 s at a load of 10 on the 2 cores, about 5 and 20 s unloaded.
 PRIOR = {"startup": 1.5, "prepare": 2.5e-4, "train": 1.5e-4, "quality": 2.5e-3, "aggregate": 0.03, "linear": 1.6e-2}
 FIT_PRIOR_BY_FAMILY = {"classic": 5e-5, "interpolation": 6e-4, "mixing": 1e-4, "gan": 3.0e-3,
-                       "translation": 8.5e-3, "diffusion": 8.5e-3}
+                       "translation": 8.5e-3, "diffusion": 8.5e-3, "transplant": 5e-3}
+# cmo and defect_paste: fit + sample of magnetic_tile at 32 px (5,500 units) took 12.6 s and 155 s at a load of ~20
+# on 2 cores (issue 34), taken as ~5x faster on an idle machine
 FIT_PRIOR = {"gan": 4.6e-4, "smote": 6e-4, "borderline_smote": 1.2e-3, "adasyn": 1.2e-3, "cgan": 4.0e-3,
-             "acgan": 3.9e-3, "wgan_gp": 2.6e-3, "dcgan": 3.0e-3}
+             "acgan": 3.9e-3, "wgan_gp": 2.6e-3, "dcgan": 3.0e-3, "cmo": 4e-4, "defect_paste": 5e-3}
 
 
 @dataclass

@@ -5,6 +5,11 @@ labels  int64 [N], indexes into `classes`
 classes list[str], the class names in a fixed order (sorted folder names)
 sources list[str], one per image: the original relative path of a real image, or
         `synthetic:<method>:<seed>:<parent ids joined by '|'>` for a generated one.
+targets float32 [N, K] or None: each image's share of each class, for images that mix classes (`cmo` pastes
+        a defect box onto a normal image and labels it by area); rows sum to 1. None: every image is wholly
+        its label's class. `labels` stays the class the image counts for (what balancing and files use).
+masks   uint8 [N, H, W] or None: the dataset's own defect masks (0/255; all zero for an image without one),
+        read from the upload (core.data.folder) and used by defect_paste instead of finding the defect itself.
 """
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ class ImageSet:
     labels: np.ndarray
     classes: list[str]
     sources: list[str] = field(default_factory=list)
+    targets: np.ndarray | None = None
+    masks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.images = np.asarray(self.images)
@@ -37,6 +44,24 @@ class ImageSet:
         if len(self.sources) != len(self.images):
             raise ValueError("sources and images differ in length")
         self.classes = list(self.classes)
+        if self.targets is not None:
+            self.targets = np.asarray(self.targets, dtype=np.float32)
+            if self.targets.shape != (len(self.images), len(self.classes)):
+                raise ValueError(f"targets must be [N, K] = {(len(self.images), len(self.classes))}, "
+                                 f"got {self.targets.shape}")
+            if len(self.targets) and not np.allclose(self.targets.sum(1), 1.0, atol=1e-3):
+                raise ValueError("each row of targets must sum to 1 (class shares of one image)")
+
+    def has_masks(self) -> int:
+        """How many images carry a mask of their own."""
+        return 0 if self.masks is None else int(self.masks.reshape(len(self.masks), -1).any(axis=1).sum())
+
+    def soft_targets(self) -> np.ndarray:
+        """[N, K] class shares of every image: `targets`, or one-hot rows of `labels`."""
+        if self.targets is not None:
+            return self.targets
+        return np.eye(len(self.classes), dtype=np.float32)[self.labels] if len(self.labels) else \
+            np.zeros((0, len(self.classes)), np.float32)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -63,7 +88,9 @@ class ImageSet:
 
     def subset(self, idx) -> "ImageSet":
         idx = np.asarray(idx, dtype=np.int64)
-        return ImageSet(self.images[idx], self.labels[idx], self.classes, [self.sources[i] for i in idx])
+        return ImageSet(self.images[idx], self.labels[idx], self.classes, [self.sources[i] for i in idx],
+                        None if self.targets is None else self.targets[idx],
+                        None if self.masks is None else self.masks[idx])
 
     def of_class(self, name: str) -> "ImageSet":
         return self.subset(np.flatnonzero(self.labels == self.class_index(name)))
@@ -80,9 +107,14 @@ class ImageSet:
         nonempty = [s for s in sets if len(s)]
         if not nonempty:
             return sets[0]
+        # one set with class shares gives the whole result shares (one-hot rows for the others)
+        targets = (np.concatenate([s.soft_targets() for s in nonempty])
+                   if any(s.targets is not None for s in nonempty) else None)
+        masks = (np.concatenate([s.masks if s.masks is not None else np.zeros(s.images.shape[:3], np.uint8)
+                                 for s in nonempty]) if any(s.masks is not None for s in nonempty) else None)
         return ImageSet(np.concatenate([s.images for s in nonempty]),
                         np.concatenate([s.labels for s in nonempty]), classes,
-                        [src for s in nonempty for src in s.sources])
+                        [src for s in nonempty for src in s.sources], targets, masks)
 
     @staticmethod
     def empty(classes: list[str], shape: tuple[int, int, int]) -> "ImageSet":

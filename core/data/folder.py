@@ -68,6 +68,7 @@ class DataReport:
     image_size: int = 0
     notes: list[str] = field(default_factory=list)
     collisions: list[list[str]] = field(default_factory=list)   # `colliding_names` of the classes
+    masks: int = 0          # images with a defect mask of their own (read as masks, never as class images)
 
     def to_dict(self) -> dict:
         """JSON-able form (tuples become lists)."""
@@ -228,7 +229,21 @@ def _load_folder(root: Path, image_size: int, channels: str | int, limits: Limit
                         f"{hint}")
 
     hidden: list[str] = []
+    mask_tree = _mask_tree(root, classes)
+    if mask_tree:
+        classes = [c for c in classes if c != mask_tree]
+        notes.append(f"{mask_tree}/ holds defect masks (it mirrors the class folders): read as masks, not as a class")
     per_class = {c: class_files(root, c, skipped, hidden, limits.max_depth) for c in classes}
+    mask_files: dict[str, Path] = {}
+    for c in classes:
+        per_class[c], beside = split_masks(per_class[c])
+        mask_files.update(beside)
+    if mask_tree:
+        by_stem = {_stem_key(rel): rel for c in classes for rel, _ in per_class[c]}
+        for rel, p in class_files(root, mask_tree, [], [], limits.max_depth):
+            image = by_stem.get(_stem_key(rel.split("/", 1)[1]))
+            if image is not None and image not in mask_files:
+                mask_files[image] = p
     if hidden:
         notes.append(f"ignored hidden folders: {', '.join(hidden[:10])}" + (" ..." if len(hidden) > 10 else ""))
     total = sum(len(v) for v in per_class.values())
@@ -283,6 +298,11 @@ def _load_folder(root: Path, image_size: int, channels: str | int, limits: Limit
         images = images[..., None]
     labels = np.array([t[0] for t in loaded], dtype=np.int64)
     ds = ImageSet(images.astype(np.uint8, copy=False), labels, classes, [t[1] for t in loaded])
+    if mask_files:
+        ds.masks = _read_masks(ds.sources, mask_files, image_size, limits, skipped)
+        n_masks = int(ds.masks.any(axis=(1, 2)).sum())
+        notes.append(f"{n_masks} images have a defect mask (NAME_mask.png or NAME.png beside NAME.jpg, or the "
+                     "masks/ folder); defect_paste uses them")
 
     notes.append(f"images squashed to {image_size}x{image_size} px (aspect ratio not kept)")
     if flags["rotated"]:
@@ -295,8 +315,67 @@ def _load_folder(root: Path, image_size: int, channels: str | int, limits: Limit
         notes.append(f"{same_class_dups} images are exact copies of another image in the same class")
     report = DataReport(root=shown_root, classes=list(classes), counts=ds.counts(), skipped=skipped,
                         duplicates=duplicates, channels=c, image_size=image_size, notes=notes,
-                        collisions=colliding_names(list(classes)))
+                        collisions=colliding_names(list(classes)), masks=ds.has_masks())
     return ds, report
+
+
+MASK_FOLDER = "masks"
+_MASK_SUFFIX = "_mask"
+
+
+def _stem_key(rel: str) -> str:
+    """'crack/sub/a.jpg' -> 'crack/sub/a' (what an image and its mask share)."""
+    return rel.rsplit(".", 1)[0]
+
+
+def _mask_tree(root: Path, classes: list[str]) -> str | None:
+    """The class-folder name that is a mask tree: `masks/` holding a folder named like another class."""
+    for c in classes:
+        if c.lower() == MASK_FOLDER and any((root / c / other).is_dir() for other in classes if other != c):
+            return c
+    return None
+
+
+def split_masks(files: list[tuple[str, Path]]) -> tuple[list[tuple[str, Path]], dict[str, Path]]:
+    """A class's files -> (its images, {image source: mask file}). A mask lies beside its image: NAME_mask.<ext>
+    beside NAME.<ext>, or NAME.png beside NAME.<another extension> (a jpg photo and its png mask). Masks are
+    never images of the class."""
+    stems: dict[str, list[tuple[str, Path]]] = {}
+    for rel, p in files:
+        stems.setdefault(_stem_key(rel), []).append((rel, p))
+    masks: dict[str, Path] = {}
+    taken: set[str] = set()
+    for stem, group in stems.items():
+        if stem.endswith(_MASK_SUFFIX) and stem[:-len(_MASK_SUFFIX)] in stems:
+            image = stems[stem[:-len(_MASK_SUFFIX)]][0]
+            masks[image[0]] = group[0][1]
+            taken.update(rel for rel, _ in group)
+        elif len(group) == 2 and sum(rel.lower().endswith(".png") for rel, _ in group) == 1:
+            png = next(t for t in group if t[0].lower().endswith(".png"))
+            photo = next(t for t in group if t is not png)
+            masks[photo[0]] = png[1]
+            taken.add(png[0])
+    return [t for t in files if t[0] not in taken], masks
+
+
+def _read_masks(sources: list[str], mask_files: dict[str, Path], size: int, limits: Limits,
+                skipped: list[SkippedFile]) -> np.ndarray:
+    """uint8 [N, size, size] 0/255 masks in image order (zeros where an image has none), squashed as the images
+    are; a pixel is defect when any of it was. A mask that cannot be read is listed as skipped (its image stays)."""
+    out = np.zeros((len(sources), size, size), np.uint8)
+    with pillow_guard(limits.max_image_pixels):
+        for i, src in enumerate(sources):
+            p = mask_files.get(src)
+            if p is None:
+                continue
+            try:
+                with Image.open(p) as im:
+                    m = np.asarray(im.convert("L").resize((size, size), Image.BOX))
+            except (OSError, ValueError, Image.DecompressionBombError) as err:
+                skipped.append(SkippedFile(f"mask of {src}", f"cannot read the mask ({err})"))
+                continue
+            out[i] = (m > 0) * 255
+    return out
 
 
 def _empty_class_message(cls: str, files: list[tuple[str, Path]], skipped: list[SkippedFile]) -> str:

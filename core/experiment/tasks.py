@@ -235,7 +235,7 @@ def fit(ctx: TaskContext, method: str, seed: int) -> dict:
     warnings_before = len(reporter.warnings)
     record: dict = {"key": cfg.key(method, classifier=False), "method": method, "seed": seed}
     try:
-        synth, parents, seconds, fallbacks = _synthesize(ctx, method, seed, train, needed)
+        synth, parents, seconds, fallbacks, extra = _synthesize(ctx, method, seed, train, needed)
     except (Cancelled, KeyboardInterrupt):
         raise
     except METHOD_FAILURES as err:
@@ -245,7 +245,9 @@ def fit(ctx: TaskContext, method: str, seed: int) -> dict:
         record.update(failed=f"{type(err).__name__}: {err}", warnings=reporter.warnings[warnings_before:])
         rd.write_fit(method, seed, record)
         return record
-    rd.save_synthetic(method, seed, synth, parents, png=cfg.save_images)
+    rd.save_synthetic(method, seed, synth, parents, png=cfg.save_images, **extra)
+    if extra.get("details"):           # transplant: how many masks were the user's own
+        record["user_masks"] = sum(d.get("mask_from") == "user" for d in extra["details"])
     record.update(fit_seconds=round(seconds, 2), fallbacks=fallbacks, counts=synth.counts(),
                   warnings=reporter.warnings[warnings_before:])
     rd.write_fit(method, seed, record)
@@ -253,7 +255,9 @@ def fit(ctx: TaskContext, method: str, seed: int) -> dict:
 
 
 def _synthesize(ctx: TaskContext, name: str, seed: int, train: ImageSet,
-                needed: dict[str, int]) -> tuple[ImageSet, list[list[str]], float, list[dict]]:
+                needed: dict[str, int]) -> tuple[ImageSet, list[list[str]], float, list[dict], dict]:
+    """(synthetic set, parents, seconds, fallbacks, extra): extra holds the transplant methods' `masks` and
+    `details` for `RunDir.save_synthetic` (empty for other methods)."""
     cfg, rd, reporter = ctx.cfg, ctx.rd, ctx.reporter
     spec = get_method(name)
     params = cfg.method_params(name)
@@ -261,14 +265,16 @@ def _synthesize(ctx: TaskContext, name: str, seed: int, train: ImageSet,
     sampler_ctx = Context(reporter=reporter, device=ctx.device, seed=seed, method=name,
                           work_dir=rd.training_dir(name, seed), num_threads=cfg.num_threads,
                           shared_dir=rd.shared_training_dir(seed),
-                          normal_class=ctx.split().get("normal_class"))
+                          normal_class=ctx.split().get("normal_class"),
+                          user_masks={s: m for s, m in zip(train.sources, train.masks) if m.any()}
+                          if train.masks is not None else None)
     reporter.stage(ctx.stage("fit", name, seed), f"fitting {name}, {ctx.where(seed)}")
     t0 = time.time()
     torch.manual_seed(seed)
     sampler = spec.sampler_cls(params, sampler_ctx)
     sampler.fit(train, needed)
     sampler.save(folder)
-    imgs, labels, parents = [], [], []
+    imgs, labels, parents, targets, masks, details, soft = [], [], [], [], [], [], False
     todo = [(c, n) for c, n in needed.items() if n > 0]
     for i, (c, n) in enumerate(todo):
         reporter.progress(f"sample:{name}_s{seed}", i, len(todo), cls=c)
@@ -279,12 +285,19 @@ def _synthesize(ctx: TaskContext, name: str, seed: int, train: ImageSet,
         imgs.append(batch.images)
         labels.append(np.full(n, train.class_index(c)))
         parents.extend(batch.parents if len(batch.parents) == n else [[] for _ in range(n)])
+        hard = np.eye(len(train.classes), dtype=np.float32)[np.full(n, train.class_index(c))]
+        targets.append(batch.targets if batch.targets is not None else hard)
+        soft = soft or batch.targets is not None
+        masks.append(batch.masks if batch.masks is not None else np.zeros((n, *train.shape[:2]), np.uint8))
+        details.extend(batch.details if batch.details is not None else [{} for _ in range(n)])
     fallbacks = [dict(fb, seed=seed) for fb in getattr(sampler, "fallbacks_", [])]
     if not imgs:
-        return ImageSet.empty(train.classes, train.shape), [], time.time() - t0, fallbacks
+        return ImageSet.empty(train.classes, train.shape), [], time.time() - t0, fallbacks, {}
     sources = [synthetic_source(name, seed, p) for p in parents]
-    synth = ImageSet(np.concatenate(imgs), np.concatenate(labels), train.classes, sources)
-    return synth, parents, time.time() - t0, fallbacks
+    synth = ImageSet(np.concatenate(imgs), np.concatenate(labels), train.classes, sources,
+                     np.concatenate(targets) if soft else None)
+    extra = {"masks": np.concatenate(masks), "details": details} if any(details) else {}
+    return synth, parents, time.time() - t0, fallbacks, extra
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ CATALOG: dict[str, tuple[str, str]] = {          # name: (module, family)
     "adasyn": ("core.methods.interpolation", "interpolation"),
     "mixup": ("core.methods.mixing", "mixing"),
     "cutmix": ("core.methods.mixing", "mixing"),
+    "cmo": ("core.methods.mixing", "mixing"),
+    "defect_paste": ("core.methods.transplant", "transplant"),
     "gan": ("core.methods.gan.gan", "gan"),
     "dcgan": ("core.methods.gan.dcgan", "gan"),
     "cgan": ("core.methods.gan.cgan", "gan"),

@@ -52,6 +52,8 @@ class Context:
                                       # it, so that one run trains it once for all of them
     num_threads: int | None = None     # torch.set_num_threads on CPU
     normal_class: str | None = None   # the run's normal class (the source of translation methods)
+    user_masks: dict[str, np.ndarray] | None = None   # the dataset's own defect masks by image source, uint8
+    #                                                   [H, W] at the run's size (transplant methods use them)
 
     def checkpoint(self, model: str, tag: str | None = None, shared: bool = False) -> Path | None:
         """Where the training checkpoint of `model` for this seed goes (`RunDir.training_checkpoint`'s name), in
@@ -90,6 +92,10 @@ def each_once(rng: np.random.Generator, k: int, n: int) -> np.ndarray:
 class SampleBatch:
     images: np.ndarray                 # uint8 [n, H, W, C]
     parents: list[list[str]]           # per image, the source ids it was made from (may be empty)
+    targets: np.ndarray | None = None  # float [n, K] class shares of images that mix classes (cmo), else None
+    masks: np.ndarray | None = None    # uint8 [n, H, W] where a transplanted defect lies (0/255), else None
+    details: list[dict] | None = None  # per image, more provenance (transplant: defect source, background,
+    #                                    position, mask origin), written as provenance columns
 
 
 class Sampler:
@@ -248,7 +254,7 @@ class NoParams:
 @dataclass
 class MethodSpec:
     name: str
-    family: str          # classic | interpolation | mixing | gan | translation | diffusion
+    family: str          # classic | interpolation | mixing | transplant | gan | translation | diffusion
     paper: str           # the reference, in a few words
     summary: str         # what it does and when it helps, one or two sentences
     params_cls: type
@@ -257,6 +263,7 @@ class MethodSpec:
     conditional: bool = False      # trains one model for all classes (vs one per class)
     provenance: str = "parents"    # what SampleBatch.parents names: "parents" (real images of the class it
     #                                was made from), "source" (the one normal image it was translated from),
+    #                                "transplant" (the defect image of the class, then the normal background),
     #                                "none" (generated from noise: empty)
     needs_gpu: bool = False        # refuses to run without CUDA
     gpu: bool | None = None        # its fit is worth a GPU (a cluster runner asks for one); None: by family
@@ -265,8 +272,9 @@ class MethodSpec:
     broken: str | None = None      # set by the registry when the method's module could not be imported
 
     def __post_init__(self) -> None:
-        if self.provenance not in ("parents", "source", "none"):
-            raise TypeError(f"{self.name}: provenance must be parents, source or none, got {self.provenance!r}")
+        if self.provenance not in ("parents", "source", "transplant", "none"):
+            raise TypeError(f"{self.name}: provenance must be parents, source, transplant or none, "
+                            f"got {self.provenance!r}")
 
     @property
     def wants_gpu(self) -> bool:

@@ -72,9 +72,9 @@ from ..files import atomic_path, atomic_write, csv_row, csv_value, load_tensors,
 from ..imageset import ImageSet
 from .formats import RERUN_HINT, GalleryItem, load_npz, parse_metrics, save_npz, unreadable_message
 from .records import CANCEL_FILE, JOB_END_FILE, PROCESS_LOG, RunRecords
-from .synthetic import PROVENANCE_COLUMNS, SyntheticFiles
+from .synthetic import PROVENANCE_COLUMNS, TRANSPLANT_COLUMNS, SyntheticFiles
 
-__all__ = ["CANCEL_FILE", "GalleryItem", "JOB_END_FILE", "PROCESS_LOG", "PROVENANCE_COLUMNS", "RERUN_HINT", "RunDir",
+__all__ = ["CANCEL_FILE", "GalleryItem", "JOB_END_FILE", "PROCESS_LOG", "PROVENANCE_COLUMNS", "RERUN_HINT", "RunDir", "TRANSPLANT_COLUMNS",
            "atomic_path", "atomic_write", "read_json", "write_json"]
 
 _PROBLEMS: dict[str, tuple[tuple[int, int], str | None]] = {}   # metrics_problem's cache: path -> (stamp, problem)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +75,7 @@ class GalleryItem:
     seed: int
     parents: list[str]
     index: int = 0   # running number of the image within its class and seed
+    details: dict = field(default_factory=dict)   # TRANSPLANT_COLUMNS of a transplanted defect ({} otherwise)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,15 +84,19 @@ class GalleryItem:
 def save_npz(path: Path, ds: ImageSet) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
+            extra = {} if ds.targets is None else {"targets": ds.targets}     # class shares (cmo)
+            if ds.masks is not None and ds.masks.any():                       # the dataset's own masks
+                extra["masks"] = ds.masks
             np.savez_compressed(fh, images=ds.images, labels=ds.labels, classes=np.array(ds.classes),
-                                sources=np.array(ds.sources))
+                                sources=np.array(ds.sources), **extra)
 
 
 def load_npz(path: Path) -> ImageSet:
     try:
         with np.load(path, allow_pickle=False) as z:
             return ImageSet(z["images"], z["labels"], [str(c) for c in z["classes"]],
-                            [str(s) for s in z["sources"]])
+                            [str(s) for s in z["sources"]], z["targets"] if "targets" in z.files else None,
+                            z["masks"] if "masks" in z.files else None)
     except (OSError, ValueError, KeyError) as err:
         raise RunError(unreadable_message("images are", f"{path.name} cannot be read: {err}")) from None
 

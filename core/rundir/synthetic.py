@@ -17,6 +17,11 @@ from ..imageset import ImageSet
 from .formats import GalleryItem, load_npz, save_npz, unreadable_message
 
 PROVENANCE_COLUMNS = ("file", "class", "seed")
+# Provenance of a transplanted defect (core.methods.transplant, cmo): the defect's real image, the real normal
+# image it was pasted onto, the mask file beside the image, where it landed (x,y,w,h of the mask's box), the
+# flips/turn applied (hflip, vflip, then rot90/180/270), whether the mask was found automatically, given by the
+# user or is cmo's box, and where the mask's box lay in the defect image.
+TRANSPLANT_COLUMNS = ("defect_source", "background", "mask", "position", "transform", "mask_from", "source_box")
 _PROVENANCE_FILE = re.compile(r"^provenance(?:_s(-?\d+))?\.csv$")
 
 
@@ -36,10 +41,13 @@ class SyntheticFiles:
         return self.synthetic_dir(method) / f"provenance_s{seed}.csv"
 
     def save_synthetic(self, method: str, seed: int, synth: ImageSet, parents: list[list[str]],
-                       png: bool = True) -> None:
+                       png: bool = True, masks: np.ndarray | None = None,
+                       details: list[dict] | None = None) -> None:
         """The synthetic images of one method and seed: always as `s<seed>.npz` (what the classifier
         trains on); with `png`, also as image files with a provenance row each (Gallery, export).
-        Writing a seed again replaces what that seed wrote before."""
+        A transplant method's `details` (defect source, background, position, mask origin) become
+        provenance columns, and its `masks` PNG files beside the images (`<image>_mask.png`, the column
+        `mask`). Writing a seed again replaces what that seed wrote before."""
         base = self.synthetic_dir(method)
         base.mkdir(parents=True, exist_ok=True)
         for old in base.glob(f"*/s{seed}_*.png"):     # a resumed run writes this seed anew
@@ -51,12 +59,20 @@ class SyntheticFiles:
         from PIL import Image
         buf = io.StringIO(newline="")
         w = csv.writer(buf)
-        w.writerow(["file", "class", "seed", "parents"])
-        for img, lab, par, rel in zip(synth.images, synth.labels, parents, self.synthetic_files(synth, seed)):
+        details = details if details and any(details) else None
+        w.writerow(["file", "class", "seed", "parents", *(TRANSPLANT_COLUMNS if details else ())])
+        for k, (img, lab, par, rel) in enumerate(zip(synth.images, synth.labels, parents,
+                                                     self.synthetic_files(synth, seed))):
             cls = synth.classes[lab]
             (base / cls).mkdir(parents=True, exist_ok=True)
             Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(base / rel)
-            w.writerow(csv_row([rel, cls, seed, "|".join(par)]))
+            extra = []
+            if details:
+                d = dict(details[k], mask=rel[:-4] + "_mask.png" if masks is not None else "")
+                if masks is not None:
+                    Image.fromarray(masks[k]).save(base / d["mask"])
+                extra = [d.get(c, "") for c in TRANSPLANT_COLUMNS]
+            w.writerow(csv_row([rel, cls, seed, "|".join(par), *extra]))
         atomic_write(self.provenance_path(method, seed), buf.getvalue())
 
     @staticmethod
@@ -194,7 +210,12 @@ class SyntheticFiles:
             parents = row[col["parents"]] if "parents" in col else ""
             n = counters.get((klass, s), 0)
             counters[(klass, s)] = n + 1
-            items.append(GalleryItem(base / file, file, klass, s, [p for p in parents.split("|") if p], n))
+            details = {c: row[header.index(c)] for c in TRANSPLANT_COLUMNS if c in header}
+            mask = details.get("mask", "")
+            if mask and (mask.startswith("/") or "\\" in mask or ".." in PurePosixPath(mask).parts):
+                raise unreadable(f"names a mask outside its folder at line {line} ({mask[:60]!r})")
+            items.append(GalleryItem(base / file, file, klass, s, [p for p in parents.split("|") if p], n,
+                                     details if any(details.values()) else {}))
         return items
 
     def images_by_source(self, sources: list[str]) -> dict[str, np.ndarray]:

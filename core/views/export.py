@@ -11,7 +11,10 @@ Layouts (both hold a Hugging Face `imagefolder` metadata.csv with file_name, lab
             metadata.csv                                     file_name relative to it: <class>/<file>
     split   train/<class>/<file>, train/metadata.csv         real training images + the synthetic top-up
             test/<class>/<file>,  test/metadata.csv          exactly the run's real test split, never synthetic
-    manifest.csv    file, class, origin (real|synthetic), role, method, seed, parents, source
+    manifest.csv    file, class, origin (real|synthetic), role, method, seed, parents, source, and for a
+                    transplanted defect (cmo, defect_paste): defect_source, background, mask, position, transform,
+                    mask_from, source_box; its mask is written beside it as <file>_mask.png (the layout the
+                    Data page reads back as a mask)
     README.txt      the layout, the counts and the notes below; metrics.json and config.json of the run
 
 Real images are the original files, byte for byte (format, size, colour, EXIF), read from the dataset the run
@@ -45,7 +48,7 @@ import numpy as np
 from ..data import DatasetFiles, balance_targets, colliding_names, collision_message
 from ..errors import ParamError, RunError
 from ..files import atomic_path, csv_cell, csv_row
-from ..rundir import RunDir
+from ..rundir import TRANSPLANT_COLUMNS, RunDir
 
 LAYOUTS = ("flat", "split")
 REAL_CHOICES = ("all", "train")
@@ -102,6 +105,7 @@ class _Entry:
     seed: int | str = ""
     parents: str = ""
     source: str = ""
+    details: dict = field(default_factory=dict)     # TRANSPLANT_COLUMNS of a transplanted defect
 
 
 class _Names:
@@ -354,8 +358,13 @@ def _export(rd: RunDir, files: DatasetFiles, opts: _Options, out: Path, notes: l
             take = by_class[cls][:needed[cls]]
             for n, it in enumerate(take):
                 arc = names.take(folder(cls, False), f"syn_{method}_s{used_seed}_{n:05d}.png")
-                entries.append(_Entry(arc, cls, "synthetic", "synthetic", _synthetic_writer(it.path, size),
-                                      method, used_seed, "|".join(it.parents), f"synthetic/{method}/{it.file}"))
+                details = dict(it.details)
+                mask = it.path.parent.parent / details["mask"] if details.get("mask") else None
+                if mask is not None:
+                    details["mask"] = arc[:-4] + "_mask.png"
+                entries.append(_Entry(arc, cls, "synthetic", "synthetic", _synthetic_writer(it.path, size, mask),
+                                      method, used_seed, "|".join(it.parents), f"synthetic/{method}/{it.file}",
+                                      details))
             counts[cls]["synthetic"] = len(take)
             if needed[cls] > len(take):
                 short[cls] = needed[cls] - len(take)
@@ -391,12 +400,15 @@ def _export(rd: RunDir, files: DatasetFiles, opts: _Options, out: Path, notes: l
     return result
 
 
-def _synthetic_writer(path: Path, size: int | None) -> Callable[[zipfile.ZipFile, str], None]:
+def _synthetic_writer(path: Path, size: int | None, mask: Path | None = None) -> Callable[[zipfile.ZipFile, str], None]:
     def write(zf: zipfile.ZipFile, arc: str) -> None:
-        if size is None:
-            zf.write(path, arc, compress_type=zipfile.ZIP_STORED)     # the run's PNG, as it is
-        else:
-            zf.writestr(arc, _resized_png(path.read_bytes(), size), compress_type=zipfile.ZIP_STORED)
+        for src, name in ((path, arc), *(((mask, arc[:-4] + "_mask.png"),) if mask is not None else ())):
+            if not src.is_file():
+                continue
+            if size is None:
+                zf.write(src, name, compress_type=zipfile.ZIP_STORED)     # the run's PNG, as it is
+            else:
+                zf.writestr(name, _resized_png(src.read_bytes(), size), compress_type=zipfile.ZIP_STORED)
     return write
 
 
@@ -461,14 +473,15 @@ def _readme(result: ExportResult) -> str:
 def _write_zip(rd: RunDir, out: Path, entries: list[_Entry], result: ExportResult) -> None:
     """Every image entry by entry (the files streamed from disk, generated ones one at a time), then the CSVs,
     the README and the run's metrics and config, into a temporary file that becomes `out` only when complete."""
+    extra = TRANSPLANT_COLUMNS if any(e.details for e in entries) else ()
     with atomic_path(out) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
             for e in entries:
                 e.write(zf, e.arc)
             zf.writestr("manifest.csv", _csv_text(
-                [["file", "class", "origin", "role", "method", "seed", "parents", "source"]]
-                + [[_path_cell(e.arc), e.cls, e.origin, e.role, e.method, e.seed, e.parents, e.source]
-                   for e in entries]))
+                [["file", "class", "origin", "role", "method", "seed", "parents", "source", *extra]]
+                + [[_path_cell(e.arc), e.cls, e.origin, e.role, e.method, e.seed, e.parents, e.source,
+                    *(e.details.get(c, "") for c in extra)] for e in entries]))
             if result.layout == "flat":
                 zf.writestr("metadata.csv", _metadata(entries, ""))
             else:

@@ -31,7 +31,7 @@ __all__ = ["GalleryItem", "Progress", "RERUN_HINT", "cell", "confusion_from_pred
            "leaderboard_rows", "leakage_text", "list_runs", "loss_rows", "model_id", "model_metrics",
            "placement_summary", "placements", "quality_of", "quality_rows", "real_images", "run_label", "run_status",
            "run_summary", "sample_grids", "seed_confusion", "seeds_of", "synthetic_image", "to_display",
-           "verdict_lines"]
+           "transplant_views", "verdict_lines"]
 
 MONITOR_SKIP = {"t", "kind", "method", "class", "seed", "step", "total"}
 
@@ -299,6 +299,79 @@ def synthetic_image(item: GalleryItem) -> np.ndarray:
     from PIL import Image
     with Image.open(item.path) as im:
         return np.asarray(im)
+
+
+def transplant_views(run_dir: str | Path, item: GalleryItem) -> dict | None:
+    """A transplanted defect's images (cmo, defect_paste), or None for other images: {"defect": its real defect
+    image with the mask outlined (red), "background": the real normal image it went onto, "result": the synthetic
+    image with the pasted region outlined, "details": the provenance columns}; an image a run no longer holds
+    is None in its place."""
+    d = item.details
+    if not d or not d.get("defect_source"):
+        return None
+    found = RunDir(run_dir).images_by_source([d["defect_source"], d.get("background", "")])
+    result = _read_png(item.path)
+    mask = _read_png(item.path.parent.parent / d["mask"]) if d.get("mask") else None
+    defect = found.get(d["defect_source"])
+    out = {"details": d, "background": found.get(d.get("background", "")), "defect": defect,
+           "result": _outlined(result, mask) if result is not None else None}
+    if defect is not None and mask is not None:
+        out["defect"] = _outlined(defect, _source_mask(mask, d, defect.shape[:2]))
+    return out
+
+
+def _read_png(path: Path) -> np.ndarray | None:
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+    except (OSError, ValueError):
+        return None
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def _boxes(text: str) -> tuple[int, int, int, int] | None:
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except (ValueError, AttributeError):
+        return None
+    return x, y, w, h
+
+
+def _source_mask(mask: np.ndarray, d: dict, shape: tuple[int, int]) -> np.ndarray | None:
+    """The pasted mask brought back to where it lay in the defect image: its box cut out, the flips and turn
+    undone (they map a box's content as they map the whole image), put at `source_box`."""
+    pos, src = _boxes(d.get("position", "")), _boxes(d.get("source_box", ""))
+    if pos is None or src is None:
+        return None
+    m = mask[..., 0] if mask.ndim == 3 else mask
+    x, y, w, h = pos
+    crop = m[y:y + h, x:x + w]
+    for op in reversed([t for t in d.get("transform", "").split("+") if t]):
+        if op.startswith("rot"):
+            crop = np.rot90(crop, -int(op[3:]) // 90)
+        elif op == "vflip":
+            crop = crop[::-1]
+        elif op == "hflip":
+            crop = crop[:, ::-1]
+    sx, sy, sw, sh = src
+    if crop.shape != (sh, sw) or sy + sh > shape[0] or sx + sw > shape[1]:
+        return None
+    out = np.zeros(shape, np.uint8)
+    out[sy:sy + sh, sx:sx + sw] = crop
+    return out
+
+
+def _outlined(img: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """RGB copy of an image with the edge of `mask` drawn in red."""
+    rgb = np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img[..., :3].copy()
+    if mask is None:
+        return rgb
+    m = (mask[..., 0] if mask.ndim == 3 else mask) > 0
+    pad = np.pad(m, 1)
+    inner = pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:]
+    rgb[m & ~inner] = (255, 0, 0)
+    return rgb
 
 
 def to_display(img: np.ndarray) -> np.ndarray:

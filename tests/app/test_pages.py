@@ -893,3 +893,26 @@ def test_jobs_say_where_each_task_of_a_run_ran():
     assert list(table["task"]) == ["prepare", "fit:dcgan_s0", "fit:dcgan_s0"] and list(table["attempt"]) == [1, 1, 2]
     assert any("2 tasks on 2 nodes (ray runner)" in t and "1 ran again" in t and "fit:dcgan_s0" in t
                for t in texts(at.caption))
+
+
+def test_gallery_shows_a_transplanted_defect_beside_its_source_and_background(tmp_path):
+    """cmo and defect_paste images: the defect source with its mask outlined, the normal background, the result."""
+    from core.experiment import run
+    from tests.conftest import write_dataset
+    ws = Workspace.create()
+    data = write_dataset(ws.uploads, {"normal": 20, "crack": 8}, size=16, name="tiles")
+    store = JobStore(ws)
+    config = dict(data=str(data), methods=["defect_paste", "cmo"], seeds=[0], ratio=None, image_size=16,
+                  test_per_class=2, quality=False, overrides={"classifier": {"epochs": 1, "width": 4}}, device="cpu",
+                  num_threads=1)
+    run_id = store.submit(config)
+    run(config, store.get(run_id).run_dir)
+    store.claim_next(os.getpid())
+    store.finish(run_id, "done")
+    at = open_page("gallery", ws=ws.id, run=run_id)
+    assert_clean(at)
+    for method, how in (("defect_paste", "a mask found automatically"), ("cmo", "a CutMix box")):
+        at.selectbox(key="g_method").set_value(method).run()
+        assert_clean(at)
+        assert any(f"A real defect cut out by {how}" in t for t in texts(at.caption)), texts(at.caption)
+        assert not any("not in this run's data" in t for t in texts(at.caption))   # source and background found

@@ -275,3 +275,42 @@ def test_bf16_only_where_the_hardware_computes_it_and_never_when_off():
     assert (clf.predict(fp32.model, data).argmax(1) == data.labels).mean() == 1.0
     same = all(torch.equal(a, b) for a, b in zip(auto.model.parameters(), fp32.model.parameters()))
     assert same == (not native)      # bf16 changes the arithmetic, float32 everywhere else is bit-identical
+
+
+# --- soft targets (class shares, as cmo labels a defect box by its area) --------------------------------
+def test_one_hot_shares_train_exactly_as_class_indexes():
+    """The soft-target path is the hard one when every image is wholly its class (same loss, same weights)."""
+    data = separable()
+    hard = clf.train(data, P, seed=0, device="cpu").model
+    as_shares = ImageSet(data.images, data.labels, data.classes, data.sources, np.eye(2)[data.labels])
+    soft = clf.train(as_shares, P, seed=0, device="cpu").model
+    np.testing.assert_allclose(clf.predict(hard, data), clf.predict(soft, data), atol=1e-5)
+
+
+def test_class_shares_train_the_classifier_towards_them():
+    """Bright images labelled 60% bright / 40% dark: the classifier learns that share, not certainty."""
+    data = separable(n=64)
+    p = dataclasses.replace(P, epochs=40)
+    shares = np.where(data.labels[:, None] == 1, [0.4, 0.6], [1.0, 0.0]).astype(np.float32)
+    mixed = ImageSet(data.images, data.labels, data.classes, data.sources, shares)
+    soft = clf.predict(clf.train(mixed, p, seed=0, device="cpu").model, data)
+    hard = clf.predict(clf.train(data, p, seed=0, device="cpu").model, data)
+    bright = data.labels == 1
+    assert hard[bright, 1].mean() > 0.9
+    assert 0.45 < soft[bright, 1].mean() < 0.75, soft[bright, 1].mean()
+    assert soft[~bright, 0].mean() > 0.9
+
+
+def test_shares_follow_subsets_and_concatenation():
+    data = separable(n=6)
+    shares = np.tile([[0.25, 0.75]], (6, 1)).astype(np.float32)
+    mixed = ImageSet(data.images, data.labels, data.classes, data.sources, shares)
+    np.testing.assert_array_equal(mixed.subset([1, 2]).targets, shares[:2])
+    both = ImageSet.concat([data, mixed])            # real images get one-hot rows
+    np.testing.assert_array_equal(both.targets[:6], np.eye(2)[data.labels])
+    np.testing.assert_array_equal(both.targets[6:], shares)
+    assert ImageSet.concat([data, data]).targets is None
+    with pytest.raises(ValueError, match="sum to 1"):
+        ImageSet(data.images, data.labels, data.classes, data.sources, shares * 2)
+    with pytest.raises(ValueError, match="targets must be"):
+        ImageSet(data.images, data.labels, data.classes, data.sources, shares[:, :1])

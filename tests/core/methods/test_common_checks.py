@@ -117,7 +117,8 @@ def test_class_of_one_image_never_crashes_and_says_what_it_did(name):
 @pytest.mark.parametrize("name", RUNNABLE)
 def test_provenance_is_what_the_spec_declares(name):
     """Parents name real training images of the class (interpolation, mixing, copies), one normal image
-    (translation), or nothing (a generator from noise): never an image of another class or from elsewhere."""
+    (translation), a defect image of the class and its normal background (transplant: with where the defect
+    lies in each image), or nothing (a generator from noise): never an image of another class or from elsewhere."""
     train = tiny_set()
     sampler, _ = fit_sample(name, train)
     batch = sampler.sample("spot", 4, seed=0)
@@ -128,6 +129,17 @@ def test_provenance_is_what_the_spec_declares(name):
         assert all(p and set(p) <= real["spot"] for p in batch.parents), batch.parents
     elif kind == "source":
         assert all(len(p) == 1 and p[0] in real["normal"] for p in batch.parents), batch.parents
+    elif kind == "transplant":         # the defect image of the class, then the normal background
+        assert all(len(p) == 2 and p[0] in real["spot"] and p[1] in real["normal"] for p in batch.parents), \
+            batch.parents
+        assert batch.details and [d["defect_source"] for d in batch.details] == [p[0] for p in batch.parents]
+        assert [d["background"] for d in batch.details] == [p[1] for p in batch.parents]
+        assert batch.masks is not None and batch.masks.shape == (4, 16, 16)
+        if batch.targets is not None:  # labelled by area: the defect's share is the share its mask covers
+            np.testing.assert_allclose(batch.targets[:, 2], (batch.masks > 0).mean(axis=(1, 2)), atol=1e-6)
+            np.testing.assert_allclose(batch.targets.sum(1), 1.0, atol=1e-6)
+        else:
+            assert all(m.any() for m in batch.masks)
     else:
         assert all(p == [] for p in batch.parents), f"{name} generates from noise but names parents"
 
@@ -139,7 +151,7 @@ def test_presets_build_and_every_param_is_documented(spec):
     for f in dataclasses.fields(spec.params_cls):
         assert f.metadata.get("help"), f"{spec.name}.{f.name} has no help text for the UI"
     assert spec.summary and spec.paper and spec.family
-    assert spec.provenance in ("parents", "source", "none")
+    assert spec.provenance in ("parents", "source", "transplant", "none")
 
 
 def test_the_registry_lists_every_method_once_and_no_baseline():

@@ -1,0 +1,20 @@
+"""Benchmark-only plugin (DEFECTAUG_PLUGINS=benchmarks.transplant_variants): `defect_paste_random`, defect_paste
+with position=random by default, so one run trains both placements beside the same baselines."""
+from __future__ import annotations
+
+import dataclasses
+
+from core.methods import get_method
+from core.methods.registry import register
+from core.methods.transplant import TransplantParams
+
+_own = get_method("defect_paste")
+
+
+@dataclasses.dataclass
+class RandomPositionParams(TransplantParams):
+    position: str = dataclasses.field(default="random", metadata=dataclasses.fields(TransplantParams)[0].metadata)
+
+
+register(dataclasses.replace(_own, name="defect_paste_random", params_cls=RandomPositionParams,
+                             summary="defect_paste at a random position (benchmark variant)."))
