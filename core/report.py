@@ -139,10 +139,19 @@ def fig_lines(rows: list[dict], x: str, group: list[str], title: str, y_title: s
     return _layout(fig, title)
 
 
-def fig_losses(rows: list[dict], series: tuple[str, ...] = ("d_loss", "g_loss")) -> go.Figure:
-    """Generative training losses (monitor events) per method, class and seed: each seed its own line."""
+def loss_series(rows: list[dict]) -> list[str]:
+    """The loss monitors among a run's (d_loss and g_loss of a GAN, a diffusion model's loss, ...): every series
+    named like a loss."""
+    return sorted({r["series"] for r in rows if r["series"] == "loss" or r["series"].endswith("_loss")})
+
+
+def fig_losses(rows: list[dict], series: tuple[str, ...] | None = None) -> go.Figure:
+    """Generative training losses (monitor events) per method, class and seed: each seed its own line; by
+    default every loss series (`loss_series`)."""
+    series = tuple(loss_series(rows)) if series is None else series
+    title = "Generator / discriminator losses" if {"d_loss", "g_loss"} & set(series) else "Training loss"
     return fig_lines([r for r in rows if r["series"] in series], "step", ["method", "class", "seed", "series"],
-                     "Generator / discriminator losses", "loss")
+                     title, "loss")
 
 
 def sample_timelines(grids: list[dict]) -> dict[tuple[str, str, int], list[dict]]:

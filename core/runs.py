@@ -100,12 +100,21 @@ def progress(run_dir: str | Path, active: bool | None = None, now: float | None 
     end = (now or time.time()) if active else (p.last or p.started)
     if p.started is not None and end is not None:
         p.elapsed = max(0.0, end - p.started)
-    if active and not p.finished:     # core.estimate's model, the one the Synthesize estimate uses
-        from .estimate import remaining
-        p.remaining = remaining(run_dir, evs, now=end)
-        if p.remaining is None and p.elapsed and 0.02 <= p.fraction < 1:   # a job that is not an experiment
-            p.remaining = p.elapsed * (1 - p.fraction) / p.fraction
+    if active and not p.finished:
+        _follow_estimate(p, evs, end)
     return p
+
+
+def _follow_estimate(p: Progress, evs: list[dict], now: float) -> None:
+    """The fraction and time left of a running run by core.progress (the runner's `estimate` and `pace` events
+    against its step counts); before the estimate (or for a job that is not an experiment) from the fraction
+    reported so far."""
+    from .progress import follow
+    followed = follow(evs, now)
+    if followed is not None:
+        p.fraction, p.remaining = followed.fraction, followed.remaining
+    elif p.elapsed and 0.02 <= p.fraction < 1:
+        p.remaining = p.elapsed * (1 - p.fraction) / p.fraction
 
 
 def estimate_note(est: dict) -> str:
@@ -199,7 +208,8 @@ def sample_grids(run_dir: str | Path) -> list[dict]:
             p = rd.resolve(ev["path"])
             if p.exists():
                 out.append({"method": ev.get("method", ""), "class": ev.get("class") or "all",
-                            "seed": int(ev.get("seed", 0)), "step": ev.get("step", 0), "path": str(p)})
+                            "seed": int(ev.get("seed", 0)), "step": ev.get("step", 0), "path": str(p),
+                            "rows": [str(r) for r in ev.get("rows") or []]})
     return out
 
 

@@ -262,3 +262,18 @@ def test_quality_rows_show_counts_as_counts_and_seed_means_with_one_decimal():
     assert crack["gate dropped"] == "2" and overall["gate dropped"] == "1.7"
     assert overall["train-on-synthetic F1"] == "0.612" and crack["train-on-synthetic F1"] == ""
     assert "12.346" in crack.values() and "" in crack.values()          # 3 decimals; NaN shown empty
+
+
+def test_a_real_run_writes_its_estimate_and_pace_and_its_progress_only_rises(finished_run):
+    evs = runs.events(finished_run)
+    est = next(e for e in evs if e["kind"] == "estimate")
+    assert "fit:smote_s0" in est["tasks"] and est["seconds"] > 0 and est["low"] <= est["seconds"] <= est["high"]
+    paced = {e["task"] for e in evs if e["kind"] == "pace"}
+    assert "train:smote_s1" in paced and evs[-1]["kind"] == "done"     # done stays last: the calibration reads it
+    # replayed event by event as the Jobs page saw it: the fraction never goes back, the time left is known
+    from core.progress import follow
+    start = evs.index(est)
+    seen = [follow(evs[:i + 1], e["t"]) for i, e in enumerate(evs) if i >= start and e["kind"] != "done"]
+    fractions = [f.fraction for f in seen]
+    assert fractions == sorted(fractions) and 0 <= fractions[0] < fractions[-1] <= 1
+    assert all(f.remaining >= 0 for f in seen)

@@ -74,6 +74,7 @@ class DDPMSampler(Sampler):
             seed = int(np.random.SeedSequence([int(self.ctx.seed), 29]).generate_state(1)[0])
             process = DiffusionTraining(self._build(torch.Generator().manual_seed(seed)), self.arch_, self.params,
                                         x.contiguous(), y, placement=unet_placement(device), seed=seed)
+            process.grid_rows = list(train.classes)          # its grid: one row of samples per class
             shared = self.ctx.shared_dir or self.ctx.work_dir
             ckpt = shared / f"ddpm_seed{self.ctx.seed}.safetensors" if shared is not None else None
             self.fit_info_ = Trainer(process, LoopSettings.from_params(self.params, process.total),
