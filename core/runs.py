@@ -35,7 +35,7 @@ __all__ = ["RERUN_HINT", "GalleryItem", "Progress", "cell", "confusion_from_pred
            "load_job_info", "load_metrics", "log_tail", "loss_rows", "metrics_problem", "model_id",
            "model_metrics", "placement_summary", "placements", "prediction_models", "predictions", "progress",
            "read_metrics", "real_images",
-           "quality_of", "quality_rows", "run_label", "run_status", "run_summary", "sample_grids", "seed_confusion",
+           "quality_of", "quality_rows", "QUALITY_HELP", "run_label", "run_status", "run_summary", "sample_grids", "seed_confusion",
            "seeds_of",
            "synthetic_methods", "to_display", "verdict_lines"]
 
@@ -435,6 +435,8 @@ def leaderboard_rows(metrics: dict) -> list[dict]:
         gain = (r.get("gain") or {}).get(strongest, 0.0) if strongest else 0.0
         return (0 if r["kind"] == "method" else 1, -(gain or 0.0), -r["f1_macro"])
 
+    from .headline import collapse_note, collapsed
+    found = collapsed(metrics)
     rows = []
     for r in sorted(board, key=order):
         n_seeds = r.get("n_seeds") or len(seeds_of(metrics)) or 1
@@ -447,6 +449,7 @@ def leaderboard_rows(metrics: dict) -> list[dict]:
         for b in baselines:
             row[f"gain vs {b}"] = f"{gains[b]:+.3f}" if gains.get(b) is not None else ""
         row["verdict"] = r.get("verdict") or ""
+        row["note"] = collapse_note(r["name"], metrics, found)     # a classifier that put ~all in one class
         rows.append(row)
     return rows
 
@@ -455,6 +458,27 @@ QUALITY_COLUMNS = (("fd_cls", "FD-cls"), ("kd_cls", "KD-cls"), ("precision", "pr
                    ("density", "density"), ("coverage", "coverage"), ("ssim_real", "SSIM real"),
                    ("ssim_synthetic", "SSIM synthetic"), ("near_copies", "near-copies"),
                    ("wrong_class", "wrong class"))
+
+
+QUALITY_HELP = {   # every quality column: what it measures, in one line, and which way is better
+    "FD-cls": ("Fréchet distance between real and synthetic images' features (the run's classifier)", "lower"),
+    "KD-cls": ("Kernel distance on the same features; unbiased, so it can dip below 0 when the sets match",
+               "lower (0 = indistinguishable)"),
+    "precision": ("Share of synthetic images that fall among the real images of their class (realism)", "higher"),
+    "recall": ("Share of real images with a synthetic image near them (coverage of the real variety)", "higher"),
+    "density": ("How many real neighbourhoods each synthetic image falls in, on average (1 = as real ones)",
+                "near 1"),
+    "coverage": ("Share of real images whose neighbourhood holds a synthetic image", "higher"),
+    "SSIM real": ("Mean structural similarity between pairs of real images (their own diversity)", "reference"),
+    "SSIM synthetic": ("The same among synthetic images; far above SSIM real means mode collapse",
+                       "near SSIM real"),
+    "near-copies": ("Synthetic images closer to one real image than a quarter of the real spacing", "lower"),
+    "wrong class": ("Synthetic images the real-data classifier puts in another class with confidence 0.9+",
+                    "lower"),
+    "gate dropped": ("Images the quality gate removed (wrong class, a generator's near-copies)", "lower"),
+    "train-on-synthetic F1": ("Macro F1 on the real test images of a classifier trained on the synthetic "
+                              "defects and real normal images", "higher"),
+}
 
 
 def _count(v) -> str:
