@@ -59,7 +59,7 @@ def main() -> None:
     home = Path(args.home)
     if home.exists() and not args.keep:
         shutil.rmtree(home)
-    roots = home / "data_roots"
+    roots = home.parent / "estimate_data_roots"     # outside the home: the app never reads data from it
     roots.mkdir(parents=True, exist_ok=True)
     os.environ.update(DEFECTAUG_HOME=str(home), DEFECTAUG_DATA_ROOTS=os.pathsep.join([str(roots), str(MT.parent)]),
                       DEFECTAUG_WORKER_IDLE="60", DEFECTAUG_MAX_PARALLEL="1")
