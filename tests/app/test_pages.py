@@ -887,3 +887,27 @@ def test_jobs_say_where_each_task_of_a_run_ran():
     assert list(table["task"]) == ["prepare", "fit:dcgan_s0", "fit:dcgan_s0"] and list(table["attempt"]) == [1, 1, 2]
     assert any("2 tasks on 2 nodes (ray runner)" in t and "1 ran again" in t and "fit:dcgan_s0" in t
                for t in texts(at.caption))
+
+
+def test_jobs_tabs_keep_their_order_when_a_generator_starts_and_its_loss_is_on_the_losses_tab():
+    """The details of a job have the same tabs in the same order before and after its first monitor event (a
+    rerun every 2 s then keeps the tab the user chose), and a diffusion model's `loss` is drawn on Losses."""
+    from app_pages.jobs import DETAIL_TABS
+    from core.events import Reporter
+    ws = ws_of(open_page())
+    store = JobStore(ws)
+    job_id = store.submit({"seconds": 1}, kind="sleep")
+    rep = Reporter(store.get(job_id).run_dir)
+    rep.stage("fit:ddpm_translate_s0", "fitting ddpm_translate")
+    before = open_page("jobs", ws=ws.id, run=job_id)
+    assert_clean(before)
+    assert [t.label for t in before.tabs] == list(DETAIL_TABS)
+    for step in (20, 40):
+        rep.emit("monitor", method="ddpm_translate", **{"class": "all"}, seed=0, step=step, total=200,
+                 loss=1.0 / step, grad_norm=2.0, lr=1e-4)
+    after = open_page("jobs", ws=ws.id, run=job_id)
+    assert_clean(after)
+    assert [t.label for t in after.tabs] == list(DETAIL_TABS)
+    charts = [json.loads(c.proto.spec) for c in after.get("plotly_chart")]
+    loss = [c for c in charts if "Training loss" in json.dumps(c.get("layout", {}).get("title", ""))]
+    assert loss and [t["y"] for t in loss[0]["data"]] == [[1 / 20, 1 / 40]]
