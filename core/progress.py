@@ -24,6 +24,7 @@ from dataclasses import dataclass
 PRIOR_TRUST = 20.0   # estimated seconds of finished work at which the run's own pace counts as much as the model
                      # (at most 5% of the run's estimate)
 OWN_TRUST = 0.03     # share of a task's steps at which its own step pace counts as much as the model
+STEPPED = ("train", "fit")   # the tasks that report step counts
 SAMPLING_SHARE = 0.15   # of a generative fit: drawing the synthetic images after its training steps
 
 __all__ = ["Followed", "follow", "task_fraction"]
@@ -135,8 +136,10 @@ def follow(events: list[dict], now: float) -> Followed | None:
             at_last = w * own + (1 - w) * expected * (1 - share)
             since = t_in - to_last[tid]
             left += max(at_last - since, 0.1 * since)
-        else:                                        # no steps counted yet: by the time it has taken
-            share = 0.9 * t_in / expected if t_in < expected else 1 - 0.1 * expected / max(t_in, 1e-9)
+        else:             # no step counted: a task that never counts any moves by the time it has taken; one
+            share = 0.0   # that will (a training before its first epoch) waits for it, so the figure never goes back
+            if tid.split(":", 1)[0] not in STEPPED:
+                share = 0.9 * t_in / expected if t_in < expected else 1 - 0.1 * expected / max(t_in, 1e-9)
             left += max(expected - t_in, 0.1 * t_in)
         shares[tid] = share
         done_work += tasks[tid] * share

@@ -66,3 +66,13 @@ def test_task_fraction_counts_every_generator_and_the_sampling():
     assert task_fraction("quality:dcgan_s0", per_class, None) == (None, None)
     train = [{"t": 5, "kind": "progress", "stage": "train:smote_s0", "step": 30, "total": 120}]
     assert task_fraction("train:smote_s0", train, None) == (0.25, 5)
+
+
+def test_the_fraction_never_goes_back_when_a_task_reports_its_first_step_late():
+    """A classifier's training reports its first step after its first epoch: until then the figure waits (it
+    never runs ahead by the clock and falls back when the step count arrives)."""
+    evs = _events()[:5] + [{"t": 1012.0, "kind": "task", "task": "train:ddpm_s0"}]
+    seen = [follow(evs, 1012.0 + dt).fraction for dt in (1, 5, 30)]
+    evs.append({"t": 1042.0, "kind": "progress", "stage": "train:ddpm_s0", "step": 1, "total": 30})
+    seen += [follow(evs, 1043.0).fraction]
+    assert seen == sorted(seen)
