@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -271,6 +272,29 @@ def estimate(config, train_counts: dict[str, int], needed: dict[str, int] | None
                     runs=rates.runs, uncalibrated=uncalibrated)
 
 
+def method_seconds(config, train_counts: dict[str, int], names: list[str], rates: Rates | None = None,
+                   load: float | None = None) -> dict[str, float]:
+    """What each method would add to a run of `config` on this machine (its fits, quality measures and
+    trainings over the config's seeds): for the picker's "over an hour here" mark. A method the config cannot
+    take (it needs a normal class, say) is left out."""
+    def own(est: Estimate, name: str) -> float:
+        mine = re.compile(rf"{re.escape(name)}(_f\d+)?_s\d+")      # smote_s0, smote_f2_s0; never smote_x_s0
+        return sum(sec for tid, sec in est.tasks.items() if mine.fullmatch(tid.split(":", 1)[-1]))
+
+    try:                   # one estimate of them all (its tasks are per method), else one by one
+        est = estimate(dict(config, methods=list(names)), train_counts, rates=rates, load=load)
+        return {name: own(est, name) for name in names}
+    except Exception:   # noqa: BLE001
+        pass
+    out = {}
+    for name in names:
+        try:
+            out[name] = own(estimate(dict(config, methods=[name]), train_counts, rates=rates, load=load), name)
+        except Exception:   # noqa: BLE001  the method's own problem shows when it is picked
+            continue
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Calibration from finished runs
 # ---------------------------------------------------------------------------------------------
@@ -482,4 +506,4 @@ def remaining(run_dir: str | Path, events: list[dict] | None = None, now: float 
 
 
 __all__ = ["Estimate", "Rates", "calibrate", "current_load", "estimate", "finished_runs", "fmt", "machine_rates",
-           "measure_run", "planned_steps", "rates_for_run", "remaining", "slowdown", "stage_times", "task_units"]
+           "measure_run", "method_seconds", "planned_steps", "rates_for_run", "remaining", "slowdown", "stage_times", "task_units"]

@@ -911,3 +911,29 @@ def test_jobs_tabs_keep_their_order_when_a_generator_starts_and_its_loss_is_on_t
     charts = [json.loads(c.proto.spec) for c in after.get("plotly_chart")]
     loss = [c for c in charts if "Training loss" in json.dumps(c.get("layout", {}).get("title", ""))]
     assert loss and [t["y"] for t in loss[0]["data"]] == [[1 / 20, 1 / 40]]
+
+
+def test_synthesize_marks_the_methods_over_an_hour_and_select_all_asks_before_adding_them():
+    """At 256 px and 10 seeds a GAN takes hours on any CPU: marked in the picker, and "Select all" asks first;
+    what is selected is listed in plain sight whatever the box shows."""
+    at = _with_sample("synthesize")
+    at.selectbox(key="image_size").set_value(256).run()
+    at.text_input(key="seeds").set_value("0,1,2,3,4,5,6,7,8,9").run()
+    assert_clean(at)
+    box = at.multiselect(key="methods")
+    every = list(box.options)
+    marked = [o for o in every if "over an hour here" in o]
+    assert any(o.startswith("dcgan (gan) · over an hour here (~") for o in marked), marked
+    assert any(t.startswith("**Selected (1)**: smote") for t in texts(at.caption)), texts(at.caption)
+    at.button(key="select_all").click().run()
+    asked = [w for w in texts(at.warning) if "over an hour each on this machine" in w]
+    assert asked and "dcgan" in asked[0]
+    assert at.multiselect(key="methods").value == ["smote"]          # nothing added before the answer
+    at.button(key="confirm_all_no").click().run()
+    fast = [o.split(" (")[0] for o in every if o not in marked]   # how many depends on the load now
+    assert at.multiselect(key="methods").value == fast and "dcgan" not in fast
+    at.button(key="select_all").click().run()
+    at.button(key="confirm_all_yes").click().run()
+    assert_clean(at)
+    assert len(at.multiselect(key="methods").value) == len(every)
+    assert any(t.startswith(f"**Selected ({len(every)})**") for t in texts(at.caption))
