@@ -29,7 +29,8 @@ from .errors import RunError
 from .estimate import fmt as format_seconds   # '42 s', '3 min 05 s', '1 h 02 min'; '-' when unknown
 from .rundir import RERUN_HINT, GalleryItem, RunDir
 
-__all__ = ["RERUN_HINT", "GalleryItem", "Progress", "cell", "confusion_from_predictions", "epoch_rows", "events",
+__all__ = ["GALLERY_SORTS", "GATE_FILTERS", "RERUN_HINT", "GalleryItem", "Progress", "provenance_rows",
+           "sort_and_filter", "cell", "confusion_from_predictions", "epoch_rows", "events",
            "estimate_note", "fold_dirs", "format_seconds", "gallery", "images_by_source", "leaderboard_rows",
            "leakage_text", "list_runs", "load_config",
            "load_job_info", "load_metrics", "log_tail", "loss_rows", "metrics_problem", "model_id",
@@ -343,6 +344,64 @@ def quality_of(run_dir: str | Path, method: str, item: GalleryItem) -> dict | No
     """The per-image quality row of a synthetic image (nearest real image, copy, predicted class, kept), or None
     when the run did not measure it."""
     return RunDir(run_dir).quality_table(method, item.seed).get(item.file)
+
+
+GALLERY_SORTS = ("made first", "nearest real: closest first", "nearest real: farthest first",
+                 "classifier confidence: lowest first", "classifier confidence: highest first", "gate: dropped first")
+GATE_FILTERS = ("all", "kept by the gate", "dropped by the gate", "near-copies only")
+
+
+def _number(v) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def provenance_rows(run_dir: str | Path, method: str, items: list[GalleryItem]) -> list[dict]:
+    """One row per synthetic image, as the Gallery's table, sorting and filters read it: file, seed, how it was
+    made (source / parents / background), its nearest real training image and the distance to it, whether that is
+    a near-copy, the real-data classifier's reading and confidence, and the quality gate's decision. Text cells
+    are "" where the run measured nothing (never None)."""
+    rd = RunDir(run_dir)
+    tables: dict[int, dict] = {}
+    rows = []
+    for it in items:
+        if it.seed not in tables:
+            tables[it.seed] = rd.quality_table(method, it.seed)
+        q = tables[it.seed].get(it.file) or {}
+        if not it.parents:
+            made = "from noise (a trained model)"
+        elif is_translation(it):
+            made = f"translated from {it.parents[0]}"
+        elif len(it.parents) == 2 and it.parents[1].split("/")[0] != it.cls:
+            made = f"{it.parents[0]} on the background {it.parents[1]}"
+        else:
+            made = f"from {len(it.parents)} real image{'s' * (len(it.parents) != 1)}"
+        gate = {"True": "keeps", "False": "drops"}.get(str(q.get("kept", "")), "")
+        rows.append({"file": it.file, "seed": it.seed, "index": it.index, "made": made,
+                     "parents": ", ".join(it.parents), "nearest real": str(q.get("nearest") or ""),
+                     "distance": _number(q.get("distance")), "near-copy": str(q.get("copy")) == "True",
+                     "classifier reads": str(q.get("predicted") or ""), "confidence": _number(q.get("confidence")),
+                     "gate": gate})
+    return rows
+
+
+def sort_and_filter(rows: list[dict], sort: str = GALLERY_SORTS[0], show: str = GATE_FILTERS[0],
+                    min_confidence: float = 0.0) -> list[dict]:
+    """The Gallery's rows in `sort` order (one of `GALLERY_SORTS`; images without the measure last), those `show`
+    keeps (one of `GATE_FILTERS`) with a classifier confidence of at least `min_confidence`."""
+    keep = {"kept by the gate": lambda r: r["gate"] == "keeps", "dropped by the gate": lambda r: r["gate"] == "drops",
+            "near-copies only": lambda r: r["near-copy"]}.get(show, lambda r: True)
+    out = [r for r in rows if keep(r) and (min_confidence <= 0 or (r["confidence"] or 0.0) >= min_confidence)]
+    big = float("inf")
+    key = {"nearest real: closest first": lambda r: r["distance"] if r["distance"] is not None else big,
+           "nearest real: farthest first": lambda r: -r["distance"] if r["distance"] is not None else big,
+           "classifier confidence: lowest first": lambda r: r["confidence"] if r["confidence"] is not None else big,
+           "classifier confidence: highest first": lambda r: -r["confidence"] if r["confidence"] is not None else big,
+           "gate: dropped first": lambda r: {"drops": 0, "keeps": 1}.get(r["gate"], 2)}.get(sort)
+    return sorted(out, key=key) if key else out
 
 
 def images_by_source(run_dir: str | Path, sources: list[str]) -> dict[str, np.ndarray]:

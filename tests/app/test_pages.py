@@ -451,9 +451,16 @@ def test_gallery_shows_synthetic_beside_real_with_provenance(done_ws):
     at.selectbox(key="g_class").set_value("crack").run()
     assert any(t.startswith("**Synthetic crack**") for t in texts(at.markdown))
     assert any(t.startswith("**Real crack**") for t in texts(at.markdown))
+    # a click on an image opens its large view: its parents, its nearest real training image, the gate's decision
+    first = next(b for b in at.button if b.key and b.key.startswith("g_open_"))
+    first.click().run()
+    assert_clean(at)
+    assert any(b.key == "g_close" for b in at.button)
     assert any("Made from 2 real image(s)" in t for t in texts(at.caption))
-    # beside it, its nearest real training image and what the quality gate made of it
     assert any(t.startswith("Nearest real training image: crack/") and "quality gate" in t for t in texts(at.caption))
+    assert any(i.caption == "large view" for im in at.get("image") for i in im.proto.imgs)
+    at.button(key="g_close").click().run()
+    assert not any(b.key == "g_close" for b in at.button)
     at.selectbox(key="g_seed").set_value(1).run()
     assert_clean(at)
     assert len(at.get("image")) > 4
@@ -466,7 +473,7 @@ def test_compare_shows_both_confusion_matrices_cells_and_verdict(done_ws):
     strongest = json.loads((done_ws["run_dir"] / "metrics.json").read_text())["strongest_baseline"]
     # the strongest baseline is shown first: it is the one the verdict is judged against
     assert any(f"Baseline ({strongest})" in s for s in specs) and any("Augmented (smote)" in s for s in specs)
-    assert any("Verdict:" in t for t in texts(at.info) + texts(at.success) + texts(at.error))
+    assert any("Verdict:" in t for t in verdict_texts(at))
     board = at.dataframe[0].value
     assert board["kind"].iloc[0] == "method" and "gain vs paper" in board.columns
     cells = [str(v) for v in board.to_numpy().ravel()]
@@ -659,12 +666,12 @@ def test_a_k_fold_run_on_compare_gallery_and_export(tmp_path):
     store.finish(run_id, "done")
     at = open_page("compare", ws=ws.id, run=run_id)
     assert_clean(at)
-    assert any("2 folds x 1 seed" in t for t in texts(at.info) + texts(at.success) + texts(at.error))
+    assert any("2 folds x 1 seed" in t for t in verdict_texts(at))
     at.selectbox(key="c_true").set_value("crack").run()
     assert_clean(at)
     at.radio(key="c_fold").set_value("fold 2").run()                  # one fold's own results
     assert_clean(at)
-    assert any("over 1 seed and the test images" in t for t in texts(at.info) + texts(at.success) + texts(at.error))
+    assert any("over 1 seed and the test images" in t for t in verdict_texts(at))
     gallery = open_page("gallery", ws=ws.id, run=run_id)
     assert_clean(gallery)
     assert gallery.selectbox(key="g_fold").options == ["fold 1 of 2", "fold 2 of 2"]
@@ -788,6 +795,11 @@ def estimate_range(caption: str) -> tuple[float, float]:
     return shown_seconds(low), shown_seconds(high)
 
 
+def verdict_texts(at) -> list[str]:
+    """The verdicts on Compare: each headline (a success, warning or info box) and its details (a caption)."""
+    return texts(at.info) + texts(at.success) + texts(at.warning) + texts(at.error) + texts(at.caption)
+
+
 def interval_width(verdict: str) -> float:
     lo, hi = re.search(r"interval ([+-]\d\.\d+) to ([+-]\d\.\d+)", verdict).groups()
     return float(hi) - float(lo)
@@ -811,7 +823,7 @@ def test_the_readme_path_on_the_sample_with_its_defaults_gives_a_narrow_verdict_
     assert job.status == "done", job.reason
     at = open_page("compare", ws=ws.id, run=job.id)
     assert_clean(at)
-    verdict = next(t for t in texts(at.info) + texts(at.success) + texts(at.error) if "Verdict:" in t)
+    verdict = next(t for t in verdict_texts(at) if "Verdict:" in t)
     width = interval_width(verdict)
     print(f"\nREADME path: estimate {low:.0f}-{high:.0f} s, actual {job.elapsed:.0f} s; interval width {width:.3f}")
     assert width < 0.15, verdict
@@ -937,3 +949,28 @@ def test_synthesize_marks_the_methods_over_an_hour_and_select_all_asks_before_ad
     assert_clean(at)
     assert len(at.multiselect(key="methods").value) == len(every)
     assert any(t.startswith(f"**Selected ({len(every)})**") for t in texts(at.caption))
+
+
+def test_gallery_sorts_and_filters_by_the_nearest_real_image_confidence_and_gate_with_a_table_of_the_page(done_ws):
+    at = open_page("gallery", ws=done_ws["ws"].id)
+    at.selectbox(key="g_method").set_value("smote").run()
+    at.selectbox(key="g_class").set_value("crack").run()
+    at.selectbox(key="g_sort").set_value("nearest real: closest first").run()
+    assert_clean(at)
+    table = at.dataframe[-1].value                    # the page's provenance as a table
+    assert {"file", "made", "parents", "nearest real", "distance", "classifier reads", "confidence",
+            "gate"} <= set(table.columns)
+    d = list(table["distance"])
+    assert len(d) > 2 and d == sorted(d)
+    at.selectbox(key="g_sort").set_value("nearest real: farthest first").run()
+    far = list(at.dataframe[-1].value["distance"])          # the first page of each order
+    assert far == sorted(far, reverse=True) and far[0] >= d[-1] and far[-1] >= d[0]
+    at.selectbox(key="g_show").set_value("near-copies only").run()
+    assert_clean(at)
+    shown = at.dataframe[-1].value if len(at.dataframe) else None
+    assert shown is None or shown.empty or bool(shown["near-copy"].all())
+    at.selectbox(key="g_show").set_value("all").run()
+    at.slider(key="g_conf").set_value(0.99).run()
+    assert_clean(at)
+    assert any("of" in t and "(filtered)" in t for t in texts(at.markdown)) or \
+        all(c >= 0.99 for c in at.dataframe[-1].value["confidence"])

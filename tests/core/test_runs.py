@@ -277,3 +277,21 @@ def test_a_real_run_writes_its_estimate_and_pace_and_its_progress_only_rises(fin
     fractions = [f.fraction for f in seen]
     assert fractions == sorted(fractions) and 0 <= fractions[0] < fractions[-1] <= 1
     assert all(f.remaining >= 0 for f in seen)
+
+
+def test_provenance_rows_sort_and_filter_by_distance_confidence_and_gate(finished_run):
+    items = runs.gallery(finished_run, "smote", "crack")
+    rows = runs.provenance_rows(finished_run, "smote", items)
+    assert len(rows) == len(items) and all(r["made"].startswith("from ") and r["parents"] for r in rows)
+    assert all(r["nearest real"].startswith("crack/") and r["gate"] in ("keeps", "drops") for r in rows)
+    assert all(v is not None for r in rows for v in r.values())          # nothing shows as "None"
+    close = runs.sort_and_filter(rows, "nearest real: closest first")
+    assert [r["distance"] for r in close] == sorted(r["distance"] for r in rows)
+    low = runs.sort_and_filter(rows, "classifier confidence: lowest first")
+    assert [r["confidence"] for r in low] == sorted(r["confidence"] for r in rows)
+    kept = runs.sort_and_filter(rows, show="kept by the gate")
+    dropped = runs.sort_and_filter(rows, show="dropped by the gate")
+    assert len(kept) + len(dropped) == len(rows) and all(r["gate"] == "keeps" for r in kept)
+    assert all(r["near-copy"] for r in runs.sort_and_filter(rows, show="near-copies only"))
+    sure = runs.sort_and_filter(rows, min_confidence=0.5)
+    assert all(r["confidence"] >= 0.5 for r in sure)
