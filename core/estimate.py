@@ -183,8 +183,37 @@ def _fit_units(cfg, spec, train_counts: dict[str, int], needed: dict[str, int]) 
     if getattr(spec, "family", "") == "diffusion":
         own = int(getattr(p, "resolution", 0) or 0)
         scale = (own / cfg.image_size) ** 2 if own else 1.0     # trains and samples at its own size
-        units = (units + sum(needed.values()) * int(getattr(p, "sample_steps", 25) or 25) * 1.1) * scale
+        units = (units + _sampling_units(p, needed)) * scale
     return units
+
+
+def _sampling_units(p, needed: dict[str, int]) -> float:
+    """A diffusion model's sampling: every synthetic image denoised `sample_steps` times (at 64 px units)."""
+    return sum(needed.values()) * int(getattr(p, "sample_steps", 25) or 25) * 1.1
+
+
+def sampling_shares(cfg, train_counts: dict[str, int], needed: dict[str, int]) -> dict[str, float]:
+    """The share of each generative fit task that drawing its synthetic images takes (after its training steps),
+    by the same model: what the Jobs page weighs a fit's sampling by. A diffusion model's sampling is most of it."""
+    from .experiment import plan
+    from .methods import get_method
+    out = {}
+    for task in plan(cfg):
+        if task.kind != "fit":
+            continue
+        try:
+            spec = get_method(task.name)
+        except Exception:   # noqa: BLE001
+            continue
+        p = cfg.method_params(task.name)
+        if getattr(spec, "family", "") != "diffusion":
+            continue
+        total = _fit_units(cfg, spec, train_counts, needed)
+        own = int(getattr(p, "resolution", 0) or 0)
+        scale = (own / cfg.image_size) ** 2 if own else 1.0
+        if total > 0:
+            out[task.id] = round(min(0.95, _sampling_units(p, needed) * scale / total), 3)
+    return out
 
 
 def fit_models(spec, p, needed: dict[str, int]) -> int:
@@ -506,4 +535,4 @@ def remaining(run_dir: str | Path, events: list[dict] | None = None, now: float 
 
 
 __all__ = ["Estimate", "Rates", "calibrate", "current_load", "estimate", "finished_runs", "fmt", "machine_rates",
-           "measure_run", "method_seconds", "planned_steps", "rates_for_run", "remaining", "slowdown", "stage_times", "task_units"]
+           "measure_run", "method_seconds", "planned_steps", "sampling_shares", "rates_for_run", "remaining", "slowdown", "stage_times", "task_units"]

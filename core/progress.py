@@ -2,8 +2,9 @@
 the Jobs page, the sidebar and the CLI read a run folder, never the plan).
 
 The runner writes what this needs into `events.jsonl`:
-    estimate  {"tasks": {task id: seconds}, "steps": {fit task id: training steps}, "done": [task ids], ...}
-              once the split is known: core.estimate's model of every task, and the steps each fit will count
+    estimate  {"tasks": {task id: seconds}, "steps": {fit task id: training steps}, "sampling": {fit task id:
+              share}, "done": [task ids], ...} once the split is known: core.estimate's model of every task, the
+              steps each fit will count, and the share of a fit its sampling takes where that is large
     task      {"task": id, ...}                              a task starts
     progress  {"stage": str, "step": int, "total": int}      inside it (a classifier's steps, each generator's)
     pace      {"task": id, "seconds": float, "estimated": float}   a task ended: its own time against the model
@@ -25,7 +26,8 @@ PRIOR_TRUST = 20.0   # estimated seconds of finished work at which the run's own
                      # (at most 5% of the run's estimate)
 OWN_TRUST = 0.03     # share of a task's steps at which its own step pace counts as much as the model
 STEPPED = ("train", "fit")   # the tasks that report step counts
-SAMPLING_SHARE = 0.15   # of a generative fit: drawing the synthetic images after its training steps
+SAMPLING_SHARE = 0.15   # of a generative fit: drawing the synthetic images after its training steps (the
+                        # estimate event's `sampling` says it per fit where it is more: a diffusion model's)
 
 __all__ = ["Followed", "follow", "task_fraction"]
 
@@ -47,7 +49,8 @@ def _last(events: list[dict], kind: str) -> tuple[int, dict] | None:
     return None
 
 
-def task_fraction(task: str, after: list[dict], planned_steps: int | None) -> tuple[float | None, float | None]:
+def task_fraction(task: str, after: list[dict], planned_steps: int | None,
+                  sampling: float | None = None) -> tuple[float | None, float | None]:
     """A task's share done from the progress events since it started; None for a task that counts no steps.
     A classifier's training: its last step / total. A fit: the steps of all its generators together over the
     steps planned for them (pre-training included), then the classes sampled. Also the time of the last progress
@@ -77,7 +80,8 @@ def task_fraction(task: str, after: list[dict], planned_steps: int | None) -> tu
     if not planned:                              # a method without training steps: its classes sampled
         return (sample_part, at) if sampled else (None, None)
     trained = 1.0 if sampled else min(1.0, sum(s for s, _ in streams.values()) / planned)
-    return (1 - SAMPLING_SHARE) * trained + SAMPLING_SHARE * sample_part, at
+    share = SAMPLING_SHARE if sampling is None else sampling
+    return (1 - share) * trained + share * sample_part, at
 
 
 def _trusted(ratio: float, weight: float) -> float:
@@ -96,6 +100,7 @@ def follow(events: list[dict], now: float) -> Followed | None:
     if not tasks:
         return None
     planned = {str(k): int(v) for k, v in (est.get("steps") or {}).items() if isinstance(v, (int, float))}
+    sampling = {str(k): float(v) for k, v in (est.get("sampling") or {}).items() if isinstance(v, (int, float))}
     done = {t for t in est.get("done") or [] if t in tasks}
     spent, measured = 0.0, 0.0            # actual and estimated seconds of the tasks finished in this session
     started: dict[str, int] = {}
@@ -118,7 +123,7 @@ def follow(events: list[dict], now: float) -> Followed | None:
         i = started[tid]
         t0 = float(events[i].get("t", now))
         in_task[tid] = max(0.0, now - t0)
-        shares[tid], at = task_fraction(tid, events[i + 1:], planned.get(tid))
+        shares[tid], at = task_fraction(tid, events[i + 1:], planned.get(tid), sampling.get(tid))
         to_last[tid] = max(0.0, min(now, at if at is not None else now) - t0)
     stepped_spent = sum(to_last[t] for t in running if shares[t])
     stepped_measured = sum(tasks[t] * shares[t] for t in running if shares[t])

@@ -150,6 +150,7 @@ class _Runner:
             self.estimated = {tid: round(sec, 3) for tid, sec in est.tasks.items() if tid != "startup"}
             self.reporter.emit("estimate", tasks=self.estimated, done=sorted(finished),
                                steps=est_mod.planned_steps(self.cfg, counts, needed),
+                               sampling=est_mod.sampling_shares(self.cfg, counts, needed),
                                seconds=round(est.seconds, 1), low=round(est.low, 1), high=round(est.high, 1))
         except Exception as err:   # noqa: BLE001  the Jobs page then falls back to the step fractions
             self.reporter.log(f"no time estimate for the Jobs page: {type(err).__name__}: {err}")

@@ -23,7 +23,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -50,6 +50,8 @@ class Context:
                                       # it, so that one run trains it once for all of them
     num_threads: int | None = None     # torch.set_num_threads on CPU
     normal_class: str | None = None   # the run's normal class (the source of translation methods)
+    sampled: Callable[[int], None] | None = None   # a slow sampler calls it with the images of the class drawn
+                                                   # so far (the Jobs page's progress between classes)
 
 
 def check_normal_source(counts: dict[str, int], normal_class: str | None, needed: dict[str, int] | None,

@@ -76,3 +76,10 @@ def test_the_fraction_never_goes_back_when_a_task_reports_its_first_step_late():
     evs.append({"t": 1042.0, "kind": "progress", "stage": "train:ddpm_s0", "step": 1, "total": 30})
     seen += [follow(evs, 1043.0).fraction]
     assert seen == sorted(seen)
+
+
+def test_a_diffusion_fit_weighs_its_sampling_by_the_estimates_share_and_counts_it_in_images():
+    steps = [{"t": 1, "kind": "progress", "stage": "train ddpm [all classes]", "step": 80, "total": 80}]
+    sampled = steps + [{"t": 9, "kind": "progress", "stage": "sample:ddpm_s0", "step": 150, "total": 600}]
+    assert abs(task_fraction("fit:ddpm_s0", steps, 80, sampling=0.7)[0] - 0.3) < 1e-9
+    assert abs(task_fraction("fit:ddpm_s0", sampled, 80, sampling=0.7)[0] - (0.3 + 0.7 * 0.25)) < 1e-9

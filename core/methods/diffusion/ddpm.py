@@ -104,6 +104,8 @@ class DDPMSampler(Sampler):
                             kind=p.scheduler, generator=g)
                 out.append(to_uint8(resize(x, self.arch_["run_size"])))
                 self.ctx.reporter.log(f"{self.NAME}: {min(n, i + p.sample_batch)}/{n} images of {class_name}")
+                if self.ctx.sampled is not None:
+                    self.ctx.sampled(min(n, i + p.sample_batch))
         return SampleBatch(np.concatenate(out), [[] for _ in range(n)])
 
     def get_state(self):
