@@ -974,3 +974,44 @@ def test_gallery_sorts_and_filters_by_the_nearest_real_image_confidence_and_gate
     assert_clean(at)
     assert any("of" in t and "(filtered)" in t for t in texts(at.markdown)) or \
         all(c >= 0.99 for c in at.dataframe[-1].value["confidence"])
+
+
+NONE_WORDS = re.compile(r"\bNone\b|\bnan\b|\bNaN\b")
+
+
+def _all_text(at) -> list[str]:
+    """Every text a user reads on the page: markdown, captions, boxes, metrics, titles, tables' cells, options."""
+    out = []
+    for kind in ("markdown", "caption", "info", "success", "warning", "error", "title", "subheader", "header"):
+        out += [f"{kind}: {t}" for t in texts(getattr(at, kind))]
+    out += [f"metric {m.label}: {m.value}" for m in at.metric]
+    for df in at.dataframe:
+        frame = df.value
+        out += [f"table: {c}" for c in frame.columns]
+        out += [f"table cell: {v!r}" for v in frame.astype(object).to_numpy().ravel()
+                if v is None or (isinstance(v, float) and v != v) or isinstance(v, str)]
+    for box in list(at.selectbox) + list(at.multiselect) + list(at.radio):
+        out += [f"option: {o}" for o in box.options]
+    return out
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_page_and_no_report_shows_none_or_nan(done_ws, page):
+    at = open_page(page, ws=done_ws["ws"].id, run=done_ws["run"])
+    assert_clean(at)
+    bad = [t for t in _all_text(at) if NONE_WORDS.search(t) or t.endswith("cell: None") or "cell: nan" in t]
+    assert not bad, bad
+    if page == "export":           # the report too, of this run and of one that kept the data's own imbalance
+        import shutil
+        from core.report import build_report
+        own = Path(done_ws["ws"].runs.parent) / "own_ratio_copy"
+        shutil.copytree(done_ws["run_dir"], own, dirs_exist_ok=True)
+        cfg = json.loads((own / "config.json").read_text())
+        (own / "config.json").write_text(json.dumps(dict(cfg, ratio=None, target_ratio=None)))
+        for run_dir in (done_ws["run_dir"], own):
+            html = build_report(run_dir)
+            visible = re.sub(r"<script.*?</script>", "", html, flags=re.S)      # plotly.js itself says null/NaN
+            import html as html_lib
+            text = html_lib.unescape(re.sub(r"<[^>]+>", " ", visible))
+            assert not NONE_WORDS.search(text), NONE_WORDS.findall(text)[:5]
+            assert "none (the data's own counts)" in text or run_dir != own
