@@ -7,7 +7,8 @@ Each case goes the app's way: `core.jobs.preflight` gives the estimate (`core.es
 finished runs of this benchmark's own home, as a workspace would be: the first case has only the priors), then
 the job is submitted to the real background worker and timed from its start to its results (`Job.elapsed`,
 what the Jobs page shows as "finished in"). The load average at launch and the torch threads the job used are
-in the table. Writes the section `estimate` of benchmarks/RESULTS.md with the machine it ran on.
+in the table, and the Jobs page's time left (core.progress) read every 3 s while each job ran. Writes the section
+`estimate_progress` of benchmarks/RESULTS.md with the machine it ran on (`estimate` holds issue 26's passes).
 """
 from __future__ import annotations
 
@@ -114,7 +115,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         (home / "rows.json").write_text(json.dumps(rows, indent=1))
     if not args.no_write:
-        write_section("estimate", _table(rows))
+        write_section("estimate_progress", _table(rows))
 
 
 def _left_at(trace: list[tuple], actual: float) -> list[tuple]:
@@ -130,7 +131,8 @@ def _left_at(trace: list[tuple], actual: float) -> list[tuple]:
 
 def _table(rows: list[dict]) -> str:
     m = lambda s: f"{s / 60:.2f}"   # noqa: E731
-    lines = ["## Time estimates against actual run times (`benchmarks/estimate_accuracy.py`, issue 26)", "",
+    lines = ["## Time estimates and the Jobs page's time left against actual run times "
+             "(`benchmarks/estimate_accuracy.py`, issues 26 and 36)", "",
              f"Machine: {machine()}; measured {time.strftime('%Y-%m-%d %H:%M')} UTC. **Shared**: other sessions' tests "
              "and benchmarks ran on the same 2 cores throughout (the load average at each launch is in the table), "
              "so these are a contended machine's times, not an idle one's.", "",
