@@ -136,7 +136,8 @@ class Trainer:
         """Train to `total` steps (resuming from the checkpoint when it fits). Returns a summary."""
         s, total = self.settings, self.settings.total
         start = self._resume()
-        first_grid = max(1, total // 10)        # a first grid by 10% of the steps, however far apart the rest
+        # a first grid by 10% of the steps, however far apart the rest are (a long fit shows early what it makes)
+        first_grid = total // 10 if total >= 100 and s.sample_every > total // 10 else -1
         t0 = time.time()
         try:
             for step in range(start + 1, total + 1):
