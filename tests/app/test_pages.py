@@ -1015,3 +1015,20 @@ def test_no_page_and_no_report_shows_none_or_nan(done_ws, page):
             text = html_lib.unescape(re.sub(r"<[^>]+>", " ", visible))
             assert not NONE_WORDS.search(text), NONE_WORDS.findall(text)[:5]
             assert "none (the data's own counts)" in text or run_dir != own
+
+
+def test_export_preselects_the_method_its_verdict_favours_and_shows_that_verdict_by_the_choice(done_ws):
+    from core import headline
+    metrics = json.loads((done_ws["run_dir"] / "metrics.json").read_text())
+    best, why = headline.export_choice(metrics, ["mixup", "smote"])
+    at = open_page("export", ws=done_ws["ws"].id, run=done_ws["run"])
+    assert_clean(at)
+    assert at.selectbox(key="e_method").value == best          # never just the alphabetically first
+    boxes = texts(at.success) + texts(at.warning) + texts(at.info)
+    if best == "none":
+        assert any(t.startswith("Real images only: no method helped") for t in boxes), boxes
+    else:
+        assert any(t.startswith(f"**Use it**: {best}.") for t in boxes), boxes
+    at.selectbox(key="e_method").set_value("mixup").run()
+    words = headline.headline(metrics, "mixup").words
+    assert any(t.startswith(f"**{words}**: mixup.") for t in texts(at.success) + texts(at.warning) + texts(at.info))
