@@ -151,5 +151,7 @@ def follow(events: list[dict], now: float) -> Followed | None:
     left += sum(tasks[t] for t in tasks if t not in done and t not in started) * pace
     total = sum(tasks.values())
     current = running[-1] if running else ""
-    return Followed(fraction=round(max(0.0, min(1.0, done_work / total)), 6),   # no float noise between calls remaining=max(0.0, left), task=current,
-                    task_fraction=float(shares.get(current) or 0.0), pace=pace, estimate=float(est.get("seconds") or total))
+    fraction = round(max(0.0, min(1.0, done_work / total)), 6)     # no float noise between two reads
+    return Followed(fraction=fraction, remaining=max(0.0, left), task=current,
+                    task_fraction=float(shares.get(current) or 0.0), pace=pace,
+                    estimate=float(est.get("seconds") or total))
