@@ -40,6 +40,7 @@ CASES = {
                                       "image_size": 32, "overrides": {"classifier": {"epochs": 10}}}),
     "sample_augment_2s_32px": (SAMPLE, {"methods": ["augment"], "seeds": [0, 1], "ratio": None, "image_size": 32}),
     "sample_smote_3s": (SAMPLE, {"methods": ["smote"], "seeds": [0, 1, 2], "ratio": None}),
+    "sample_smote_1s_32px": (SAMPLE, {"methods": ["smote"], "seeds": [0], "ratio": None, "image_size": 32}),
     "sample_random_oversample_1s_32px": (SAMPLE, {"methods": ["random_oversample"], "seeds": [0], "ratio": None,
                                                   "image_size": 32}),
     "sample_ddpm_translate_1s_32px": (SAMPLE, {"methods": ["ddpm_translate"], "seeds": [0], "ratio": None,
@@ -55,6 +56,8 @@ def main() -> None:
     ap.add_argument("--home", default=str(ROOT / "benchmarks" / "out" / "estimate_home"))
     ap.add_argument("--keep", action="store_true", help="keep the home's earlier runs (their calibration)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--rows", default="", help="a rows.json of earlier cases to put in the table first (a run "
+                                               "continued with --keep in another process)")
     args = ap.parse_args()
 
     home = Path(args.home)
@@ -79,8 +82,8 @@ def main() -> None:
         write_sample_dataset(sample)
     ws = Workspace.create()
     store = JobStore(ws)
-    rows = []
-    for name in args.cases.split(","):
+    rows = json.loads(Path(args.rows).read_text()) if args.rows else []
+    for name in [c for c in args.cases.split(",") if c]:
         data, extra = CASES[name]
         path = sample if data == SAMPLE else MT
         config = {"data": str(path), "preset": "quick", **extra}
