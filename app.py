@@ -85,7 +85,16 @@ else:                               # a session's run of the script: the pages
         "export": st.Page("app_pages/export.py", title="Export", icon=":material/download:", url_path="export"),
     }
     page = st.navigation(list(PAGES.values()))
+    first = not st.session_state.get("_loaded")       # a session's first page loads torch and the methods:
+    loading = st.empty()                               # say so instead of a blank body for half a minute
+    if first:
+        loading.info("Loading DefectAug (the first page of a visit loads its libraries, up to half a minute on a "
+                     "busy machine)...", icon=":material/hourglass_empty:")
     with common.guard():
         common.workspace()
         common.sidebar()
-    page.run()
+    try:
+        page.run()
+    finally:                                           # also when a page stops early (st.stop)
+        st.session_state["_loaded"] = True
+        loading.empty()

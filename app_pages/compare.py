@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core import headline
 from core.errors import RunError
 from core.rundir import RunDir
 from core.views import report, runs
 from ui import common
 
-VERDICT_BOX = {"helps": st.success, "hurts": st.error}
+VERDICT_BOX = {"success": st.success, "warning": st.warning, "info": st.info}   # hurts is a warning, not an error
 
 
 def cell_images(run_dir, model: str, true_cls: str, pred_cls: str, title: str) -> None:
@@ -41,12 +42,22 @@ def quality_section(metrics: dict, methods: list[str]) -> None:
                "wrong-class images, and a generator's near-copies (copies are what random_oversample and SMOTE "
                "make by design). Train-on-synthetic F1: a classifier trained on the synthetic defect images and "
                "the real normal images, scored on the real test images.")
-    st.dataframe(rows, hide_index=True, width="stretch")
+    st.dataframe(rows, hide_index=True, width="stretch", column_config={
+        k: st.column_config.TextColumn(k, help=f"{m}. Better: {d}.") for k, (m, d) in runs.QUALITY_HELP.items()
+        if k in rows[0]})
+    st.markdown("\n".join(f"- **{k}**: {m}; better: {d}." for k, (m, d) in runs.QUALITY_HELP.items()
+                          if k in rows[0]))
     with_embedding = [m for m in methods if (metrics["methods"][m].get("quality") or {}).get("embedding")]
     if with_embedding:
         pick = st.selectbox("Embedding of", with_embedding, key="c_embed")
         st.plotly_chart(report.fig_embedding(metrics["methods"][pick]["quality"]["embedding"]), width="stretch",
                         key="embedding")
+
+
+def _flagged(title: str, name: str, metrics: dict) -> str:
+    """A chart title with the model's collapse flag, when it collapsed."""
+    note = headline.collapse_note(name, metrics)
+    return f"{title}: {note}" if note else title
 
 
 def build() -> None:
@@ -76,9 +87,17 @@ def build() -> None:
 
     st.subheader("Verdict")
     with_images = set(RunDir(run_dir).synthetic_methods())
+    for name, cls in headline.collapsed(metrics).items():
+        st.warning(f"{common.md_escape(name)}: collapsed: predicts {common.md_escape(cls)} for almost every test "
+                   f"image ({headline.COLLAPSE_SHARE:.0%} or more); its scores say little about the images it "
+                   "trained on.")
     for name in methods:
+        h = headline.headline(metrics, name)
         v = metrics["methods"][name].get("verdict") or {}
-        VERDICT_BOX.get(v.get("label"), st.info)(common.md_escape(v.get("text", name)))
+        VERDICT_BOX[h.tone](f"**{h.words}**: {common.md_escape(name)}. {common.md_escape(h.line)}")
+        if h.details:
+            with st.expander(f"Details of {name}'s verdict"):
+                st.caption(common.md_escape(h.details))
         source = metrics["methods"][name].get("gated_from") or name
         if v.get("label") in ("hurts", "no clear difference") and source in with_images:
             st.page_link("app_pages/gallery.py", label=f"See the images {source} made, in the Gallery",
@@ -117,11 +136,11 @@ def build() -> None:
     left, right = st.columns(2)
     with left:
         st.plotly_chart(report.fig_confusion(runs.seed_confusion(metrics, baseline, s), classes,
-                                             f"Baseline ({baseline})", normalize),
+                                             _flagged(f"Baseline ({baseline})", baseline, metrics), normalize),
                         width="stretch", key="cm_base")
     with right:
         st.plotly_chart(report.fig_confusion(runs.seed_confusion(metrics, method, s), classes,
-                                             f"Augmented ({method})", normalize),
+                                             _flagged(f"Augmented ({method})", method, metrics), normalize),
                         width="stretch", key="cm_method")
 
     st.markdown("**Test images in one cell** (before and after)")

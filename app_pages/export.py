@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core import headline
 from core.rundir import RunDir
 from core.views import runs
 from ui import common
@@ -36,9 +37,22 @@ def build() -> None:
     if not methods:
         st.info("This run kept no synthetic images; only the real images can be exported.")
     options = methods + ["none"]
+    metrics = runs.load_metrics(report_dir) or {}
+    best, why = headline.export_choice(metrics, methods)
+    if st.session_state.get("e_method_run") != run_id:       # a new run: preselect what its verdict favours
+        st.session_state["e_method_run"], st.session_state["e_method"] = run_id, best
     c1, c2 = st.columns([2, 1])
     method = c1.selectbox("Synthetic images from", options,
                           format_func=lambda m: "none (real images only)" if m == "none" else m, key="e_method")
+    chosen = headline.headline(metrics, method) if method in (metrics.get("methods") or {}) else None
+    if chosen is not None:
+        (st.success if chosen.tone == "success" else st.warning if chosen.tone == "warning" else st.info)(
+            f"**{chosen.words}**: {common.md_escape(method)}. {common.md_escape(chosen.line)}")
+    elif method == "none":
+        st.info(common.md_escape(why if best == "none" else "Real images only: the dataset as it is, balanced by "
+                                                             "nothing."))
+    if method != best:
+        st.caption(f"Suggested by the verdicts: {common.md_escape(why)}")
     filtered = False
     if method != "none" and RunDir(run_dir).has_quality_filter(method):   # only when there is a filter to apply
         filtered = c2.checkbox("Quality-filtered set only", key="e_filtered",

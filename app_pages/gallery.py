@@ -117,24 +117,76 @@ def build() -> None:
     items = [it for it in items_all if it.cls == cls and (seed == "all" or it.seed == seed)]
     pages = max(1, math.ceil(len(items) / PER_PAGE))
 
+    c4, c5, c6 = st.columns(3)
+    sort = c4.selectbox("Sort by", runs.GALLERY_SORTS, key="g_sort",
+                        help="Distance to the nearest real training image (closest: the near-copies), the real-data "
+                             "classifier's confidence in its reading, or the quality gate's decision")
+    show = c5.selectbox("Show", runs.GATE_FILTERS, key="g_show")
+    min_conf = c6.slider("Classifier confidence at least", 0.0, 1.0, 0.0, 0.05, key="g_conf")
+    rows = runs.sort_and_filter(runs.provenance_rows(run_dir, method, items), sort, show, min_conf)
+    by_file = {it.file: it for it in items}
+    pages = max(1, math.ceil(len(rows) / PER_PAGE))
+
     left, right = st.columns([1, 3])
     with left:
         real, sources = runs.real_images(run_dir, cls)
         st.markdown(f"**Real {common.md_escape(cls)}** ({len(real)} training images)")
         common.image_grid(real[:12], [common.md_escape(s.split("/")[-1]) for s in sources[:12]], cols=2, width=90)
     with right:
-        page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"g_page_{method}_{cls}_{seed}")
-        shown = items[(page - 1) * PER_PAGE: page * PER_PAGE]
-        st.markdown(f"**Synthetic {common.md_escape(cls)}** by {method}: {len(items)} images")
-        common.image_grid([runs.synthetic_image(it) for it in shown],
-                          [f"s{it.seed} · #{it.index}" for it in shown],
-                          cols=6, width=90)
-    if shown:
-        st.subheader("Where an image came from")
-        choice = st.selectbox("Synthetic image", range(len(shown)), format_func=lambda i: shown[i].file,
-                              key="g_pick")
-        provenance(run_dir, shown[choice])
-        nearest(run_dir, method, shown[choice])
+        opened = st.session_state.get("g_open")
+        if opened in by_file:
+            large_view(run_dir, method, by_file[opened], next((r for r in rows if r["file"] == opened), None))
+        page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"g_page_{method}_{cls}_{seed}_{sort}_{show}")
+        shown = rows[(page - 1) * PER_PAGE: page * PER_PAGE]
+        st.markdown(f"**Synthetic {common.md_escape(cls)}** by {method}: {len(rows)} of {len(items)} images"
+                    + ("" if len(rows) == len(items) else " (filtered)"))
+        grid, table = st.tabs(["Images", "Table of this page"])
+        with grid:
+            _grid(shown, by_file)
+        with table:
+            st.dataframe([{k: ("" if v is None else v) for k, v in r.items()} for r in shown], hide_index=True,
+                         width="stretch", column_config={
+                             "distance": st.column_config.NumberColumn(format="%.3f", help="RMS pixel distance "
+                                                                       "to the nearest real training image"),
+                             "confidence": st.column_config.NumberColumn(format="%.2f")})
+
+
+def _caption(r: dict) -> str:
+    bits = [f"s{r['seed']} #{r['index']}"]
+    if r["distance"] is not None:
+        bits.append(f"d {r['distance']:.3f}")
+    if r["gate"]:
+        bits.append(r["gate"])
+    return " · ".join(bits)
+
+
+def _grid(shown: list[dict], by_file: dict, cols: int = 6) -> None:
+    """Thumbnails, each with a button that opens its large view (with its provenance)."""
+    if not shown:
+        st.caption("No image matches these filters.")
+        return
+    for start in range(0, len(shown), cols):
+        for col, r in zip(st.columns(cols), shown[start:start + cols]):
+            with col:
+                st.image(runs.to_display(runs.synthetic_image(by_file[r["file"]])), caption=_caption(r), width=90)
+                if st.button("Enlarge", key=f"g_open_{r['file']}", help="A large view with where it came from"):
+                    st.session_state["g_open"] = r["file"]
+                    st.rerun()
+
+
+def large_view(run_dir, method: str, item: runs.GalleryItem, row: dict | None) -> None:
+    """One synthetic image large, with its provenance: how it was made (source / parents / background), its
+    nearest real training image, the classifier's reading and the gate's decision."""
+    with st.container(border=True):
+        head, close = st.columns([5, 1])
+        head.markdown(f"**{common.md_escape(item.file)}** · seed {item.seed}"
+                      + (f" · {common.md_escape(row['made'])}" if row else ""))
+        if close.button("Close", key="g_close"):
+            st.session_state.pop("g_open", None)
+            st.rerun()
+        st.image(runs.to_display(runs.synthetic_image(item)), caption="large view", width=360)
+        provenance(run_dir, item)
+        nearest(run_dir, method, item)
 
 
 st.title("Gallery")

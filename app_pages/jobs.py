@@ -10,6 +10,9 @@ from core.views import report, runs
 from ui import common
 
 
+DETAIL_TABS = ("Losses", "Samples", "Classifier", "Latent codes", "Log", "Where it ran")
+
+
 def _status_line(job: Job, p: runs.Progress, position: int | None) -> None:
     if job.status == "running":
         text = common.md_escape(p.stage or "starting")
@@ -123,8 +126,12 @@ def _samples(run_id: str, run_dir) -> None:
         step = st.select_slider("Training step", steps, key=key, format_func=lambda s: f"step {s}",
                                 help="Each grid is drawn from the same fixed noise, so the grids show how "
                                      "the generator's images change as it trains")
-    st.image(grids[step]["path"], caption=f"{method} · {common.md_escape(cls)} · s{seed} · step {step} "
-                                          f"({steps.index(step) + 1} of {len(steps)})")
+    rows = grids[step].get("rows")
+    st.image(grids[step]["path"], width="stretch",
+             caption=f"{method} · {common.md_escape(cls)} · s{seed} · step {step} ({steps.index(step) + 1} of "
+                     f"{len(steps)})" + (f" · one row per class, top to bottom: "
+                                         f"{common.md_escape(', '.join(rows))}" if rows else "")
+                     + " · the button at the image's top right enlarges it")
 
 
 @st.fragment(run_every="2s")
@@ -158,12 +165,9 @@ def _details(run_id: str) -> None:
     if status == "done":
         st.page_link("app_pages/compare.py", label="See the results on Compare", icon=":material/compare:")
     loss = runs.loss_rows(run_dir)
-    names = ["Losses", "Classifier", "Samples", "Log"] if loss else ["Classifier", "Log", "Losses", "Samples"]
     latent = RunDir(run_dir).latent_methods()
-    if latent:
-        names.insert(names.index("Samples") + 1, "Latent codes")
-    names.append("Where it ran")
-    tabs = dict(zip(names, st.tabs(names)))
+    # the same tabs in the same order for every run and moment, so a rerun (every 2 s) keeps the one chosen
+    tabs = dict(zip(DETAIL_TABS, st.tabs(list(DETAIL_TABS), key=f"job_tabs_{run_id}")))
     with tabs["Where it ran"]:
         where = runs.placements(run_dir)
         st.caption(common.md_escape(runs.placement_summary(where)))
@@ -174,7 +178,7 @@ def _details(run_id: str) -> None:
         rows = loss
         if rows:
             st.plotly_chart(report.fig_losses(rows), width="stretch", key=f"loss_{run_id}")
-            other = sorted({r["series"] for r in rows} - {"d_loss", "g_loss"})
+            other = sorted({r["series"] for r in rows} - set(report.loss_series(rows)))
             if other:
                 pick = st.selectbox("Other monitor", other, key=f"mon_{run_id}")
                 st.plotly_chart(report.fig_lines([r for r in rows if r["series"] == pick], "step",
@@ -193,9 +197,11 @@ def _details(run_id: str) -> None:
             st.caption("No classifier epoch yet.")
     with tabs["Samples"]:
         _samples(run_id, run_dir)
-    if latent:
-        with tabs["Latent codes"]:
+    with tabs["Latent codes"]:
+        if latent:
             _latent(run_id, run_dir, latent)
+        else:
+            st.caption("No latent codes: only the pre-trained GANs (bagan, bagan_gp) encode the training images.")
     with tabs["Log"]:
         st.code(RunDir(run_dir).log_tail(60) or "(empty)", language=None)
 

@@ -16,6 +16,59 @@ def _unavailable(specs) -> None:
                 st.markdown(f"**{m.name}** ({m.family}): {m.unavailable_reason()}")
 
 
+SLOW = 3600.0     # seconds: a method whose estimate on this machine is over this is marked in the picker
+
+
+@st.cache_data(ttl=300, show_spinner=False, max_entries=8)
+def _method_seconds(data: str, counts: tuple, image_size: int, seeds: tuple, preset: str,
+                    names: tuple) -> dict[str, float]:
+    from core.estimate import machine_rates, method_seconds
+    config = {"data": data, "seeds": list(seeds), "image_size": image_size, "preset": preset}
+    return method_seconds(config, dict(counts), list(names), rates=machine_rates())
+
+
+def _slow_methods(path, counts: dict[str, int], settings: dict, names: list[str]) -> dict[str, float]:
+    """Methods over `SLOW` on this machine, with their seconds, for the run as set on this page (its image size,
+    seeds and preset as they stand; the defaults on the first visit)."""
+    from core.advice import DEFAULT_SEEDS
+    from core.data import protocol_counts
+    from core.experiment import parse_seeds
+    try:
+        seeds = tuple(parse_seeds(st.session_state.get("seeds") or ",".join(map(str, DEFAULT_SEEDS))))
+        normal = st.session_state.get("normal_s")
+        train = protocol_counts(counts, int(st.session_state.get("test_per_class") or settings.get("test_per_class")
+                                             or 20), settings.get("ratio"), normal).train
+        secs = _method_seconds(str(path), tuple(sorted(train.items())), int(st.session_state.get("image_size") or 64), seeds,
+                               st.session_state.get("preset") or "quick", tuple(names))
+    except Exception:   # noqa: BLE001  no mark rather than a broken page; the estimate below says the rest
+        return {}
+    return {n: s for n, s in secs.items() if s > SLOW}
+
+
+def _select_all(names: list[str], slow: dict[str, float]) -> None:
+    """'Select all', which asks before it adds the methods that take over an hour here."""
+    c1, c2, _ = st.columns([1, 1, 3])
+    if c1.button("Select all", key="select_all"):
+        if slow:
+            st.session_state["confirm_all"] = True
+        else:
+            st.session_state["methods"] = list(names)
+    if c2.button("Clear", key="select_none"):
+        st.session_state["methods"], st.session_state["confirm_all"] = [], False
+    if st.session_state.get("confirm_all"):
+        st.warning(f"{len(slow)} of the methods take over an hour each on this machine: "
+                   f"{common.md_escape(', '.join(f'{n} (~{runs.format_seconds(s)})' for n, s in slow.items()))}. "
+                   "Include them?")
+        a, b, _ = st.columns([1, 1, 2])
+        if a.button("Include them too", key="confirm_all_yes"):
+            st.session_state["methods"], st.session_state["confirm_all"] = list(names), False
+            st.rerun()
+        if b.button("Only the faster ones", key="confirm_all_no"):
+            st.session_state["methods"] = [n for n in names if n not in slow]
+            st.session_state["confirm_all"] = False
+            st.rerun()
+
+
 def build() -> None:
     from core.advice import DEFAULT_METHODS, DEFAULT_SEEDS, defaults_note, suggestion, workspace_evidence
     from core.data import protocol_counts
@@ -38,10 +91,19 @@ def build() -> None:
 
     left, right = st.columns([3, 2])
     with left:
-        methods = st.multiselect("Methods", list(specs), default=[m for m in DEFAULT_METHODS if m in specs],
-                                 format_func=lambda n: f"{n} ({specs[n].family})", key="methods",
+        slow = _slow_methods(path, rep.counts, settings, list(specs))
+        if "methods" not in st.session_state:
+            st.session_state["methods"] = [m for m in DEFAULT_METHODS if m in specs]
+        _select_all(list(specs), slow)
+        methods = st.multiselect("Methods", list(specs), key="methods",
+                                 format_func=lambda n: f"{n} ({specs[n].family})" + (
+                                     f" · over an hour here (~{runs.format_seconds(slow[n])})" if n in slow else ""),
                                  help="Each method makes synthetic images for the minority classes; each is "
-                                      "compared with the same baselines.")
+                                      "compared with the same baselines. Marked: over an hour on this machine "
+                                      "for the settings below (3 seeds if more are not set).")
+        # the chips can scroll out of the box: what is selected, always in plain sight
+        st.caption(f"**Selected ({len(methods)})**: " + (", ".join(
+            common.md_escape(m) + (" (over an hour)" if m in slow else "") for m in methods) or "none"))
         note = defaults_note(list(specs))
         if note:
             st.caption(note)

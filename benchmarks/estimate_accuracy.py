@@ -7,7 +7,8 @@ Each case goes the app's way: `core.jobs.preflight` gives the estimate (`core.es
 finished runs of this benchmark's own home, as a workspace would be: the first case has only the priors), then
 the job is submitted to the real background worker and timed from its start to its results (`Job.elapsed`,
 what the Jobs page shows as "finished in"). The load average at launch and the torch threads the job used are
-in the table. Writes the section `estimate` of benchmarks/RESULTS.md with the machine it ran on.
+in the table, and the Jobs page's time left (core.progress) read every 3 s while each job ran. Writes the section
+`estimate_progress` of benchmarks/RESULTS.md with the machine it ran on (`estimate` holds issue 26's passes).
 """
 from __future__ import annotations
 
@@ -39,7 +40,14 @@ CASES = {
                                       "image_size": 32, "overrides": {"classifier": {"epochs": 10}}}),
     "sample_augment_2s_32px": (SAMPLE, {"methods": ["augment"], "seeds": [0, 1], "ratio": None, "image_size": 32}),
     "sample_smote_3s": (SAMPLE, {"methods": ["smote"], "seeds": [0, 1, 2], "ratio": None}),
+    "sample_smote_1s_32px": (SAMPLE, {"methods": ["smote"], "seeds": [0], "ratio": None, "image_size": 32}),
+    "sample_random_oversample_1s_32px": (SAMPLE, {"methods": ["random_oversample"], "seeds": [0], "ratio": None,
+                                                  "image_size": 32}),
+    "sample_ddpm_translate_1s_32px": (SAMPLE, {"methods": ["ddpm_translate"], "seeds": [0], "ratio": None,
+                                               "image_size": 32,
+                                               "overrides": {"ddpm_translate": {"steps": 60, "sample_every": 20}}}),
 }
+LEFT_AT = (0.25, 0.5, 0.75)   # moments of a run (share of its actual time) at which the Jobs page's time left is read
 
 
 def main() -> None:
@@ -48,12 +56,14 @@ def main() -> None:
     ap.add_argument("--home", default=str(ROOT / "benchmarks" / "out" / "estimate_home"))
     ap.add_argument("--keep", action="store_true", help="keep the home's earlier runs (their calibration)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--rows", default="", help="a rows.json of earlier cases to put in the table first (a run "
+                                               "continued with --keep in another process)")
     args = ap.parse_args()
 
     home = Path(args.home)
     if home.exists() and not args.keep:
         shutil.rmtree(home)
-    roots = home / "data_roots"
+    roots = home.parent / "estimate_data_roots"     # outside the home: the app never reads data from it
     roots.mkdir(parents=True, exist_ok=True)
     os.environ.update(DEFECTAUG_HOME=str(home), DEFECTAUG_DATA_ROOTS=os.pathsep.join([str(roots), str(MT.parent)]),
                       DEFECTAUG_WORKER_IDLE="60", DEFECTAUG_MAX_PARALLEL="1")
@@ -61,7 +71,8 @@ def main() -> None:
 
     from core import estimate as est_mod
     from core.data import protocol_counts
-    from core.jobs import JobStore, preflight, quick_counts, start_worker, wait_for
+    from core import runs
+    from core.jobs import FINISHED, JobStore, preflight, quick_counts, start_worker, wait_for
     from core.rundir import RunDir
     from core.sample_data import write_sample_dataset
     from core.workspace import Workspace
@@ -71,8 +82,8 @@ def main() -> None:
         write_sample_dataset(sample)
     ws = Workspace.create()
     store = JobStore(ws)
-    rows = []
-    for name in args.cases.split(","):
+    rows = json.loads(Path(args.rows).read_text()) if args.rows else []
+    for name in [c for c in args.cases.split(",") if c]:
         data, extra = CASES[name]
         path = sample if data == SAMPLE else MT
         config = {"data": str(path), "preset": "quick", **extra}
@@ -84,7 +95,16 @@ def main() -> None:
         e = checked.estimate
         job_id = store.submit(checked)
         start_worker(store)
-        job = wait_for(store, job_id, timeout=3 * 3600, poll=1.0)
+        trace = []                          # (seconds since the job started, fraction, time left) as the page shows
+        while True:
+            job = store.get(job_id)
+            if job.status in FINISHED:
+                break
+            if job.status == "running" and job.started:
+                p = runs.progress(job.run_dir, active=True)
+                trace.append((time.time() - job.started, p.fraction, p.remaining))
+            time.sleep(3.0)
+        job = wait_for(store, job_id, timeout=60, poll=1.0)
         cfg = RunDir(job.run_dir).config()
         row = {"case": name, "status": job.status, "estimate_s": e["seconds"], "low_s": e["seconds_low"],
                "high_s": e["seconds_high"], "actual_s": round(job.elapsed or 0, 1), "runs": e["calibrated_runs"],
@@ -92,17 +112,31 @@ def main() -> None:
                "threads": (cfg.get("environment") or {}).get("threads"), "measured": time.strftime("%H:%M")}
         row["ratio"] = round(row["actual_s"] / row["estimate_s"], 2) if row["estimate_s"] else None
         row["inside"] = row["low_s"] <= row["actual_s"] <= row["high_s"]
+        row["left"] = _left_at(trace, row["actual_s"])
+        row["fraction_rises"] = all(b[1] >= a[1] for a, b in zip(trace, trace[1:]))
         rows.append(row)
         print(json.dumps(row), flush=True)
         (home / "rows.json").write_text(json.dumps(rows, indent=1))
     if not args.no_write:
-        write_section("estimate", _table(rows))
+        write_section("estimate_progress", _table(rows))
+
+
+def _left_at(trace: list[tuple], actual: float) -> list[tuple]:
+    """(share of the run, time left shown, time actually left) at `LEFT_AT` of the run's actual time."""
+    out = []
+    for share in LEFT_AT:
+        seen = [r for r in trace if r[0] <= share * actual and r[2] is not None]
+        if seen:
+            t, _, left = seen[-1]
+            out.append((share, round(left, 1), round(actual - t, 1)))
+    return out
 
 
 def _table(rows: list[dict]) -> str:
     m = lambda s: f"{s / 60:.2f}"   # noqa: E731
-    lines = ["## Time estimates against actual run times (`benchmarks/estimate_accuracy.py`, issue 26)", "",
-             f"Machine: {machine()}; measured {time.strftime('%Y-%m-%d')}. **Shared**: five other engineers' tests "
+    lines = ["## Time estimates and the Jobs page's time left against actual run times "
+             "(`benchmarks/estimate_accuracy.py`, issues 26 and 36)", "",
+             f"Machine: {machine()}; measured {time.strftime('%Y-%m-%d %H:%M')} UTC. **Shared**: other sessions' tests "
              "and benchmarks ran on the same 2 cores throughout (the load average at each launch is in the table), "
              "so these are a contended machine's times, not an idle one's.", "",
              "Each case was estimated by the Synthesize page's model (`core.jobs.preflight` -> `core.estimate`) "
@@ -116,6 +150,13 @@ def _table(rows: list[dict]) -> str:
         lines.append(f"| {r['case']} | {m(r['estimate_s'])} | {m(r['low_s'])}-{m(r['high_s'])} | {m(r['actual_s'])} | "
                      f"{r['ratio']} | {'yes' if r['inside'] else '**no**'} | {r['runs']} | {r['load']} | "
                      f"{r['threads']} | {r['status']} |")
+    lines += ["", "The Jobs page's time left (`core.progress`, read every 3 s while the job ran) against the time "
+                  "that was actually left, at a quarter, half and three quarters of each run:", "",
+              "| case | at 25%: shown / actual (s) | at 50% | at 75% | progress only rose |", "|---|---|---|---|---|"]
+    for r in rows:
+        cells = {share: f"{shown:.0f} / {left:.0f}" for share, shown, left in r.get("left") or []}
+        lines.append(f"| {r['case']} | " + " | ".join(cells.get(s, "") for s in LEFT_AT)
+                     + f" | {'yes' if r.get('fraction_rises') else 'no'} |")
     ratios = [r["ratio"] for r in rows if r["ratio"]]
     if ratios:
         lines += ["", f"Median actual / estimate: **{statistics.median(ratios):.2f}** over {len(ratios)} runs; "

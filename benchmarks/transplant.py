@@ -15,7 +15,6 @@ peak anywhere: the share of the image the real defect covers).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -28,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.data import load_dataset  # noqa: E402
 from core.methods import get_method  # noqa: E402
-from core.methods.transplant import clean_mask, localise  # noqa: E402
+from core.methods.transplant import localise  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets" / "magnetic_tile"
 MASKS = ROOT.parent / "shared" / "datasets" / "magnetic_tile_masks"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ UNCALIBRATED_BAND = (0.6, 1.8)  # no finished run on this machine yet
 LOAD_MOVES = (0.75, 1.15)      # with the load halving / growing by half: the range on a busy machine
 PRIOR_WEIGHT = 1.0             # the prior counts as this many measured runs
 EVAL_WEIGHT = 0.35             # a test image scored each epoch costs this much of a training image
+RATE_BOUND = 8.0               # a calibrated rate stays within this factor of its prior
 ONE_THREAD = 1.6               # one torch thread against two on an idle 2-core machine
 
 # Seconds per unit on an unloaded machine: this project's 2-core machines (benchmarks/RESULTS.md, "estimate").
@@ -47,7 +49,7 @@ ONE_THREAD = 1.6               # one torch thread against two on an idle 2-core 
 # took 29 and 108 s at a load of 10 on the 2 cores, about 5 and 20 s unloaded.
 PRIOR = {"startup": 1.5, "prepare": 2.5e-4, "train": 1.5e-4, "quality": 2.5e-3, "aggregate": 0.03, "linear": 1.6e-2}
 FIT_PRIOR_BY_FAMILY = {"classic": 5e-5, "interpolation": 6e-4, "mixing": 1e-4, "gan": 3.0e-3,
-                       "translation": 8.5e-3, "diffusion": 8.5e-3, "transplant": 5e-3}
+                       "translation": 8.5e-3, "diffusion": 9e-3, "transplant": 5e-3}
 # cmo and defect_paste: fit + sample of magnetic_tile at 32 px (5,500 units) took 12.6 s and 155 s at a load of ~20
 # on 2 cores (issue 34), taken as ~5x faster on an idle machine
 FIT_PRIOR = {"gan": 4.6e-4, "smote": 6e-4, "borderline_smote": 1.2e-3, "adasyn": 1.2e-3, "cgan": 4.0e-3,
@@ -172,18 +174,89 @@ def task_units(cfg, train_counts: dict[str, int], needed: dict[str, int] | None 
 
 
 def _fit_units(cfg, spec, train_counts: dict[str, int], needed: dict[str, int]) -> float:
+    """A fit's work at 64 px (the caller scales it by the image size): its generator updates x batch x models,
+    or per image for the methods that only copy, interpolate or mix. A diffusion model is one model for every
+    class at its own `resolution`, and it also denoises every synthetic image `sample_steps` times."""
     p = cfg.method_params(spec.name)
-    short = [c for c, n in needed.items() if n > 0]
     steps, epochs = int(getattr(p, "steps", 0) or 0), int(getattr(p, "epochs", 0) or 0)
     if not (steps or epochs):              # copying, interpolating, mixing: per synthetic image
         return float(sum(needed.values()) + sum(train_counts.values()))
     batch = int(getattr(p, "batch_size", 32) or 32)
-    models = 1 if getattr(spec, "conditional", False) else max(1, len(short))
-    if not steps:
-        per = [train_counts[c] for c in short] or [1]
-        steps = epochs * math.ceil(statistics.mean(per) / batch)
+    models, steps = fit_models(spec, p, needed), fit_steps_per_model(spec, p, train_counts, needed)
     updates = steps * batch * (int(getattr(p, "d_steps", 1) or 1) + 1) * models
-    return float(updates + int(getattr(p, "pretrain_steps", 0) or 0) * batch)
+    units = float(updates + int(getattr(p, "pretrain_steps", 0) or 0) * batch)
+    if getattr(spec, "family", "") == "diffusion":
+        own = int(getattr(p, "resolution", 0) or 0)
+        scale = (own / cfg.image_size) ** 2 if own else 1.0     # trains and samples at its own size
+        units = (units + _sampling_units(p, needed)) * scale
+    return units
+
+
+def _sampling_units(p, needed: dict[str, int]) -> float:
+    """A diffusion model's sampling: every synthetic image denoised `sample_steps` times (at 64 px units)."""
+    return sum(needed.values()) * int(getattr(p, "sample_steps", 25) or 25) * 1.1
+
+
+def sampling_shares(cfg, train_counts: dict[str, int], needed: dict[str, int]) -> dict[str, float]:
+    """The share of each generative fit task that drawing its synthetic images takes (after its training steps),
+    by the same model: what the Jobs page weighs a fit's sampling by. A diffusion model's sampling is most of it."""
+    from .experiment import plan
+    from .methods import get_method
+    out = {}
+    for task in plan(cfg):
+        if task.kind != "fit":
+            continue
+        try:
+            spec = get_method(task.name)
+        except Exception:   # noqa: BLE001
+            continue
+        p = cfg.method_params(task.name)
+        if getattr(spec, "family", "") != "diffusion":
+            continue
+        total = _fit_units(cfg, spec, train_counts, needed)
+        own = int(getattr(p, "resolution", 0) or 0)
+        scale = (own / cfg.image_size) ** 2 if own else 1.0
+        if total > 0:
+            out[task.id] = round(min(0.95, _sampling_units(p, needed) * scale / total), 3)
+    return out
+
+
+def fit_models(spec, p, needed: dict[str, int]) -> int:
+    """Generative models a fit trains: one for all classes (conditional GANs, diffusion), else one per class
+    that needs images."""
+    if getattr(spec, "conditional", False) or getattr(spec, "family", "") == "diffusion":
+        return 1
+    return max(1, sum(1 for n in needed.values() if n > 0))
+
+
+def fit_steps_per_model(spec, p, train_counts: dict[str, int], needed: dict[str, int]) -> int:
+    steps, epochs = int(getattr(p, "steps", 0) or 0), int(getattr(p, "epochs", 0) or 0)
+    if steps or not epochs:
+        return steps
+    batch = int(getattr(p, "batch_size", 32) or 32)
+    per = [train_counts[c] for c, n in needed.items() if n > 0] or [1]
+    return epochs * math.ceil(statistics.mean(per) / batch)
+
+
+def planned_steps(cfg, train_counts: dict[str, int], needed: dict[str, int]) -> dict[str, int]:
+    """The training steps each fit task of the plan reports in its progress events, all its models together
+    (pre-training included): what the Jobs page divides a fit's step counts by. Tasks without steps are absent."""
+    from .experiment import plan
+    from .methods import get_method
+    out = {}
+    for task in plan(cfg):
+        if task.kind != "fit":
+            continue
+        try:
+            spec = get_method(task.name)
+        except Exception:   # noqa: BLE001  an unregistered method fails in its task, not here
+            continue
+        p = cfg.method_params(task.name)
+        steps = fit_steps_per_model(spec, p, train_counts, needed) * fit_models(spec, p, needed)
+        steps += int(getattr(p, "pretrain_steps", 0) or 0)
+        if steps:
+            out[task.id] = steps
+    return out
 
 
 def _family(key: str) -> str | None:
@@ -231,6 +304,29 @@ def estimate(config, train_counts: dict[str, int], needed: dict[str, int] | None
         hi = max(hi, LOAD_MOVES[1] * 1.5 ** power)
     return Estimate(seconds=total, low=total * lo, high=total * hi, tasks=tasks, slowdown=slow,
                     runs=rates.runs, uncalibrated=uncalibrated)
+
+
+def method_seconds(config, train_counts: dict[str, int], names: list[str], rates: Rates | None = None,
+                   load: float | None = None) -> dict[str, float]:
+    """What each method would add to a run of `config` on this machine (its fits, quality measures and
+    trainings over the config's seeds): for the picker's "over an hour here" mark. A method the config cannot
+    take (it needs a normal class, say) is left out."""
+    def own(est: Estimate, name: str) -> float:
+        mine = re.compile(rf"{re.escape(name)}(_f\d+)?_s\d+")      # smote_s0, smote_f2_s0; never smote_x_s0
+        return sum(sec for tid, sec in est.tasks.items() if mine.fullmatch(tid.split(":", 1)[-1]))
+
+    try:                   # one estimate of them all (its tasks are per method), else one by one
+        est = estimate(dict(config, methods=list(names)), train_counts, rates=rates, load=load)
+        return {name: own(est, name) for name in names}
+    except Exception:   # noqa: BLE001
+        pass
+    out = {}
+    for name in names:
+        try:
+            out[name] = own(estimate(dict(config, methods=[name]), train_counts, rates=rates, load=load), name)
+        except Exception:   # noqa: BLE001  the method's own problem shows when it is picked
+            continue
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,7 +415,7 @@ def calibrate(run_dirs: list[str | Path]) -> Rates:
         log_rate = (sum(math.log(max(v, 1e-9)) for v in values) + PRIOR_WEIGHT * math.log(prior)) / (n + PRIOR_WEIGHT)
         if n >= 3:              # enough runs: their median, the prior only as one more vote
             log_rate = math.log(max(statistics.median(values + [prior]), 1e-9))   # a stage of 0 s
-        rates.per_unit[key] = math.exp(log_rate)
+        rates.per_unit[key] = _bounded(math.exp(log_rate), prior)
         rates.measured[key] = n
     ratios = []
     for m in measured:          # how far the model was from each run, knowing only the load at its start (as
@@ -335,6 +431,12 @@ def calibrate(run_dirs: list[str | Path]) -> Rates:
     elif ratios:
         rates.band = (min(MIN_BAND[0], *ratios) * 0.9, max(MIN_BAND[1], *ratios) * 1.1)
     return rates
+
+
+def _bounded(rate: float, prior: float) -> float:
+    """A calibrated rate kept within `RATE_BOUND` times its prior: runs so small that their start-up is all they
+    measured (a test's 2-step fits on 8 px images) priced a 510 s job at 70,000 s before."""
+    return min(max(rate, prior / RATE_BOUND), prior * RATE_BOUND)
 
 
 def finished_runs(roots: list[Path], limit: int = RUNS) -> list[Path]:
@@ -411,4 +513,4 @@ def remaining(run_dir: str | Path, events: list[dict] | None = None, now: float 
 
 
 __all__ = ["Estimate", "Rates", "calibrate", "current_load", "estimate", "finished_runs", "fmt", "machine_rates",
-           "measure_run", "rates_for_run", "remaining", "slowdown", "stage_times", "task_units"]
+           "measure_run", "method_seconds", "planned_steps", "sampling_shares", "rates_for_run", "remaining", "slowdown", "stage_times", "task_units"]

@@ -72,6 +72,7 @@ class _Runner:
                      for f in folds}
         self.units: dict[str, float] = {}
         self.done_units, self.current = 0.0, 0.0
+        self.estimated: dict[str, float] = {}      # task id -> seconds, by core.estimate (the `estimate` event)
 
     def _overall(self, fraction: float) -> float:
         total = sum(self.units.values()) or 1.0
@@ -104,7 +105,9 @@ class _Runner:
             if task.kind != "prepare" and not self.units:
                 self._weigh(full)
                 self.done_units = sum(self.units.get(i, 0.0) for i in before)
+                self._announce_estimate(before)
             self.current = self.units.get(task.id, 0.0)
+            t_task = time.time()
             ctx = self.ctxs.get(task.fold)
             reuse = task.kind != "aggregate" and self.resume and is_done(task, self.cfg, ctx.rd)
             if self.resume and not reuse and task.kind == "train":
@@ -133,9 +136,35 @@ class _Runner:
             else:
                 train(ctx, task)
             finished.add(task.id)
+            if task.kind != "aggregate":           # its `done` stays the last event (finished runs end so)
+                self._pace(task.id, t_task, reuse)
             self.done_units += self.current
             self.current = 0.0
         return metrics
+
+    def _announce_estimate(self, finished: set[str]) -> None:
+        """An `estimate` event: each task's seconds by `core.estimate` (at the load now, calibrated on this
+        machine's finished runs) and the training steps each fit will report, so the Jobs page weighs the tasks
+        and reads a fit's progress from its step counts without importing the experiment. Never fails the run."""
+        from .. import estimate as est_mod
+        try:
+            split = self.rd.fold(next(iter(self.ctxs))).split()
+            counts, needed = split["train_counts"], split["needed"]
+            est = est_mod.estimate(self.cfg, counts, needed, n_test=sum(split["test_counts"].values()),
+                                   rates=est_mod.rates_for_run(self.rd.root))
+            self.estimated = {tid: round(sec, 3) for tid, sec in est.tasks.items() if tid != "startup"}
+            self.reporter.emit("estimate", tasks=self.estimated, done=sorted(finished),
+                               steps=est_mod.planned_steps(self.cfg, counts, needed),
+                               sampling=est_mod.sampling_shares(self.cfg, counts, needed),
+                               seconds=round(est.seconds, 1), low=round(est.low, 1), high=round(est.high, 1))
+        except Exception as err:   # noqa: BLE001  the Jobs page then falls back to the step fractions
+            self.reporter.log(f"no time estimate for the Jobs page: {type(err).__name__}: {err}")
+
+    def _pace(self, task_id: str, started: float, reused: bool) -> None:
+        """A `pace` event when a task ends: its seconds against the estimate's (the run's own pace so far)."""
+        estimated = self.estimated.get(task_id)
+        self.reporter.emit("pace", task=task_id, seconds=round(time.time() - started, 3),
+                           estimated=estimated, reused=bool(reused))
 
     def _fit_failed(self, fit_id: str) -> bool:
         t = self.by_id[fit_id]

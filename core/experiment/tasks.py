@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import platform
 import time
+from functools import partial
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,8 +277,11 @@ def _synthesize(ctx: TaskContext, name: str, seed: int, train: ImageSet,
     sampler.save(folder)
     imgs, labels, parents, targets, masks, details, soft = [], [], [], [], [], [], False
     todo = [(c, n) for c, n in needed.items() if n > 0]
-    for i, (c, n) in enumerate(todo):
-        reporter.progress(f"sample:{name}_s{seed}", i, len(todo), cls=c)
+    total, made = sum(n for _, n in todo), 0
+    for c, n in todo:              # counted in images: a class of 300 weighs 10 of 30
+        reporter.progress(f"sample:{name}_s{seed}", made, total, cls=c)
+        sampler_ctx.sampled = partial(_sampled, reporter, f"sample:{name}_s{seed}", made, total, c)
+        made += n
         batch = sampler.sample(c, n, seed=seed * 1000 + train.class_index(c))
         if batch.images.shape != (n, *train.shape) or batch.images.dtype != np.uint8:
             raise RuntimeError(f"{name} returned images of shape {batch.images.shape} {batch.images.dtype} "
@@ -298,6 +302,10 @@ def _synthesize(ctx: TaskContext, name: str, seed: int, train: ImageSet,
                      np.concatenate(targets) if soft else None)
     extra = {"masks": np.concatenate(masks), "details": details} if any(details) else {}
     return synth, parents, time.time() - t0, fallbacks, extra
+
+
+def _sampled(reporter: Reporter, stage: str, before: int, total: int, cls: str, drawn: int) -> None:
+    reporter.progress(stage, before + drawn, total, cls=cls)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -54,6 +54,8 @@ class Context:
     normal_class: str | None = None   # the run's normal class (the source of translation methods)
     user_masks: dict[str, np.ndarray] | None = None   # the dataset's own defect masks by image source, uint8
     #                                                   [H, W] at the run's size (transplant methods use them)
+    sampled: Callable[[int], None] | None = None   # a slow sampler calls it with the images of the class drawn
+                                                   # so far (the Jobs page's progress between classes)
 
     def checkpoint(self, model: str, tag: str | None = None, shared: bool = False) -> Path | None:
         """Where the training checkpoint of `model` for this seed goes (`RunDir.training_checkpoint`'s name), in

@@ -139,7 +139,7 @@ class RunRecords:
             return False
 
     @classmethod
-    def under(cls, root: str | Path) -> list["RunDir"]:
+    def under(cls, root: str | Path) -> list["RunDir"]:  # noqa: F821  (the class this mixin is part of)
         """The run folders under `root`: a runs/ folder's, or a workspace home's (<ws>/runs/<id>); a run folder is
         one that holds its events, config or job record."""
         root = Path(root)
@@ -153,7 +153,7 @@ class RunRecords:
         return found
 
     @classmethod
-    def finished_runs(cls, roots: list[str | Path], limit: int) -> list["RunDir"]:
+    def finished_runs(cls, roots: list[str | Path], limit: int) -> list["RunDir"]:  # noqa: F821
         """The `limit` newest run folders under `roots` (by their events' time) whose events end with `done`."""
         found = []
         for root in roots:

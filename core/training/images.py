@@ -33,15 +33,32 @@ def mean_pairwise_distance(x: torch.Tensor, limit: int = 64) -> float:
     return float(torch.pdist(x).mean() / math.sqrt(x.shape[1]))
 
 
-def save_grid(images: np.ndarray, path: Path, cols: int = GRID_COLS) -> None:
-    """A PNG of uint8 [N,H,W,C] images, `cols` per row, 2 px gaps."""
-    from PIL import Image
+GRID_MIN_SIDE = 64      # each image of a saved grid is enlarged (nearest neighbour) to at least this many pixels
+LABEL_WIDTH = 90        # pixels left of each row for its label
+
+
+def save_grid(images: np.ndarray, path: Path, cols: int = GRID_COLS, row_labels: list[str] | None = None) -> None:
+    """A PNG of uint8 [N,H,W,C] images, `cols` per row, 2 px gaps, each image enlarged to `GRID_MIN_SIDE`;
+    with `row_labels` one labelled row each (e.g. one row per class)."""
+    from PIL import Image, ImageDraw
     n, h, w, c = images.shape
+    scale = max(1, math.ceil(GRID_MIN_SIDE / max(1, min(h, w))))
+    if scale > 1:
+        images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+        h, w = h * scale, w * scale
+    if row_labels:
+        cols = max(1, math.ceil(n / len(row_labels)))
     rows = max(1, math.ceil(n / cols))
-    canvas = np.full((rows * (h + 2) + 2, cols * (w + 2) + 2, c), 128, np.uint8)
+    left = LABEL_WIDTH if row_labels else 0
+    canvas = np.full((rows * (h + 2) + 2, left + cols * (w + 2) + 2, c), 128, np.uint8)
     for i in range(n):
         r, k = divmod(i, cols)
-        canvas[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + k * (w + 2):2 + k * (w + 2) + w] = images[i]
+        canvas[2 + r * (h + 2):2 + r * (h + 2) + h, left + 2 + k * (w + 2):left + 2 + k * (w + 2) + w] = images[i]
     img = Image.fromarray(canvas[..., 0] if c == 1 else canvas, "L" if c == 1 else "RGB")
+    if row_labels:
+        draw = ImageDraw.Draw(img)
+        ink = 255 if c == 1 else (255, 255, 255)
+        for r, label in enumerate(row_labels[:rows]):
+            draw.text((4, 2 + r * (h + 2) + h // 2 - 5), str(label)[:14], fill=ink)
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")

@@ -47,6 +47,7 @@ from .parallel import Stopped
 # Parameters that only steer the loop: changing them does not change what is trained, so a checkpoint
 # stays valid for resuming.
 LOOP_FIELDS = ("steps", "epochs", "sample_every", "monitor_every", "checkpoint_every", "keep_train_state")
+PROGRESS_EVERY = 2.0       # seconds: a progress event at least this often while steps advance (not only at monitors)
 
 
 def settings_fingerprint(params: Any) -> dict:
@@ -68,6 +69,8 @@ class TrainingProcess:
     def step(self, monitor: bool) -> dict[str, float] | None:
         """One training step; returns the monitor numbers when `monitor` (else None)."""
         raise NotImplementedError
+
+    grid_rows: list[str] | None = None  # the label of each row of `grid` (one row per class), when it has rows
 
     def grid(self) -> np.ndarray | None:
         """uint8 [N,H,W,C] images of the sample grid at this step (fixed inputs), or None."""
@@ -125,6 +128,7 @@ class Trainer:
         self.stop = stop
         self.stage = stage or f"train {who}"
         self.step = 0
+        self._reported = time.time()
         self.last_monitor: dict[str, float] = {}
 
     # -- the run -------------------------------------------------------------------------------------
@@ -132,6 +136,8 @@ class Trainer:
         """Train to `total` steps (resuming from the checkpoint when it fits). Returns a summary."""
         s, total = self.settings, self.settings.total
         start = self._resume()
+        # a first grid by 10% of the steps, however far apart the rest are (a long fit shows early what it makes)
+        first_grid = total // 10 if total >= 100 and s.sample_every > total // 10 else -1
         t0 = time.time()
         try:
             for step in range(start + 1, total + 1):
@@ -143,7 +149,9 @@ class Trainer:
                 self.step = step
                 if stats is not None:
                     self._report(stats)
-                if s.sample_every and step % s.sample_every == 0 and step < total:
+                elif time.time() - self._reported >= PROGRESS_EVERY:
+                    self._report_step()
+                if s.sample_every and (step % s.sample_every == 0 or step == first_grid) and step < total:
                     self.save_grid()
                 if self.checkpoint and s.checkpoint_every and step % s.checkpoint_every == 0 and step < total:
                     self._save(final=False)
@@ -166,9 +174,15 @@ class Trainer:
         self.last_monitor = stats
         self.reporter.emit("monitor", method=self.who.method, **{"class": self.who.cls}, seed=self.who.seed,
                            step=self.step, total=self.settings.total, **stats)
-        self.reporter.progress(self.stage, self.step, self.settings.total)
+        self._report_step()
         for warning in self.process.watch(stats, self.step, self.settings.total):
             self.reporter.warn(warning)
+
+    def _report_step(self) -> None:
+        """A progress event: between monitors too, every `PROGRESS_EVERY` seconds, so the Jobs page's figures move
+        with the steps of a slow model (a diffusion step takes seconds on a busy CPU)."""
+        self._reported = time.time()
+        self.reporter.progress(self.stage, self.step, self.settings.total)
 
     def save_grid(self) -> Path | None:
         """Write the process's sample grid of the current step under samples/<method>/<class>."""
@@ -179,9 +193,10 @@ class Trainer:
         if images is None:
             return None
         path = rd.grid_path(self.who.method, self.who.cls, self.who.seed, self.step)
-        save_grid(images, path)
+        rows = self.process.grid_rows
+        save_grid(images, path, row_labels=rows)
         self.reporter.emit("image", method=self.who.method, **{"class": self.who.cls}, seed=self.who.seed,
-                           path=rd.relative(path), step=self.step)
+                           path=rd.relative(path), step=self.step, **({"rows": list(rows)} if rows else {}))
         return path
 
     # -- checkpoints ---------------------------------------------------------------------------------

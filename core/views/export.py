@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 import shutil
 import zipfile
 from dataclasses import dataclass, field
@@ -488,6 +490,29 @@ def _write_zip(rd: RunDir, out: Path, entries: list[_Entry], result: ExportResul
                 for part in ("train", "test"):
                     zf.writestr(f"{part}/metadata.csv", _metadata(entries, part))
             zf.writestr("README.txt", _readme(result))
-            for extra in (rd.metrics_path, rd.config_path):
-                if extra.exists():
-                    zf.write(extra, extra.name)
+            if rd.metrics_path.exists():
+                zf.writestr(rd.metrics_path.name, _shareable_text(rd.metrics_path.read_text(encoding="utf-8"), rd))
+            if rd.config_path.exists():
+                zf.writestr(rd.config_path.name, json.dumps(shareable_config(rd.config(), rd), indent=1))
+
+
+def shareable_config(config: dict, rd: RunDir | None = None) -> dict:
+    """The run's config as it goes into a zip users share: the dataset by its name, never the server's path (an
+    upload's path holds the workspace id, which works like a password), nor any other server path or the ids of
+    the run folder's parents."""
+    out = json.loads(_shareable_text(json.dumps(config), rd))
+    if isinstance(out.get("data"), str) and out["data"]:
+        out["data"] = Path(out["data"]).name or out["data"]
+    return out
+
+
+def _shareable_text(text: str, rd: RunDir | None) -> str:
+    """`text` with every server path in it cut to its last part and the workspace id (the run folder's
+    grandparent, `<home>/<workspace>/runs/<run>`) replaced."""
+    if rd is not None:
+        root = rd.root.resolve()
+        ws = root.parent.parent.name
+        if len(ws) >= 16:                 # a workspace id (a long random token), never a short folder name
+            text = text.replace(ws, "<workspace>")
+    return re.sub(r'(?<![\w.])/(?:[^"\s/]+/)+([^"\s/]+)', r"\1", text)   # any other absolute path: its name
+

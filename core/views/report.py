@@ -11,6 +11,7 @@ is what they send to a colleague:
 from __future__ import annotations
 
 import html
+import math
 import time
 from pathlib import Path
 
@@ -162,10 +163,19 @@ def fig_lines(rows: list[dict], x: str, group: list[str], title: str, y_title: s
     return _layout(fig, title)
 
 
-def fig_losses(rows: list[dict], series: tuple[str, ...] = ("d_loss", "g_loss")) -> go.Figure:
-    """Generative training losses (monitor events) per method, class and seed: each seed its own line."""
+def loss_series(rows: list[dict]) -> list[str]:
+    """The loss monitors among a run's (d_loss and g_loss of a GAN, a diffusion model's loss, ...): every series
+    named like a loss."""
+    return sorted({r["series"] for r in rows if r["series"] == "loss" or r["series"].endswith("_loss")})
+
+
+def fig_losses(rows: list[dict], series: tuple[str, ...] | None = None) -> go.Figure:
+    """Generative training losses (monitor events) per method, class and seed: each seed its own line; by
+    default every loss series (`loss_series`)."""
+    series = tuple(loss_series(rows)) if series is None else series
+    title = "Generator / discriminator losses" if {"d_loss", "g_loss"} & set(series) else "Training loss"
     return fig_lines([r for r in rows if r["series"] in series], "step", ["method", "class", "seed", "series"],
-                     "Generator / discriminator losses", "loss")
+                     title, "loss")
 
 
 def sample_timelines(grids: list[dict]) -> dict[tuple[str, str, int], list[dict]]:
@@ -212,7 +222,9 @@ def _table(rows: list[dict], columns: list[str] | None = None) -> str:
         cells = []
         for c in columns:
             v = r.get(c, "")
-            if isinstance(v, float):
+            if v is None or (isinstance(v, float) and not math.isfinite(v)):
+                v = ""                               # never "None" or "nan" on the page
+            elif isinstance(v, float):
                 v = f"{v:.3f}"
             cells.append(f"<td>{html.escape(str(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -231,6 +243,17 @@ class _Figures:
         return f"<div>{out}</div>"
 
 
+def _headlines(metrics: dict) -> str:
+    """Each method's verdict as its headline (Use it / Don't use it / Can't tell yet) and one line."""
+    from .headline import headline
+    out = []
+    for name in metrics.get("methods") or {}:
+        h = headline(metrics, name)
+        out.append(f"<p class='verdict'><b>{html.escape(h.words)}</b>: {html.escape(name)}. "
+                   f"{html.escape(h.line)}</p>")
+    return "".join(out)
+
+
 def build_report(run_dir: str | Path) -> str:
     """The report of a finished run as one self-contained HTML page."""
     run_dir = Path(run_dir)
@@ -247,7 +270,8 @@ def build_report(run_dir: str | Path) -> str:
 
     settings = [{"setting": k, "value": v} for k, v in (
         ("data", Path(str(cfg.get("data", ""))).name), ("methods", ", ".join(cfg.get("methods", []))),
-        ("seeds", ", ".join(str(s) for s in cfg.get("seeds", []))), ("imbalance ratio", cfg.get("ratio")),
+        ("seeds", ", ".join(str(s) for s in cfg.get("seeds", []))),
+        ("imbalance ratio", "none (the data's own counts)" if cfg.get("ratio") is None else cfg.get("ratio")),
         ("target balance ratio", cfg.get("target_ratio")), ("image size", cfg.get("image_size")),
         ("preset", cfg.get("preset")), ("classifier epochs", proto.get("epochs")),
         ("groups (images of one part)", cfg.get("groups", "none")),
@@ -259,6 +283,7 @@ def build_report(run_dir: str | Path) -> str:
     parts.append("<h2>Data</h2>" + _table(counts_rows))
 
     parts.append("<h2>Verdict</h2>")
+    parts.append(_headlines(metrics))
     lines = runs.verdict_lines(metrics)
     parts.append("".join(f"<p class='verdict'>{html.escape(t)}</p>" for t in lines) or
                  "<p class='muted'>No method results.</p>")
@@ -270,7 +295,9 @@ def build_report(run_dir: str | Path) -> str:
     if quality:
         first = next(m for m in metrics["methods"].values() if m.get("quality"))
         parts.append("<h2>Synthetic image quality</h2><p class='muted'>Features: "
-                     f"{html.escape(first['quality']['features'])}; means over seeds.</p>" + _table(quality))
+                     f"{html.escape(first['quality']['features'])}; means over seeds.</p>" + _table(quality)
+                     + _table([{"column": k, "what it means": m, "better": d}
+                               for k, (m, d) in runs.QUALITY_HELP.items()]))
     if metrics.get("leaderboard"):
         parts.append(fig(fig_leaderboard(metrics)))
 

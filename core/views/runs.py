@@ -26,7 +26,8 @@ from ..errors import RunError
 from ..estimate import fmt as format_seconds   # '42 s', '3 min 05 s', '1 h 02 min'; '-' when unknown
 from ..rundir import RERUN_HINT, GalleryItem, RunDir
 
-__all__ = ["GalleryItem", "Progress", "RERUN_HINT", "cell", "confusion_from_predictions", "epoch_rows",
+__all__ = ["GALLERY_SORTS", "GATE_FILTERS", "GalleryItem", "Progress", "QUALITY_HELP",
+           "provenance_rows", "sort_and_filter", "progress", "RERUN_HINT", "cell", "confusion_from_predictions", "epoch_rows",
            "estimate_note", "finished_metrics", "format_seconds", "is_translation", "largest_mistake", "latent_map",
            "leaderboard_rows", "leakage_text", "list_runs", "loss_rows", "model_id", "model_metrics",
            "placement_summary", "placements", "quality_of", "quality_rows", "real_images", "run_label", "run_status",
@@ -89,12 +90,21 @@ def progress(run_dir: RunDir | str | Path, active: bool | None = None, now: floa
     end = (now or time.time()) if active else (p.last or p.started)
     if p.started is not None and end is not None:
         p.elapsed = max(0.0, end - p.started)
-    if active and not p.finished:     # core.estimate's model, the one the Synthesize estimate uses
-        from ..estimate import remaining
-        p.remaining = remaining(run_dir, evs, now=end)
-        if p.remaining is None and p.elapsed and 0.02 <= p.fraction < 1:   # a job that is not an experiment
-            p.remaining = p.elapsed * (1 - p.fraction) / p.fraction
+    if active and not p.finished:
+        _follow_estimate(p, evs, end)
     return p
+
+
+def _follow_estimate(p: Progress, evs: list[dict], now: float) -> None:
+    """The fraction and time left of a running run by core.progress (the runner's `estimate` and `pace` events
+    against its step counts); before the estimate (or for a job that is not an experiment) from the fraction
+    reported so far."""
+    from .progress import follow
+    followed = follow(evs, now)
+    if followed is not None:
+        p.fraction, p.remaining = followed.fraction, followed.remaining
+    elif p.elapsed and 0.02 <= p.fraction < 1:
+        p.remaining = p.elapsed * (1 - p.fraction) / p.fraction
 
 
 def estimate_note(est: dict) -> str:
@@ -184,7 +194,8 @@ def sample_grids(run_dir: RunDir | str | Path) -> list[dict]:
             p = rd.resolve(ev["path"])
             if p.exists():
                 out.append({"method": ev.get("method", ""), "class": ev.get("class") or "all",
-                            "seed": int(ev.get("seed", 0)), "step": ev.get("step", 0), "path": str(p)})
+                            "seed": int(ev.get("seed", 0)), "step": ev.get("step", 0), "path": str(p),
+                            "rows": [str(r) for r in ev.get("rows") or []]})
     return out
 
 
@@ -374,6 +385,64 @@ def _outlined(img: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return rgb
 
 
+GALLERY_SORTS = ("made first", "nearest real: closest first", "nearest real: farthest first",
+                 "classifier confidence: lowest first", "classifier confidence: highest first", "gate: dropped first")
+GATE_FILTERS = ("all", "kept by the gate", "dropped by the gate", "near-copies only")
+
+
+def _number(v) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def provenance_rows(run_dir: str | Path, method: str, items: list[GalleryItem]) -> list[dict]:
+    """One row per synthetic image, as the Gallery's table, sorting and filters read it: file, seed, how it was
+    made (source / parents / background), its nearest real training image and the distance to it, whether that is
+    a near-copy, the real-data classifier's reading and confidence, and the quality gate's decision. Text cells
+    are "" where the run measured nothing (never None)."""
+    rd = RunDir(run_dir)
+    tables: dict[int, dict] = {}
+    rows = []
+    for it in items:
+        if it.seed not in tables:
+            tables[it.seed] = rd.quality_table(method, it.seed)
+        q = tables[it.seed].get(it.file) or {}
+        if not it.parents:
+            made = "from noise (a trained model)"
+        elif is_translation(it):
+            made = f"translated from {it.parents[0]}"
+        elif len(it.parents) == 2 and it.parents[1].split("/")[0] != it.cls:
+            made = f"{it.parents[0]} on the background {it.parents[1]}"
+        else:
+            made = f"from {len(it.parents)} real image{'s' * (len(it.parents) != 1)}"
+        gate = {"True": "keeps", "False": "drops"}.get(str(q.get("kept", "")), "")
+        rows.append({"file": it.file, "seed": it.seed, "index": it.index, "made": made,
+                     "parents": ", ".join(it.parents), "nearest real": str(q.get("nearest") or ""),
+                     "distance": _number(q.get("distance")), "near-copy": str(q.get("copy")) == "True",
+                     "classifier reads": str(q.get("predicted") or ""), "confidence": _number(q.get("confidence")),
+                     "gate": gate})
+    return rows
+
+
+def sort_and_filter(rows: list[dict], sort: str = GALLERY_SORTS[0], show: str = GATE_FILTERS[0],
+                    min_confidence: float = 0.0) -> list[dict]:
+    """The Gallery's rows in `sort` order (one of `GALLERY_SORTS`; images without the measure last), those `show`
+    keeps (one of `GATE_FILTERS`) with a classifier confidence of at least `min_confidence`."""
+    keep = {"kept by the gate": lambda r: r["gate"] == "keeps", "dropped by the gate": lambda r: r["gate"] == "drops",
+            "near-copies only": lambda r: r["near-copy"]}.get(show, lambda r: True)
+    out = [r for r in rows if keep(r) and (min_confidence <= 0 or (r["confidence"] or 0.0) >= min_confidence)]
+    big = float("inf")
+    key = {"nearest real: closest first": lambda r: r["distance"] if r["distance"] is not None else big,
+           "nearest real: farthest first": lambda r: -r["distance"] if r["distance"] is not None else big,
+           "classifier confidence: lowest first": lambda r: r["confidence"] if r["confidence"] is not None else big,
+           "classifier confidence: highest first": lambda r: -r["confidence"] if r["confidence"] is not None else big,
+           "gate: dropped first": lambda r: {"drops": 0, "keeps": 1}.get(r["gate"], 2)}.get(sort)
+    return sorted(out, key=key) if key else out
+
+
 def to_display(img: np.ndarray) -> np.ndarray:
     """[H,W,1] -> [H,W] for st.image / PIL."""
     return img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img
@@ -461,6 +530,8 @@ def leaderboard_rows(metrics: dict) -> list[dict]:
         gain = (r.get("gain") or {}).get(strongest, 0.0) if strongest else 0.0
         return (0 if r["kind"] == "method" else 1, -(gain or 0.0), -r["f1_macro"])
 
+    from .headline import collapse_note, collapsed
+    found = collapsed(metrics)
     rows = []
     for r in sorted(board, key=order):
         n_seeds = r.get("n_seeds") or len(seeds_of(metrics)) or 1
@@ -473,6 +544,7 @@ def leaderboard_rows(metrics: dict) -> list[dict]:
         for b in baselines:
             row[f"gain vs {b}"] = f"{gains[b]:+.3f}" if gains.get(b) is not None else ""
         row["verdict"] = r.get("verdict") or ""
+        row["note"] = collapse_note(r["name"], metrics, found)     # a classifier that put ~all in one class
         rows.append(row)
     return rows
 
@@ -481,6 +553,27 @@ QUALITY_COLUMNS = (("fd_cls", "FD-cls"), ("kd_cls", "KD-cls"), ("precision", "pr
                    ("density", "density"), ("coverage", "coverage"), ("ssim_real", "SSIM real"),
                    ("ssim_synthetic", "SSIM synthetic"), ("near_copies", "near-copies"),
                    ("wrong_class", "wrong class"))
+
+
+QUALITY_HELP = {   # every quality column: what it measures, in one line, and which way is better
+    "FD-cls": ("Fréchet distance between real and synthetic images' features (the run's classifier)", "lower"),
+    "KD-cls": ("Kernel distance on the same features; unbiased, so it can dip below 0 when the sets match",
+               "lower (0 = indistinguishable)"),
+    "precision": ("Share of synthetic images that fall among the real images of their class (realism)", "higher"),
+    "recall": ("Share of real images with a synthetic image near them (coverage of the real variety)", "higher"),
+    "density": ("How many real neighbourhoods each synthetic image falls in, on average (1 = as real ones)",
+                "near 1"),
+    "coverage": ("Share of real images whose neighbourhood holds a synthetic image", "higher"),
+    "SSIM real": ("Mean structural similarity between pairs of real images (their own diversity)", "reference"),
+    "SSIM synthetic": ("The same among synthetic images; far above SSIM real means mode collapse",
+                       "near SSIM real"),
+    "near-copies": ("Synthetic images closer to one real image than a quarter of the real spacing", "lower"),
+    "wrong class": ("Synthetic images the real-data classifier puts in another class with confidence 0.9+",
+                    "lower"),
+    "gate dropped": ("Images the quality gate removed (wrong class, a generator's near-copies)", "lower"),
+    "train-on-synthetic F1": ("Macro F1 on the real test images of a classifier trained on the synthetic "
+                              "defects and real normal images", "higher"),
+}
 
 
 def _count(v) -> str:

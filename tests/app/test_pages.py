@@ -454,9 +454,16 @@ def test_gallery_shows_synthetic_beside_real_with_provenance(done_ws):
     at.selectbox(key="g_class").set_value("crack").run()
     assert any(t.startswith("**Synthetic crack**") for t in texts(at.markdown))
     assert any(t.startswith("**Real crack**") for t in texts(at.markdown))
+    # a click on an image opens its large view: its parents, its nearest real training image, the gate's decision
+    first = next(b for b in at.button if b.key and b.key.startswith("g_open_"))
+    first.click().run()
+    assert_clean(at)
+    assert any(b.key == "g_close" for b in at.button)
     assert any("Made from 2 real image(s)" in t for t in texts(at.caption))
-    # beside it, its nearest real training image and what the quality gate made of it
     assert any(t.startswith("Nearest real training image: crack/") and "quality gate" in t for t in texts(at.caption))
+    assert any(i.caption == "large view" for im in at.get("image") for i in im.proto.imgs)
+    at.button(key="g_close").click().run()
+    assert not any(b.key == "g_close" for b in at.button)
     at.selectbox(key="g_seed").set_value(1).run()
     assert_clean(at)
     assert len(at.get("image")) > 4
@@ -469,7 +476,7 @@ def test_compare_shows_both_confusion_matrices_cells_and_verdict(done_ws):
     strongest = json.loads((done_ws["run_dir"] / "metrics.json").read_text())["strongest_baseline"]
     # the strongest baseline is shown first: it is the one the verdict is judged against
     assert any(f"Baseline ({strongest})" in s for s in specs) and any("Augmented (smote)" in s for s in specs)
-    assert any("Verdict:" in t for t in texts(at.info) + texts(at.success) + texts(at.error))
+    assert any("Verdict:" in t for t in verdict_texts(at))
     board = at.dataframe[0].value
     assert board["kind"].iloc[0] == "method" and "gain vs paper" in board.columns
     cells = [str(v) for v in board.to_numpy().ravel()]
@@ -664,12 +671,12 @@ def test_a_k_fold_run_on_compare_gallery_and_export(tmp_path):
     store.finish(run_id, "done")
     at = open_page("compare", ws=ws.id, run=run_id)
     assert_clean(at)
-    assert any("2 folds x 1 seed" in t for t in texts(at.info) + texts(at.success) + texts(at.error))
+    assert any("2 folds x 1 seed" in t for t in verdict_texts(at))
     at.selectbox(key="c_true").set_value("crack").run()
     assert_clean(at)
     at.radio(key="c_fold").set_value("fold 2").run()                  # one fold's own results
     assert_clean(at)
-    assert any("over 1 seed and the test images" in t for t in texts(at.info) + texts(at.success) + texts(at.error))
+    assert any("over 1 seed and the test images" in t for t in verdict_texts(at))
     gallery = open_page("gallery", ws=ws.id, run=run_id)
     assert_clean(gallery)
     assert gallery.selectbox(key="g_fold").options == ["fold 1 of 2", "fold 2 of 2"]
@@ -792,6 +799,11 @@ def estimate_range(caption: str) -> tuple[float, float]:
     return shown_seconds(low), shown_seconds(high)
 
 
+def verdict_texts(at) -> list[str]:
+    """The verdicts on Compare: each headline (a success, warning or info box) and its details (a caption)."""
+    return texts(at.info) + texts(at.success) + texts(at.warning) + texts(at.error) + texts(at.caption)
+
+
 def interval_width(verdict: str) -> float:
     lo, hi = re.search(r"interval ([+-]\d\.\d+) to ([+-]\d\.\d+)", verdict).groups()
     return float(hi) - float(lo)
@@ -817,7 +829,7 @@ def test_the_readme_path_on_the_sample_with_its_defaults_gives_a_narrow_verdict(
     assert job.status == "done", job.reason
     at = open_page("compare", ws=ws.id, run=job.id)
     assert_clean(at)
-    verdict = next(t for t in texts(at.info) + texts(at.success) + texts(at.error) if "Verdict:" in t)
+    verdict = next(t for t in verdict_texts(at) if "Verdict:" in t)
     width = interval_width(verdict)
     print(f"\nREADME path: estimate {low:.0f}-{high:.0f} s, actual {job.elapsed:.0f} s; interval width {width:.3f}")
     assert 0 < low < high
@@ -916,3 +928,136 @@ def test_gallery_shows_a_transplanted_defect_beside_its_source_and_background(tm
         assert_clean(at)
         assert any(f"A real defect cut out by {how}" in t for t in texts(at.caption)), texts(at.caption)
         assert not any("not in this run's data" in t for t in texts(at.caption))   # source and background found
+
+
+def test_jobs_tabs_keep_their_order_when_a_generator_starts_and_its_loss_is_on_the_losses_tab():
+    """The details of a job have the same tabs in the same order before and after its first monitor event (a
+    rerun every 2 s then keeps the tab the user chose), and a diffusion model's `loss` is drawn on Losses."""
+    from app_pages.jobs import DETAIL_TABS
+    from core.events import Reporter
+    ws = ws_of(open_page())
+    store = JobStore(ws)
+    job_id = store.submit({"seconds": 1}, kind="sleep")
+    rep = Reporter(store.get(job_id).run_dir)
+    rep.stage("fit:ddpm_translate_s0", "fitting ddpm_translate")
+    before = open_page("jobs", ws=ws.id, run=job_id)
+    assert_clean(before)
+    assert [t.label for t in before.tabs] == list(DETAIL_TABS)
+    for step in (20, 40):
+        rep.emit("monitor", method="ddpm_translate", **{"class": "all"}, seed=0, step=step, total=200,
+                 loss=1.0 / step, grad_norm=2.0, lr=1e-4)
+    after = open_page("jobs", ws=ws.id, run=job_id)
+    assert_clean(after)
+    assert [t.label for t in after.tabs] == list(DETAIL_TABS)
+    charts = [json.loads(c.proto.spec) for c in after.get("plotly_chart")]
+    loss = [c for c in charts if "Training loss" in json.dumps(c.get("layout", {}).get("title", ""))]
+    assert loss and [t["y"] for t in loss[0]["data"]] == [[1 / 20, 1 / 40]]
+
+
+def test_synthesize_marks_the_methods_over_an_hour_and_select_all_asks_before_adding_them():
+    """At 256 px and 10 seeds a GAN takes hours on any CPU: marked in the picker, and "Select all" asks first;
+    what is selected is listed in plain sight whatever the box shows."""
+    at = _with_sample("synthesize")
+    at.selectbox(key="image_size").set_value(256).run()
+    at.text_input(key="seeds").set_value("0,1,2,3,4,5,6,7,8,9").run()
+    assert_clean(at)
+    box = at.multiselect(key="methods")
+    every = list(box.options)
+    marked = [o for o in every if "over an hour here" in o]
+    assert any(o.startswith("dcgan (gan) · over an hour here (~") for o in marked), marked
+    assert any(t.startswith("**Selected (1)**: smote") for t in texts(at.caption)), texts(at.caption)
+    at.button(key="select_all").click().run()
+    asked = [w for w in texts(at.warning) if "over an hour each on this machine" in w]
+    assert asked and "dcgan" in asked[0]
+    assert at.multiselect(key="methods").value == ["smote"]          # nothing added before the answer
+    at.button(key="confirm_all_no").click().run()
+    fast = [o.split(" (")[0] for o in every if o not in marked]   # how many depends on the load now
+    assert at.multiselect(key="methods").value == fast and "dcgan" not in fast
+    at.button(key="select_all").click().run()
+    at.button(key="confirm_all_yes").click().run()
+    assert_clean(at)
+    assert len(at.multiselect(key="methods").value) == len(every)
+    assert any(t.startswith(f"**Selected ({len(every)})**") for t in texts(at.caption))
+
+
+def test_gallery_sorts_and_filters_by_the_nearest_real_image_confidence_and_gate_with_a_table_of_the_page(done_ws):
+    at = open_page("gallery", ws=done_ws["ws"].id)
+    at.selectbox(key="g_method").set_value("smote").run()
+    at.selectbox(key="g_class").set_value("crack").run()
+    at.selectbox(key="g_sort").set_value("nearest real: closest first").run()
+    assert_clean(at)
+    table = at.dataframe[-1].value                    # the page's provenance as a table
+    assert {"file", "made", "parents", "nearest real", "distance", "classifier reads", "confidence",
+            "gate"} <= set(table.columns)
+    d = list(table["distance"])
+    assert len(d) > 2 and d == sorted(d)
+    at.selectbox(key="g_sort").set_value("nearest real: farthest first").run()
+    far = list(at.dataframe[-1].value["distance"])          # the first page of each order
+    assert far == sorted(far, reverse=True) and far[0] >= d[-1] and far[-1] >= d[0]
+    at.selectbox(key="g_show").set_value("near-copies only").run()
+    assert_clean(at)
+    shown = at.dataframe[-1].value if len(at.dataframe) else None
+    assert shown is None or shown.empty or bool(shown["near-copy"].all())
+    at.selectbox(key="g_show").set_value("all").run()
+    at.slider(key="g_conf").set_value(0.99).run()
+    assert_clean(at)
+    assert any("of" in t and "(filtered)" in t for t in texts(at.markdown)) or \
+        all(c >= 0.99 for c in at.dataframe[-1].value["confidence"])
+
+
+NONE_WORDS = re.compile(r"\bNone\b|\bnan\b|\bNaN\b")
+
+
+def _all_text(at) -> list[str]:
+    """Every text a user reads on the page: markdown, captions, boxes, metrics, titles, tables' cells, options."""
+    out = []
+    for kind in ("markdown", "caption", "info", "success", "warning", "error", "title", "subheader", "header"):
+        out += [f"{kind}: {t}" for t in texts(getattr(at, kind))]
+    out += [f"metric {m.label}: {m.value}" for m in at.metric]
+    for df in at.dataframe:
+        frame = df.value
+        out += [f"table: {c}" for c in frame.columns]
+        out += [f"table cell: {v!r}" for v in frame.astype(object).to_numpy().ravel()
+                if v is None or (isinstance(v, float) and v != v) or isinstance(v, str)]
+    for box in list(at.selectbox) + list(at.multiselect) + list(at.radio):
+        out += [f"option: {o}" for o in box.options]
+    return out
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_page_and_no_report_shows_none_or_nan(done_ws, page):
+    at = open_page(page, ws=done_ws["ws"].id, run=done_ws["run"])
+    assert_clean(at)
+    bad = [t for t in _all_text(at) if NONE_WORDS.search(t) or t.endswith("cell: None") or "cell: nan" in t]
+    assert not bad, bad
+    if page == "export":           # the report too, of this run and of one that kept the data's own imbalance
+        import shutil
+        from core.report import build_report
+        own = Path(done_ws["ws"].runs.parent) / "own_ratio_copy"
+        shutil.copytree(done_ws["run_dir"], own, dirs_exist_ok=True)
+        cfg = json.loads((own / "config.json").read_text())
+        (own / "config.json").write_text(json.dumps(dict(cfg, ratio=None, target_ratio=None)))
+        for run_dir in (done_ws["run_dir"], own):
+            html = build_report(run_dir)
+            visible = re.sub(r"<script.*?</script>", "", html, flags=re.S)      # plotly.js itself says null/NaN
+            import html as html_lib
+            text = html_lib.unescape(re.sub(r"<[^>]+>", " ", visible))
+            assert not NONE_WORDS.search(text), NONE_WORDS.findall(text)[:5]
+            assert "none (the data's own counts)" in text or run_dir != own
+
+
+def test_export_preselects_the_method_its_verdict_favours_and_shows_that_verdict_by_the_choice(done_ws):
+    from core import headline
+    metrics = json.loads((done_ws["run_dir"] / "metrics.json").read_text())
+    best, why = headline.export_choice(metrics, ["mixup", "smote"])
+    at = open_page("export", ws=done_ws["ws"].id, run=done_ws["run"])
+    assert_clean(at)
+    assert at.selectbox(key="e_method").value == best          # never just the alphabetically first
+    boxes = texts(at.success) + texts(at.warning) + texts(at.info)
+    if best == "none":
+        assert any(t.startswith("Real images only: no method helped") for t in boxes), boxes
+    else:
+        assert any(t.startswith(f"**Use it**: {best}.") for t in boxes), boxes
+    at.selectbox(key="e_method").set_value("mixup").run()
+    words = headline.headline(metrics, "mixup").words
+    assert any(t.startswith(f"**{words}**: mixup.") for t in texts(at.success) + texts(at.warning) + texts(at.info))

@@ -263,3 +263,36 @@ def test_quality_rows_show_counts_as_counts_and_seed_means_with_one_decimal():
     assert crack["gate dropped"] == "2" and overall["gate dropped"] == "1.7"
     assert overall["train-on-synthetic F1"] == "0.612" and crack["train-on-synthetic F1"] == ""
     assert "12.346" in crack.values() and "" in crack.values()          # 3 decimals; NaN shown empty
+
+
+def test_a_real_run_writes_its_estimate_and_pace_and_its_progress_only_rises(finished_run):
+    evs = runs.events(finished_run)
+    est = next(e for e in evs if e["kind"] == "estimate")
+    assert "fit:smote_s0" in est["tasks"] and est["seconds"] > 0 and est["low"] <= est["seconds"] <= est["high"]
+    paced = {e["task"] for e in evs if e["kind"] == "pace"}
+    assert "train:smote_s1" in paced and evs[-1]["kind"] == "done"     # done stays last: the calibration reads it
+    # replayed event by event as the Jobs page saw it: the fraction never goes back, the time left is known
+    from core.progress import follow
+    start = evs.index(est)
+    seen = [follow(evs[:i + 1], e["t"]) for i, e in enumerate(evs) if i >= start and e["kind"] != "done"]
+    fractions = [f.fraction for f in seen]
+    assert fractions == sorted(fractions) and 0 <= fractions[0] < fractions[-1] <= 1
+    assert all(f.remaining >= 0 for f in seen)
+
+
+def test_provenance_rows_sort_and_filter_by_distance_confidence_and_gate(finished_run):
+    items = runs.gallery(finished_run, "smote", "crack")
+    rows = runs.provenance_rows(finished_run, "smote", items)
+    assert len(rows) == len(items) and all(r["made"].startswith("from ") and r["parents"] for r in rows)
+    assert all(r["nearest real"].startswith("crack/") and r["gate"] in ("keeps", "drops") for r in rows)
+    assert all(v is not None for r in rows for v in r.values())          # nothing shows as "None"
+    close = runs.sort_and_filter(rows, "nearest real: closest first")
+    assert [r["distance"] for r in close] == sorted(r["distance"] for r in rows)
+    low = runs.sort_and_filter(rows, "classifier confidence: lowest first")
+    assert [r["confidence"] for r in low] == sorted(r["confidence"] for r in rows)
+    kept = runs.sort_and_filter(rows, show="kept by the gate")
+    dropped = runs.sort_and_filter(rows, show="dropped by the gate")
+    assert len(kept) + len(dropped) == len(rows) and all(r["gate"] == "keeps" for r in kept)
+    assert all(r["near-copy"] for r in runs.sort_and_filter(rows, show="near-copies only"))
+    sure = runs.sort_and_filter(rows, min_confidence=0.5)
+    assert all(r["confidence"] >= 0.5 for r in sure)

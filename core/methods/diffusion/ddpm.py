@@ -75,6 +75,7 @@ class DDPMSampler(Sampler):
             seed = int(np.random.SeedSequence([int(self.ctx.seed), 29]).generate_state(1)[0])
             process = DiffusionTraining(self._build(torch.Generator().manual_seed(seed)), self.arch_, self.params,
                                         x.contiguous(), y, placement=unet_placement(device), seed=seed)
+            process.grid_rows = list(train.classes)          # its grid: one row of samples per class
             ckpt = self.ctx.checkpoint("ddpm", shared=True)   # one model for ddpm_cfg and ddpm_cfg_w75
             self.fit_info_ = Trainer(process, LoopSettings.from_params(self.params, process.total),
                                      who=Who(self.NAME, "all", self.ctx.seed), reporter=self.ctx.reporter,
@@ -103,6 +104,8 @@ class DDPMSampler(Sampler):
                             kind=p.scheduler, generator=g)
                 out.append(to_uint8(resize(x, self.arch_["run_size"])))
                 self.ctx.reporter.log(f"{self.NAME}: {min(n, i + p.sample_batch)}/{n} images of {class_name}")
+                if self.ctx.sampled is not None:
+                    self.ctx.sampled(min(n, i + p.sample_batch))
         return SampleBatch(np.concatenate(out), [[] for _ in range(n)])
 
     def get_state(self):

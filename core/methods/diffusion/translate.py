@@ -69,6 +69,8 @@ class TranslateSampler(DDPMSampler):
                 y = full if p.strength <= 0 else (full + resize(x - x0, full.shape[-1])).clamp(-1, 1)
                 out.append(to_uint8(y))
                 self.ctx.reporter.log(f"{self.NAME}: {min(n, i + p.sample_batch)}/{n} images of {class_name}")
+                if self.ctx.sampled is not None:
+                    self.ctx.sampled(min(n, i + p.sample_batch))
         return SampleBatch(np.concatenate(out), [[self.normal_sources_[j]] for j in order])
 
     @staticmethod

@@ -117,7 +117,10 @@ def assess(train: ImageSet, synth: ImageSet, feature_model, test: ImageSet | Non
         report["cas"] = cas(ImageSet.concat([normal, synth.subset(np.flatnonzero(synth.labels != (
             train.classes.index(normal_class) if normal_class in train.classes else -1)))]))
     if embed and len(synth):
-        report["embedding"] = embedding(real_f, train.labels, syn_f, synth.labels, train.classes, minority, seed)
+        shown = list(minority)      # and the normal class's real images: a translation's came from them
+        if normal_class in train.classes and train.classes.index(normal_class) not in shown:
+            shown.append(train.classes.index(normal_class))
+        report["embedding"] = embedding(real_f, train.labels, syn_f, synth.labels, train.classes, shown, seed)
     report["seconds"] = round(time.time() - t0, 2)
     return report, rows
 

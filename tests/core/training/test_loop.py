@@ -134,3 +134,21 @@ def test_models_side_by_side_equal_one_after_another_and_a_failure_stops_the_oth
         stop = threading.Event()
         stop.set()
         job(4)(stop)
+
+
+def test_the_first_grid_comes_by_ten_percent_of_the_steps_labelled_one_row_per_class_and_enlarged(tmp_path):
+    """Grids every 1,000 steps of 2,000 once meant the first at step 1,000: now one at 10% of the steps. A process
+    that names its rows (one per class) gets a labelled grid, each image enlarged to 64 px."""
+    from PIL import Image
+    from core.training.images import GRID_MIN_SIDE, LABEL_WIDTH
+    process = Denoiser(0)
+    process.grid_rows = ["normal", "crack"]                 # its 8 images: two rows of four
+    run = tmp_path / "run"
+    Trainer(process, LoopSettings(300, monitor_every=100, sample_every=200), who=Who("toy", "all", seed=0),
+            reporter=Reporter(run)).run()
+    grids = [e for e in RunDir(run).events() if e["kind"] == "image"]
+    assert [g["step"] for g in grids] == [30, 200, 300] and all(g["rows"] == ["normal", "crack"] for g in grids)
+    with Image.open(RunDir(run).resolve(grids[0]["path"])) as im:
+        w, h = im.size
+    side = GRID_MIN_SIDE                                    # 4 px images enlarged 16x
+    assert (w, h) == (LABEL_WIDTH + 4 * (side + 2) + 2, 2 * (side + 2) + 2)
