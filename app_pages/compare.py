@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import headline
+from core.views import headline
 from core.errors import RunError
 from core.rundir import RunDir
 from core.views import report, runs

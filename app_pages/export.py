@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import headline
+from core.views import headline
 from core.rundir import RunDir
 from core.views import runs
 from ui import common

@@ -7,7 +7,7 @@ Each case goes the app's way: `core.jobs.preflight` gives the estimate (`core.es
 finished runs of this benchmark's own home, as a workspace would be: the first case has only the priors), then
 the job is submitted to the real background worker and timed from its start to its results (`Job.elapsed`,
 what the Jobs page shows as "finished in"). The load average at launch and the torch threads the job used are
-in the table, and the Jobs page's time left (core.progress) read every 3 s while each job ran. Writes the section
+in the table, and the Jobs page's time left (core.views.progress) read every 3 s while each job ran. Writes the section
 `estimate_progress` of benchmarks/RESULTS.md with the machine it ran on (`estimate` holds issue 26's passes).
 """
 from __future__ import annotations
@@ -71,7 +71,7 @@ def main() -> None:
 
     from core import estimate as est_mod
     from core.data import protocol_counts
-    from core import runs
+    from core.views import runs
     from core.jobs import FINISHED, JobStore, preflight, quick_counts, start_worker, wait_for
     from core.rundir import RunDir
     from core.sample_data import write_sample_dataset
@@ -150,7 +150,7 @@ def _table(rows: list[dict]) -> str:
         lines.append(f"| {r['case']} | {m(r['estimate_s'])} | {m(r['low_s'])}-{m(r['high_s'])} | {m(r['actual_s'])} | "
                      f"{r['ratio']} | {'yes' if r['inside'] else '**no**'} | {r['runs']} | {r['load']} | "
                      f"{r['threads']} | {r['status']} |")
-    lines += ["", "The Jobs page's time left (`core.progress`, read every 3 s while the job ran) against the time "
+    lines += ["", "The Jobs page's time left (`core.views.progress`, read every 3 s while the job ran) against the time "
                   "that was actually left, at a quarter, half and three quarters of each run:", "",
               "| case | at 25%: shown / actual (s) | at 50% | at 75% | progress only rose |", "|---|---|---|---|---|"]
     for r in rows:

@@ -96,7 +96,7 @@ def progress(run_dir: RunDir | str | Path, active: bool | None = None, now: floa
 
 
 def _follow_estimate(p: Progress, evs: list[dict], now: float) -> None:
-    """The fraction and time left of a running run by core.progress (the runner's `estimate` and `pace` events
+    """The fraction and time left of a running run by core.views.progress (the runner's `estimate` and `pace` events
     against its step counts); before the estimate (or for a job that is not an experiment) from the fraction
     reported so far."""
     from .progress import follow

@@ -1032,7 +1032,7 @@ def test_no_page_and_no_report_shows_none_or_nan(done_ws, page):
     assert not bad, bad
     if page == "export":           # the report too, of this run and of one that kept the data's own imbalance
         import shutil
-        from core.report import build_report
+        from core.views.report import build_report
         own = Path(done_ws["ws"].runs.parent) / "own_ratio_copy"
         shutil.copytree(done_ws["run_dir"], own, dirs_exist_ok=True)
         cfg = json.loads((own / "config.json").read_text())
@@ -1047,7 +1047,7 @@ def test_no_page_and_no_report_shows_none_or_nan(done_ws, page):
 
 
 def test_export_preselects_the_method_its_verdict_favours_and_shows_that_verdict_by_the_choice(done_ws):
-    from core import headline
+    from core.views import headline
     metrics = json.loads((done_ws["run_dir"] / "metrics.json").read_text())
     best, why = headline.export_choice(metrics, ["mixup", "smote"])
     at = open_page("export", ws=done_ws["ws"].id, run=done_ws["run"])

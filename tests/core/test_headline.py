@@ -1,4 +1,4 @@
-"""core.headline: the verdict as a headline in the user's words, the collapse flag, the export's default method;
+"""core.views.headline: the verdict as a headline in the user's words, the collapse flag, the export's default method;
 and what an export lets out (no server path, no workspace id, no secret in any of its text files)."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import zipfile
 
 import pytest
 
-from core import headline as H
-from core import runs
+from core.views import headline as H
+from core.views import runs
 
 CLASSES = ["normal", "crack", "spot"]
 
@@ -78,7 +78,7 @@ def test_the_export_defaults_to_the_method_that_helps_most_else_the_real_images_
 def test_an_export_carries_no_server_path_no_workspace_id_and_no_secret(finished_run, tmp_path, monkeypatch):
     """The run as the app makes it: its data uploaded into a workspace (whose id works like a password), the run
     under <home>/<workspace>/runs/. Every text file of the zip is read for the id, the home, any server path."""
-    from core.export import export_zip
+    from core.views.export import export_zip
     from core.rundir import RunDir
     from core.workspace import Workspace
     home = tmp_path / "server_home"

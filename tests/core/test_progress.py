@@ -1,7 +1,7 @@
-"""core.progress: a run's fraction and time left from its events (estimate, task, progress, pace)."""
+"""core.views.progress: a run's fraction and time left from its events (estimate, task, progress, pace)."""
 from __future__ import annotations
 
-from core.progress import follow, task_fraction
+from core.views.progress import follow, task_fraction
 
 
 def _events(t0: float = 1000.0) -> list[dict]:

@@ -272,7 +272,7 @@ def test_a_real_run_writes_its_estimate_and_pace_and_its_progress_only_rises(fin
     paced = {e["task"] for e in evs if e["kind"] == "pace"}
     assert "train:smote_s1" in paced and evs[-1]["kind"] == "done"     # done stays last: the calibration reads it
     # replayed event by event as the Jobs page saw it: the fraction never goes back, the time left is known
-    from core.progress import follow
+    from core.views.progress import follow
     start = evs.index(est)
     seen = [follow(evs[:i + 1], e["t"]) for i, e in enumerate(evs) if i >= start and e["kind"] != "done"]
     fractions = [f.fraction for f in seen]
