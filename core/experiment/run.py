@@ -27,7 +27,8 @@ from ..rundir import RunDir
 from ..runtime import pick_device
 from .config import ExperimentConfig, steps_of
 from .plan import Task, plan
-from .tasks import (CAS_EPOCH_SHARE, TaskContext, aggregate, fit, is_done, prepare, quality, result_is_whole, train,
+from .aggregate import aggregate
+from .tasks import (CAS_EPOCH_SHARE, TaskContext, fit, is_done, prepare, quality, result_is_whole, train,
                     write_config)
 
 
