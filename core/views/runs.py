@@ -454,7 +454,7 @@ def model_id(name: str, seed: int) -> str:
     """Prediction file id: baselines are named 'paper' etc. in metrics.json, 'baseline_paper_s0' on disk."""
     if name.startswith("baseline:"):
         name = name.split(":", 1)[1]
-    from .experiment.config import BASELINES
+    from ..experiment.config import BASELINES
     if name in BASELINES:
         name = f"baseline_{name}"
     return RunDir.model_id(name, seed)

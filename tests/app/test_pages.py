@@ -926,6 +926,8 @@ def test_gallery_shows_a_transplanted_defect_beside_its_source_and_background(tm
     for method, how in (("defect_paste", "a mask found automatically"), ("cmo", "a CutMix box")):
         at.selectbox(key="g_method").set_value(method).run()
         assert_clean(at)
+        next(b for b in at.button if str(b.key).startswith("g_open_")).click().run()      # its large view
+        assert_clean(at)
         assert any(f"A real defect cut out by {how}" in t for t in texts(at.caption)), texts(at.caption)
         assert not any("not in this run's data" in t for t in texts(at.caption))   # source and background found
 
