@@ -37,7 +37,7 @@ def build() -> None:
     if not methods:
         st.info("This run kept no synthetic images; only the real images can be exported.")
     options = methods + ["none"]
-    metrics = runs.load_metrics(report_dir) or {}
+    metrics = RunDir(report_dir).metrics() or {}
     best, why = headline.export_choice(metrics, methods)
     if st.session_state.get("e_method_run") != run_id:       # a new run: preselect what its verdict favours
         st.session_state["e_method_run"], st.session_state["e_method"] = run_id, best

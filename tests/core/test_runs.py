@@ -266,7 +266,7 @@ def test_quality_rows_show_counts_as_counts_and_seed_means_with_one_decimal():
 
 
 def test_a_real_run_writes_its_estimate_and_pace_and_its_progress_only_rises(finished_run):
-    evs = runs.events(finished_run)
+    evs = RunDir(finished_run).events()
     est = next(e for e in evs if e["kind"] == "estimate")
     assert "fit:smote_s0" in est["tasks"] and est["seconds"] > 0 and est["low"] <= est["seconds"] <= est["high"]
     paced = {e["task"] for e in evs if e["kind"] == "pace"}
@@ -281,7 +281,7 @@ def test_a_real_run_writes_its_estimate_and_pace_and_its_progress_only_rises(fin
 
 
 def test_provenance_rows_sort_and_filter_by_distance_confidence_and_gate(finished_run):
-    items = runs.gallery(finished_run, "smote", "crack")
+    items = RunDir(finished_run).gallery("smote", "crack")
     rows = runs.provenance_rows(finished_run, "smote", items)
     assert len(rows) == len(items) and all(r["made"].startswith("from ") and r["parents"] for r in rows)
     assert all(r["nearest real"].startswith("crack/") and r["gate"] in ("keeps", "drops") for r in rows)
