@@ -273,13 +273,13 @@ def test_synthesize_estimate_suggestion_and_launch():
     assert any(t.startswith("Likely ") and " to " in t for t in texts(at.caption)), texts(at.caption)
     at.number_input(key="p:quick:classifier:epochs").set_value(1).run()
     at.text_input(key="seeds").set_value("0").run()
-    assert {m.label: m.value for m in at.metric}["Classifier trainings"] == "4"   # one seed
+    assert {m.label: m.value for m in at.metric}["Classifier trainings"] == "7"   # one seed
     at.checkbox(key="quality_gate").check().run()
-    assert {m.label: m.value for m in at.metric}["Classifier trainings"] == "5"   # + smote on its gated set
+    assert {m.label: m.value for m in at.metric}["Classifier trainings"] == "8"   # + smote on its gated set
     at.checkbox(key="quality_gate").uncheck().run()
     assert any("5 folds test every image once" in t for t in texts(at.caption))   # 42 crack images in the sample
     at.number_input(key="folds").set_value(2).run()
-    assert {m.label: m.value for m in at.metric}["Classifier trainings"] == "8"   # each fold trains them all
+    assert {m.label: m.value for m in at.metric}["Classifier trainings"] == "14"   # each fold trains them all
     at.number_input(key="folds").set_value(1).run()
     assert int(metrics["Synthetic images per method and seed"].replace(",", "")) > 0
     at.button(key="launch").click().run()
