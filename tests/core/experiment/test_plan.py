@@ -32,7 +32,11 @@ def _without_timing(x):
 
 
 def test_the_plan_prepares_once_then_fits_and_trains_then_aggregates(tmp_path):
-    tasks = plan(ExperimentConfig.from_dict(cfg(tmp_path)))
+    default = [t.id for t in plan(ExperimentConfig.from_dict(cfg(tmp_path)))]
+    assert [i for i in default if i.startswith("train:baseline_") and i.endswith("_s0")] == [
+        f"train:baseline_{b}_s0" for b in ("paper", "equal_steps", "class_weighted", "logit_adjusted", "drw", "linear")]
+    three = ["paper", "equal_steps", "class_weighted"]            # the structure below, with the first three
+    tasks = plan(ExperimentConfig.from_dict({**cfg(tmp_path), "baselines": three}))
     ids = [t.id for t in tasks]
     assert ids[0] == "prepare" and ids[-1] == "aggregate"
     assert ids[1:10] == ["train:baseline_paper_s0", "train:baseline_equal_steps_s0",
@@ -50,9 +54,11 @@ def test_the_plan_prepares_once_then_fits_and_trains_then_aggregates(tmp_path):
         ["train:baseline_paper_s0"], ["train:baseline_equal_steps_s0"], ["train:baseline_class_weighted_s0"],
         ["train:baseline_paper_s1"]]
     assert [t.id for t in chains(tasks)[6]] == ["fit:smote_s0", "quality:smote_s0", "train:smote_s0"]
-    gated = {t.id: t for t in plan(ExperimentConfig.from_dict({**cfg(tmp_path), "quality_gate": True}))}
+    gated = {t.id: t for t in plan(ExperimentConfig.from_dict({**cfg(tmp_path), "quality_gate": True,
+                                                                "baselines": three}))}
     assert gated["train:smote+gate_s0"].needs == ("quality:smote_s0",) and gated["train:smote+gate_s0"].gated
-    assert [t.id for t in plan(ExperimentConfig.from_dict({**cfg(tmp_path), "quality": False}))][4:6] == [
+    assert [t.id for t in plan(ExperimentConfig.from_dict({**cfg(tmp_path), "quality": False,
+                                                           "baselines": three}))][4:6] == [
         "fit:smote_s0", "train:smote_s0"]
 
 
