@@ -41,7 +41,8 @@ def test_run_writes_the_run_directory_and_metrics(tmp_path, data):
     assert split["test_counts"] == {"crack": 4, "normal": 4, "spot": 4}
     assert split["needed"] == {"crack": 21, "normal": 0, "spot": 21}
     assert not set(split["train"]) & set(split["test"]), "a test image leaked into training"
-    for kind in ("paper", "equal_steps", "class_weighted"):
+    assert set(m["baselines"]) == {"paper", "equal_steps", "class_weighted", "logit_adjusted", "drw", "linear"}
+    for kind in m["baselines"]:
         b = m["baselines"][kind]
         for key in ("f1_macro", "precision_macro", "recall_macro", "accuracy", "per_class", "confusion_matrix",
                     "classes", "mean", "std", "f1_ci"):
@@ -51,7 +52,7 @@ def test_run_writes_the_run_directory_and_metrics(tmp_path, data):
     assert m["baselines"]["paper"]["seeds"]["0"]["steps"] < m["baselines"]["equal_steps"]["seeds"]["0"]["steps"]
     for name in ("smote", "random_oversample"):
         mm = m["methods"][name]
-        assert set(mm["gain"]) == {"paper", "equal_steps", "class_weighted"}
+        assert set(mm["gain"]) == set(m["baselines"])
         assert mm["verdict"]["against"] == m["strongest_baseline"]
         assert mm["verdict"]["label"] in ("helps", "hurts", "no clear difference")
         assert mm["seeds"]["0"]["train_size"] == 78
@@ -128,8 +129,8 @@ def test_resume_goes_on_where_an_interrupted_run_stopped(tmp_path, data):
         run(cfg(data), out, callback=cancel_after_smote)
     (out / "CANCEL").unlink()
     assert sorted(p.name for p in (out / "results").iterdir()) == [
-        "baseline_class_weighted_s0.json", "baseline_equal_steps_s0.json", "baseline_paper_s0.json",
-        "smote_s0.json"]
+        "baseline_class_weighted_s0.json", "baseline_drw_s0.json", "baseline_equal_steps_s0.json",
+        "baseline_linear_s0.json", "baseline_logit_adjusted_s0.json", "baseline_paper_s0.json", "smote_s0.json"]
     trained = []
     m = run(cfg(data), out, callback=lambda ev: ev["kind"] == "stage" and trained.append(ev["stage"]),
             resume=True)
@@ -157,7 +158,7 @@ def test_resume_retrains_what_other_settings_would_change(tmp_path, data):
     trained.clear()
     run(cfg(data, methods=["smote"], overrides={"classifier": {**FAST["classifier"], "epochs": 2}}), out,
         callback=lambda ev: ev["kind"] == "stage" and trained.append(ev["stage"]), resume=True)
-    assert len([s for s in trained if s.startswith("train:")]) == 4
+    assert len([s for s in trained if s.startswith("train:")]) == 7     # the six baselines and smote
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -228,7 +229,7 @@ def test_part_of_the_plan_reports_progress_of_the_whole_run_and_where_each_task_
     """Another process (the pool, a Ray task) running the rest of a plan: its overall progress counts what the
     run folder already holds, and every task it starts is a `task` event naming the runner, host and device."""
     from core.views.runs import placements
-    c = cfg(data, seeds=[0])
+    c = cfg(data, seeds=[0], baselines=["paper", "equal_steps", "class_weighted"])
     run(c, tmp_path / "r", tasks=["prepare", "train:baseline_paper_s0", "train:baseline_equal_steps_s0",
                                   "train:baseline_class_weighted_s0"])
     before = len(RunDir(tmp_path / "r").events())
