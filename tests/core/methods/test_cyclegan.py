@@ -55,7 +55,7 @@ def test_trains_with_both_losses_of_each_side_and_triples_in_the_grid(tmp_path):
     assert len(grids) == 4                                          # step 2 and the end, two classes
     from PIL import Image
     with Image.open(tmp_path / grids[0]["path"]) as im:
-        assert im.size[1] == 3 * (16 + 2) + 2                      # source, translated, reconstructed rows
+        assert im.size[1] == 3 * (64 + 2) + 2          # source, translated, reconstructed rows (cells shown at 64 px)
     batch = sampler.sample("spot", 5, seed=0)
     assert batch.images.shape == (5, 16, 16, 1)
 
