@@ -106,7 +106,7 @@ class _Runner:
             if task.kind != "prepare" and not self.units:
                 self._weigh(full)
                 self.done_units = sum(self.units.get(i, 0.0) for i in before)
-                self._announce_estimate(before)
+                self._announce_estimate(before, whole=only is None)
             self.current = self.units.get(task.id, 0.0)
             t_task = time.time()
             ctx = self.ctxs.get(task.fold)
@@ -143,11 +143,18 @@ class _Runner:
             self.current = 0.0
         return metrics
 
-    def _announce_estimate(self, finished: set[str]) -> None:
+    def _announce_estimate(self, finished: set[str], whole: bool = True) -> None:
         """An `estimate` event: each task's seconds by `core.estimate` (at the load now, calibrated on this
         machine's finished runs) and the training steps each fit will report, so the Jobs page weighs the tasks
-        and reads a fit's progress from its step counts without importing the experiment. Never fails the run."""
+        and reads a fit's progress from its step counts without importing the experiment. Never fails the run.
+        Part of a plan (a pool process, a Ray task) announces none when the run already has one: the run is
+        estimated once, whichever runner runs its tasks (its events are the same on every runner)."""
         from .. import estimate as est_mod
+        if not whole:
+            known = [e for e in self.rd.events() if e.get("kind") == "estimate"]
+            if known:
+                self.estimated = dict(known[-1].get("tasks") or {})
+                return
         try:
             split = self.rd.fold(next(iter(self.ctxs))).split()
             counts, needed = split["train_counts"], split["needed"]
