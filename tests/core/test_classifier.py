@@ -212,6 +212,7 @@ def test_run_keys_of_earlier_runs_stay_valid(tmp_path):
     d = cfg.data_key()
     d["classifier"] = {k: v for k, v in dataclasses.asdict(cfg.classifier_params()).items()
                        if k not in ("pretrained", "backbone_lr_scale")}
+    d["threads"] = cfg.num_threads      # the fixed thread count is part of the key (issue 37: runs made before retrain)
     assert cfg.key() == hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
