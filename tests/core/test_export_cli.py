@@ -87,8 +87,8 @@ def test_cli_run_export_sample_inspect(tmp_path, make_dataset):
             *FAST)
     assert r.returncode == 0, r.stderr
     events = RunDir(out).events()
-    assert sum(e["kind"] == "stage" and e["stage"].startswith("train:") for e in events) == 5  # none redone
-    assert sum(bool(e.get("resumed")) for e in events) == 5
+    assert sum(e["kind"] == "stage" and e["stage"].startswith("train:") for e in events) == 8  # six baselines + 2 methods, none redone
+    assert sum(bool(e.get("resumed")) for e in events) == 8
     assert json.loads((out / "metrics.json").read_text())["methods"]["smote"]["f1_macro"] == \
         m["methods"]["smote"]["f1_macro"]
     r = cli("run", "--data", data, "--methods", "smote", "--out", out, "--resume", "--force", *FAST)
