@@ -205,9 +205,12 @@ def test_upload_launch_compare_export(app, browser, tmp_path):
 
     # Gallery: synthetic images beside real ones
     page.goto(f"{app['url']}/gallery?ws={ws}")
-    page.get_by_text("Where an image came from").wait_for()
+    page.get_by_role("button", name="Enlarge").first.wait_for()
     _settle(page)
     assert page.locator("[data-testid='stImage']").count() >= 4
+    page.get_by_role("button", name="Enlarge").first.click()       # the large view, with its provenance
+    page.get_by_text("large view").first.wait_for()
+    _settle(page)
     _no_traceback(page)
     _shot(page, "4_gallery")
 
