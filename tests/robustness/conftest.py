@@ -26,6 +26,7 @@ import pytest
 from PIL import Image
 
 import core.data.archive
+import core.uploads
 import core.workspace
 from core.data import Limits, load_dataset
 from core.errors import DefectAugError
@@ -138,6 +139,6 @@ def full_disk(monkeypatch) -> Callable[[], None]:
         def full_open(path, mode="r", *args, **kw):
             fh = open(path, mode, *args, **kw)
             return _FullDisk(fh) if any(m in mode for m in "wxa") else fh
-        for module in (core.workspace, core.data.archive):
+        for module in (core.workspace, core.uploads, core.data.archive):
             monkeypatch.setattr(module, "open", full_open, raising=False)
     return fill

@@ -250,10 +250,10 @@ def test_disk_full_while_storing_a_zip(user, full_disk):
 
 
 def test_disk_full_while_extracting_a_zip(user, full_disk, monkeypatch):
-    import core.workspace
+    import core.uploads
     z = user.zip(GOOD)
     full_disk()
-    monkeypatch.setattr(core.workspace, "open", open)   # the copy of the upload fits, its contents do not
+    monkeypatch.setattr(core.uploads, "open", open)     # the copy of the upload fits, its contents do not
     with user.unchanged_outside():
         message = user.refused_zip(z)
     assert message == ("cannot write 'set/normal/n0.png' from upload.zip (No space left on device); check the free "
