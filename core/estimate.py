@@ -197,12 +197,11 @@ def _sampling_units(p, needed: dict[str, int]) -> float:
     return sum(needed.values()) * int(getattr(p, "sample_steps", 25) or 25) * 1.1
 
 
-def sampling_shares(cfg, train_counts: dict[str, int], needed: dict[str, int]) -> dict[str, float]:
-    """The share of each generative fit task that drawing its synthetic images takes (after its training steps),
-    by the same model: what the Jobs page weighs a fit's sampling by. A diffusion model's sampling is most of it."""
+def _fit_tasks(cfg):
+    """(task, spec, params) of every fit task of the plan whose method is registered (an unregistered method
+    fails in its task, not here)."""
     from .experiment import plan
     from .methods import get_method
-    out = {}
     for task in plan(cfg):
         if task.kind != "fit":
             continue
@@ -210,7 +209,14 @@ def sampling_shares(cfg, train_counts: dict[str, int], needed: dict[str, int]) -
             spec = get_method(task.name)
         except Exception:   # noqa: BLE001
             continue
-        p = cfg.method_params(task.name)
+        yield task, spec, cfg.method_params(task.name)
+
+
+def sampling_shares(cfg, train_counts: dict[str, int], needed: dict[str, int]) -> dict[str, float]:
+    """The share of each generative fit task that drawing its synthetic images takes (after its training steps),
+    by the same model: what the Jobs page weighs a fit's sampling by. A diffusion model's sampling is most of it."""
+    out = {}
+    for task, spec, p in _fit_tasks(cfg):
         if getattr(spec, "family", "") != "diffusion":
             continue
         total = _fit_units(cfg, spec, train_counts, needed)
@@ -241,17 +247,8 @@ def fit_steps_per_model(spec, p, train_counts: dict[str, int], needed: dict[str,
 def planned_steps(cfg, train_counts: dict[str, int], needed: dict[str, int]) -> dict[str, int]:
     """The training steps each fit task of the plan reports in its progress events, all its models together
     (pre-training included): what the Jobs page divides a fit's step counts by. Tasks without steps are absent."""
-    from .experiment import plan
-    from .methods import get_method
     out = {}
-    for task in plan(cfg):
-        if task.kind != "fit":
-            continue
-        try:
-            spec = get_method(task.name)
-        except Exception:   # noqa: BLE001  an unregistered method fails in its task, not here
-            continue
-        p = cfg.method_params(task.name)
+    for task, spec, p in _fit_tasks(cfg):
         steps = fit_steps_per_model(spec, p, train_counts, needed) * fit_models(spec, p, needed)
         steps += int(getattr(p, "pretrain_steps", 0) or 0)
         if steps:
