@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from core.events import Reporter
+from core.experiment.config import BASELINES
 from core.jobs import WORKER_DIED, JobStore, worker_main
 from core.rundir import RunDir
 from core.workspace import Workspace, is_valid_id
@@ -804,36 +805,24 @@ def verdict_texts(at) -> list[str]:
     return texts(at.info) + texts(at.success) + texts(at.warning) + texts(at.error) + texts(at.caption)
 
 
-def interval_width(verdict: str) -> float:
-    lo, hi = re.search(r"interval ([+-]\d\.\d+) to ([+-]\d\.\d+)", verdict).groups()
-    return float(hi) - float(lo)
-
-
-def test_the_readme_path_on_the_sample_with_its_defaults_gives_a_narrow_verdict():
-    """Data -> the built-in sample -> Synthesize with its defaults (smote, 3 seeds) -> Launch -> Compare: the
-    verdict's interval is narrow (0.156 wide). Its width is the run's numbers alone (every training on one thread,
-    whatever the load; on two threads it was 0.141, on one 0.156: benchmarks/RESULTS.md); how long the run took
-    against the estimate is a benchmark's to say, not a test's: it depends on the machine's load."""
+def test_the_readme_path_on_the_sample_launches_its_defaults():
+    """Data -> the built-in sample -> Synthesize with its defaults -> Launch: the job is smote on 3 seeds with the
+    six baselines and nothing overridden, after an estimate was shown. The run itself, to its verdict on Compare,
+    is walked in Chromium (tests/e2e/test_browser.py::test_the_readme_path_on_the_sample_with_its_defaults): the
+    two once trained the same 21 models, 330 s each in a full test run."""
     at = open_page("data")
     at.button(key="make_sample").click().run()
     ws = ws_of(at)
     at = open_page("synthesize", ws=ws.id)
     assert_clean(at)
     low, high = estimate_range(next(t for t in texts(at.caption) if t.startswith("Likely ")))
+    assert 0 < low < high
     at.button(key="launch").click().run()
     assert_clean(at)
     (job,) = JobStore(ws).list()
     assert job.config["methods"] == ["smote"] and job.config["seeds"] == [0, 1, 2] and not job.config["overrides"]
-    worker_main(ws.root, once=True)
-    job = JobStore(ws).status(job.id)
-    assert job.status == "done", job.reason
-    at = open_page("compare", ws=ws.id, run=job.id)
-    assert_clean(at)
-    verdict = next(t for t in verdict_texts(at) if "Verdict:" in t)
-    width = interval_width(verdict)
-    print(f"\nREADME path: estimate {low:.0f}-{high:.0f} s, actual {job.elapsed:.0f} s; interval width {width:.3f}")
-    assert 0 < low < high
-    assert width < 0.16, verdict
+    assert job.config.get("baselines", list(BASELINES)) == list(BASELINES)
+    assert job.status == "queued"
 
 
 def test_synthesize_classifier_arch_and_pretrained_availability(tmp_path, monkeypatch):
