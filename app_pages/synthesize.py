@@ -16,33 +16,28 @@ def _unavailable(specs) -> None:
                 st.markdown(f"**{m.name}** ({m.family}): {m.unavailable_reason()}")
 
 
-SLOW = 3600.0     # seconds: a method whose estimate on this machine is over this is marked in the picker
-
-
 @st.cache_data(ttl=300, show_spinner=False, max_entries=8)
-def _method_seconds(data: str, counts: tuple, image_size: int, seeds: tuple, preset: str,
-                    names: tuple) -> dict[str, float]:
-    from core.estimate import machine_rates, method_seconds
-    config = {"data": data, "seeds": list(seeds), "image_size": image_size, "preset": preset}
-    return method_seconds(config, dict(counts), list(names), rates=machine_rates())
+def _cached_slow(data: str, counts: tuple, names: tuple, test_per_class: int, ratio, normal, image_size: int,
+                 seeds: tuple, preset: str) -> dict[str, float]:
+    from core.estimate import machine_rates, slow_methods
+    return slow_methods(data, dict(counts), list(names), test_per_class=test_per_class, ratio=ratio,
+                        normal_class=normal, image_size=image_size, seeds=list(seeds), preset=preset,
+                        rates=machine_rates())
 
 
 def _slow_methods(path, counts: dict[str, int], settings: dict, names: list[str]) -> dict[str, float]:
-    """Methods over `SLOW` on this machine, with their seconds, for the run as set on this page (its image size,
-    seeds and preset as they stand; the defaults on the first visit)."""
+    """Methods over an hour on this machine (core.estimate.slow_methods), for the run as set on this page (its
+    image size, seeds and preset as they stand; the defaults on the first visit)."""
     from core.advice import DEFAULT_SEEDS
-    from core.data import protocol_counts
     from core.experiment import parse_seeds
     try:
         seeds = tuple(parse_seeds(st.session_state.get("seeds") or ",".join(map(str, DEFAULT_SEEDS))))
-        normal = st.session_state.get("normal_s")
-        train = protocol_counts(counts, int(st.session_state.get("test_per_class") or settings.get("test_per_class")
-                                             or 20), settings.get("ratio"), normal).train
-        secs = _method_seconds(str(path), tuple(sorted(train.items())), int(st.session_state.get("image_size") or 64), seeds,
-                               st.session_state.get("preset") or "quick", tuple(names))
-    except Exception:   # noqa: BLE001  no mark rather than a broken page; the estimate below says the rest
-        return {}
-    return {n: s for n, s in secs.items() if s > SLOW}
+    except Exception:   # noqa: BLE001  a bad seeds field is the form's to report
+        seeds = tuple(DEFAULT_SEEDS)
+    tpc = int(st.session_state.get("test_per_class") or settings.get("test_per_class") or 20)
+    return _cached_slow(str(path), tuple(sorted(counts.items())), tuple(names), tpc, settings.get("ratio"),
+                        st.session_state.get("normal_s"), int(st.session_state.get("image_size") or 64), seeds,
+                        st.session_state.get("preset") or "quick")
 
 
 def _select_all(names: list[str], slow: dict[str, float]) -> None:

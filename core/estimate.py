@@ -326,6 +326,27 @@ def method_seconds(config, train_counts: dict[str, int], names: list[str], rates
     return out
 
 
+SLOW = 3600.0     # seconds: a method whose share of a run is over this is "over an hour here" in the picker
+
+
+def slow_methods(data: str, counts: dict[str, int], names: list[str], *, test_per_class: int = 20,
+                 ratio: float | None = None, normal_class: str | None = None, image_size: int = 64,
+                 seeds: list[int] | None = None, preset: str = "quick", rates: Rates | None = None,
+                 over: float = SLOW) -> dict[str, float]:
+    """The methods of `names` whose share of a run (as the Synthesize page has it set: the dataset's class
+    `counts`, the test split, the simulated imbalance, image size, seeds, preset) is over `over` seconds on this
+    machine, with their seconds. Never raises: a run that cannot be estimated marks none (the estimate of the
+    whole run says why)."""
+    from .data import protocol_counts
+    try:
+        train = protocol_counts(counts, int(test_per_class), ratio, normal_class).train
+        config = {"data": data, "seeds": list(seeds or [0]), "image_size": int(image_size), "preset": preset}
+        secs = method_seconds(config, dict(train), list(names), rates=rates)
+    except Exception:   # noqa: BLE001  no mark rather than a broken page
+        return {}
+    return {n: s for n, s in secs.items() if s > over}
+
+
 # ---------------------------------------------------------------------------------------------
 # Calibration from finished runs
 # ---------------------------------------------------------------------------------------------

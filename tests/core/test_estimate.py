@@ -127,3 +127,14 @@ def test_runs_whose_stages_took_no_time_calibrate_without_error(tmp_path):
     rates = E.calibrate(E.finished_runs([tmp_path / "runs"]))
     assert rates.runs == 4 and all(v > 0 for v in rates.per_unit.values())
     assert E.machine_rates([tmp_path / "runs"]).runs == 4
+
+
+def test_slow_methods_marks_the_generators_over_an_hour_and_never_raises():
+    """The Synthesize picker's "over an hour here" mark (core.estimate.slow_methods): a GAN at 256 px and three
+    seeds is over the hour on the priors, smote is not; a dataset with no classes marks nothing."""
+    counts = {"normal": 300, "crack": 60, "spot": 50}
+    slow = E.slow_methods("sample", counts, ["smote", "dcgan"], image_size=256, seeds=[0, 1, 2], rates=E.Rates())
+    assert list(slow) == ["dcgan"] and slow["dcgan"] > E.SLOW
+    every = E.slow_methods("sample", counts, ["smote", "dcgan"], rates=E.Rates(), over=0.0)
+    assert set(every) == {"smote", "dcgan"} and every["smote"] < every["dcgan"]
+    assert E.slow_methods("sample", {}, ["smote"], rates=E.Rates(), over=0.0) == {}
