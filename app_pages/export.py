@@ -81,7 +81,7 @@ def build() -> None:
                    ("" if layout == "flat" else "_split") + ("" if real == "all" else "_train") + \
                    (f"_{size}px" if size else "")
             result = export_zip(run_dir, method, ws.exports / f"{name}.zip", quality_filtered=filtered,
-                                layout=layout, real=real, size=size)
+                                layout=layout, real=real, size=size, check_data=ws.check_data_path)
             st.session_state[key] = {"path": str(result.path), "rows": result.rows(), "notes": result.notes}
     built = st.session_state.get(key)
     if built and Path(built["path"]).exists():

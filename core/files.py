@@ -3,6 +3,7 @@ project (run folders, workspace settings, exports, checkpoints), and the safeten
 
     with atomic_path("out.zip") as tmp: write_the_zip(tmp)     # replaces out.zip only when it is complete
     atomic_write("metrics.json", text); write_json(path, obj); read_json(path)
+    with open_append("events.jsonl") as fh: fh.write(line)     # never through a link in its place
     save_tensors({"w": t}, "state.safetensors", metadata={...}); load_tensors(path); read_metadata(path)
 """
 from __future__ import annotations
@@ -54,6 +55,21 @@ def check_output_path(path: Path) -> None:
     from .errors import ParamError
     what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, a pipe or a socket)"
     raise ParamError(f"{path} is {what}; name a file to write (nothing but a regular file is ever replaced)")
+
+
+def open_append(path: str | Path, binary: bool = False):
+    """`path` opened for appending, never through a link: a link in its place (put there by whoever can write
+    the folder) is removed and a new regular file started, so an append never lands outside the folder."""
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as err:
+        if err.errno != errno.ELOOP:
+            raise
+        path.unlink()
+        fd = os.open(path, flags | os.O_EXCL, 0o644)
+    return os.fdopen(fd, "ab") if binary else os.fdopen(fd, "a", encoding="utf-8")
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> Path:

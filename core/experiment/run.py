@@ -47,7 +47,9 @@ def run(config: dict | ExperimentConfig, run_dir: str | Path, callback: Callable
     reporter = Reporter(run_dir, callback)
     try:
         cfg = ExperimentConfig.from_dict(config)
-        return _Runner(cfg, RunDir(run_dir), reporter, resume, where).run(tasks, started or time.time())
+        rd = RunDir(run_dir)
+        rd.check_no_links()         # a resumed run would write through them (results/, checkpoints/, ...)
+        return _Runner(cfg, rd, reporter, resume, where).run(tasks, started or time.time())
     except Cancelled as err:
         reporter.emit("error", message=str(err), cancelled=True)
         raise

@@ -11,7 +11,8 @@ import time
 import traceback
 from pathlib import Path
 
-from ..files import read_json, write_json
+from ..errors import RunError
+from ..files import atomic_write, open_append, read_json, write_json
 from .formats import EVENTS
 
 CANCEL_FILE = "CANCEL"
@@ -63,11 +64,11 @@ class RunRecords:
 
     def open_process_log(self):
         """The job process's log, opened for appending (binary), for a child process's stdout and stderr."""
-        return open(self.root / PROCESS_LOG, "ab")
+        return open_append(self.root / PROCESS_LOG, binary=True)
 
     def log_traceback(self) -> None:
         """The exception being handled, at the end of log.txt (a bug's details, for the report)."""
-        with contextlib.suppress(OSError), open(self.log_path, "a", encoding="utf-8") as fh:
+        with contextlib.suppress(OSError), open_append(self.log_path) as fh:
             fh.write(traceback.format_exc())
 
     def record_error(self, message: str) -> None:
@@ -90,12 +91,37 @@ class RunRecords:
         """Delete the run folder and everything in it (a deleted job, a job that could not be queued)."""
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def links(self, limit: int = 20) -> list[str]:
+        """Paths (relative to the run folder) of up to `limit` symbolic links inside it. The product never makes
+        one; one there was put by whoever can write the folder (a shared drive, a restored backup)."""
+        import os
+        found: list[str] = []
+        if not self.root.is_dir() or self.root.is_symlink():
+            return found
+        for folder, dirs, files in os.walk(self.root, followlinks=False):
+            for name in dirs + files:
+                path = Path(folder) / name
+                if path.is_symlink():
+                    found.append(path.relative_to(self.root).as_posix())
+                    if len(found) >= limit:
+                        return found
+        return found
+
+    def check_no_links(self) -> None:
+        """Refuse a run folder that holds links: its readers and writers (a resumed run, the export) would follow
+        them out of the folder, reading or overwriting another file of the server."""
+        found = self.links(limit=4)
+        if found:
+            shown = ", ".join(found[:3]) + (" and more" if len(found) > 3 else "")
+            raise RunError(f"the run folder holds links ({shown}); a run's files are never read or written "
+                           "through links: remove them, or start a new run")
+
     def cancel_requested(self) -> bool:
         return self.cancel_path.exists()
 
     def request_cancel(self, stamp: str = "") -> None:
         self.mkdir()
-        self.cancel_path.write_text(stamp, encoding="utf-8")
+        atomic_write(self.cancel_path, stamp)
 
     def clear_cancel(self) -> None:
         self.cancel_path.unlink(missing_ok=True)
@@ -107,13 +133,13 @@ class RunRecords:
     def append_event(self, event: dict) -> None:
         """One event (a JSON-safe dict) as the next line of events.jsonl (`core.events.Reporter` writes through
         this)."""
-        with open(self.events_path, "a", encoding="utf-8") as fh:
+        with open_append(self.events_path) as fh:
             fh.write(json.dumps(event, ensure_ascii=False) + "\n")
 
     def append_log(self, line: str) -> None:
         """One line of log.txt, stamped with the local time."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with open(self.log_path, "a", encoding="utf-8") as fh:
+        with open_append(self.log_path) as fh:
             fh.write(f"{stamp} {line}\n")
 
     def log_tail(self, lines: int = 40) -> str:

@@ -259,12 +259,16 @@ def _sampled(sampler, cls: str, n: int, seed: int, class_index: int) -> Iterator
 
 def export_zip(run_dir: str | Path, method: str | None, out: str | Path, seed: int | None = None,
                quality_filtered: bool = False, layout: str = "flat", real: str = "all", size: int | None = None,
-               device: str = "cpu") -> ExportResult:
+               device: str = "cpu", check_data: Callable[[str], object] | None = None) -> ExportResult:
     """Write the balanced dataset of `method` (None or "none": the real images only) to the zip `out`
-    (see the module docstring for the layouts and the rules); returns what it holds."""
+    (see the module docstring for the layouts and the rules); returns what it holds. `check_data` (the app:
+    `Workspace.check_data_path`) raises when the dataset the run's config.json names is not one this user may
+    read (another workspace's upload, a server folder outside the data roots). A run folder holding links is
+    refused: its images would be read through them."""
     size = _check_options(layout, real, size)
     out, notes = Path(out), []
     rd = RunDir(run_dir)
+    rd.check_no_links()
     if not rd.split() and not rd.folds():
         raise RunError(f"{rd.root} is not a finished run directory (no split.json); run an experiment first")
     rd = _fold_or_self(rd, notes)
@@ -275,6 +279,8 @@ def export_zip(run_dir: str | Path, method: str | None, out: str | Path, seed: i
     if not data or not Path(str(data)).exists():
         raise RunError(f"the dataset this run loaded ({data or 'not recorded'}) is no longer there; the export "
                        "copies the original image files, so put the dataset back at that path first")
+    if check_data is not None:
+        check_data(str(data))
     opts = _Options(method, seed, quality_filtered, layout, real, size, device)
     with DatasetFiles(str(data)) as files:
         return _export(rd, files, opts, out, notes)

@@ -16,6 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.jobs import JobStore
+from core.files import write_json
 from core.rundir import RunDir
 from core.workspace import Workspace
 
@@ -82,6 +83,9 @@ def done_ws(app_env, finished_run) -> dict:
     keys = ("methods", "seeds", "ratio", "image_size", "test_per_class", "overrides", "device", "num_threads")
     run_id = store.submit({"data": str(data), **{k: config[k] for k in keys}})
     shutil.copytree(finished_run, store.get(run_id).run_dir, dirs_exist_ok=True)
+    # the run this job made read the workspace's copy (the Export page reads no dataset outside the workspace)
+    rd = RunDir(store.get(run_id).run_dir)
+    write_json(rd.root / "config.json", dict(rd.config(), data=str(data)))
     store.claim_next(os.getpid())
     store.finish(run_id, "done")
     job = store.status(run_id)

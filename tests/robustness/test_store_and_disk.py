@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from core.errors import DISK_FULL, DiskFull
+from core.files import write_json
 from core.jobs import FAILED, INTERRUPTED, JobStore, JobStoreDamaged, worker_main
+from core.rundir import RunDir
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -267,6 +269,9 @@ def test_the_export_page_says_the_disk_is_full(finished_run, user, monkeypatch, 
     job_id = store.submit({"seconds": 0.1, "steps": 1}, kind="sleep")
     shutil.rmtree(ws.run_dir(job_id))
     shutil.copytree(finished_run, ws.run_dir(job_id))
+    rd = RunDir(ws.run_dir(job_id))                   # its dataset in the workspace, as a job's run has it
+    data = shutil.copytree(rd.config()["data"], ws.uploads / "tiles")
+    write_json(rd.config_path, dict(rd.config(), data=str(data)))
     at = open_page("export", ws=ws.id, run=job_id)
     assert_clean(at)
     disk_full_under(ws.exports)
