@@ -54,6 +54,18 @@ def cpu_threads(n: int | None, device: torch.device) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable of /proc/meminfo; 4 GiB where it cannot be read)."""
+    from pathlib import Path
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 4 << 30
+
+
 TRAINING_THREADS = 1   # torch threads of every training unless the run's config names another count
 
 

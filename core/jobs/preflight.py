@@ -30,13 +30,8 @@ class Checked:
 
 
 def _available_memory() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 4 << 30
+    from ..runtime import available_memory
+    return available_memory()
 
 
 def memory_limit() -> int:
@@ -148,6 +143,13 @@ def check_model_memory(cfg, n_classes: int) -> None:
     for name in cfg.methods:
         spec = get_method(name)
         params = cfg.method_params(name)
+        loaded = spec.sampler_cls.model_memory(params, _device_type(cfg.device))
+        if loaded is not None:          # a pretrained model it loads (stable_diffusion): its weights, not Adam's
+            limit = memory_limit() if limit is None else limit
+            if loaded[0] > limit:
+                raise ParamError(f"{name} would need about {_human_bytes(loaded[0])} of memory to load {loaded[1]}, "
+                                 f"more than the {_human_bytes(limit)} a job may use here. Configure a smaller "
+                                 f"model, or run it where there is more memory.")
         need = training_memory(spec.sampler_cls, params, (size, size, channels), n_classes)
         if need is None:
             continue
@@ -167,6 +169,14 @@ def check_model_memory(cfg, n_classes: int) -> None:
             f"({need.parameters / 1e6:,.1f} million parameters{' with ' + shown if shown else ''}: weights, "
             f"gradients and Adam's two moments, plus one batch's activations), more than the "
             f"{_human_bytes(limit)} a job may use here. {fix}, then launch again.")
+
+
+def _device_type(device: str) -> str:
+    from ..runtime import pick_device
+    try:
+        return pick_device(device).type
+    except Exception:   # noqa: BLE001  a bad device is reported where the run starts
+        return "cpu"
 
 
 def preflight(config: dict, workspace: Workspace | None = None, counts: dict[str, int] | None = None) -> Checked:

@@ -127,6 +127,13 @@ class Sampler:
     def sample(self, class_name: str, n: int, seed: int) -> SampleBatch:
         raise NotImplementedError
 
+    @classmethod
+    def model_memory(cls, params: Any, device_type: str) -> tuple[int, str] | None:
+        """(bytes, what) of a pretrained model the method loads before it trains anything (its frozen weights),
+        for the memory check before a job is queued; None for a method that loads none. Raises ParamError when
+        the model's configuration cannot be built."""
+        return None
+
     def networks(self, shape: tuple[int, int, int], n_classes: int) -> list[tuple[torch.nn.Module, tuple]]:
         """The networks one `fit` trains together, each with an example input batch (as its training step
         passes it), for the memory check before a run (`training_memory` builds them on the meta device).

@@ -50,12 +50,69 @@ def model_folder() -> tuple[Path | None, str | None]:
     missing = [c for c in COMPONENTS if not (path / c).is_dir()]
     if missing:
         return path, f"{where}, which lacks the folder{'s' * (len(missing) > 1)} {', '.join(missing)}; {HOW_TO}"
+    bad = config_problem(path)
+    if bad:
+        return path, f"{where}: {bad}; {HOW_TO}"
     pickled = [c for c in ("unet", "vae", "text_encoder") if not any((path / c).glob("*.safetensors"))]
     if pickled:
         return path, (f"{where}: {', '.join(pickled)} {'has' if len(pickled) == 1 else 'have'} no .safetensors "
                       "weights; only safetensors are loaded (pickled .bin files can run code): save the pipeline "
                       "again with save_pretrained(folder, safe_serialization=True)")
     return path, None
+
+
+CONFIGS = {"unet": "config.json", "vae": "config.json", "text_encoder": "config.json",
+           "scheduler": "scheduler_config.json"}
+NETWORKS = {"unet": "UNet2DConditionModel", "vae": "AutoencoderKL", "text_encoder": "CLIPTextModel"}
+
+
+def config_problem(path: Path) -> str | None:
+    """What is wrong with the components' configuration files, read as JSON only (the listing imports neither
+    diffusers nor transformers): missing, unreadable, not an object, or empty."""
+    for comp, name in CONFIGS.items():
+        f = path / comp / name
+        try:
+            cfg = json.loads(f.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return f"{comp}/{name} is missing"
+        except (OSError, ValueError) as err:
+            return f"{comp}/{name} cannot be read ({err})"
+        if not isinstance(cfg, dict) or not {k: v for k, v in cfg.items() if not k.startswith("_")}:
+            return f"{comp}/{name} holds no settings"
+    return None
+
+
+_PARAMETERS: dict[tuple[str, str], int] = {}
+
+
+def pipeline_parameters(path: Path) -> int:
+    """Parameters of the unet, vae and text encoder that the folder's configs describe, counted on networks
+    built on the meta device (no weight read, nothing allocated), cached per configuration. Raises ParamError
+    naming the component whose configuration does not build (an absurd or wrong setting)."""
+    import torch
+    h = hashlib.sha256()
+    for comp in NETWORKS:
+        h.update((path / comp / "config.json").read_bytes())
+    key = (str(path), h.hexdigest())
+    if key in _PARAMETERS:
+        return _PARAMETERS[key]
+    total = 0
+    for comp, cls_name in NETWORKS.items():
+        cfg = json.loads((path / comp / "config.json").read_text(encoding="utf-8"))
+        try:
+            with torch.device("meta"):
+                if comp == "text_encoder":
+                    from transformers import CLIPTextConfig, CLIPTextModel
+                    net = CLIPTextModel(CLIPTextConfig(**{k: v for k, v in cfg.items() if not k.startswith("_")}))
+                else:
+                    import diffusers
+                    net = getattr(diffusers, cls_name).from_config(cfg)
+        except Exception as err:   # noqa: BLE001  any setting diffusers or transformers cannot build with
+            raise ParamError(f"stable_diffusion: {MODEL_ENV} points to {path}: its {comp}/config.json does not "
+                             f"describe a usable {cls_name} ({type(err).__name__}: {err}); {HOW_TO}") from None
+        total += sum(p.numel() for p in net.parameters())
+    _PARAMETERS[key] = total
+    return total
 
 
 def model_fingerprint(path: Path) -> str:

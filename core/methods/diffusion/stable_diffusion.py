@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ...errors import ParamError
 from ...imageset import ImageSet
-from ...runtime import cpu_threads
+from ...runtime import available_memory, cpu_threads
 from ...training import (
     LoopSettings,
     Trainer,
@@ -42,6 +42,7 @@ from .sd_model import (
     StableDiffusionParams,
     model_fingerprint,
     model_folder,
+    pipeline_parameters,
 )
 
 LUMA = (0.299, 0.587, 0.114)                    # ITU-R BT.601, as PIL's convert("L")
@@ -63,13 +64,32 @@ class StableDiffusionSampler(Sampler):
             return torch.float32
         return torch.bfloat16 if self.params.precision == "bf16" else torch.float16
 
+    @classmethod
+    def model_memory(cls, params, device_type: str) -> tuple[int, str] | None:
+        """The pipeline's weights at the precision they load in (its unet, vae and text encoder, counted from
+        their configs on the meta device); None when no usable folder is configured (the listing says why)."""
+        path, why = model_folder()
+        if why:
+            return None
+        n = pipeline_parameters(path)
+        fp32 = device_type != "cuda" or params.precision == "fp32"
+        return n * (4 if fp32 else 2), (f"the Stable Diffusion model in {path.name} ({n / 1e6:,.0f} million "
+                                        f"parameters in {'float32' if fp32 else 'half precision'})")
+
     def _load(self) -> None:
-        """The pipeline from the configured folder (text and img2img share its components)."""
+        """The pipeline from the configured folder (text and img2img share its components), after checking that
+        its weights fit in the memory available now."""
         path, why = model_folder()
         if why:
             raise ParamError(f"stable_diffusion {why}")
         from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
         device = torch.device(self.ctx.device)
+        need, what = self.model_memory(self.params, device.type)
+        have = available_memory()
+        if need > have:
+            raise ParamError(f"stable_diffusion would need about {need / 1e9:.1f} GB of memory to load {what}, "
+                             f"more than the {have / 1e9:.1f} GB available now; configure a smaller model or run "
+                             "it where there is more memory")
         t0 = time.perf_counter()
         try:
             pipe = StableDiffusionPipeline.from_pretrained(

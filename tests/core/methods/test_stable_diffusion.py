@@ -300,3 +300,72 @@ def test_the_common_checks_pass_with_the_tiny_model(model, tmp_path):
     common.test_class_of_one_image_never_crashes_and_says_what_it_did(name)
     common.test_provenance_is_what_the_spec_declares(name)
     common.test_presets_build_and_every_param_is_documented(get_method(name))
+
+
+# -- configurations that cannot build or would not fit (issue 37, item 11) --------------------------------------
+def _with_config(tmp_path: Path, tiny_model: Path, comp: str, change) -> Path:
+    import shutil
+    dst = Path(shutil.copytree(tiny_model, tmp_path / "copy"))
+    name = "scheduler_config.json" if comp == "scheduler" else "config.json"
+    cfg = json.loads((dst / comp / name).read_text())
+    (dst / comp / name).write_text(json.dumps(change(cfg)))
+    return dst
+
+
+@pytest.mark.parametrize("comp", ["unet", "vae", "text_encoder", "scheduler"])
+def test_an_empty_config_makes_the_method_unavailable_with_why(comp, tiny_model, tmp_path, monkeypatch):
+    """An empty config crashed the run with a TypeError: now the listing says which file, and a job started
+    anyway stops at once with the same words."""
+    where = _with_config(tmp_path, tiny_model, comp, lambda cfg: {})
+    monkeypatch.setenv(ENV, str(where))
+    spec = get_method("stable_diffusion")
+    why = spec.unavailable_reason()
+    assert not spec.available and f"{comp}/" in why and "holds no settings" in why, why
+    with pytest.raises(ParamError, match="holds no settings"):
+        sampler().fit(common.tiny_set(), NEEDED)
+
+
+def test_absurd_sizes_are_refused_before_anything_is_allocated(tiny_model, tmp_path, monkeypatch):
+    """A unet config of 2 x 40,960 channels (567 billion parameters): counted on the meta device, refused by the
+    preflight of a job and by the fit itself, before from_pretrained allocates a byte."""
+    from core.jobs.preflight import check_model_memory
+    from core.experiment import ExperimentConfig
+    from core.methods.diffusion.sd_model import pipeline_parameters
+    where = _with_config(tmp_path, tiny_model, "unet",
+                         lambda cfg: dict(cfg, block_out_channels=[40960, 40960], norm_num_groups=4))
+    monkeypatch.setenv(ENV, str(where))
+    assert get_method("stable_diffusion").available          # the files look right
+    n = pipeline_parameters(where)
+    assert n > 5e9
+    monkeypatch.setenv("DEFECTAUG_MAX_JOB_MEMORY", "8e9")
+    cfg = ExperimentConfig.from_dict({"data": str(tmp_path), "methods": ["stable_diffusion"], "device": "cpu"})
+    with pytest.raises(ParamError, match=r"stable_diffusion would need about \d+\.\d GB of memory to load the "
+                                         r"Stable Diffusion model in copy \([\d,]+ million parameters in float32\)"):
+        check_model_memory(cfg, 3)
+    import diffusers
+    loads = []
+    monkeypatch.setattr(diffusers.StableDiffusionPipeline, "from_pretrained",
+                        classmethod(lambda *a, **k: loads.append(1)))
+    with pytest.raises(ParamError, match="more than the .* GB available now"):
+        sampler().fit(common.tiny_set(), NEEDED)
+    assert loads == []
+
+
+def test_a_config_that_does_not_build_is_named(tiny_model, tmp_path, monkeypatch):
+    from core.methods.diffusion.sd_model import pipeline_parameters
+    where = _with_config(tmp_path, tiny_model, "vae", lambda cfg: dict(cfg, block_out_channels="wide"))
+    with pytest.raises(ParamError, match=r"its vae/config.json does not describe a usable AutoencoderKL"):
+        pipeline_parameters(where)
+
+
+def test_the_tiny_model_passes_the_memory_checks(model):
+    from core.experiment import ExperimentConfig
+    from core.jobs.preflight import check_model_memory
+    from core.methods.diffusion.sd_model import pipeline_parameters
+    spec = get_method("stable_diffusion")
+    n = pipeline_parameters(model)
+    assert 0 < n < 1e6
+    bytes_, what = spec.sampler_cls.model_memory(spec.make_params("tiny", {}), "cpu")
+    assert bytes_ == 4 * n and "float32" in what
+    check_model_memory(ExperimentConfig.from_dict({"data": str(model), "methods": ["stable_diffusion"],
+                                                   "device": "cpu"}), 3)
