@@ -110,7 +110,6 @@ def main() -> None:
     ap.add_argument("--planted", type=int, default=9, help="trainings of the planted method")
     ap.add_argument("--runs", type=int, default=200, help="A/A runs (and planted runs) drawn from the pools")
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--epochs", type=int, default=35, help="classifier epochs (35: the seed protocol's)")
     ap.add_argument("--groups", default="none", help="auto: the split, the imbalance and the bootstrap by groups "
                                                      "of images of one part (core.data.groups); section "
                                                      "verdict_calibration_groups")
