@@ -69,10 +69,13 @@ def test_the_work_counts_each_baseline_and_the_linear_fit_once_per_fold():
     assert max(base.values()) < sum(base.values()) - max(base.values())
 
 
-def test_the_first_run_default_on_the_sample_is_about_two_minutes_on_an_idle_2_core_machine(monkeypatch):
+def test_the_first_run_default_on_the_sample_covers_both_machines_measured(monkeypatch):
+    """The README path (21 trainings on one thread each) took 430 s on the EPYC of 2026-12-07; on the Xeon the
+    priors were first measured on it took 62 s for 12 trainings on two threads, about 150 s for these 21 on one:
+    an uncalibrated estimate's range holds both."""
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     est = E.estimate(_cfg(seeds=[0, 1, 2]), COUNTS, rates=E.Rates(), load=0.0)
-    assert 60 <= est.seconds <= 180 and est.low < est.seconds < est.high
+    assert est.low < 150 and 430 < est.high and est.low < est.seconds < est.high
     assert est.text().count(" to ") == 1
 
 
