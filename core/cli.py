@@ -112,7 +112,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .experiment import ExperimentConfig, run
+    from .experiment import ExperimentConfig
     from .rundir import RunDir
     overrides = _parse_sets(args.set)
     ratio = None if str(args.ratio).lower() in ("none", "0", "off") else float(args.ratio)
@@ -125,6 +125,7 @@ def cmd_run(args) -> int:
         quality_gate=args.quality_gate, **({"baselines": args.baselines} if args.baselines else {})))
     from .data import protocol_counts
     from .jobs import check_classifier, check_methods, quick_counts
+    from .jobs.kinds import run_local
     check_classifier(cfg)
     from .data.groups import check_on_files
     check_on_files(cfg.groups, cfg.data)      # before the run folder is made: nothing written on a bad pattern
@@ -144,7 +145,7 @@ def cmd_run(args) -> int:
     if runner == "ray":        # DEFECTAUG_RUNNER=ray: the plan's tasks on the cluster
         metrics = run_on_ray(cfg, out, address, callback=_Bar(), resume=args.resume)
     else:
-        metrics = run(cfg, out, callback=_Bar(), resume=args.resume)
+        metrics = run_local(cfg, out, callback=_Bar(), resume=args.resume)   # trainings side by side if long
     print()
     print(format_leaderboard(metrics))
     print(f"\nrun directory: {out}")

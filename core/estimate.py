@@ -41,6 +41,8 @@ PRIOR_WEIGHT = 1.0             # the prior counts as this many measured runs
 EVAL_WEIGHT = 0.35             # a test image scored each epoch costs this much of a training image
 RATE_BOUND = 8.0               # a calibrated rate stays within this factor of its prior
 ONE_THREAD = 1.6               # one torch thread against two on an idle 2-core machine
+SIDE_BY_SIDE = 1.47            # a one-thread training beside another on a 2-core machine: 15.2 s against 10.4 s
+                               # alone (benchmarks/RESULTS.md, first_run_six)
 
 # Seconds per unit on an unloaded machine: this project's 2-core machines (benchmarks/RESULTS.md, "estimate").
 # The classifier's from a 1-seed smote run on the idle machine; the GANs' from RESULTS.md's quick-preset minutes;
@@ -86,6 +88,7 @@ class Estimate:
     slowdown: float                # the load factor applied
     runs: int                      # finished runs the rates were calibrated from
     uncalibrated: list[str]        # methods never measured on this machine
+    processes: int = 1             # trainings side by side (experiment.pool.local_processes)
 
     def text(self) -> str:
         return f"{fmt(self.seconds)} ({fmt(self.low)} to {fmt(self.high)})"
@@ -275,9 +278,11 @@ def _family(key: str) -> str | None:
 # ---------------------------------------------------------------------------------------------
 def estimate(config, train_counts: dict[str, int], needed: dict[str, int] | None = None,
              n_test: int | None = None, n_images: int | None = None, rates: Rates | None = None,
-             load: float | None = None) -> Estimate:
+             load: float | None = None, processes: int | None = None) -> Estimate:
     """The run's duration from the start of its job to its metrics, as a most likely value and a range.
-    `load`: the machine's load average now (default: read it); the job's own threads are added to it."""
+    `load`: the machine's load average now (default: read it); the job's own threads are added to it.
+    `processes`: how many of its trainings run side by side (default: as a job of the app would run them,
+    `experiment.pool.local_processes`)."""
     from .experiment import ExperimentConfig
     from .runtime import pick_device
     cfg = ExperimentConfig.from_dict(dict(config) if isinstance(config, dict) else config)
@@ -294,7 +299,17 @@ def estimate(config, train_counts: dict[str, int], needed: dict[str, int] | None
             unmeasured += seconds
             if key[4:] not in uncalibrated:
                 uncalibrated.append(key[4:])
-    total = sum(tasks.values())
+    if processes is None:
+        processes = 1
+        if pick_device(cfg.device).type == "cpu":       # a long run's trainings go side by side (experiment.pool)
+            from .runtime import local_processes
+            processes = local_processes(cfg.device, cfg.num_threads, sum(tasks.values()) / max(slow, 1e-9))
+    processes = max(1, int(processes))
+    if processes > 1:   # each task slower beside the others, the run shorter by the processes sharing it
+        tasks = {tid: sec * (1.0 if tid == "startup" else SIDE_BY_SIDE) for tid, sec in tasks.items()}
+        total = tasks.get("startup", 0.0) + sum(sec for tid, sec in tasks.items() if tid != "startup") / processes
+    else:
+        total = sum(tasks.values())
     lo, hi = rates.band
     if total and unmeasured / total > 0.3:          # mostly a method this machine has not timed yet
         lo, hi = min(lo, UNCALIBRATED_BAND[0]), max(hi, UNCALIBRATED_BAND[1])
@@ -304,7 +319,7 @@ def estimate(config, train_counts: dict[str, int], needed: dict[str, int] | None
         lo = min(lo, LOAD_MOVES[0] * 0.5 ** power)            # fell from 11 to 5 within minutes)
         hi = max(hi, LOAD_MOVES[1] * 1.5 ** power)
     return Estimate(seconds=total, low=total * lo, high=total * hi, tasks=tasks, slowdown=slow,
-                    runs=rates.runs, uncalibrated=uncalibrated)
+                    runs=rates.runs, uncalibrated=uncalibrated, processes=processes)
 
 
 def method_seconds(config, train_counts: dict[str, int], names: list[str], rates: Rates | None = None,
@@ -314,7 +329,8 @@ def method_seconds(config, train_counts: dict[str, int], names: list[str], rates
     take (it needs a normal class, say) is left out."""
     def own(est: Estimate, name: str) -> float:
         mine = re.compile(rf"{re.escape(name)}(_f\d+)?_s\d+")      # smote_s0, smote_f2_s0; never smote_x_s0
-        return sum(sec for tid, sec in est.tasks.items() if mine.fullmatch(tid.split(":", 1)[-1]))
+        mine_total = sum(sec for tid, sec in est.tasks.items() if mine.fullmatch(tid.split(":", 1)[-1]))
+        return mine_total / max(1, est.processes)            # side by side, its tasks share the cores
 
     try:                   # one estimate of them all (its tasks are per method), else one by one
         est = estimate(dict(config, methods=list(names)), train_counts, rates=rates, load=load)
@@ -409,6 +425,13 @@ def measure_run(run_dir: str | Path) -> _Measured | None:
     startup = None
     if isinstance(info.get("started"), (int, float)):
         startup = max(0.0, evs[0]["t"] - info["started"])
+    announced = next((e for e in reversed(evs) if e.get("kind") == "estimate"), {})
+    if int(announced.get("processes") or 1) > 1:
+        # trainings side by side: the stages interleave, so each task's own time (its `pace` event), as it
+        # would have taken alone; load and aggregate ran alone, before and after the others
+        paced = {str(e["task"]): float(e["seconds"]) / SIDE_BY_SIDE for e in evs if e.get("kind") == "pace"
+                 and not e.get("reused") and isinstance(e.get("seconds"), (int, float))}
+        seconds = {**{t: v for t, v in seconds.items() if t in ("prepare", "aggregate")}, **paced}
     span = evs[-1]["t"] - evs[0]["t"]
     env = rd.config().get("environment") or {}
     threads = int(cfg.num_threads or env.get("threads") or os.cpu_count() or 1)

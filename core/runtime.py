@@ -89,6 +89,25 @@ def cpu_budget() -> int:
         return os.cpu_count() or 1
 
 
+PARALLEL_FROM = 120.0   # seconds (estimated, idle machine) from which a run's trainings go side by side: a
+                        # process costs ~6 s to start (torch and the methods imported), a small run stays in one
+
+
+def local_processes(device: str, threads: int | None, seconds: float | None = None) -> int:
+    """How many trainings a local run keeps side by side: on a CPU, the cores this process may use
+    (`cpu_budget`, the worker's share) over each training's fixed thread count; on a GPU one (the trainings
+    take turns on it); one for a run estimated (`seconds`, idle) under PARALLEL_FROM. Never a number a training
+    computes: every one runs on its fixed threads, so the metrics are the same either way."""
+    if seconds is not None and seconds < PARALLEL_FROM:
+        return 1
+    try:
+        if pick_device(device).type != "cpu":
+            return 1
+    except Exception:   # noqa: BLE001  a device that cannot be used is the run's to report
+        return 1
+    return max(1, cpu_budget() // max(1, int(training_threads(threads))))
+
+
 @dataclass(frozen=True)
 class Placement:
     """Device, memory layout and autocast of one generative model's training."""

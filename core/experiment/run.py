@@ -32,6 +32,9 @@ from .tasks import (CAS_EPOCH_SHARE, TaskContext, fit, is_done, prepare, quality
                     write_config)
 
 
+PROCESSES_ENV = "DEFECTAUG_RUN_PROCESSES"   # set by experiment.pool for its processes: how many run side by side
+
+
 def run(config: dict | ExperimentConfig, run_dir: str | Path, callback: Callable[[dict], None] | None = None,
         resume: bool = False, tasks: Iterable[str] | None = None, started: float | None = None,
         where: dict | None = None) -> dict | None:
@@ -60,6 +63,16 @@ def run(config: dict | ExperimentConfig, run_dir: str | Path, callback: Callable
         reporter.log(traceback.format_exc())
         reporter.emit("error", message=f"{type(err).__name__}: {err}")
         raise
+
+
+def announce_estimate(config: dict | ExperimentConfig, run_dir: str | Path) -> None:
+    """The run's `estimate` event, written once before a pool of processes takes its tasks (each would
+    otherwise announce its own when they start together). Nothing when the run already has one."""
+    cfg = ExperimentConfig.from_dict(config)
+    runner = _Runner(cfg, RunDir(run_dir), Reporter(run_dir), resume=True)
+    full = plan(cfg)
+    runner._weigh(full)
+    runner._announce_estimate({t.id for t in full if is_done(t, cfg, runner.rd.fold(t.fold))}, whole=False)
 
 
 class _Runner:
@@ -160,13 +173,15 @@ class _Runner:
         try:
             split = self.rd.fold(next(iter(self.ctxs))).split()
             counts, needed = split["train_counts"], split["needed"]
+            side = int(os.environ.get(PROCESSES_ENV, "1") or 1) if not whole else 1   # a pool's chain: its size
             est = est_mod.estimate(self.cfg, counts, needed, n_test=sum(split["test_counts"].values()),
-                                   rates=est_mod.rates_for_run(self.rd.root))
+                                   rates=est_mod.rates_for_run(self.rd.root), processes=side)
             self.estimated = {tid: round(sec, 3) for tid, sec in est.tasks.items() if tid != "startup"}
             self.reporter.emit("estimate", tasks=self.estimated, done=sorted(finished),
                                steps=est_mod.planned_steps(self.cfg, counts, needed),
                                sampling=est_mod.sampling_shares(self.cfg, counts, needed),
-                               seconds=round(est.seconds, 1), low=round(est.low, 1), high=round(est.high, 1))
+                               seconds=round(est.seconds, 1), low=round(est.low, 1), high=round(est.high, 1),
+                               processes=est.processes)
         except Exception as err:   # noqa: BLE001  the Jobs page then falls back to the step fractions
             self.reporter.log(f"no time estimate for the Jobs page: {type(err).__name__}: {err}")
 

@@ -32,14 +32,45 @@ def job_function(kind: str) -> JobFn | None:
 
 
 def _experiment_job(config: dict, run_dir: Path) -> None:
-    from ..experiment import run
     from ..experiment.cluster import run_on_ray, runner_settings
     config = dict(config)
     runner, address = runner_settings()
     if runner == "ray":      # the plan's tasks on the cluster; this process only drives them
         run_on_ray(config, run_dir, address, resume=True)
         return
-    run(config, run_dir, resume=True)   # resumed: reuses what it trained; each training on its fixed threads
+    run_local(config, run_dir, resume=True)   # resumed: reuses what it trained
+
+
+def run_local(config, run_dir: Path, callback=None, resume: bool = False) -> dict | None:
+    """The plan on this machine: a long run on a CPU with its trainings side by side in processes (as many as
+    this process's share of the cores allows, `core.runtime.local_processes`), else in this process; each
+    training on its fixed threads either way, so the metrics are the same. Returns metrics.json's content."""
+    from ..experiment import ExperimentConfig, local_processes, run, run_in_processes
+    cfg = ExperimentConfig.from_dict(dict(config) if isinstance(config, dict) else config)
+    secs = _idle_seconds(cfg)
+    processes = local_processes(cfg, secs if secs is not None else 0.0)
+    if processes > 1:    # independent trainings side by side, each on its fixed threads: the same numbers
+        import dataclasses
+        plain = dict(config) if isinstance(config, dict) else dataclasses.asdict(cfg)
+        return run_in_processes(plain, run_dir, processes, threads=cfg.num_threads, callback=callback,
+                                resume=resume)
+    return run(cfg, run_dir, callback, resume=resume)
+
+
+def _idle_seconds(cfg) -> float | None:
+    """The run's duration on an idle machine by the priors (core.estimate), from its files' counts; None when
+    it cannot be told (the run then keeps its trainings in one process unless the cores say otherwise)."""
+    from ..data import protocol_counts
+    from ..estimate import Rates, estimate
+    from .preflight import quick_counts
+    try:
+        found = quick_counts(cfg.data)
+        if not found:
+            return None
+        counts = protocol_counts(found, cfg.test_split, cfg.ratio, cfg.normal_class, cfg.target_ratio).train
+        return estimate(cfg, counts, rates=Rates(), load=0.0).seconds
+    except Exception:   # noqa: BLE001  the run reports its own errors
+        return None
 
 
 register_job_kind("experiment", _experiment_job)

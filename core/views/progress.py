@@ -149,6 +149,7 @@ def follow(events: list[dict], now: float) -> Followed | None:
         shares[tid] = share
         done_work += tasks[tid] * share
     left += sum(tasks[t] for t in tasks if t not in done and t not in started) * pace
+    left /= max(1, int(est.get("processes") or 1))   # trainings side by side share what is left
     total = sum(tasks.values())
     current = running[-1] if running else ""
     fraction = round(max(0.0, min(1.0, done_work / total)), 6)     # no float noise between two reads

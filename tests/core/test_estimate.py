@@ -74,9 +74,28 @@ def test_the_first_run_default_on_the_sample_covers_both_machines_measured(monke
     priors were first measured on it took 62 s for 12 trainings on two threads, about 150 s for these 21 on one:
     an uncalibrated estimate's range holds both."""
     monkeypatch.setattr("os.cpu_count", lambda: 2)
-    est = E.estimate(_cfg(seeds=[0, 1, 2]), COUNTS, rates=E.Rates(), load=0.0)
+    monkeypatch.delenv("DEFECTAUG_JOB_THREADS", raising=False)
+    est = E.estimate(_cfg(seeds=[0, 1, 2]), COUNTS, rates=E.Rates(), load=0.0, processes=1)
     assert est.low < 150 and 430 < est.high and est.low < est.seconds < est.high
     assert est.text().count(" to ") == 1
+
+
+def test_a_long_run_on_two_cores_is_estimated_with_its_trainings_side_by_side(monkeypatch):
+    """A job's trainings go two at a time on 2 cores (runtime.local_processes): each slower by SIDE_BY_SIDE, the
+    run shorter by half; a short run, a GPU or one core keeps them one after another."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.delenv("DEFECTAUG_JOB_THREADS", raising=False)
+    cfg = _cfg(seeds=[0, 1, 2])
+    one = E.estimate(cfg, COUNTS, rates=E.Rates(), load=0.0, processes=1)
+    two = E.estimate(cfg, COUNTS, rates=E.Rates(), load=0.0)
+    assert two.processes == 2 and one.processes == 1
+    work = one.seconds - one.tasks["startup"]
+    assert two.seconds == pytest.approx(one.tasks["startup"] + work * E.SIDE_BY_SIDE / 2)
+    assert two.tasks["train:smote_s0"] == pytest.approx(one.tasks["train:smote_s0"] * E.SIDE_BY_SIDE)
+    short = E.estimate(_cfg(seeds=[0], image_size=16), COUNTS, rates=E.Rates(), load=0.0)
+    assert short.processes == 1                      # under runtime.PARALLEL_FROM: not worth a process start
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert E.estimate(cfg, COUNTS, rates=E.Rates(), load=0.0).processes == 1
 
 
 def test_calibration_learns_this_machines_pace_and_its_spread(tmp_path):
@@ -87,10 +106,10 @@ def test_calibration_learns_this_machines_pace_and_its_spread(tmp_path):
     rates = E.calibrate(E.finished_runs([tmp_path / "runs"]))
     assert rates.runs == 4 and rates.measured["train"] == 4
     assert rates.per_unit["train"] == pytest.approx(2 * E.PRIOR["train"], rel=0.15)
-    est = E.estimate(cfg, COUNTS, n_test=80, rates=rates, load=0.0)
+    est = E.estimate(cfg, COUNTS, n_test=80, rates=rates, load=0.0, processes=1)   # as the runs ran
     assert est.low <= actual[0] <= est.high
-    assert est.seconds == pytest.approx(2 * E.estimate(cfg, COUNTS, n_test=80, rates=E.Rates(), load=0.0).seconds,
-                                        rel=0.15)
+    assert est.seconds == pytest.approx(2 * E.estimate(cfg, COUNTS, n_test=80, rates=E.Rates(), load=0.0,
+                                                       processes=1).seconds, rel=0.15)
     assert (est.low / est.seconds, est.high / est.seconds) == pytest.approx(E.MIN_BAND, rel=0.05)
     # a method never timed here widens the range and is named
     gan = E.estimate(_cfg(methods=["dcgan"]), COUNTS, rates=rates, load=0.0)
