@@ -123,15 +123,15 @@ def cmd_run(args) -> int:
         folds=args.folds, normal_class=args.normal_class, groups=args.groups, preset=args.preset, overrides=overrides,
         device=args.device, num_threads=args.threads, save_images=not args.no_images, quality=not args.no_quality,
         quality_gate=args.quality_gate, **({"baselines": args.baselines} if args.baselines else {})))
-    from .data import protocol_counts
-    from .jobs import check_classifier, check_methods, quick_counts
+    from .jobs import check_classifier, check_methods
     from .jobs.kinds import run_local
+    from .jobs.preflight import quick_protocol
     check_classifier(cfg)
     from .data.groups import check_on_files
     check_on_files(cfg.groups, cfg.data)      # before the run folder is made: nothing written on a bad pattern
-    found = quick_counts(cfg.data)
-    if found:                  # a method that cannot use this data is refused before anything trains
-        check_methods(cfg, protocol_counts(found, cfg.test_split, cfg.ratio, cfg.normal_class, cfg.target_ratio).train)
+    proto = quick_protocol(cfg)
+    if proto is not None:      # a method that cannot use this data is refused before anything trains
+        check_methods(cfg, proto.train)
     out = Path(args.out)
     if args.resume and args.force:
         raise ParamError("--resume keeps what the run directory holds and --force deletes it: choose one")

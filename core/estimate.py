@@ -299,11 +299,9 @@ def estimate(config, train_counts: dict[str, int], needed: dict[str, int] | None
             unmeasured += seconds
             if key[4:] not in uncalibrated:
                 uncalibrated.append(key[4:])
-    if processes is None:
-        processes = 1
-        if pick_device(cfg.device).type == "cpu":       # a long run's trainings go side by side (experiment.pool)
-            from .runtime import local_processes
-            processes = local_processes(cfg.device, cfg.num_threads, sum(tasks.values()) / max(slow, 1e-9))
+    if processes is None:   # as a job would run it: a long run's trainings side by side on a CPU
+        from .runtime import local_processes
+        processes = local_processes(cfg.device, cfg.num_threads, sum(tasks.values()) / max(slow, 1e-9))
     processes = max(1, int(processes))
     if processes > 1:   # each task slower beside the others, the run shorter by the processes sharing it
         tasks = {tid: sec * (1.0 if tid == "startup" else SIDE_BY_SIDE) for tid, sec in tasks.items()}

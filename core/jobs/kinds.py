@@ -58,17 +58,15 @@ def run_local(config, run_dir: Path, callback=None, resume: bool = False) -> dic
 
 
 def _idle_seconds(cfg) -> float | None:
-    """The run's duration on an idle machine by the priors (core.estimate), from its files' counts; None when
-    it cannot be told (the run then keeps its trainings in one process unless the cores say otherwise)."""
-    from ..data import protocol_counts
+    """The run's duration on an idle machine by the priors (core.estimate), its tasks one after another, from
+    its files' counts; None when it cannot be told (the run then keeps its trainings in one process)."""
     from ..estimate import Rates, estimate
-    from .preflight import quick_counts
+    from .preflight import quick_protocol
     try:
-        found = quick_counts(cfg.data)
-        if not found:
+        proto = quick_protocol(cfg)
+        if proto is None:
             return None
-        counts = protocol_counts(found, cfg.test_split, cfg.ratio, cfg.normal_class, cfg.target_ratio).train
-        return estimate(cfg, counts, rates=Rates(), load=0.0).seconds
+        return estimate(cfg, proto.train, rates=Rates(), load=0.0, processes=1).seconds
     except Exception:   # noqa: BLE001  the run reports its own errors
         return None
 

@@ -29,11 +29,6 @@ class Checked:
     estimate: dict = field(default_factory=dict)   # core.experiment.estimate + seconds (calibrated) + memory_bytes
 
 
-def _available_memory() -> int:
-    from ..runtime import available_memory
-    return available_memory()
-
-
 def memory_limit() -> int:
     """Bytes one job may use for images: $DEFECTAUG_MAX_JOB_MEMORY (e.g. 2e9), else half of the
     memory available now, shared between the jobs allowed to run at once."""
@@ -43,7 +38,8 @@ def memory_limit() -> int:
             return int(float(raw))
         except ValueError:
             raise ParamError("DEFECTAUG_MAX_JOB_MEMORY must be a number of bytes, e.g. 2e9") from None
-    return _available_memory() // 2 // default_max_parallel()
+    from ..runtime import available_memory
+    return available_memory() // 2 // default_max_parallel()
 
 
 def _human_bytes(n: float) -> str:
@@ -94,6 +90,14 @@ def quick_counts(data: str | Path) -> dict[str, int]:
                 and not any(p.startswith(".") or p == "__MACOSX" for p in parts):
             counts[parts[-2]] = counts.get(parts[-2], 0) + 1
     return counts
+
+
+def quick_protocol(cfg):
+    """The run's split and imbalance counts (`core.data.protocol_counts`) from its files counted without
+    decoding (`quick_counts`); None when they cannot be counted."""
+    from ..data import protocol_counts
+    found = quick_counts(cfg.data)
+    return protocol_counts(found, cfg.test_split, cfg.ratio, cfg.normal_class, cfg.target_ratio) if found else None
 
 
 def check_methods(cfg, counts: dict[str, int]) -> None:
@@ -184,7 +188,6 @@ def preflight(config: dict, workspace: Workspace | None = None, counts: dict[str
     (`core.experiment.estimate` plus memory_bytes and, when the counts are known, the calibrated duration).
     `counts`: images per class after the simulated imbalance when the caller knows them (the app does), else
     counted from the files. Raises ParamError / DataError saying what to change."""
-    from ..data import protocol_counts
     from ..experiment import ExperimentConfig, estimate
     from ..experiment.cluster import runner_settings
     try:
@@ -198,8 +201,7 @@ def preflight(config: dict, workspace: Workspace | None = None, counts: dict[str
         workspace.check_data_path(str(cfg.data))
     from ..data.groups import check_on_files
     check_on_files(cfg.groups, cfg.data)     # a regex matching nothing, a CSV naming missing files: said now
-    found = quick_counts(cfg.data)
-    proto = protocol_counts(found, cfg.test_split, cfg.ratio, cfg.normal_class, cfg.target_ratio) if found else None
+    proto = quick_protocol(cfg)
     if proto is not None and cfg.folds == 1 and not sum(proto.test.values()):
         # what `prepare` would stop at once the job ran: said now, before it is queued
         raise ParamError("the test split is empty: every class needs at least 2 images")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import time
 import traceback
@@ -94,7 +95,6 @@ class RunRecords:
     def links(self, limit: int = 20) -> list[str]:
         """Paths (relative to the run folder) of up to `limit` symbolic links inside it. The product never makes
         one; one there was put by whoever can write the folder (a shared drive, a restored backup)."""
-        import os
         found: list[str] = []
         if not self.root.is_dir() or self.root.is_symlink():
             return found

@@ -90,15 +90,13 @@ def pipeline_parameters(path: Path) -> int:
     built on the meta device (no weight read, nothing allocated), cached per configuration. Raises ParamError
     naming the component whose configuration does not build (an absurd or wrong setting)."""
     import torch
-    h = hashlib.sha256()
-    for comp in NETWORKS:
-        h.update((path / comp / "config.json").read_bytes())
-    key = (str(path), h.hexdigest())
+    raw = {comp: (path / comp / "config.json").read_bytes() for comp in NETWORKS}
+    key = (str(path), hashlib.sha256(b"".join(raw.values())).hexdigest())
     if key in _PARAMETERS:
         return _PARAMETERS[key]
     total = 0
     for comp, cls_name in NETWORKS.items():
-        cfg = json.loads((path / comp / "config.json").read_text(encoding="utf-8"))
+        cfg = json.loads(raw[comp])
         try:
             with torch.device("meta"):
                 if comp == "text_encoder":
