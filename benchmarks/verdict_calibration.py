@@ -115,6 +115,7 @@ def main() -> None:
                                                      "verdict_calibration_groups")
     ap.add_argument("--baselines", type=int, default=6, help="baselines the strongest is picked from (A/A, tied)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--train-only", action="store_true", help="fill the cache of trainings and stop")
     a = ap.parse_args()
     from core.metrics.verdict import judge
     t0 = time.time()
@@ -127,6 +128,9 @@ def main() -> None:
     else:
         done = [_train(j) for j in jobs]
     minutes = (time.time() - t0) / 60
+    if a.train_only:
+        print(f"{len(done)} trainings in the cache ({minutes:.1f} min)")
+        return
     preds = {(kind, seed): p for kind, seed, p in done}
     train, _, test, test_groups = _sets(a.data, a.image_size, a.ratio, a.groups)
     gbf = None if test_groups is None else [test_groups]

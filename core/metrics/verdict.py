@@ -1,10 +1,10 @@
 """The verdicts of a run's methods, and its leaderboard.
 
-Each method is judged against the strongest fair baseline (highest mean macro F1) by one interval: the two-level
-bootstrap of `intervals.paired_gain` (replicates = folds x seeds drawn with replacement, then the test images
-of each fold, paired by image). The methods of a run are one family: Holm's step-down holds the smallest
-p-value to alpha / m, the next to alpha / (m - 1), ... so that a run comparing 13 methods has a 5% chance, not
-13 chances, of calling noise a gain. Each interval is shown at the level its method was held to.
+Each method is judged against the strongest fair baseline (highest mean macro F1) by one interval,
+`intervals.paired_gain`'s: the test images (folds, then each fold's images, paired by image) by a bootstrap, the
+seed-to-seed spread by a Student-t term with n_seeds - 1 degrees of freedom. The methods of a run are one family:
+Holm's step-down holds the smallest p-value to alpha / m, the next to alpha / (m - 1), ... so that a run comparing
+13 methods has a 5% chance, not 13 chances, of calling noise a gain. Each interval is shown at the level its method was held to.
 
   helps                the interval (at that level) is above zero
   hurts                it is below zero
@@ -20,9 +20,10 @@ import numpy as np
 from .intervals import holm, paired_gain
 
 ALPHA = 0.05
-RULE = "two-level bootstrap (replicates, then test images) with Holm's correction over the run's methods"
-RULE_GROUPS = ("two-level bootstrap (replicates, then groups of test images: a cluster bootstrap) with Holm's "
-               "correction over the run's methods")
+RULE = ("bootstrap over the test images, a Student-t term for the seeds' spread, and Holm's correction over the "
+        "run's methods")
+RULE_GROUPS = ("bootstrap over groups of test images (a cluster bootstrap), a Student-t term for the seeds' spread, "
+               "and Holm's correction over the run's methods")
 
 
 def _names(items: list[str]) -> str:
@@ -112,6 +113,9 @@ def verdict_text(name: str, v: dict, f1: float, base_f1: float, tests: int, norm
                  f"images would); its synthetic images in the Gallery may show why it hurt.")
     else:
         text += f" Verdict: {v['label']}."
+    if v["n_seeds"] == 1 and v["label"] != "no clear difference":
+        text += (" With one seed this interval holds the test images' uncertainty only, not how another training "
+                 "would score: run 3 or more seeds before acting on it.")
     if v["family"] > 1:
         text += f" The level accounts for the {v['family']} methods compared (Holm)."
     if v["gain"] < 0 and v.get("picked_from", 1) > 1:

@@ -1,4 +1,4 @@
-"""The gain interval (two-level bootstrap over replicates and test images) and Holm's correction."""
+"""The gain interval (a bootstrap over test images plus a Student-t term for the seeds' spread) and Holm's correction."""
 from __future__ import annotations
 
 import numpy as np
@@ -133,14 +133,13 @@ def test_a_loss_against_the_strongest_of_several_baselines_is_held_to_alpha_over
     """The strongest baseline is the largest of several noisy means, so a "hurts" against it is held to
     alpha / (baselines picked from); a gain is judged as before (above the largest is above every one)."""
     from core.metrics import aggregate, classification_metrics, judge
-    ys, base, meth = _replicates(n=400, seeds=3, flip=0.05)
-    _, better, _ = _replicates(n=400, seeds=3, flip=0.6, seed=1)
+    ys, base, meth = _replicates(n=400, seeds=5, flip=0.06)
     classes = ["normal", "crack", "dent"]
 
     def summary(preds):
         return aggregate({s: classification_metrics(ys[0], p, classes) for s, p in enumerate(preds)}, classes)
 
-    strong = meth                                                     # the baseline fixes 5% of the method's errors
+    strong = meth                                                     # the baseline fixes 6% of the method's errors
     methods = {"worse": base}
     one = judge(methods, strong, ys, classes, {"worse": summary(base[0])}, summary(strong[0]), "drw", "normal")
     six = judge(methods, strong, ys, classes, {"worse": summary(base[0])}, summary(strong[0]), "drw", "normal",
@@ -152,3 +151,38 @@ def test_a_loss_against_the_strongest_of_several_baselines_is_held_to_alpha_over
     a = judge(gains, base, ys, classes, {"better": summary(meth[0])}, summary(base[0]), "drw", "normal")
     b = judge(gains, base, ys, classes, {"better": summary(meth[0])}, summary(base[0]), "drw", "normal", picked_from=6)
     assert a["better"]["label"] == b["better"]["label"] == "helps" and a["better"]["ci"] == b["better"]["ci"]
+
+
+def _unconverged(rng, y, k, acc=None):
+    """One training far from converged: right on a share of the test images that differs a lot from seed to seed
+    (0.35 to 0.85), wrong at random elsewhere: the seed-to-seed spread dominates the test images'."""
+    acc = rng.uniform(0.35, 0.85) if acc is None else acc
+    return np.where(rng.random(len(y)) < acc, y, rng.integers(0, k, len(y)))
+
+
+def test_a_copy_of_the_baseline_with_a_large_seed_spread_is_rarely_called_different():
+    """A/A with 3 seeds whose scores disagree a lot: a bootstrap over the 3 seeds under-states their spread (it
+    called 18% of such runs on magnetic_tile different); the Student-t seed level holds the false rate near 5%."""
+    rng = np.random.default_rng(7)
+    k, n, runs, false = 3, 150, 120, 0
+    for r in range(runs):
+        y = rng.integers(0, k, n)
+        base = [[_unconverged(rng, y, k) for _ in range(3)]]
+        meth = [[_unconverged(rng, y, k) for _ in range(3)]]
+        g, _ = paired_gain([y], base, meth, k, n_boot=1000, seed=r)
+        false += g.p < 0.05
+    assert false / runs <= 0.08, f"{false} of {runs} A/A runs called different"
+
+
+def test_the_seed_level_widens_the_interval_by_the_seeds_spread_and_not_with_one_seed():
+    rng = np.random.default_rng(3)
+    k, n = 3, 400
+    y = rng.integers(0, k, n)
+    base = [[np.where(rng.random(n) < 0.7, y, rng.integers(0, k, n)) for _ in range(3)]]
+    agree = [[np.where(rng.random(n) < 0.7, y, rng.integers(0, k, n)) for _ in range(3)]]
+    disagree = [[_unconverged(rng, y, k, acc) for acc in (0.55, 0.7, 0.85)]]
+    narrow, _ = paired_gain([y], base, agree, k)
+    wide, _ = paired_gain([y], base, disagree, k)
+    assert wide.half_width > 1.5 * narrow.half_width
+    one, _ = paired_gain([y], [base[0][:1]], [disagree[0][:1]], k)     # one seed: the test images' only
+    assert one.half_width < wide.half_width
