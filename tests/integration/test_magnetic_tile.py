@@ -22,7 +22,8 @@ def test_magnetic_tile_end_to_end(tmp_path):
     out = tmp_path / "mt"
     m = run(dict(data=str(MAGNETIC_TILE), methods=["smote", "random_oversample"], seeds=[0], ratio=0.1,
                  image_size=32, test_per_class=20, overrides={"classifier": {"epochs": 5}}, device="cpu",
-                 groups="none"), out)     # single images, as the floors were measured
+                 groups="none", baselines=["paper", "class_weighted"]), out)   # single images, as the floors were
+    # measured; the two baselines asserted below (the other four are tested on tiny sets)
     split = json.loads((out / "split.json").read_text())
     # 20 test images per class (Fray: 32 images -> capped at half, 16), the rest is the pool;
     # ratio 0.1 of the 932 remaining normal images caps every defect class at 93
