@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+# sklearn.metrics is imported where it is called: importing it (scipy.stats, pandas) costs about 2 s, which every
+# `python -m core` command paid before it could even say that an argument is wrong.
 
 
 def macro_f1(y_true, y_pred, num_classes: int) -> float:
+    from sklearn.metrics import f1_score
     return float(f1_score(y_true, y_pred, labels=list(range(num_classes)), average="macro", zero_division=0))
 
 
@@ -25,6 +28,7 @@ def _fast_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> 
 
 def classification_metrics(y_true, y_pred, classes: list[str]) -> dict:
     """accuracy, macro P/R/F1, per-class P/R/F1/support and the confusion matrix (rows = true)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
     labels = list(range(len(classes)))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     pm, rm, fm, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="macro",
