@@ -134,10 +134,13 @@ def _no_traceback(page) -> None:
 
 
 def _launch(page, url: str, ws: str, epochs: int, shot: str | None = None) -> None:
-    """On Synthesize: smote (the default), one seed, `epochs` classifier epochs, 4 test images per class; Launch.
-    (The defaults' 3 seeds are the README path's test; one seed keeps these 7 trainings instead of 21.)"""
+    """On Synthesize: smote (the default), one seed, 32 px, `epochs` classifier epochs, 4 test images per class;
+    Launch. (The defaults, 3 seeds at 64 px, are the README path's test; these 7 trainings are a tenth of its.)"""
     page.goto(f"{url}/synthesize?ws={ws}")
     page.get_by_text("What will run").wait_for()
+    page.get_by_role("combobox", name="Image size (px)").click()
+    page.get_by_role("option", name="32", exact=True).click()
+    _settle(page)
     seeds = page.get_by_role("textbox", name="Seeds")
     seeds.fill("0")
     seeds.press("Enter")
