@@ -117,8 +117,8 @@ def paired_gain(y_by_fold: list[np.ndarray], base: list[list[np.ndarray]], metho
                 num_classes: int, score: str = "f1", cls: int | None = None, level: float = 0.95,
                 n_boot: int = N_BOOT, seed: int = 0,
                 groups_by_fold: list | None = None) -> tuple[Gain, np.ndarray]:
-    """The gain of `method` over `base` and its two-level bootstrap, with the bootstrap draws (to read the
-    interval at another level). `base[f][s]` and `method[f][s]`: predictions of fold f, seed s (the same seeds
+    """The gain of `method` over `base` and its interval, with the draws (test-image bootstrap plus the seeds'
+    Student-t term, `_two_levels`) to read the interval at another level. `base[f][s]` and `method[f][s]`: predictions of fold f, seed s (the same seeds
     in every fold), on the test images `y_by_fold[f]`. `score`: "f1" (macro F1) or "recall" of class `cls`,
     each computed over the test images of every fold together (as the pooled metrics are). `groups_by_fold[f]`:
     the group of each test image of fold f (a cluster bootstrap draws whole groups); None: images."""
@@ -129,7 +129,7 @@ def paired_gain(y_by_fold: list[np.ndarray], base: list[list[np.ndarray]], metho
                        for s in range(seeds)])
     point = float((_score(full_m, score, cls) - _score(full_b, score, cls)).mean())
     rng = np.random.default_rng(seed)
-    # level 2: per fold, resampled test images (the same draw for both models), counts of every seed
+    # per fold, resampled test images (the same draw for both models), counts of every seed
     cb = np.zeros((folds, n_boot, seeds, 3, k))
     cm = np.zeros_like(cb)
     for f, y in enumerate(y_by_fold):
