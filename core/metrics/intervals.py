@@ -60,11 +60,12 @@ class Gain:
     half_width: float          # half the interval's width: the smallest gain this run could have told from zero
     level: float
     replicates: int
+    per_seed: tuple[float, ...] = ()   # each seed's gain on the full test sets (their spread is the seed term's)
 
     def at(self, level: float, draws: np.ndarray) -> "Gain":
         a = (1 - level) / 2
         lo, hi = float(np.quantile(draws, a)), float(np.quantile(draws, 1 - a))
-        return Gain(self.gain, (lo, hi), self.p, (hi - lo) / 2, level, self.replicates)
+        return Gain(self.gain, (lo, hi), self.p, (hi - lo) / 2, level, self.replicates, self.per_seed)
 
 
 def _cluster_counts(y: np.ndarray, pred: np.ndarray, gid: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
@@ -161,7 +162,8 @@ def paired_gain(y_by_fold: list[np.ndarray], base: list[list[np.ndarray]], metho
     p = float(min(1.0, 2 * min((draws <= 0).mean(), (draws >= 0).mean())))
     if np.allclose(draws, 0) and abs(point) < 1e-12:
         p = 1.0                                        # identical predictions: no evidence at all
-    g = Gain(point, (0.0, 0.0), p, 0.0, level, folds * seeds)
+    per_seed = tuple(float(x) for x in _score(full_m, score, cls) - _score(full_b, score, cls))
+    g = Gain(point, (0.0, 0.0), p, 0.0, level, folds * seeds, per_seed)
     return g.at(level, draws), draws
 
 

@@ -85,6 +85,7 @@ def judge(preds: dict[str, list[list[np.ndarray]]], base: list[list[np.ndarray]]
              "ci": [round(g.ci[0], 4), round(g.ci[1], 4)],
              "p": round(g.p, 4), "level": round(1 - lv, 4), "family": len(names), "mdg": round(g.half_width, 4),
              "replicates": g.replicates, "folds": folds, "n_seeds": seeds,
+             "seed_gains": [round(x, 4) for x in g.per_seed],
              "rule": RULE if groups_by_fold is None else RULE_GROUPS,
              "resampled": "images" if groups_by_fold is None else "groups", "picked_from": picked_from,
              "recall_change": {c: round(summaries[n]["per_class"][c]["recall"] - baseline["per_class"][c]["recall"], 4)
@@ -107,6 +108,11 @@ def verdict_text(name: str, v: dict, f1: float, base_f1: float, tests: int, norm
         text += (f" Verdict: no clear difference: no gain larger than {v['mdg']:.3f} either way (this run could "
                  f"not see smaller ones with up to {tests} test images per class and {reps}; more seeds, folds or "
                  f"test images would shrink it).")
+        gains = sorted(v.get("seed_gains") or [])
+        if 1 < len(gains) <= 5:
+            text += f" The seeds' own gains: {_names([f'{x:+.3f}' for x in gains])}."
+        elif len(gains) > 5:
+            text += f" The seeds' own gains run from {gains[0]:+.3f} to {gains[-1]:+.3f}."
     elif v["label"] == "hurts":
         text += (f" Verdict: hurts: macro F1 fell by more than this run's noise. With up to {tests} test images per "
                  f"class and {reps} it could not see changes smaller than {v['mdg']:.3f} (more seeds, folds or test "

@@ -186,3 +186,25 @@ def test_the_seed_level_widens_the_interval_by_the_seeds_spread_and_not_with_one
     assert wide.half_width > 1.5 * narrow.half_width
     one, _ = paired_gain([y], [base[0][:1]], [disagree[0][:1]], k)     # one seed: the test images' only
     assert one.half_width < wide.half_width
+
+
+def test_no_clear_difference_names_each_seeds_own_gain():
+    """Where seeds disagree the text shows why the interval is wide: each seed's gain on the full test set."""
+    from sklearn.metrics import f1_score
+    from core.metrics import aggregate, classification_metrics, judge
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 200)
+    base = [[_unconverged(rng, y, 3, acc) for acc in (0.6, 0.6, 0.6)]]
+    meth = [[_unconverged(rng, y, 3, acc) for acc in (0.4, 0.6, 0.8)]]
+    classes = ["normal", "crack", "dent"]
+
+    def summary(preds):
+        return aggregate({s: classification_metrics(y, p, classes) for s, p in enumerate(preds)}, classes)
+
+    v = judge({"m": meth}, base, [y], classes, {"m": summary(meth[0])}, summary(base[0]), "drw", "normal")["m"]
+    own = sorted(f1_score(y, m, average="macro") - f1_score(y, b, average="macro") for b, m in zip(base[0], meth[0]))
+    assert v["label"] == "no clear difference"
+    assert v["seed_gains"] == [round(x, 4) for x in
+                               (f1_score(y, m, average="macro") - f1_score(y, b, average="macro")
+                                for b, m in zip(base[0], meth[0]))]
+    assert f"The seeds' own gains: {own[0]:+.3f}, {own[1]:+.3f} and {own[2]:+.3f}." in v["text"]
