@@ -223,7 +223,8 @@ def main() -> None:
         "| rule | A/A runs with any false \"helps\"/\"hurts\" (3 methods per run) | planted runs where the planted "
         "method \"helps\" |",
         "|---|---|---|",
-        f"| test-image bootstrap + Student-t seed term + Holm (now) | **{aa_new} of {a.runs} ({100 * aa_new / a.runs:.1f}%)** | "
+        f"| test-image bootstrap + Student-t seed term + Holm (now) | **{aa_new} of {a.runs} "
+        f"({100 * aa_new / a.runs:.1f}%)** | "
         f"{planted_new} of {a.runs} ({100 * planted_new / a.runs:.0f}%) |",
         f"| test-image bootstrap + seed SD, no correction (before) | {aa_old} of {a.runs} ({100 * aa_old / a.runs:.1f}%) | "
         f"{planted_old} of {a.runs} ({100 * planted_old / a.runs:.0f}%) |",

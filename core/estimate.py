@@ -88,7 +88,7 @@ class Estimate:
     slowdown: float                # the load factor applied
     runs: int                      # finished runs the rates were calibrated from
     uncalibrated: list[str]        # methods never measured on this machine
-    processes: int = 1             # trainings side by side (experiment.pool.local_processes)
+    processes: int = 1             # trainings side by side (runtime.local_processes)
 
     def text(self) -> str:
         return f"{fmt(self.seconds)} ({fmt(self.low)} to {fmt(self.high)})"
@@ -282,7 +282,7 @@ def estimate(config, train_counts: dict[str, int], needed: dict[str, int] | None
     """The run's duration from the start of its job to its metrics, as a most likely value and a range.
     `load`: the machine's load average now (default: read it); the job's own threads are added to it.
     `processes`: how many of its trainings run side by side (default: as a job of the app would run them,
-    `experiment.pool.local_processes`)."""
+    `runtime.local_processes`)."""
     from .experiment import ExperimentConfig
     from .runtime import pick_device
     cfg = ExperimentConfig.from_dict(dict(config) if isinstance(config, dict) else config)

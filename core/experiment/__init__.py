@@ -10,9 +10,9 @@ process), `pool` (the same plan spread over processes of one machine).
 from .config import (BASELINE_HELP, BASELINES, SUPPORTED_SIZES, ExperimentConfig, estimate, parse_seeds,
                      steps_of)
 from .plan import Task, chains, plan
-from .pool import local_processes, run_in_processes
+from .pool import run_in_processes
 from .run import run
 from .tasks import is_done
 
 __all__ = ["BASELINES", "BASELINE_HELP", "ExperimentConfig", "SUPPORTED_SIZES", "Task", "chains", "estimate",
-           "is_done", "local_processes", "parse_seeds", "plan", "run", "run_in_processes", "steps_of"]
+           "is_done", "parse_seeds", "plan", "run", "run_in_processes", "steps_of"]

@@ -1,7 +1,6 @@
 """A local runner that spreads the plan over processes on one machine.
 
     metrics = run_in_processes(config, "runs/x", processes=2, threads=1)
-    run_in_processes(config, "runs/x", processes=local_processes(config))    # as the app's jobs run on a CPU
 
 `prepare` runs here; then the plan's chains go to a pool of `processes` fresh processes of `threads` torch
 threads each, longest first, in two waves: the baselines' trainings (a method's quality task reads its seed's
@@ -33,14 +32,6 @@ def _run_chain(job: tuple[dict, str, list[str], bool]) -> list[str]:
     config, run_dir, ids, resume = job
     run(config, run_dir, tasks=ids, resume=resume)
     return ids
-
-
-def local_processes(config: dict | ExperimentConfig, seconds: float | None = None) -> int:
-    """How many trainings a local run of `config` keeps side by side (`runtime.local_processes`): the cores
-    this process may use over each training's fixed threads on a CPU, one on a GPU or for a short run."""
-    from ..runtime import local_processes as count
-    cfg = ExperimentConfig.from_dict(dict(config) if isinstance(config, dict) else config)
-    return count(cfg.device, cfg.num_threads, seconds)
 
 
 class _Forward:

@@ -45,10 +45,11 @@ def run_local(config, run_dir: Path, callback=None, resume: bool = False) -> dic
     """The plan on this machine: a long run on a CPU with its trainings side by side in processes (as many as
     this process's share of the cores allows, `core.runtime.local_processes`), else in this process; each
     training on its fixed threads either way, so the metrics are the same. Returns metrics.json's content."""
-    from ..experiment import ExperimentConfig, local_processes, run, run_in_processes
+    from ..experiment import ExperimentConfig, run, run_in_processes
+    from ..runtime import local_processes
     cfg = ExperimentConfig.from_dict(dict(config) if isinstance(config, dict) else config)
     secs = _idle_seconds(cfg)
-    processes = local_processes(cfg, secs if secs is not None else 0.0)
+    processes = local_processes(cfg.device, cfg.num_threads, secs if secs is not None else 0.0)
     if processes > 1:    # independent trainings side by side, each on its fixed threads: the same numbers
         import dataclasses
         plain = dict(config) if isinstance(config, dict) else dataclasses.asdict(cfg)

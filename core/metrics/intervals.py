@@ -119,16 +119,18 @@ def paired_gain(y_by_fold: list[np.ndarray], base: list[list[np.ndarray]], metho
                 n_boot: int = N_BOOT, seed: int = 0,
                 groups_by_fold: list | None = None) -> tuple[Gain, np.ndarray]:
     """The gain of `method` over `base` and its interval, with the draws (test-image bootstrap plus the seeds'
-    Student-t term, `_two_levels`) to read the interval at another level. `base[f][s]` and `method[f][s]`: predictions of fold f, seed s (the same seeds
-    in every fold), on the test images `y_by_fold[f]`. `score`: "f1" (macro F1) or "recall" of class `cls`,
-    each computed over the test images of every fold together (as the pooled metrics are). `groups_by_fold[f]`:
-    the group of each test image of fold f (a cluster bootstrap draws whole groups); None: images."""
+    Student-t term, `_two_levels`) to read the interval at another level. `base[f][s]` and `method[f][s]`:
+    predictions of fold f, seed s (the same seeds in every fold), on the test images `y_by_fold[f]`. `score`:
+    "f1" (macro F1) or "recall" of class `cls`, each computed over the test images of every fold together (as the
+    pooled metrics are). `groups_by_fold[f]`: the group of each test image of fold f (a cluster bootstrap draws
+    whole groups); None: images."""
     folds, seeds, k = len(y_by_fold), len(base[0]), num_classes
     full_b = np.array([sum(_counts(y_by_fold[f][None], base[f][s][None], k)[0] for f in range(folds))
                        for s in range(seeds)])                       # [seeds, 3, k]
     full_m = np.array([sum(_counts(y_by_fold[f][None], method[f][s][None], k)[0] for f in range(folds))
                        for s in range(seeds)])
-    point = float((_score(full_m, score, cls) - _score(full_b, score, cls)).mean())
+    per_seed = _score(full_m, score, cls) - _score(full_b, score, cls)   # each seed's gain on the full test sets
+    point = float(per_seed.mean())
     rng = np.random.default_rng(seed)
     # per fold, resampled test images (the same draw for both models), counts of every seed
     cb = np.zeros((folds, n_boot, seeds, 3, k))
@@ -158,12 +160,11 @@ def paired_gain(y_by_fold: list[np.ndarray], base: list[list[np.ndarray]], metho
     b = np.arange(n_boot)[:, None]
     sum_b, sum_m = cb[pick_f, b].sum(axis=1), cm[pick_f, b].sum(axis=1)      # [n_boot, seeds, 3, k]
     diff = _score(sum_m, score, cls) - _score(sum_b, score, cls)             # [n_boot, seeds]
-    draws = _two_levels(_score(full_m, score, cls) - _score(full_b, score, cls), diff, rng)
+    draws = _two_levels(per_seed, diff, rng)
     p = float(min(1.0, 2 * min((draws <= 0).mean(), (draws >= 0).mean())))
     if np.allclose(draws, 0) and abs(point) < 1e-12:
         p = 1.0                                        # identical predictions: no evidence at all
-    per_seed = tuple(float(x) for x in _score(full_m, score, cls) - _score(full_b, score, cls))
-    g = Gain(point, (0.0, 0.0), p, 0.0, level, folds * seeds, per_seed)
+    g = Gain(point, (0.0, 0.0), p, 0.0, level, folds * seeds, tuple(float(x) for x in per_seed))
     return g.at(level, draws), draws
 
 

@@ -4,7 +4,8 @@ Each method is judged against the strongest fair baseline (highest mean macro F1
 `intervals.paired_gain`'s: the test images (folds, then each fold's images, paired by image) by a bootstrap, the
 seed-to-seed spread by a Student-t term with n_seeds - 1 degrees of freedom. The methods of a run are one family:
 Holm's step-down holds the smallest p-value to alpha / m, the next to alpha / (m - 1), ... so that a run comparing
-13 methods has a 5% chance, not 13 chances, of calling noise a gain. Each interval is shown at the level its method was held to.
+13 methods has a 5% chance, not 13 chances, of calling noise a gain. Each interval is shown at the level its
+method was held to.
 
   helps                the interval (at that level) is above zero
   hurts                it is below zero

@@ -4,6 +4,8 @@ same run in one process, its estimate says how many processes share it, and its 
 machine's estimate (each task's own time, not the interleaved stages)."""
 from __future__ import annotations
 
+import os
+
 from core import estimate as E
 from core import runtime
 from core.experiment import run
@@ -30,7 +32,7 @@ def test_a_long_job_trains_side_by_side_with_the_numbers_of_one_process(tmp_path
     (announced,) = [e for e in events if e["kind"] == "estimate"]
     assert announced["processes"] == 2
     trained = {e["pid"] for e in events if e["kind"] == "task" and e["task"].startswith("train:")}
-    assert len(trained) >= 2 and __import__("os").getpid() not in trained   # pool processes (2 per wave)
+    assert len(trained) >= 2 and os.getpid() not in trained   # pool processes (2 per wave)
     assert events[-1]["kind"] == "done"
     # the run calibrates the estimate from each task's own time (its pace event), not the interleaved stages
     measured = E.measure_run(rd.root)
@@ -45,7 +47,7 @@ def test_a_short_job_stays_in_one_process(tmp_path, monkeypatch):
     monkeypatch.setenv("DEFECTAUG_JOB_THREADS", "2")
     job_function("experiment")(dict(CONFIG, data=str(data), seeds=[0]), tmp_path / "run")
     events = RunDir(tmp_path / "run").events()
-    assert {e["pid"] for e in events if e["kind"] == "task"} == {__import__("os").getpid()}
+    assert {e["pid"] for e in events if e["kind"] == "task"} == {os.getpid()}
     assert [e.get("processes") for e in events if e["kind"] == "estimate"] == [1]
 
 
@@ -53,7 +55,6 @@ def test_a_training_process_killed_fails_the_run_with_a_message_instead_of_hangi
     """A process of the pool killed mid-training (out of memory, an operator's kill): the run ends with a message
     saying what happened and how to go on; a Pool lost the chain and waited for it forever."""
     import json
-    import os
     import signal
     import subprocess
     import sys

@@ -1,4 +1,5 @@
-"""The gain interval (a bootstrap over test images plus a Student-t term for the seeds' spread) and Holm's correction."""
+"""The gain interval (a bootstrap over test images plus a Student-t term for the seeds' spread) and Holm's
+correction."""
 from __future__ import annotations
 
 import numpy as np
@@ -202,9 +203,8 @@ def test_no_clear_difference_names_each_seeds_own_gain():
         return aggregate({s: classification_metrics(y, p, classes) for s, p in enumerate(preds)}, classes)
 
     v = judge({"m": meth}, base, [y], classes, {"m": summary(meth[0])}, summary(base[0]), "drw", "normal")["m"]
-    own = sorted(f1_score(y, m, average="macro") - f1_score(y, b, average="macro") for b, m in zip(base[0], meth[0]))
+    gains = [f1_score(y, m, average="macro") - f1_score(y, b, average="macro") for b, m in zip(base[0], meth[0])]
+    own = sorted(gains)
     assert v["label"] == "no clear difference"
-    assert v["seed_gains"] == [round(x, 4) for x in
-                               (f1_score(y, m, average="macro") - f1_score(y, b, average="macro")
-                                for b, m in zip(base[0], meth[0]))]
+    assert v["seed_gains"] == [round(x, 4) for x in gains]
     assert f"The seeds' own gains: {own[0]:+.3f}, {own[1]:+.3f} and {own[2]:+.3f}." in v["text"]
