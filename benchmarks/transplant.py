@@ -116,8 +116,8 @@ def classify(a) -> dict:
     import os
     os.environ["DEFECTAUG_PLUGINS"] = "benchmarks.transplant_variants"
     from core.experiment import run_in_processes
-    cfg = dict(data=str(DATA), methods=a.methods.split(","), seeds=[int(s) for s in a.seeds.split(",")],
-               ratio=0.1, image_size=a.image_size, folds=a.folds, device="cpu", quality=a.quality,
+    cfg = dict(data=a.data, methods=a.methods.split(","), seeds=[int(s) for s in a.seeds.split(",")],
+               ratio=0.1, image_size=a.image_size, folds=a.folds, device="cpu", quality=a.quality, groups=a.groups,
                baselines=a.baselines.split(","), save_images=True, overrides={"classifier": {"epochs": a.epochs}})
     t0 = time.time()
     m = run_in_processes(cfg, Path(a.out), a.procs, 1, resume=a.resume,
@@ -158,6 +158,9 @@ def main() -> None:
     cl.add_argument("--methods", default="random_oversample,cmo,defect_paste,defect_paste_random")
     cl.add_argument("--baselines", default="equal_steps,class_weighted")
     cl.add_argument("--seeds", default="0")
+    cl.add_argument("--data", default=str(DATA), help="magnetic_tile; or a copy of it with a masks/ tree of its real "
+                    "masks (the oracle: defect_paste then cuts the real defects out, as from a user's masks)")
+    cl.add_argument("--groups", default="auto", help="auto (the product's default) or none (split by single images)")
     cl.add_argument("--folds", type=int, default=5)
     cl.add_argument("--image-size", type=int, default=32)
     cl.add_argument("--epochs", type=int, default=35)
