@@ -175,6 +175,43 @@ def test_a_copy_of_the_baseline_with_a_large_seed_spread_is_rarely_called_differ
     assert false / runs <= 0.08, f"{false} of {runs} A/A runs called different"
 
 
+def test_k_fold_a_a_runs_with_a_large_seed_spread_are_rarely_called_different():
+    """A/A of a 5-fold x 3-seed run whose trainings disagree a lot: the seed term read within the folds (10 degrees
+    of freedom, not 2) must still hold the false rate near 5%."""
+    rng = np.random.default_rng(11)
+    k, n, runs, false = 3, 40, 120, 0
+    for r in range(runs):
+        ys = [rng.integers(0, k, n) for _ in range(5)]
+        base = [[_unconverged(rng, y, k) for _ in range(3)] for y in ys]
+        meth = [[_unconverged(rng, y, k) for _ in range(3)] for y in ys]
+        g, _ = paired_gain(ys, base, meth, k, n_boot=1000, seed=r)
+        false += g.p < 0.05
+    assert false / runs <= 0.08, f"{false} of {runs} A/A runs called different"
+
+
+def test_k_fold_runs_read_the_seed_spread_within_the_folds():
+    """5 folds x 3 seeds: each fold's trainings are its own, so the spread between them has 5 x 2 degrees of
+    freedom. A gain every one of the 15 trainings shows is called at the 99.9% a family of many methods asks, and
+    the interval is narrower than the 3 seed indices' pooled gains alone (t with 2 degrees of freedom) make it."""
+    from core.metrics.intervals import _seed_spread, _counts
+    rng = np.random.default_rng(5)
+    k, n = 3, 120
+    ys = [rng.integers(0, k, n) for _ in range(5)]
+    base = [[_unconverged(rng, y, k, acc) for acc in (0.45, 0.55, 0.65)] for y in ys]
+    meth = [[_unconverged(rng, y, k, acc + 0.12) for acc in (0.45, 0.55, 0.65)] for y in ys]
+    g, draws = paired_gain(ys, base, meth, k, level=0.999)
+    assert g.ci[0] > 0, g
+    fb = np.array([[_counts(y[None], b[None], k)[0] for b in bs] for y, bs in zip(ys, base)])
+    fm = np.array([[_counts(y[None], m[None], k)[0] for m in ms] for y, ms in zip(ys, meth)])
+    var, df = _seed_spread(fb, fm, "f1", None)
+    assert 4 < df <= 10 and var > 0                           # 5 folds' parts, not the 2 of 3 pooled seeds
+    one_fold = _seed_spread(fb[:1], fm[:1], "f1", None)
+    assert one_fold[1] == 2                                   # a single split: the seeds' own n - 1
+    by_index = np.var(np.array(g.per_seed), ddof=1)
+    from scipy.stats import t as student_t
+    assert student_t.ppf(0.9995, df) * np.sqrt(var) < student_t.ppf(0.9995, 2) * np.sqrt(by_index)
+
+
 def test_the_seed_level_widens_the_interval_by_the_seeds_spread_and_not_with_one_seed():
     rng = np.random.default_rng(3)
     k, n = 3, 400
