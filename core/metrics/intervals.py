@@ -190,11 +190,29 @@ def paired_gain(y_by_fold: list[np.ndarray], base: list[list[np.ndarray]], metho
     sum_b, sum_m = cb[pick_f, b].sum(axis=1), cm[pick_f, b].sum(axis=1)      # [n_boot, seeds, 3, k]
     diff = _score(sum_m, score, cls) - _score(sum_b, score, cls)             # [n_boot, seeds]
     draws = _two_levels(per_seed, diff, rng, _seed_spread(fb, fm, score, cls) if seeds > 1 else None)
-    p = float(min(1.0, 2 * min((draws <= 0).mean(), (draws >= 0).mean())))
+    p = _p_value(draws)
     if np.allclose(draws, 0) and abs(point) < 1e-12:
         p = 1.0                                        # identical predictions: no evidence at all
     g = Gain(point, (0.0, 0.0), p, 0.0, level, folds * seeds, tuple(float(x) for x in per_seed))
     return g.at(level, draws), draws
+
+
+def _p_value(draws: np.ndarray) -> float:
+    """Two-sided p-value of "no difference" read from the draws the way their interval is (np.quantile's linear
+    interpolation between sorted draws): the interval at level L excludes zero exactly when p < 1 - L, so a
+    verdict never disagrees with the interval it shows. (Counting draws instead gave p >= 1 / 1000 from 2,000
+    draws whenever one crossed zero: a run of 9 methods, whose first "hurts" is held to 0.05 / 9 / 6 = 0.00093,
+    called an interval of -0.297 to -0.010 at that level "no clear difference".)"""
+    d = np.sort(np.asarray(draws, dtype=np.float64))
+    n = len(d)
+    if n == 0 or d[0] == d[-1] == 0:
+        return 1.0
+    if d[0] > 0 or d[-1] < 0:
+        return 0.0
+    j = int(np.searchsorted(d, 0.0, side="right")) - 1          # the last draw at or below zero
+    frac = 0.0 if d[j + 1] == d[j] else (0.0 - d[j]) / (d[j + 1] - d[j])
+    cdf = (j + frac) / (n - 1)
+    return float(min(1.0, 2 * min(cdf, 1 - cdf)))
 
 
 def holm(pvalues: list[float], alpha: float = 0.05) -> tuple[list[bool], list[float]]:
