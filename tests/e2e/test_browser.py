@@ -72,6 +72,22 @@ def _stop_workers(home: Path) -> None:
 @contextlib.contextmanager
 def _server(home: Path, **extra_env: str):
     """`streamlit run app.py` on a free port with DEFECTAUG_HOME=home; stopped (and its workers) on exit."""
+    with _servers([home], **extra_env) as (served,):
+        yield served
+
+
+@contextlib.contextmanager
+def _servers(homes: list[Path], **extra_env: str):
+    """One server per home, all started before any is waited for (their start-ups overlap)."""
+    with contextlib.ExitStack() as stack:
+        started = [stack.enter_context(_started(home, **extra_env)) for home in homes]
+        for url, proc, _ in started:
+            wait_healthy(url, proc)
+        yield [{"url": url, "home": home} for (url, _, _), home in zip(started, homes)]
+
+
+@contextlib.contextmanager
+def _started(home: Path, **extra_env: str):
     port = free_port()
     env = dict(os.environ, DEFECTAUG_HOME=str(home), DEFECTAUG_WORKER_IDLE="120", DEFECTAUG_DATA_ROOTS="",
                DEFECTAUG_MAX_PARALLEL="1", PYTHONPATH=str(REPO), **extra_env)
@@ -84,8 +100,7 @@ def _server(home: Path, **extra_env: str):
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, proc)
-        yield {"url": url, "home": home}
+        yield url, proc, home
     finally:
         stop(proc)
         log.close()
@@ -291,29 +306,38 @@ def test_worker_killed_mid_job_shows_failed_then_the_next_job_runs(app, browser)
 
 
 PAGE_TITLES = ["Home", "Data", "Synthesize", "Jobs", "Gallery", "Compare", "Export"]
+DEEP_LINKS = ["data", "synthesize", "jobs", "gallery", "compare", "export", ""]
 
 
-@pytest.mark.parametrize("path", ["data", "synthesize", "jobs", "gallery", "compare", "export", ""])
-def test_a_deep_link_opened_first_after_a_restart_gets_the_whole_app(browser, tmp_path, path):
+@pytest.fixture(scope="module")
+def fresh_servers(tmp_path_factory):
+    """A server per deep link, started together (no page of any has been visited): each test below is its server's
+    first visitor, as after a restart."""
+    with _servers([tmp_path_factory.mktemp(f"fresh_{p or 'home'}") for p in DEEP_LINKS]) as served:
+        yield dict(zip(DEEP_LINKS, served))
+
+
+@pytest.mark.parametrize("path", DEEP_LINKS)
+def test_a_deep_link_opened_first_after_a_restart_gets_the_whole_app(browser, fresh_servers, path):
     """Issue 26: a fresh server, and this link its first visitor: the navigation lists the app's pages by their
     titles (not the raw files of a pages/ folder) and the sidebar holds the workspace and running-jobs panel."""
-    with _server(tmp_path) as served:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(f"{served['url']}/{path}")
-        nav = page.locator("[data-testid='stSidebarNav']")
-        nav.wait_for()
-        page.get_by_text("Running jobs").wait_for()
-        _settle(page)
-        links = [t.strip().splitlines()[-1].strip() for t in nav.locator("a").all_inner_texts()]   # after the icon
-        assert links == PAGE_TITLES, links
-        sidebar = page.locator("[data-testid='stSidebar']").inner_text()
-        assert "Workspace" in sidebar and "Running jobs" in sidebar, sidebar
-        expected = {"": "DefectAug"}.get(path, path.capitalize())
-        page.get_by_role("heading", name=expected, exact=True).first.wait_for()
-        assert "ws=" in page.url                         # the workspace in the address, as from /
-        _no_traceback(page)
-        page.close()
+    served = fresh_servers[path]
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(f"{served['url']}/{path}")
+    nav = page.locator("[data-testid='stSidebarNav']")
+    nav.wait_for()
+    page.get_by_text("Running jobs").wait_for()
+    _settle(page)
+    links = [t.strip().splitlines()[-1].strip() for t in nav.locator("a").all_inner_texts()]   # after the icon
+    assert links == PAGE_TITLES, links
+    sidebar = page.locator("[data-testid='stSidebar']").inner_text()
+    assert "Workspace" in sidebar and "Running jobs" in sidebar, sidebar
+    expected = {"": "DefectAug"}.get(path, path.capitalize())
+    page.get_by_role("heading", name=expected, exact=True).first.wait_for()
+    assert "ws=" in page.url                         # the workspace in the address, as from /
+    _no_traceback(page)
+    page.close()
 
 
 def _seconds(text: str) -> float:
