@@ -210,6 +210,8 @@ def _p_value(draws: np.ndarray) -> float:
     if d[0] > 0 or d[-1] < 0:
         return 0.0
     j = int(np.searchsorted(d, 0.0, side="right")) - 1          # the last draw at or below zero
+    if j >= n - 1:                                               # the largest draw is exactly zero
+        return float(min(1.0, 2 * (1 - int(np.searchsorted(d, 0.0, side="left")) / (n - 1))))
     frac = 0.0 if d[j + 1] == d[j] else (0.0 - d[j]) / (d[j + 1] - d[j])
     cdf = (j + frac) / (n - 1)
     return float(min(1.0, 2 * min(cdf, 1 - cdf)))

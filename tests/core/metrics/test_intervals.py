@@ -265,3 +265,14 @@ def test_the_p_value_and_the_interval_agree_at_every_level():
             assert (ci[0] > 0 or ci[1] < 0) == (g.p < 1 - level), (r, level, g.p, ci)
         checked += g.p < 0.002              # the tail where counting draws could not resolve p
     assert checked >= 2
+
+
+@pytest.mark.parametrize("draws", [[-1.0, -0.5, 0.0, 0.0], [-1.0, -0.5, -0.2, 0.0], [0.0, 0.0, 0.3, 1.0],
+                                   [-2.0, -1.0, 0.0, 0.0, 0.5], [0.0, 0.0], [0.2, 0.4], [-0.3, -0.1]])
+def test_draws_that_end_exactly_at_zero_give_a_p_value_that_agrees_with_the_interval(draws):
+    """Identical predictions at the edges make draws of exactly zero (a K-fold run on tiny data did)."""
+    from core.metrics.intervals import _p_value
+    p = _p_value(np.array(draws))
+    for level in (0.5, 0.8, 0.95):
+        lo, hi = np.quantile(draws, (1 - level) / 2), np.quantile(draws, 1 - (1 - level) / 2)
+        assert (lo > 0 or hi < 0) == (p < 1 - level), (draws, level, p, lo, hi)
