@@ -122,5 +122,6 @@ class AugmentSampler(_KeepsImages):
 register(MethodSpec(
     name="augment", family="classic", paper="standard geometric augmentation",
     summary="Random flips, quarter turns and small shifts of real minority images. Safe for surface "
-            "defects whose class does not depend on orientation.",
+            "defects whose class does not depend on orientation. On magnetic_tile with whole tiles held out it "
+            "was the closest to a gain: +0.045 macro F1 in all 3 seeds of 5 folds, within noise.",
     params_cls=AugmentParams, sampler_cls=AugmentSampler))
