@@ -1,6 +1,6 @@
 """Benchmark-only plugin (DEFECTAUG_PLUGINS=benchmarks.transplant_variants): `defect_paste_random`, defect_paste
-with position=random by default, and `defect_paste_feather` (blend=feather: the defect's own pixels, not its
-gradients), so one run trains the variants beside the same baselines."""
+with position=random by default, `defect_paste_feather` (blend=feather), `defect_paste_auto` (its own masks even
+where the dataset has masks), so one run trains the variants beside the same baselines."""
 from __future__ import annotations
 
 import dataclasses
@@ -28,3 +28,16 @@ class FeatherParams(TransplantParams):
 
 register(dataclasses.replace(_own, name="defect_paste_feather", params_cls=FeatherParams,
                              summary="defect_paste with a feathered paste (benchmark variant)."))
+
+
+class _NoUserMasks(_own.sampler_cls):
+    """defect_paste that finds every mask itself even where the dataset carries masks."""
+
+    def fit(self, train, needed):
+        self.ctx = dataclasses.replace(self.ctx, user_masks=None)
+        return super().fit(train, needed)
+
+
+register(dataclasses.replace(_own, name="defect_paste_auto", sampler_cls=_NoUserMasks,
+                             summary="defect_paste ignoring the dataset's masks (benchmark variant: beside the "
+                                     "real masks in one run)."))
