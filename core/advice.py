@@ -40,7 +40,7 @@ MEASURED: tuple[Finding, ...] = (
     Finding("smote", -0.025, "no clear difference", 3, "grouped_5fold_six"),
     Finding("borderline_smote", -0.028, "no clear difference", 3, "grouped_5fold_six"),
     Finding("cmo", -0.110, "no clear difference", 3, "grouped_5fold_six"),
-    Finding("defect_paste", -0.149, "hurts", 3, "grouped_5fold_six"),
+    Finding("defect_paste", -0.021, "no clear difference", 3, "grouped_5fold_six"),
     Finding("acgan", -0.010, "no clear difference", 3, "gan_protocol"),
     Finding("cgan", -0.011, "no clear difference", 3, "gan_protocol"),
     Finding("wgan_gp", -0.036, "no clear difference", 3, "gan_protocol"),
@@ -79,8 +79,7 @@ def measured_summary() -> str:
     return ("Measured on a real defect set (magnetic_tile, ratio 0.1, benchmarks/RESULTS.md): no method clearly "
             "beat the strongest fair baseline (a class-weighted classifier). With whole tiles held out, flips and "
             "quarter turns came +0.045 macro F1 ahead in all 3 seeds (within noise), interpolation and mixing "
-            "-0.03 to +0.02, CMO -0.11 and defect transplant hurt (-0.15: at 32 px most pasted defects are a few "
-            "pixels); the GANs were at or below it (3 seeds), "
+            "-0.03 to +0.02, defect transplant -0.02 and CMO -0.11; the GANs were at or below it (3 seeds), "
             "and the fully-connected GAN (-0.105) and the GANs pre-trained on every class at the CPU budget "
             "(bagan, ida_gan, bagan_gp: -0.14 to -0.19) and CycleGAN translation (-0.11) hurt. Diffusion "
             "translation of real normal images (ddpm_translate) was ahead in all 3 seeds of one split (+0.048, "
