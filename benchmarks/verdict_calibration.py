@@ -88,6 +88,15 @@ def _train(job: tuple) -> tuple[str, int, np.ndarray]:
     return kind, seed, pred
 
 
+def train_all(fn, jobs: list[tuple], procs: int) -> list:
+    """`fn` over `jobs` (cached trainings), one torch thread each, in `procs` spawned processes (or this one)."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if procs > 1:
+        with mp.get_context("spawn").Pool(procs) as pool:
+            return list(pool.imap_unordered(fn, jobs))
+    return [fn(j) for j in jobs]
+
+
 def old_rule(y: np.ndarray, base: list[np.ndarray], meth: list[np.ndarray], k: int) -> str:
     """The verdict rule before the change (one family member at a time, no correction)."""
     from core.metrics import macro_f1, paired_bootstrap_gain, seed_gain
@@ -122,12 +131,7 @@ def main() -> None:
     t0 = time.time()
     jobs = [("aa", s, a.data, a.image_size, a.ratio, a.groups, a.epochs) for s in range(a.pool)]
     jobs += [("planted", 1000 + s, a.data, a.image_size, a.ratio, a.groups, a.epochs) for s in range(a.planted)]
-    os.environ["OMP_NUM_THREADS"] = "1"
-    if a.procs > 1:
-        with mp.get_context("spawn").Pool(a.procs) as pool:
-            done = list(pool.imap_unordered(_train, jobs))
-    else:
-        done = [_train(j) for j in jobs]
+    done = train_all(_train, jobs, a.procs)
     minutes = (time.time() - t0) / 60
     if a.train_only:
         print(f"{len(done)} trainings in the cache ({minutes:.1f} min)")

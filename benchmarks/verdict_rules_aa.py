@@ -149,18 +149,12 @@ def _kfold_train(job: tuple) -> tuple[int, int, np.ndarray]:
 def kfold(a) -> None:
     """A/A runs of a K-fold run: 3 seeds per fold for the baseline and for each of 3 'methods', all the same
     model; false-verdict rates (Holm over the 3) and median 95% half-width, now and by seed index."""
-    import multiprocessing as mp
-    import os
     import time
+    from benchmarks.verdict_calibration import train_all
     from core.metrics.intervals import holm, paired_gain
     t0 = time.time()
-    jobs = [(f, s, a.image_size, a.folds, a.epochs) for f in range(a.folds) for s in range(a.pool)]
-    os.environ["OMP_NUM_THREADS"] = "1"
-    if a.procs > 1:
-        with mp.get_context("spawn").Pool(a.procs) as pool:
-            done = list(pool.imap_unordered(_kfold_train, jobs))
-    else:
-        done = [_kfold_train(j) for j in jobs]
+    done = train_all(_kfold_train, [(f, s, a.image_size, a.folds, a.epochs) for f in range(a.folds)
+                                    for s in range(a.pool)], a.procs)
     print(f"{len(done)} trainings ({(time.time() - t0) / 60:.1f} min)", flush=True)
     preds = {(f, s): p for f, s, p in done}
     sets = _kfold_sets(a.image_size, a.folds)
@@ -222,8 +216,9 @@ def seed_effect(run: Path) -> None:
             ms_res = (resid ** 2).sum() / ((folds - 1) * (len(seeds) - 1))
             ps.append(fdist.sf(ms_seed / ms_res, len(seeds) - 1, (folds - 1) * (len(seeds) - 1)))
     ps = np.array(ps)
-    print(f"{run}: {len(names)} models, {len(ps)} pairs; seed-number effect p < 0.05 in {100 * (ps < 0.05).mean():.1f}%, "
-          f"p < 0.20 in {100 * (ps < 0.2).mean():.1f}% (uniform: 5% and 20%), median p {np.median(ps):.2f}")
+    print(f"{run}: {len(names)} models, {len(ps)} pairs; seed-number effect p < 0.05 in "
+          f"{100 * (ps < 0.05).mean():.1f}%, p < 0.20 in {100 * (ps < 0.2).mean():.1f}% (uniform: 5% and 20%), "
+          f"median p {np.median(ps):.2f}")
 
 
 def main() -> None:

@@ -182,5 +182,6 @@ register(MethodSpec(
     paper="Park et al. CVPR 2022, CMO: context-rich minority oversampling (CutMix box, lambda ~ Beta(1, 1))",
     summary="A box of a real defect image pasted onto a random real normal image, labelled by area (soft "
             "targets): the defect seen on many surfaces. Seconds; no training. On magnetic_tile, whose defects "
-            "cover 0.2-2% of a tile, it fell behind the strongest baseline (-0.110 with whole tiles held out, 5 folds x 3 seeds).",
+            "cover 0.2-2% of a tile, it fell behind the strongest baseline (-0.110 with whole tiles held out, "
+            "5 folds x 3 seeds).",
     params_cls=CMOParams, sampler_cls=CMOSampler))
