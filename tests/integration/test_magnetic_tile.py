@@ -1,9 +1,9 @@
 """The pipeline on the real magnetic-tile set (read in place from ../shared), kept short: 32 px, 5 epochs.
 
 The floors are measured (2026-12-01, Intel Xeon 2 cores, seed 0; bfloat16 / float32): class_weighted
-0.601 / 0.625, smote 0.751 / 0.773, random_oversample 0.799 / 0.794 (the paper baseline, 5 epochs of the
-imbalanced set, predicts the normal class only: 0.049). Each floor sits about 0.1 under the lower of the two,
-so the seed-to-seed spread passes and a broken classifier or sampler does not."""
+0.601 / 0.625, smote 0.751 / 0.773 (random_oversample 0.799 / 0.794, no longer run here; the paper baseline,
+5 epochs of the imbalanced set, predicts the normal class only: 0.049). Each floor sits about 0.1 under the lower
+of the two, so the seed-to-seed spread passes and a broken classifier or sampler does not."""
 import json
 
 import numpy as np
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.integration,
 
 def test_magnetic_tile_end_to_end(tmp_path):
     out = tmp_path / "mt"
-    m = run(dict(data=str(MAGNETIC_TILE), methods=["smote", "random_oversample"], seeds=[0], ratio=0.1,
+    m = run(dict(data=str(MAGNETIC_TILE), methods=["smote"], seeds=[0], ratio=0.1,
                  image_size=32, test_per_class=20, overrides={"classifier": {"epochs": 5}}, device="cpu",
                  groups="none", baselines=["paper", "class_weighted"]), out)   # single images, as the floors were
     # measured; the two baselines asserted below (the other four are tested on tiny sets)
@@ -33,7 +33,7 @@ def test_magnetic_tile_end_to_end(tmp_path):
                                      "MT_Free": 932, "MT_Uneven": 83}
     assert sum(split["needed"].values()) == 932 * 6 - sum(split["train_counts"].values())
     f1 = {**{b: v["f1_macro"] for b, v in m["baselines"].items()}, **{k: v["f1_macro"] for k, v in m["methods"].items()}}
-    assert f1["class_weighted"] >= 0.5 and f1["smote"] >= 0.65 and f1["random_oversample"] >= 0.7, f1
+    assert f1["class_weighted"] >= 0.5 and f1["smote"] >= 0.65, f1
     assert f1["paper"] < f1["class_weighted"], f1             # the imbalanced set alone, few steps: the floor of all
     assert np.asarray(m["methods"]["smote"]["confusion_matrix"]).sum() == 116
     assert m["methods"]["smote"]["seeds"]["0"]["train_size"] == 932 * 6

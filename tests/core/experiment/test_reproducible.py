@@ -44,12 +44,12 @@ def weights(run_dir: Path) -> dict[str, bytes]:
 def test_a_run_gives_the_same_numbers_under_load_and_on_every_runner(tmp_path, store, monkeypatch):  # noqa: F811
     data = write_dataset(store.workspace.uploads, {"normal": 24, "crack": 10, "spot": 10}, size=32, name="tiny")
     settings = {"data": str(data), "methods": ["smote"], "seeds": [0], "ratio": 0.4, "image_size": 32,
-                "test_per_class": 3, "quality": False,
+                "test_per_class": 3, "quality": False, "baselines": ["equal_steps"],
                 "overrides": {"classifier": {"epochs": 3, "width": 8}}}
     # 1. the command line, on an idle machine, with torch's default thread count for it
     cli = subprocess.run([sys.executable, "-m", "core", "run", "--data", str(data), "--methods", "smote",
                           "--seeds", "0", "--ratio", "0.4", "--image-size", "32", "--test-per-class", "3",
-                          "--no-quality", "--set", "classifier.epochs=3", "--set", "classifier.width=8",
+                          "--no-quality", "--baselines", "equal_steps", "--set", "classifier.epochs=3", "--set", "classifier.width=8",
                           "--device", "cpu", "--out", str(tmp_path / "cli")],
                          cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert cli.returncode == 0, cli.stderr
