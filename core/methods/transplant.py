@@ -276,6 +276,6 @@ register(MethodSpec(
             "On magnetic_tile with whole tiles held out (32 px, 5 folds x 3 seeds) it was level with the strongest "
             "baseline (-0.021 macro F1, no clear difference); Poisson-blended it hurt (-0.149), with its own masks "
             "and with the real ones alike. At 64 px with the dataset's real masks it was +0.038 (ahead in all 3 "
-            "seeds, within noise), with its own masks -0.094 (one seed): give it masks if you have them.",
+            "seeds, within noise), with its own masks -0.055: give it masks if you have them.",
     params_cls=TransplantParams, sampler_cls=DefectPasteSampler,
     presets={"tiny": {"bank_size": 500}}))
