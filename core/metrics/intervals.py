@@ -112,19 +112,21 @@ def _seed_spread(fb: np.ndarray, fm: np.ndarray, score: str, cls: int | None) ->
     return var, (var * var / denom if denom > 0 else float(folds * (seeds - 1)))
 
 
-def _two_levels(point: float, diff: np.ndarray, rng: np.random.Generator, spread: tuple[float, float]) -> np.ndarray:
+def _two_levels(point: float, diff: np.ndarray, rng: np.random.Generator,
+                spread: tuple[float, float] | None) -> np.ndarray:
     """The draws of the mean gain over n seeds: `point` their mean gain on the full test sets, `diff` [B, n]
     each seed's gain on B resampled test sets. The gain of seed s is mu + delta(T) + e_s: delta what the test set
     T does to every seed alike, e_s this training's own part (its luck with the weights and with which images it
     gets wrong). Var(mean) = Var(delta) + Var(e) / n:
     - Var(delta): the covariance of two seeds' gains across the resampled test sets (what they share), averaged
       over the pairs; the draws are the bootstrap's mean gain, centred and scaled to that variance (its shape kept);
-    - Var(e): `spread` (variance, degrees of freedom; `_seed_spread`), with a Student-t factor of those degrees of freedom, because a few trainings estimate it: its quantiles at
-      (i + 0.5) / B, shuffled, so the tails are the t's, not those of a few draws.
-    One seed: the bootstrap over test images alone (there is no spread between seeds to see)."""
+    - Var(e): `spread` (variance, degrees of freedom; `_seed_spread`), with a Student-t factor of those degrees
+      of freedom, because a few trainings estimate it: its quantiles at (i + 0.5) / B, shuffled, so the tails are
+      the t's, not those of a few draws.
+    One seed (`spread` None): the bootstrap over test images alone (there is no spread between seeds to see)."""
     n, n_boot = diff.shape[1], diff.shape[0]
     boot = diff.mean(axis=1)
-    if n == 1:
+    if n == 1 or spread is None:
         return boot
     cov = np.cov(diff, rowvar=False)
     shared = max(0.0, float((cov.sum() - np.trace(cov)) / (n * (n - 1))))
@@ -186,7 +188,7 @@ def paired_gain(y_by_fold: list[np.ndarray], base: list[list[np.ndarray]], metho
     b = np.arange(n_boot)[:, None]
     sum_b, sum_m = cb[pick_f, b].sum(axis=1), cm[pick_f, b].sum(axis=1)      # [n_boot, seeds, 3, k]
     diff = _score(sum_m, score, cls) - _score(sum_b, score, cls)             # [n_boot, seeds]
-    draws = _two_levels(point, diff, rng, _seed_spread(fb, fm, score, cls) if seeds > 1 else (0.0, 1.0))
+    draws = _two_levels(point, diff, rng, _seed_spread(fb, fm, score, cls) if seeds > 1 else None)
     p = _p_value(draws)
     if np.allclose(draws, 0) and abs(point) < 1e-12:
         p = 1.0                                        # identical predictions: no evidence at all

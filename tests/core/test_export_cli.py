@@ -88,7 +88,8 @@ def test_cli_run_export_sample_inspect(tmp_path, make_dataset):
             *two, *FAST)
     assert r.returncode == 0, r.stderr
     events = RunDir(out).events()
-    assert sum(e["kind"] == "stage" and e["stage"].startswith("train:") for e in events) == 4  # 2 baselines + 2 methods, none redone
+    # 2 baselines + 2 methods, none redone
+    assert sum(e["kind"] == "stage" and e["stage"].startswith("train:") for e in events) == 4
     assert sum(bool(e.get("resumed")) for e in events) == 4
     assert json.loads((out / "metrics.json").read_text())["methods"]["smote"]["f1_macro"] == \
         m["methods"]["smote"]["f1_macro"]

@@ -49,7 +49,8 @@ def test_a_run_gives_the_same_numbers_under_load_and_on_every_runner(tmp_path, s
     # 1. the command line, on an idle machine, with torch's default thread count for it
     cli = subprocess.run([sys.executable, "-m", "core", "run", "--data", str(data), "--methods", "smote",
                           "--seeds", "0", "--ratio", "0.4", "--image-size", "32", "--test-per-class", "3",
-                          "--no-quality", "--baselines", "equal_steps", "--set", "classifier.epochs=3", "--set", "classifier.width=8",
+                          "--no-quality", "--baselines", "equal_steps", "--set", "classifier.epochs=3",
+                          "--set", "classifier.width=8",
                           "--device", "cpu", "--out", str(tmp_path / "cli")],
                          cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert cli.returncode == 0, cli.stderr
