@@ -132,13 +132,23 @@ def _left_at(trace: list[tuple], actual: float) -> list[tuple]:
     return out
 
 
+def _load_note(rows: list[dict]) -> str:
+    """Idle or shared, from the 1-minute load average at each launch (the table's column)."""
+    loads = [r["load"] for r in rows if r.get("load") is not None]
+    cores = os.cpu_count() or 1
+    if loads and max(loads) <= cores + 0.5:
+        return (f"**Idle**: nothing but this benchmark ran (load average {min(loads):.1f}-{max(loads):.1f} at the "
+                f"launches on {cores} cores).")
+    return (f"**Shared**: other work ran on the same {cores} cores (load average at the launches "
+            f"{min(loads or [0]):.1f}-{max(loads or [0]):.1f}, in the table), so these are a contended machine's "
+            "times, not an idle one's.")
+
+
 def _table(rows: list[dict]) -> str:
     m = lambda s: f"{s / 60:.2f}"   # noqa: E731
     lines = ["## Time estimates and the Jobs page's time left against actual run times "
              "(`benchmarks/estimate_accuracy.py`, issues 26 and 36)", "",
-             f"Machine: {machine()}; measured {time.strftime('%Y-%m-%d %H:%M')} UTC. **Shared**: other sessions' tests "
-             "and benchmarks ran on the same 2 cores throughout (the load average at each launch is in the table), "
-             "so these are a contended machine's times, not an idle one's.", "",
+             f"Machine: {machine()}; measured {time.strftime('%Y-%m-%d %H:%M')} UTC. " + _load_note(rows), "",
              "Each case was estimated by the Synthesize page's model (`core.jobs.preflight` -> `core.estimate`) "
              "just before it was launched, calibrated on the cases before it (the first on the priors only), then "
              "run by the background worker; actual = the job's start to its results (the Jobs page's "

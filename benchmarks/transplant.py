@@ -151,6 +151,112 @@ def table(run: Path, loc: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def failures(run: Path, method: str, out_png: Path | None, per_class: int = 4) -> str:
+    """Where `method` fails against the strongest baseline: each defect test image called right or wrong by the
+    majority of seeds, per class (found by both / only one / neither), recall by the real defect's size (the
+    dataset's masks/ tree, when it has one), and a sheet of images each class misses and finds (real mask outlined
+    in red, the majority prediction under each)."""
+    import csv
+    from collections import Counter
+
+    from PIL import Image, ImageDraw
+    m = json.loads((run / "metrics.json").read_text())
+    data = Path(json.loads((run / "config.json").read_text())["data"])
+    strongest = m["strongest_baseline"]
+    groups = json.loads((run / "groups.json").read_text())
+    group_of = dict(zip(groups["sources"], groups["groups"]))
+
+    def votes(stem: str) -> dict[str, Counter]:
+        out: dict[str, Counter] = {}
+        for f in sorted((run / "predictions").glob(f"{stem}_s*.csv")):
+            for r in csv.DictReader(f.open()):
+                out.setdefault(r["file"], Counter())[r["pred"]] += 1
+        return out
+
+    vm, vb = votes(method), votes(f"baseline_{strongest}")
+    truth = {f: f.split("/", 1)[0] for f in vm}
+    normal = json.loads((run / "config.json").read_text()).get("normal_class")
+
+    def right(v: dict[str, Counter], f: str) -> bool:
+        return v[f][truth[f]] * 2 > sum(v[f].values())
+
+    def flagged(v: dict[str, Counter], f: str) -> bool:
+        return v[f][normal] * 2 < sum(v[f].values())
+
+    def area(f: str) -> float | None:
+        p = data / "masks" / Path(f).with_suffix(".png")
+        return float((np.asarray(Image.open(p).convert("L")) > 127).mean()) if p.exists() else None
+
+    defects = sorted(f for f in vm if truth[f] != normal)
+    share = {f: area(f) for f in defects}
+    lines = [f"{method} against baseline:{strongest}, each test image by the majority of "
+             f"{max(sum(v.values()) for v in vm.values())} seeds",
+             "", "| class | test images | found by both | only " + method + " | only " + strongest +
+             " | by neither | missed by " + method + ": called | called a defect of any class: " + method + " / "
+             + strongest + " | median defect area found / missed |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c in sorted({truth[f] for f in defects}):
+        fs = [f for f in defects if truth[f] == c]
+        a, b = [right(vm, f) for f in fs], [right(vb, f) for f in fs]
+        called = Counter(vm[f].most_common(1)[0][0] for f, ok in zip(fs, a) if not ok)
+        med = [np.median([share[f] for f, ok in zip(fs, a) if ok == want and share[f] is not None] or [np.nan])
+               for want in (True, False)]
+        lines.append(f"| {c} | {len(fs)} | {sum(x and y for x, y in zip(a, b))} | "
+                     f"{sum(x and not y for x, y in zip(a, b))} | {sum(y and not x for x, y in zip(a, b))} | "
+                     f"{sum(not x and not y for x, y in zip(a, b))} | "
+                     + ", ".join(f"{k.replace('MT_', '')} {n}" for k, n in called.most_common(3))
+                     + f" | {np.mean([flagged(vm, f) for f in fs]):.3f} / {np.mean([flagged(vb, f) for f in fs]):.3f}"
+                     f" | {100 * med[0]:.2f}% / {100 * med[1]:.2f}% |")
+    sized = [f for f in defects if share[f] is not None]
+    if sized:
+        cuts = np.quantile([share[f] for f in sized], [1 / 3, 2 / 3])
+        lines += ["", "| real defect area (share of the image) | images | recall " + method + " | recall " +
+                  strongest + " |", "|---|---|---|---|"]
+        for k, (lo, hi) in enumerate(((0, cuts[0]), (cuts[0], cuts[1]), (cuts[1], 1.0))):
+            fs = [f for f in sized if (lo <= share[f] < hi) or (k == 2 and share[f] >= lo)]
+            lines.append(f"| {100 * lo:.2f}-{100 * hi:.2f}% | {len(fs)} | "
+                         f"{np.mean([right(vm, f) for f in fs]):.3f} | {np.mean([right(vb, f) for f in fs]):.3f} |")
+    if out_png is not None:
+        rng = np.random.default_rng(0)
+        rows, tile = [], 112
+        for c in sorted({truth[f] for f in defects}):
+            fs = [f for f in defects if truth[f] == c]
+            picked = []
+            for want in (False, True):
+                seen, pool = set(), [f for f in fs if right(vm, f) == want]
+                for f in rng.permutation(pool):
+                    if group_of.get(f) not in seen and len([p for p in picked if p[1] == want]) < per_class:
+                        seen.add(group_of.get(f))
+                        picked.append((f, want))
+            cells = []
+            for f, ok in picked:
+                g = Image.open(data / f).convert("L").resize((tile, tile), Image.BILINEAR).convert("RGB")
+                mp = data / "masks" / Path(f).with_suffix(".png")
+                if mp.exists():
+                    mk = np.asarray(Image.open(mp).convert("L").resize((tile, tile), Image.BOX)) > 0
+                    edge = mk & ~np.pad(mk, 1)[2:, 1:-1] | mk & ~np.pad(mk, 1)[:-2, 1:-1] \
+                        | mk & ~np.pad(mk, 1)[1:-1, 2:] | mk & ~np.pad(mk, 1)[1:-1, :-2]
+                    a = np.asarray(g).copy()
+                    a[edge] = (255, 0, 0)
+                    g = Image.fromarray(a)
+                cell = Image.new("RGB", (tile + 4, tile + 18), (0, 160, 0) if ok else (200, 0, 0))
+                cell.paste(g, (2, 2))
+                ImageDraw.Draw(cell).text((4, tile + 4), ("found" if ok else "-> " + vm[f].most_common(1)[0][0]
+                                                          .replace("MT_", "")), fill=(255, 255, 255))
+                cells.append(cell)
+            row = Image.new("RGB", (90 + len(cells) * (tile + 6), tile + 18), (255, 255, 255))
+            ImageDraw.Draw(row).text((4, tile // 2), c.replace("MT_", ""), fill=(0, 0, 0))
+            for k, cell in enumerate(cells):
+                row.paste(cell, (90 + k * (tile + 6), 0))
+            rows.append(row)
+        sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 6 for r in rows)), (255, 255, 255))
+        for k, r in enumerate(rows):
+            sheet.paste(r, (0, k * (r.height + 6)))
+        out_png.parent.mkdir(parents=True, exist_ok=True)
+        sheet.convert("P", palette=Image.Palette.ADAPTIVE, colors=128).save(out_png, optimize=True)
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -175,7 +281,15 @@ def main() -> None:
     loc.add_argument("--json", default=None, help="write the figures here too")
     tb = sub.add_parser("table")
     tb.add_argument("run")
+    fl = sub.add_parser("failures", help="which defect images a method misses and finds, against the strongest "
+                        "baseline (a sheet of examples with --png)")
+    fl.add_argument("run")
+    fl.add_argument("--method", default="defect_paste")
+    fl.add_argument("--png", default=None)
     args = ap.parse_args()
+    if args.cmd == "failures":
+        print(failures(Path(args.run), args.method, Path(args.png) if args.png else None))
+        return
     if args.cmd == "table":
         print(table(Path(args.run)))
         return
