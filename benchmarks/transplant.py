@@ -133,14 +133,25 @@ def table(run: Path, loc: dict | None = None) -> str:
     strongest = m["strongest_baseline"]
     base = m["baselines"][strongest]
     classes = list(base["per_class"])
-    head = ["model", "macro F1", *[f"recall {c.replace('MT_', '')}" for c in classes], "gain vs " + strongest,
-            "error cut", "verdict"]
+    normal = json.loads((run / "config.json").read_text()).get("normal_class")
+    head = ["model", "macro F1", *[f"recall {c.replace('MT_', '')}" for c in classes], "defects flagged (any class)",
+            "gain vs " + strongest, "error cut", "verdict"]
+
+    def flagged(src: dict) -> str:
+        """Share of the defect test images called a defect of any class (pooled over seeds)."""
+        cm, names = src.get("confusion_matrix"), src.get("classes") or classes
+        if not cm or normal not in names:
+            return "-"
+        k = names.index(normal)
+        rows = [r for i, r in enumerate(cm) if i != k]
+        return f"{1 - sum(r[k] for r in rows) / max(1, sum(map(sum, rows))):.3f}"
+
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in m["leaderboard"]:
         src = m["methods"][r["name"]] if r["kind"] == "method" else m["baselines"][r["name"].split(":", 1)[1]]
         f1 = src["f1_macro"]
         cut = (f1 - base["f1_macro"]) / (1 - base["f1_macro"])
-        row = [r["name"], f"**{f1:.3f}**", *[f"{src['per_class'][c]['recall']:.3f}" for c in classes]]
+        row = [r["name"], f"**{f1:.3f}**", *[f"{src['per_class'][c]['recall']:.3f}" for c in classes], flagged(src)]
         if r["kind"] == "method":
             v = src["verdict"]
             row += [f"{f1 - base['f1_macro']:+.3f}", f"{100 * cut:+.0f}%",
@@ -257,6 +268,76 @@ def failures(run: Path, method: str, out_png: Path | None, per_class: int = 4) -
     return "\n".join(lines)
 
 
+def detection(run: Path, reps: int = 1000, false_alarms: float = 0.10) -> str:
+    """Defect against normal, whatever the defect class: the question "is something wrong with this part?". Per
+    model, the AUROC of 1 - p(normal) over the test images and the share of defect images found when the threshold
+    lets `false_alarms` of the normal ones through (both averaged over seeds), and the AUROC's gain over the
+    strongest baseline by this AUROC with a 95% interval from a bootstrap over test groups (one draw for both models
+    and every seed: the images of a part move together). Read from the run's predictions/; not the run's verdict."""
+    import csv
+    from collections import defaultdict
+
+    from scipy.stats import rankdata
+    from sklearn.metrics import roc_auc_score
+    normal = json.loads((run / "config.json").read_text()).get("normal_class")
+    groups = json.loads((run / "groups.json").read_text())
+    group_of = dict(zip(groups["sources"], groups["groups"]))
+    preds: dict[str, list] = defaultdict(list)
+    order = None
+    for f in sorted((run / "predictions").glob("*_s*.csv")):
+        rows = sorted(csv.DictReader(f.open()), key=lambda r: r["file"])
+        files = [r["file"] for r in rows]
+        order = order or files
+        if files != order:
+            continue                                  # another test set (a one-split run's extra file): not paired
+        y = np.array([r["true"] != normal for r in rows])
+        preds[f.stem.rsplit("_s", 1)[0]].append(1 - np.array([float(r[f"p_{normal}"]) for r in rows]))
+    gid = np.unique([group_of.get(f, f) for f in order], return_inverse=True)[1]
+    members = [np.flatnonzero(gid == g) for g in range(gid.max() + 1)]
+
+    def at(score: np.ndarray, idx: np.ndarray) -> float:
+        """AUROC by the rank sum (Mann-Whitney; ties share their rank), as sklearn's roc_auc_score."""
+        pos, r = y[idx], rankdata(score[idx])
+        n1 = int(pos.sum())
+        return float((r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(idx) - n1)))
+
+    def recall(score: np.ndarray) -> float:
+        return float((score[y] > np.quantile(score[~y], 1 - false_alarms)).mean())
+
+    rng = np.random.default_rng(0)
+    draws = [np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))]) for _ in range(reps)]
+    everything = np.arange(len(order))
+    assert abs(at(preds[next(iter(preds))][0], everything) - roc_auc_score(y, preds[next(iter(preds))][0])) < 1e-9
+    strongest = max((n for n in preds if n.startswith("baseline_")),          # the strongest by this measure
+                    key=lambda n: np.mean([at(s, everything) for s in preds[n]]))
+    base = preds[strongest]
+    k = sum(not n.startswith("baseline_") and len(v) == len(base) for n, v in preds.items())
+    lines = [f"Defect (any class) against {normal}, {len(order)} test images ({int(y.sum())} defect) in "
+             f"{len(members)} groups; AUROC gain over the baseline with the highest AUROC "
+             f"({strongest.replace('baseline_', 'baseline:')}), 95% interval from {reps} draws of whole groups "
+             "(each method on its own: not corrected for the number of methods)", "",
+             f"| model | AUROC (seeds) | defect recall at {100 * false_alarms:.0f}% false alarms | AUROC gain | "
+             f"95% interval | {100 * (1 - 0.05 / k):.1f}% interval (Bonferroni over {k} methods) | gain per seed |",
+             "|---|---|---|---|---|---|---|"]
+    rows_out = []
+    q = 0.05 / k / 2
+    for name, scores in preds.items():
+        auc = [at(s, everything) for s in scores]
+        row = [f"{np.mean(auc):.3f} ({', '.join(f'{a:.3f}' for a in auc)})",
+               f"{np.mean([recall(s) for s in scores]):.3f}"]
+        if not name.startswith("baseline_") and len(scores) == len(base):
+            d = [np.mean([at(s, i) - at(b, i) for s, b in zip(scores, base)]) for i in draws]
+            per = [at(s, everything) - at(b, everything) for s, b in zip(scores, base)]
+            row += [f"{np.mean(per):+.3f}", f"{np.quantile(d, 0.025):+.3f} to {np.quantile(d, 0.975):+.3f}",
+                    f"{np.quantile(d, q):+.3f} to {np.quantile(d, 1 - q):+.3f}", ", ".join(f"{x:+.3f}" for x in per)]
+        else:
+            row += ["-", "-", "-", "-"]
+        rows_out.append((np.mean(auc), name.replace("baseline_", "baseline:"), row))
+    for _, name, row in sorted(rows_out, key=lambda r: -r[0]):
+        lines.append("| " + " | ".join([name, *row]) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -286,7 +367,14 @@ def main() -> None:
     fl.add_argument("run")
     fl.add_argument("--method", default="defect_paste")
     fl.add_argument("--png", default=None)
+    dt = sub.add_parser("detection", help="defect (any class) against normal: AUROC and recall at a false-alarm "
+                        "rate per model, the AUROC gain over the strongest baseline with a group-bootstrap interval")
+    dt.add_argument("run")
+    dt.add_argument("--reps", type=int, default=1000)
     args = ap.parse_args()
+    if args.cmd == "detection":
+        print(detection(Path(args.run), args.reps))
+        return
     if args.cmd == "failures":
         print(failures(Path(args.run), args.method, Path(args.png) if args.png else None))
         return
