@@ -121,6 +121,11 @@ def build() -> None:
                     for b in baselines))
     st.caption(f"A method's verdict is taken against the strongest of them, here {strongest}: beating the "
                "papers' baseline alone can be extra optimisation, not better data.")
+    detect = runs.detection_rows(metrics)
+    if detect:
+        st.subheader("Defect or normal")
+        st.caption(runs.detection_help())
+        st.dataframe(detect, hide_index=True, width="stretch")
 
     if not methods:
         return

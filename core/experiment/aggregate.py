@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import RunError
 from ..imageset import ImageSet
 from ..metrics import aggregate as aggregate_seeds
-from ..metrics import bootstrap_f1_ci, classification_metrics, judge, leaderboard, seed_gain
+from ..metrics import bootstrap_f1_ci, classification_metrics, detection, judge, leaderboard, seed_gain
 from ..metrics.generative import collapse_note, summarise_quality
 from ..rundir import RunDir
 from .config import ExperimentConfig, steps_of
@@ -28,6 +28,7 @@ class _Collected:
     test: ImageSet
     per_seed: dict[str, dict[int, dict]] = field(default_factory=dict)
     preds: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
+    p_normal: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)    # p(normal class), test order
     timings: dict[str, dict] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     fallbacks: list[dict] = field(default_factory=list)
@@ -67,6 +68,12 @@ def _collect(ctx: TaskContext) -> _Collected:
                                f"run the task {task.id} first")
             got.per_seed.setdefault(task.name, {})[task.seed] = rec["metrics"]
             got.preds.setdefault(task.name, {})[task.seed] = np.asarray(rec["pred"], dtype=np.int64)
+            normal = got.split.get("normal_class")
+            if normal is not None and rd.predictions_path(task.model_id).exists():
+                rows = rd.predictions(task.model_id)
+                if [r["file"] for r in rows] == list(got.test.sources):
+                    got.p_normal.setdefault(task.name, {})[task.seed] = np.array([r["probs"].get(normal, 0.0)
+                                                                                  for r in rows])
     return got
 
 
@@ -115,6 +122,11 @@ def _build(cfg: ExperimentConfig, folds: list[_Collected], normal_class: str | N
         agg["f1_ci"] = bootstrap_f1_ci(y_all, [pooled[name][s] for s in sorted(pooled[name])], k)
         agg["seconds"] = float(np.mean([r["seconds"] for r in per_seed[name].values()]))
         agg["seconds_per_step"] = float(np.mean([r["seconds_per_step"] for r in per_seed[name].values()]))
+        if normal_class in classes and all(s in f.p_normal.get(name, {}) for f in folds for s in cfg.seeds):
+            det = detection(y_all, [np.concatenate([f.p_normal[name][s] for f in folds]) for s in cfg.seeds],
+                            [pooled[name][s] for s in cfg.seeds], classes.index(normal_class))
+            if det is not None:
+                agg["detection"] = det
         return agg
 
     for b in cfg.baselines:

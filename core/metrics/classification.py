@@ -43,6 +43,31 @@ def classification_metrics(y_true, y_pred, classes: list[str]) -> dict:
     }
 
 
+FALSE_ALARMS = 0.10     # the false-alarm rate at which `detection` reads defect recall
+
+
+def detection(y_true, p_normal: list, preds: list, normal: int, false_alarms: float = FALSE_ALARMS) -> dict | None:
+    """Defect of any class against the normal class, the question "is something wrong with this part?" (a part
+    called Crack that is a Break was still caught). Per seed, then the mean: the AUROC of 1 - p(normal) (sklearn's
+    roc_auc_score), the share of defect images found when the threshold on it lets `false_alarms` of the normal
+    images through, and at the classifier's own decision (its argmax) the defect images it flags and the normal
+    images it flags (false alarms). `p_normal`, `preds`: one array per seed. None without both kinds in the test."""
+    from sklearn.metrics import roc_auc_score
+    y = np.asarray(y_true) != normal
+    if y.all() or not y.any() or not p_normal:
+        return None
+    aucs, found, flagged, alarms = [], [], [], []
+    for pn, pr in zip(p_normal, preds):
+        score, called = 1.0 - np.asarray(pn, dtype=float), np.asarray(pr) != normal
+        aucs.append(float(roc_auc_score(y, score)))
+        found.append(float((score[y] > np.quantile(score[~y], 1 - false_alarms)).mean()))
+        flagged.append(float(called[y].mean()))
+        alarms.append(float(called[~y].mean()))
+    return {"auroc": float(np.mean(aucs)), "auroc_seeds": aucs, "false_alarms": false_alarms,
+            "recall_at_false_alarms": float(np.mean(found)), "flagged": float(np.mean(flagged)),
+            "false_alarm_rate": float(np.mean(alarms)), "defects": int(y.sum()), "normals": int((~y).sum())}
+
+
 def _resamples(n: int, n_boot: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 

@@ -291,6 +291,10 @@ def build_report(run_dir: str | Path) -> str:
     if leak:
         parts.append(f"<p class='leakage'>{html.escape(leak)}</p>")
     parts.append("<h2>Leaderboard</h2>" + _table(runs.leaderboard_rows(metrics)))
+    detect = runs.detection_rows(metrics)
+    if detect:
+        parts.append("<h2>Defect or normal</h2><p class='muted'>" + html.escape(runs.detection_help())
+                     + "</p>" + _table(detect))
     quality = runs.quality_rows(metrics)
     if quality:
         first = next(m for m in metrics["methods"].values() if m.get("quality"))

@@ -111,6 +111,37 @@ QUALITY_HELP = {   # every quality column: what it measures, in one line, and wh
 }
 
 
+_DETECTION_HELP = ("Is something wrong with the part? Each classifier read as a defect detector: a defect image "
+                   "called a defect of any class was caught (a Break called Crack too). AUROC: how well 1 - p(normal) "
+                   "ranks the defect images above the normal ones (0.5 = chance, 1 = perfect), at any threshold; "
+                   "recall at {fa:.0%} false alarms: the defect images found when the threshold lets {fa:.0%} of the "
+                   "normal images through; caught / false alarms: at the classifier's own decision. Means over seeds; "
+                   "figures to read beside the verdict, which is on macro F1 over every class.")
+
+
+def detection_help() -> str:
+    from ..metrics.classification import FALSE_ALARMS
+    return _DETECTION_HELP.format(fa=FALSE_ALARMS)
+
+
+def detection_rows(metrics: dict) -> list[dict]:
+    """Rows for the defect-against-normal table (every model with a `detection` block), best AUROC first; empty
+    when the run has no normal class or no such block (runs before it)."""
+    rows = []
+    for kind, label in (("methods", "method"), ("baselines", "baseline")):
+        for name, m in (metrics.get(kind) or {}).items():
+            d = m.get("detection")
+            if not d:
+                continue
+            rows.append({"name": name if kind == "methods" else f"baseline:{name}", "kind": label,
+                         "AUROC": f"{d['auroc']:.3f}",
+                         f"recall at {d['false_alarms']:.0%} false alarms": f"{d['recall_at_false_alarms']:.3f}",
+                         "defects caught": f"{d['flagged']:.3f}", "false alarms": f"{d['false_alarm_rate']:.3f}",
+                         "_auroc": d["auroc"]})
+    rows.sort(key=lambda r: -r.pop("_auroc"))
+    return rows
+
+
 def _count(v) -> str:
     """An image count as shown: whole numbers as they are, a mean over seeds with one decimal."""
     if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):

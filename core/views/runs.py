@@ -475,4 +475,5 @@ def confusion_from_predictions(rows: list[dict], classes: list[str]) -> list[lis
 
 
 from .results import (  # noqa: E402,F401  (re-exported: the pages and the report read them as runs.X)
-    model_metrics, seed_confusion, largest_mistake, seeds_of, leaderboard_rows, quality_rows, leakage_text, verdict_lines, QUALITY_COLUMNS, QUALITY_HELP)
+    model_metrics, seed_confusion, largest_mistake, seeds_of, leaderboard_rows, quality_rows, leakage_text, verdict_lines, QUALITY_COLUMNS, QUALITY_HELP,
+    detection_rows, detection_help)

@@ -159,6 +159,7 @@ def test_compare_and_the_report_show_the_leakage_report(done_ws):
     assert any(t.startswith("Leakage: 0 of") and "cluster bootstrap" in t for t in texts(at.caption))
     from core.views.report import build_report
     assert "class='leakage'>Leakage: 0 of" in build_report(done_ws["run_dir"])
+    assert "<h2>Defect or normal</h2>" in build_report(done_ws["run_dir"])
 
 
 @pytest.mark.parametrize("name, payload, fragment", [
@@ -496,9 +497,14 @@ def test_compare_shows_both_confusion_matrices_cells_and_verdict(done_ws):
     for name, m in verdicts.items():
         shown = [ln for ln in links if ln.proto.label == f"See the images {name} made, in the Gallery"]
         assert len(shown) == (m["verdict"]["label"] != "helps"), (name, m["verdict"]["label"])
+    # defect or normal: every model as a defect detector, beside the leaderboard
+    assert "Defect or normal" in texts(at.subheader)
+    detect = next(d.value for d in at.dataframe if "AUROC" in d.value.columns)
+    assert set(detect["name"]) == set(board["name"])                  # named as on the leaderboard
+    assert list(detect["AUROC"]) == sorted(detect["AUROC"], reverse=True)
     # how good the synthetic images are, named by the features that measured them
     assert "Synthetic image quality" in texts(at.subheader)
-    quality = at.dataframe[1].value
+    quality = at.dataframe[2].value                     # after the leaderboard and defect or normal
     assert {"FD-cls", "KD-cls", "SSIM synthetic", "near-copies", "train-on-synthetic F1"} <= set(quality.columns)
     assert set(quality["method"]) == {"smote", "mixup"} and "all" in set(quality["class"])
     assert any("not FID" in t for t in texts(at.caption))

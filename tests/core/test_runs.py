@@ -127,6 +127,24 @@ def test_leaderboard_rows_put_methods_first_and_verdicts_read_plainly(finished_r
     assert lines and lines[0].startswith("smote: macro F1")
 
 
+def test_detection_rows_read_each_model_as_a_defect_detector(finished_run):
+    metrics = RunDir(finished_run).metrics()
+    rows = runs.detection_rows(metrics)
+    assert {r["name"] for r in rows} == set(metrics["methods"]) | {f"baseline:{b}" for b in metrics["baselines"]}
+    aucs = [float(r["AUROC"]) for r in rows]
+    assert aucs == sorted(aucs, reverse=True) and all(0 <= a <= 1 for a in aucs)
+    smote = next(r for r in rows if r["name"] == "smote")
+    d = metrics["methods"]["smote"]["detection"]
+    assert smote["AUROC"] == f"{d['auroc']:.3f}" and smote["false alarms"] == f"{d['false_alarm_rate']:.3f}"
+    assert "recall at 10% false alarms" in smote and "10% of the normal images" in runs.detection_help()
+    # defect images caught at the classifier's own decision: what its pooled confusion matrices say
+    cm = np.array(runs.seed_confusion(metrics, "smote", None))
+    k = metrics["classes"].index("normal")
+    defects = np.delete(cm, k, axis=0)
+    assert d["flagged"] == pytest.approx(1 - defects[:, k].sum() / defects.sum())
+    assert runs.detection_rows({"methods": {"smote": {}}, "baselines": {}}) == []      # a run before detection
+
+
 def test_leaderboard_rows_of_one_seed_say_so():
     one = {"strongest_baseline": "paper", "protocol": {"seeds": [0]}, "baselines": {"paper": {}},
            "leaderboard": [{"name": "smote", "kind": "method", "f1_macro": 0.51234, "f1_std": 0.0,

@@ -71,5 +71,12 @@ def test_a_k_fold_run_tests_every_real_image_once_and_pools_the_folds(tmp_path, 
     assert v["folds"] == 3 and v["replicates"] == 6 and "3 folds x 2 seeds" in v["text"]
     pooled = m["methods"]["smote"]["f1_macro"] - m["baselines"][m["strongest_baseline"]]["f1_macro"]
     assert v["gain"] == pytest.approx(pooled, abs=1e-3)                 # the gain is the quoted F1s' difference
+    # defect of any class against normal, from every fold's predictions pooled, the mean over seeds
+    from sklearn.metrics import roc_auc_score
+    aucs = [roc_auc_score([r["true"] != "normal" for r in rows], [1 - r["probs"]["normal"] for r in rows])
+            for rows in (rd.predictions(f"smote_s{s}") for s in (0, 1))]
+    det = m["methods"]["smote"]["detection"]
+    assert det["auroc"] == pytest.approx(np.mean(aucs), abs=1e-4) and det["defects"] + det["normals"] == 39
+    assert "detection" in m["baselines"]["paper"]
     again = run(config, tmp_path / "run", resume=True)                   # resume: nothing trained again
     assert again["methods"]["smote"]["f1_macro"] == m["methods"]["smote"]["f1_macro"]

@@ -63,3 +63,22 @@ def test_aggregate_mean_std_and_summed_confusion():
     assert agg["std"]["f1_macro"] == pytest.approx(np.std([r0["f1_macro"], r1["f1_macro"]], ddof=1))
     assert agg["confusion_matrix"] == [[2, 0], [1, 3]]
     assert set(agg["seeds"]) == {"0", "1"}
+
+
+def test_detection_is_defect_of_any_class_against_normal():
+    from sklearn.metrics import roc_auc_score
+
+    from core.metrics import detection
+    normal = 1
+    y = np.array([1, 1, 1, 1, 1, 0, 0, 2, 2, 2])          # 5 normal, 5 defects of two classes
+    p_normal = np.array([.9, .8, .7, .6, .2, .65, .1, .3, .05, .75])
+    pred = np.array([1, 1, 1, 1, 0, 2, 0, 0, 2, 1])       # a dent called crack still counts as caught
+    d = detection(y, [p_normal], [pred], normal)
+    assert d["auroc"] == pytest.approx(roc_auc_score(y != normal, 1 - p_normal))
+    assert d["flagged"] == pytest.approx(4 / 5) and d["false_alarm_rate"] == pytest.approx(1 / 5)
+    assert (d["defects"], d["normals"]) == (5, 5)
+    perfect = detection(y, [np.where(y == normal, 0.9, 0.1)], [y], normal)
+    assert perfect["auroc"] == 1.0 and perfect["recall_at_false_alarms"] == 1.0 and perfect["false_alarm_rate"] == 0
+    two = detection(y, [p_normal, np.where(y == normal, 0.9, 0.1)], [pred, y], normal)   # seeds: the mean
+    assert two["auroc"] == pytest.approx((d["auroc"] + 1) / 2) and len(two["auroc_seeds"]) == 2
+    assert detection(np.array([0, 2, 2]), [np.array([.1, .2, .3])], [np.array([0, 2, 2])], normal) is None
