@@ -265,11 +265,11 @@ def test_synthesize_estimate_suggestion_and_launch():
     tips = [t for t in texts(at.info) if "rarest defect class" in t]
     # the suggestion rests on what this project measured, and the sample's 22 crack training images
     assert tips and "class-weighted baseline" in tips[0] and "(crack) keeps 22 training images" in tips[0], tips
-    # the first run's defaults: smote and 3 seeds, and why (what this project measured)
-    assert at.multiselect(key="methods").value == ["smote"] and at.text_input(key="seeds").value == "0,1,2"
+    # the first run's defaults: augment and 3 seeds, and why (what this project measured)
+    assert at.multiselect(key="methods").value == ["augment"] and at.text_input(key="seeds").value == "0,1,2"
     assert any("no clear difference against the strongest fair baseline" in t for t in texts(at.caption))
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Classifier trainings"] == "21"                 # 3 seeds x (6 baselines + smote)
+    assert metrics["Classifier trainings"] == "21"                 # 3 seeds x (6 baselines + augment)
     # the time on this machine as a range, with what it rests on
     assert "Time on this machine" in metrics
     assert any(t.startswith("Likely ") and " to " in t for t in texts(at.caption)), texts(at.caption)
@@ -289,7 +289,7 @@ def test_synthesize_estimate_suggestion_and_launch():
     assert any("queued" in t for t in texts(at.success))
     store = JobStore(ws_of(at))
     (job,) = store.list()
-    assert job.status == "queued" and job.config["methods"] == ["smote"]
+    assert job.status == "queued" and job.config["methods"] == ["augment"]
     assert job.config["overrides"] == {"classifier": {"epochs": 1}}
     assert at.query_params["run"] in (job.id, [job.id])
 
@@ -826,7 +826,7 @@ def test_the_readme_path_on_the_sample_launches_its_defaults():
     at.button(key="launch").click().run()
     assert_clean(at)
     (job,) = JobStore(ws).list()
-    assert job.config["methods"] == ["smote"] and job.config["seeds"] == [0, 1, 2] and not job.config["overrides"]
+    assert job.config["methods"] == ["augment"] and job.config["seeds"] == [0, 1, 2] and not job.config["overrides"]
     assert job.config.get("baselines", list(BASELINES)) == list(BASELINES)
     assert job.status == "queued"
 
@@ -962,11 +962,11 @@ def test_synthesize_marks_the_methods_over_an_hour_and_select_all_asks_before_ad
     every = list(box.options)
     marked = [o for o in every if "over an hour here" in o]
     assert any(o.startswith("dcgan (gan) · over an hour here (~") for o in marked), marked
-    assert any(t.startswith("**Selected (1)**: smote") for t in texts(at.caption)), texts(at.caption)
+    assert any(t.startswith("**Selected (1)**: augment") for t in texts(at.caption)), texts(at.caption)
     at.button(key="select_all").click().run()
     asked = [w for w in texts(at.warning) if "over an hour each on this machine" in w]
     assert asked and "dcgan" in asked[0]
-    assert at.multiselect(key="methods").value == ["smote"]          # nothing added before the answer
+    assert at.multiselect(key="methods").value == ["augment"]        # nothing added before the answer
     at.button(key="confirm_all_no").click().run()
     fast = [o.split(" (")[0] for o in every if o not in marked]   # how many depends on the load now
     assert at.multiselect(key="methods").value == fast and "dcgan" not in fast

@@ -1,6 +1,6 @@
 """End to end: the real app (`streamlit run app.py`) driven in headless Chromium.
 
-Upload a zip of a small generated dataset, launch a smote job (quick preset, one epoch), wait for it,
+Upload a zip of a small generated dataset, launch an augment job (quick preset, one epoch), wait for it,
 check the Compare page shows both confusion matrices, download the export zip and open it. A
 screenshot of each page goes to test-artifacts/e2e/. Needs the system Chromium (/usr/bin/chromium;
 `apt-get install chromium`): skipped, saying so, when it is absent, unless DEFECTAUG_REQUIRE_E2E=1
@@ -149,7 +149,7 @@ def _no_traceback(page) -> None:
 
 
 def _launch(page, url: str, ws: str, epochs: int, shot: str | None = None) -> None:
-    """On Synthesize: smote (the default), one seed, 32 px, `epochs` classifier epochs, 4 test images per class;
+    """On Synthesize: augment (the default), one seed, 32 px, `epochs` classifier epochs, 4 test images per class;
     Launch. (The defaults, 3 seeds at 64 px, are the README path's test; these 7 trainings are a tenth of its.)"""
     page.goto(f"{url}/synthesize?ws={ws}")
     page.get_by_text("What will run").wait_for()
@@ -210,7 +210,7 @@ def test_upload_launch_compare_export(app, browser, tmp_path):
     _no_traceback(page)
     _shot(page, "1_data")
 
-    # Synthesize: smote (the default), one classifier epoch, launch
+    # Synthesize: augment (the default), one classifier epoch, launch
     _launch(page, app["url"], ws, epochs=1, shot="2_synthesize")
 
     # Jobs: follow it live until done (the list refreshes itself every 2 s)
@@ -244,7 +244,7 @@ def test_upload_launch_compare_export(app, browser, tmp_path):
     _settle(page)
     # baseline: the strongest of the three, which the verdict is judged against
     page.get_by_text(re.compile(r"^Baseline \((paper|equal_steps|class_weighted|logit_adjusted|drw|linear)\)$")).first.wait_for()
-    page.locator("text=Augmented (smote)").first.wait_for()
+    page.locator("text=Augmented (augment)").first.wait_for()
     charts = page.locator("[data-testid='stPlotlyChart']")
     charts.nth(1).wait_for()
     page.locator("g.hm").nth(1).wait_for()          # two rendered heatmaps
@@ -268,8 +268,8 @@ def test_upload_launch_compare_export(app, browser, tmp_path):
         manifest = list(csv.DictReader(io.StringIO(zf.read("manifest.csv").decode())))
     assert {"manifest.csv", "metrics.json", "config.json"} <= set(names)
     origins = {r["origin"] for r in manifest}
-    # the Export page preselects what the verdict favours: smote's images when it helps, else the real images only
-    helps = json.loads(zf_text(out, "metrics.json"))["methods"]["smote"]["verdict"]["label"] == "helps"
+    # the Export page preselects what the verdict favours: augment's images when it helps, else the real images only
+    helps = json.loads(zf_text(out, "metrics.json"))["methods"]["augment"]["verdict"]["label"] == "helps"
     assert origins == ({"real", "synthetic"} if helps else {"real"})
     if helps:
         assert {r["class"] for r in manifest if r["origin"] == "synthetic"} == {"crack", "scratch", "spot"}
@@ -353,7 +353,7 @@ README_PATH = os.environ.get("DEFECTAUG_README_PATH", "").strip() == "1"
                     "test_upload_launch_compare_export and the worker test)")
 def test_the_readme_path_on_the_sample_with_its_defaults(app, browser):
     """Issue 25, the README's path as a newcomer walks it: Data -> the built-in sample -> Synthesize with its
-    defaults (smote, 3 seeds) -> Launch -> Jobs -> Compare. Writes the estimate against the actual time and the
+    defaults (augment, 3 seeds) -> Launch -> Jobs -> Compare. Writes the estimate against the actual time and the
     verdict with its interval to test-artifacts/e2e/readme_path.txt (the README quotes them); the headline
     agrees with its interval ("Don't use it" below zero, "Use it" above, "Can't tell yet" across). Opt-in
     (DEFECTAUG_README_PATH=1): it is a third of the suite's time, and the time is the load's, never asserted."""
@@ -379,9 +379,9 @@ def test_the_readme_path_on_the_sample_with_its_defaults(app, browser):
     page.goto(f"{app['url']}/compare?ws={ws}")
     page.get_by_text("Confusion matrices").wait_for()
     _settle(page)
-    verdict = page.get_by_text(re.compile(r"(Use it|Don't use it|Can't tell yet): smote\.")).first.inner_text()
-    page.get_by_text("Details of smote's verdict").click()
-    details = page.get_by_text(re.compile(r"^smote: macro F1 .* interval")).first.inner_text()
+    verdict = page.get_by_text(re.compile(r"(Use it|Don't use it|Can't tell yet): augment\.")).first.inner_text()
+    page.get_by_text("Details of augment's verdict").click()
+    details = page.get_by_text(re.compile(r"^augment: macro F1 .* interval")).first.inner_text()
     level, lo, hi = (float(x) for x in re.search(
         r"([\d.]+)% interval ([+-]\d\.\d+) to ([+-]\d\.\d+)", details).groups())
     _shot(page, "9_readme_compare")
