@@ -13,7 +13,9 @@ The runner writes what this needs into `events.jsonl`:
 
 - Each task weighs its estimated seconds; the run's fraction is the estimated work done (finished tasks whole, the
   running one by its own step counts) over the whole. A figure moves whenever a step count does.
-- Time left = the running task's remainder (its own pace over its steps so far, trusted as its steps add up) plus
+- Time left = the running task's remainder (its own pace over its steps so far, read from its first step on so that
+  its start-up is not taken for slow steps, and a fit's sampling by its own images drawn, trusted as its steps add
+  up) plus
   the tasks not started at their estimate x the run's pace so far (its finished tasks' actual / estimated time,
   trusted as they add up). A task that runs long never reads "3 s left": its own pace carries it.
 """
@@ -84,6 +86,17 @@ def task_fraction(task: str, after: list[dict], planned_steps: int | None,
     return (1 - share) * trained + share * sample_part, at
 
 
+def _sampling_span(after: list[dict]) -> tuple[float, float, float, float] | None:
+    """(time, share of the images) at the first and the last `sample:` progress event of a fit, once the images
+    drawn have moved between them: the pace of its sampling, which differs from its training steps' pace."""
+    seen = [(float(ev["t"]), ev["step"] / ev["total"]) for ev in after
+            if ev.get("kind") == "progress" and str(ev.get("stage", "")).startswith("sample:")
+            and isinstance(ev.get("t"), (int, float)) and int(ev.get("total", 0) or 0) > 0]
+    if len(seen) < 2 or seen[-1][1] <= seen[0][1] or seen[-1][0] <= seen[0][0]:
+        return None
+    return seen[0][0], seen[0][1], seen[-1][0], seen[-1][1]
+
+
 def _trusted(ratio: float, weight: float) -> float:
     """The pace `ratio` trusted by `weight` (0: the model's 1.0; 1: the ratio), in log space."""
     return math.exp(weight * math.log(min(max(ratio, 0.02), 50.0)))
@@ -119,12 +132,22 @@ def follow(events: list[dict], now: float) -> Followed | None:
     shares: dict[str, float | None] = {}
     in_task: dict[str, float] = {}
     to_last: dict[str, float] = {}       # seconds from the task's start to its last progress event
+    first: dict[str, tuple[float, float]] = {}   # (share, seconds from the start) at its first progress event
+    drawing: dict[str, tuple[float, float, float, float]] = {}   # a fit's sampling pace (_sampling_span)
     for tid in running:
         i = started[tid]
         t0 = float(events[i].get("t", now))
         in_task[tid] = max(0.0, now - t0)
         shares[tid], at = task_fraction(tid, events[i + 1:], planned.get(tid), sampling.get(tid))
         to_last[tid] = max(0.0, min(now, at if at is not None else now) - t0)
+        j = next((k for k in range(i + 1, len(events)) if events[k].get("kind") == "progress"), None)
+        if shares[tid] and j is not None:
+            s0, a0 = task_fraction(tid, events[i + 1:j + 1], planned.get(tid), sampling.get(tid))
+            if s0 is not None and a0 is not None:
+                first[tid] = (s0, max(0.0, a0 - t0))
+            span = _sampling_span(events[i + 1:]) if tid.startswith("fit:") else None
+            if span is not None:
+                drawing[tid] = span
     stepped_spent = sum(to_last[t] for t in running if shares[t])
     stepped_measured = sum(tasks[t] * shares[t] for t in running if shares[t])
     base = spent + stepped_spent
@@ -136,8 +159,17 @@ def follow(events: list[dict], now: float) -> Followed | None:
         expected = tasks[tid] * pace
         share, t_in = shares[tid], in_task[tid]
         if share:                                    # its own step pace, trusted as its steps add up; counted
-            own = to_last[tid] * (1 - share) / share   # from its last step, less the time since
-            w = share / (share + OWN_TRUST)
+            s0, a0 = first.get(tid, (0.0, 0.0))     # from its last step, less the time since. The pace is read
+            if tid in drawing:                       # a fit drawing its images: their own pace, since its
+                ta, pa, tb, pb = drawing[tid]        # training steps cost otherwise
+                own = (tb - ta) * (1 - pb) / (pb - pa)
+                moved = (sampling.get(tid, SAMPLING_SHARE)) * (pb - pa)
+                w = moved / (moved + OWN_TRUST)
+            elif share - s0 > 0 and to_last[tid] > a0:   # from its first step on: the start-up before it
+                own = (to_last[tid] - a0) * (1 - share) / (share - s0)   # (building the model, loading) is not
+                w = (share - s0) / (share - s0 + OWN_TRUST)             # per step
+            else:                                    # one step so far: no pace of its own yet, the model's
+                own, w = 0.0, 0.0
             at_last = w * own + (1 - w) * expected * (1 - share)
             since = t_in - to_last[tid]
             left += max(at_last - since, 0.1 * since)

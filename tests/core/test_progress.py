@@ -83,3 +83,32 @@ def test_a_diffusion_fit_weighs_its_sampling_by_the_estimates_share_and_counts_i
     sampled = steps + [{"t": 9, "kind": "progress", "stage": "sample:ddpm_s0", "step": 150, "total": 600}]
     assert abs(task_fraction("fit:ddpm_s0", steps, 80, sampling=0.7)[0] - 0.3) < 1e-9
     assert abs(task_fraction("fit:ddpm_s0", sampled, 80, sampling=0.7)[0] - (0.3 + 0.7 * 0.25)) < 1e-9
+
+
+def test_a_long_start_up_before_the_first_step_is_not_read_as_slow_steps():
+    """A fit that spends 30 s building its model before 200 steps of 0.5 s: at its 4th step the time left is about
+    the 98 s of steps left (+ the rest of the run), not the start-up spread over every step (30 s per 2% = 1,500 s)."""
+    evs = _events()
+    t0 = evs[-1]["t"]
+    run = evs + [{"t": t0 + 30 + 0.5 * s, "kind": "progress", "stage": "train ddpm [all classes]", "step": s,
+                  "total": 200} for s in range(1, 5)]
+    f = follow(run, run[-1]["t"])
+    assert f.task_fraction == 0.85 * 4 / 200
+    assert 80 < f.remaining < 250, f.remaining
+
+
+def test_a_fit_drawing_its_images_is_timed_by_its_images_not_by_its_training_steps():
+    """A diffusion fit whose model gave its sampling 80% of the fit: 200 training steps in 40 s, then 1,000 images
+    drawn at 100 a second. Three seconds into the drawing, 700 images (7 s) are left: the time left follows the
+    images, not the training steps' pace stretched over the 80% (160 s)."""
+    evs = _events()
+    evs[2]["sampling"] = {"fit:ddpm_s0": 0.8}
+    t0 = evs[-1]["t"]
+    run = evs + [{"t": t0 + 0.2 * s, "kind": "progress", "stage": "train ddpm [all classes]", "step": s,
+                  "total": 200} for s in range(1, 201)]
+    run += [{"t": t0 + 40 + k, "kind": "progress", "stage": "sample:ddpm_s0", "step": 100 * k, "total": 1000}
+            for k in range(4)]
+    f = follow(run, run[-1]["t"])
+    assert abs(f.task_fraction - (0.2 + 0.8 * 0.3)) < 1e-9
+    rest = 11.0 * f.pace                       # train:ddpm_s0 and aggregate, at the run's pace
+    assert f.remaining < 7 + rest + 20, (f.remaining, rest)
