@@ -86,7 +86,7 @@ def measured_summary() -> str:
             "-0.03 to +0.02, defect transplant -0.02 (+0.038 at 64 px when given the dataset's own defect masks, "
             "ahead in all 3 seeds, within noise) and CMO -0.11; read as defect or normal, defect transplant made "
             "new defective tiles clearly easier to tell from normal ones at 64 px, with or without masks (AUROC "
-            "+0.09 to +0.10 in every seed; a reading chosen after the fact, to confirm), while smote and mixup "
+            "+0.09 to +0.10, ahead in every seed; a reading chosen after the fact, to confirm), while smote and mixup "
             "made it harder; the GANs were at or below it (3 seeds), "
             "and the fully-connected GAN (-0.105) and the GANs pre-trained on every class at the CPU budget "
             "(bagan, ida_gan, bagan_gp: -0.14 to -0.19) and CycleGAN translation (-0.11) hurt. Diffusion "
