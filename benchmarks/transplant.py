@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from core.data import load_dataset  # noqa: E402
 from core.methods import get_method  # noqa: E402
 from core.methods.transplant import localise  # noqa: E402
+from core.metrics.classification import FALSE_ALARMS, recall_at_false_alarms  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets" / "magnetic_tile"
 MASKS = ROOT.parent / "shared" / "datasets" / "magnetic_tile_masks"
@@ -268,7 +269,7 @@ def failures(run: Path, method: str, out_png: Path | None, per_class: int = 4) -
     return "\n".join(lines)
 
 
-def detection(run: Path, reps: int = 1000, false_alarms: float = 0.10) -> str:
+def detection(run: Path, reps: int = 1000, false_alarms: float = FALSE_ALARMS) -> str:
     """Defect against normal, whatever the defect class: the question "is something wrong with this part?". Per
     model, the AUROC of 1 - p(normal) over the test images and the share of defect images found when the threshold
     lets `false_alarms` of the normal ones through (both averaged over seeds), and the AUROC's gain over the
@@ -301,9 +302,6 @@ def detection(run: Path, reps: int = 1000, false_alarms: float = 0.10) -> str:
         n1 = int(pos.sum())
         return float((r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(idx) - n1)))
 
-    def recall(score: np.ndarray) -> float:
-        return float((score[y] > np.quantile(score[~y], 1 - false_alarms)).mean())
-
     rng = np.random.default_rng(0)
     draws = [np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))]) for _ in range(reps)]
     everything = np.arange(len(order))
@@ -324,7 +322,7 @@ def detection(run: Path, reps: int = 1000, false_alarms: float = 0.10) -> str:
     for name, scores in preds.items():
         auc = [at(s, everything) for s in scores]
         row = [f"{np.mean(auc):.3f} ({', '.join(f'{a:.3f}' for a in auc)})",
-               f"{np.mean([recall(s) for s in scores]):.3f}"]
+               f"{np.mean([recall_at_false_alarms(y, s, false_alarms) for s in scores]):.3f}"]
         if not name.startswith("baseline_") and len(scores) == len(base):
             d = [np.mean([at(s, i) - at(b, i) for s, b in zip(scores, base)]) for i in draws]
             per = [at(s, everything) - at(b, everything) for s, b in zip(scores, base)]

@@ -28,7 +28,7 @@ class _Collected:
     test: ImageSet
     per_seed: dict[str, dict[int, dict]] = field(default_factory=dict)
     preds: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
-    p_normal: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)    # p(normal class), test order
+    rows: dict[str, dict[int, list[dict]]] = field(default_factory=dict)   # predictions/ rows, test order
     timings: dict[str, dict] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     fallbacks: list[dict] = field(default_factory=list)
@@ -68,12 +68,10 @@ def _collect(ctx: TaskContext) -> _Collected:
                                f"run the task {task.id} first")
             got.per_seed.setdefault(task.name, {})[task.seed] = rec["metrics"]
             got.preds.setdefault(task.name, {})[task.seed] = np.asarray(rec["pred"], dtype=np.int64)
-            normal = got.split.get("normal_class")
-            if normal is not None and rd.predictions_path(task.model_id).exists():
+            if rd.predictions_path(task.model_id).exists():   # read once: detection and the folds' pool
                 rows = rd.predictions(task.model_id)
                 if [r["file"] for r in rows] == list(got.test.sources):
-                    got.p_normal.setdefault(task.name, {})[task.seed] = np.array([r["probs"].get(normal, 0.0)
-                                                                                  for r in rows])
+                    got.rows.setdefault(task.name, {})[task.seed] = rows
     return got
 
 
@@ -122,9 +120,10 @@ def _build(cfg: ExperimentConfig, folds: list[_Collected], normal_class: str | N
         agg["f1_ci"] = bootstrap_f1_ci(y_all, [pooled[name][s] for s in sorted(pooled[name])], k)
         agg["seconds"] = float(np.mean([r["seconds"] for r in per_seed[name].values()]))
         agg["seconds_per_step"] = float(np.mean([r["seconds_per_step"] for r in per_seed[name].values()]))
-        if normal_class in classes and all(s in f.p_normal.get(name, {}) for f in folds for s in cfg.seeds):
-            det = detection(y_all, [np.concatenate([f.p_normal[name][s] for f in folds]) for s in cfg.seeds],
-                            [pooled[name][s] for s in cfg.seeds], classes.index(normal_class))
+        if normal_class in classes and all(s in f.rows.get(name, {}) for f in folds for s in cfg.seeds):
+            p_normal = [np.array([r["probs"].get(normal_class, 0.0) for f in folds for r in f.rows[name][s]])
+                        for s in cfg.seeds]
+            det = detection(y_all, p_normal, [pooled[name][s] for s in cfg.seeds], classes.index(normal_class))
             if det is not None:
                 agg["detection"] = det
         return agg
@@ -201,7 +200,8 @@ def aggregate(ctxs: list[TaskContext], top: RunDir, seconds_total: float | None 
         top.save_split("train", ctxs[0].images("train"))
         for name in set.intersection(*(set(f.preds) for f in folds)):
             for s in cfg.seeds:
-                probs = [c.rd.predictions(RunDir.model_id(name, s)) for c in ctxs]
+                probs = [f.rows.get(name, {}).get(s) or c.rd.predictions(RunDir.model_id(name, s))
+                         for c, f in zip(ctxs, folds)]
                 top.write_prediction_rows(RunDir.model_id(name, s), [r for p in probs for r in p],
                                           folds[0].test.classes)
     out = _build(cfg, folds, normal)

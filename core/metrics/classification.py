@@ -46,6 +46,12 @@ def classification_metrics(y_true, y_pred, classes: list[str]) -> dict:
 FALSE_ALARMS = 0.10     # the false-alarm rate at which `detection` reads defect recall
 
 
+def recall_at_false_alarms(is_defect: np.ndarray, score: np.ndarray, false_alarms: float = FALSE_ALARMS) -> float:
+    """The share of defect images whose score is above the threshold that lets `false_alarms` of the normal images
+    through (`is_defect`: bool per image; `score`: higher = more likely a defect)."""
+    return float((score[is_defect] > np.quantile(score[~is_defect], 1 - false_alarms)).mean())
+
+
 def detection(y_true, p_normal: list, preds: list, normal: int, false_alarms: float = FALSE_ALARMS) -> dict | None:
     """Defect of any class against the normal class, the question "is something wrong with this part?" (a part
     called Crack that is a Break was still caught). Per seed, then the mean: the AUROC of 1 - p(normal) (sklearn's
@@ -60,7 +66,7 @@ def detection(y_true, p_normal: list, preds: list, normal: int, false_alarms: fl
     for pn, pr in zip(p_normal, preds):
         score, called = 1.0 - np.asarray(pn, dtype=float), np.asarray(pr) != normal
         aucs.append(float(roc_auc_score(y, score)))
-        found.append(float((score[y] > np.quantile(score[~y], 1 - false_alarms)).mean()))
+        found.append(recall_at_false_alarms(y, score, false_alarms))
         flagged.append(float(called[y].mean()))
         alarms.append(float(called[~y].mean()))
     return {"auroc": float(np.mean(aucs)), "auroc_seeds": aucs, "false_alarms": false_alarms,

@@ -126,7 +126,7 @@ def _two_levels(point: float, diff: np.ndarray, rng: np.random.Generator,
     One seed (`spread` None): the bootstrap over test images alone (there is no spread between seeds to see)."""
     n, n_boot = diff.shape[1], diff.shape[0]
     boot = diff.mean(axis=1)
-    if n == 1 or spread is None:
+    if spread is None:
         return boot
     cov = np.cov(diff, rowvar=False)
     shared = max(0.0, float((cov.sum() - np.trace(cov)) / (n * (n - 1))))

@@ -127,19 +127,13 @@ def detection_help() -> str:
 def detection_rows(metrics: dict) -> list[dict]:
     """Rows for the defect-against-normal table (every model with a `detection` block), best AUROC first; empty
     when the run has no normal class or no such block (runs before it)."""
-    rows = []
-    for kind, label in (("methods", "method"), ("baselines", "baseline")):
-        for name, m in (metrics.get(kind) or {}).items():
-            d = m.get("detection")
-            if not d:
-                continue
-            rows.append({"name": name if kind == "methods" else f"baseline:{name}", "kind": label,
-                         "AUROC": f"{d['auroc']:.3f}",
-                         f"recall at {d['false_alarms']:.0%} false alarms": f"{d['recall_at_false_alarms']:.3f}",
-                         "defects caught": f"{d['flagged']:.3f}", "false alarms": f"{d['false_alarm_rate']:.3f}",
-                         "_auroc": d["auroc"]})
-    rows.sort(key=lambda r: -r.pop("_auroc"))
-    return rows
+    found = [(name if kind == "methods" else f"baseline:{name}", label, m["detection"])
+             for kind, label in (("methods", "method"), ("baselines", "baseline"))
+             for name, m in (metrics.get(kind) or {}).items() if m.get("detection")]
+    return [{"name": name, "kind": label, "AUROC": f"{d['auroc']:.3f}",
+             f"recall at {d['false_alarms']:.0%} false alarms": f"{d['recall_at_false_alarms']:.3f}",
+             "defects caught": f"{d['flagged']:.3f}", "false alarms": f"{d['false_alarm_rate']:.3f}"}
+            for name, label, d in sorted(found, key=lambda x: -x[2]["auroc"])]
 
 
 def _count(v) -> str:
