@@ -134,7 +134,7 @@ def my_datasets(ws) -> None:
 
 def show_groups(path: Path, ds, test_per_class: int, ratio: float | None, normal: str) -> None:
     """Images of one part (groups), the largest groups, label conflicts, and what the planned split leaks."""
-    from core.data.groups import split_preview
+    from core.data.groups import AUTO_LIMIT, split_preview
     st.subheader("Images of one part, and leakage")
     spec = common.groups_picker(path, key="groups_d")
     with st.spinner("Finding images of one part..."):
@@ -156,7 +156,8 @@ def show_groups(path: Path, ds, test_per_class: int, ratio: float | None, normal
         st.caption(f"The planned split keeps each group on one side. Drawn by single images (groups none), "
                    f"{100 * single['share']:.0f}% of the test images ({single['leaking']} of "
                    f"{single['test_images']}) would have a near-duplicate in training. "
-                   + (f"Method: {common.md_escape(d['method'])}." if grouping.mode == "auto" else ""))
+                   + (f"Method: {common.md_escape(d['method'])}. {common.md_escape(AUTO_LIMIT)}"
+                      if grouping.mode == "auto" else ""))
     if grouping.unassigned:
         st.caption(f"{grouping.unassigned} images are not named by the {grouping.mode}: each is its own group.")
     if d["largest"]:

@@ -44,20 +44,26 @@ def _config(a, groups: str) -> dict:
 def linear_check(data: str, image_size: int, folds: int, ratio: float) -> dict[str, dict]:
     """Macro F1 and per-class recall of a class-balanced logistic regression on standardised raw pixels, pooled
     over K folds drawn with each grouping (the imbalance simulated on each fold's training part)."""
+    from core.data import find_groups, load_dataset
+    full, _ = load_dataset(data, image_size=image_size)
+    at64, _ = load_dataset(data, image_size=64)
+    return linear_scores(full, {spec: find_groups(full, spec, images64=at64.images).groups
+                                for spec in ("none", "auto")}, folds, ratio)
+
+
+def linear_scores(full, groupings: dict[str, list[str]], folds: int, ratio: float, seed: int = 0) -> dict[str, dict]:
+    """linear_check's model on `full` with each named grouping (one group name per image)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score, recall_score
     from sklearn.preprocessing import StandardScaler
 
-    from core.data import find_groups, fold_split, load_dataset, simulate_imbalance
-    full, _ = load_dataset(data, image_size=image_size)
-    at64, _ = load_dataset(data, image_size=64)
+    from core.data import fold_split, simulate_imbalance
     out = {}
-    for spec in ("none", "auto"):
-        g = find_groups(full, spec, images64=at64.images)
-        gm = g.by_source()
+    for spec, groups in groupings.items():
+        gm = dict(zip(full.sources, groups))
         ys, ps = [], []
-        for pool, test in fold_split(full, folds, 0, groups=g.groups):
-            train = simulate_imbalance(pool, ratio, 0, groups=[gm[s] for s in pool.sources])
+        for pool, test in fold_split(full, folds, seed, groups=groups):
+            train = simulate_imbalance(pool, ratio, seed, groups=[gm[s] for s in pool.sources])
             sc = StandardScaler().fit(train.images.reshape(len(train), -1).astype(np.float32))
             lr = LogisticRegression(class_weight="balanced", max_iter=300, C=0.1)
             lr.fit(sc.transform(train.images.reshape(len(train), -1).astype(np.float32)), train.labels)

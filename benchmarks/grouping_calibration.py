@@ -6,7 +6,9 @@
 Reference (for checking only; the product never reads file names in `auto`): magnetic_tile photographs each tile in a
 burst, `exp1_num_N` ... `exp6_num_N`; within a class, files whose frame numbers N lie within 200 of the previous one
 are one part (222 parts: Blowhole 19, Break 16, Crack 11, Fray 8, Free 150, Uneven 18). Also against one burst
-(a gap of 80: 252 parts), since some 200-parts hold two or three bursts that look like different tiles.
+(a gap of 80: 252 parts), since some 200-parts hold two or three bursts that look like different tiles; and against
+`tiles`: each tile is photographed once under each lighting (`exp1` ... `exp6`), so bursts closer than 200 frames are
+joined only while they add lightings the part has not had (a part that repeats a lighting holds a second tile).
 Distinct images: the built-in sample dataset and 400 crops of one texture (no two overlapping).
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ from core.data.groups import METHOD, find_groups, pairwise_agreement  # noqa: E4
 from core.imageset import ImageSet  # noqa: E402
 
 FRAME = re.compile(r"num_(\d+)")
+LIGHT = re.compile(r"exp(\d+)_")
 
 
 def bursts(sources: list[str], gap: int = 200) -> list[str]:
@@ -45,6 +48,64 @@ def bursts(sources: list[str], gap: int = 200) -> list[str]:
             last = n
             out[i] = f"{c}:{part}"
     return out
+
+
+def tiles(sources: list[str], gap: int = 80, join: int = 200) -> list[str]:
+    """The lighting-aware reference: bursts (`gap`) closer than `join` frames to the previous one are one tile as long
+    as no lighting (`expK`) repeats; a repeated lighting starts the next tile."""
+    burst, part = bursts(sources, gap), bursts(sources, join)
+    members: dict[str, list[int]] = {}
+    for i, b in enumerate(burst):
+        members.setdefault(b, []).append(i)
+    frame = [int(FRAME.search(s).group(1)) for s in sources]
+    light = [LIGHT.search(s.split("/")[-1]).group(1) if LIGHT.search(s.split("/")[-1]) else s for s in sources]
+    out = list(burst)
+    current: dict[str, tuple[str, set]] = {}                 # 200-part -> (its tile's name, the lightings it has)
+    for b in sorted(members, key=lambda b: (part[members[b][0]], min(frame[i] for i in members[b]))):
+        p, lights = part[members[b][0]], {light[i] for i in members[b]}
+        name, seen = current.get(p, (b, set()))
+        if seen & lights:
+            name, seen = b, set()
+        current[p] = (name, seen | lights)
+        for i in members[b]:
+            out[i] = name
+    return out
+
+
+def joined(*groupings: list[str]) -> list[str]:
+    """The groups that put two images together when any of `groupings` does (union-find over all of them)."""
+    n = len(groupings[0])
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+    for g in groupings:
+        first: dict[str, int] = {}
+        for i, name in enumerate(g):
+            a, b = find(first.setdefault(name, i)), find(i)
+            parent[b] = a
+    return [f"j{find(i)}" for i in range(n)]
+
+
+def residual_leak(ds: ImageSet, groups: list[str], reference: list[str], folds: int = 5, ratio: float = 0.1,
+                  seed: int = 0) -> dict:
+    """Folds drawn with `groups` (the imbalance simulated on each training part by them), read against `reference`:
+    test images whose reference part has an image in the fold's training part (all, and the defect classes')."""
+    from core.data import fold_split, simulate_imbalance
+    gm, ref = dict(zip(ds.sources, groups)), dict(zip(ds.sources, reference))
+    normal = ds.classes.index("MT_Free") if "MT_Free" in ds.classes else -1
+    n = hit = nd = hit_d = 0
+    for pool, test in fold_split(ds, folds, seed, groups=groups):
+        train = simulate_imbalance(pool, ratio, seed, groups=[gm[s] for s in pool.sources])
+        seen = {ref[s] for s in train.sources}
+        for s, y in zip(test.sources, test.labels):
+            n, hit = n + 1, hit + (ref[s] in seen)
+            if y != normal:
+                nd, hit_d = nd + 1, hit_d + (ref[s] in seen)
+    return {"test": n, "leaking": hit, "defect_test": nd, "defect_leaking": hit_d}
 
 
 def texture_tiles(n: int = 400, side: int = 96, seed: int = 0) -> ImageSet:
@@ -68,13 +129,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "magnetic_tile"))
     ap.add_argument("--bursts-csv", default=None, help="write the 200-rule reference as a file,group CSV here")
+    ap.add_argument("--linear", action="store_true", help="also the linear model (32 px, 5 folds, ratio 0.1) with "
+                    "folds drawn by auto, by the tiles reference and by both joined (minutes per grouping)")
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args()
     t0 = time.time()
     ds, _ = load_dataset(a.data, image_size=64)
     t_load = time.time() - t0
     g = find_groups(ds, "auto")
-    ref200, ref80 = bursts(ds.sources, 200), bursts(ds.sources, 80)
+    ref200, ref80, reft = bursts(ds.sources, 200), bursts(ds.sources, 80), tiles(ds.sources)
     if a.bursts_csv:
         with open(a.bursts_csv, "w", newline="") as fh:
             w = csv.writer(fh)
@@ -85,7 +148,9 @@ def main() -> None:
              f"Machine: {machine()}.", f"Method: {METHOD}.", "",
              "| data | images | groups found | reference parts | pairwise precision | pairwise recall | ARI | "
              "images merged | seconds |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, ref in (("magnetic_tile vs 200-rule parts", ref200), ("magnetic_tile vs single bursts (gap 80)", ref80)):
+    refs = (("magnetic_tile vs 200-rule parts", ref200), ("magnetic_tile vs single bursts (gap 80)", ref80),
+            ("magnetic_tile vs tiles (no lighting twice)", reft))
+    for name, ref in refs:
         ag = pairwise_agreement(g.groups, ref, ds.labels)
         lines.append(f"| {name} | {len(ds)} | {len(set(g.groups))} | {len(set(ref))} | {ag['precision']:.3f} | "
                      f"{ag['recall']:.3f} | {ag['ari']:.3f} | {sum(s for s in g.sizes().values() if s > 1)} | "
@@ -97,6 +162,28 @@ def main() -> None:
         merged = sum(s for s in gg.sizes().values() if s > 1)
         lines.append(f"| {name} | {len(d)} | {len(set(gg.groups))} | {len(d)} | - | - | - | {merged} "
                      f"({100 * merged / len(d):.1f}%) | {gg.seconds:.1f} |")
+    both = joined(g.groups, reft)
+    lines += ["", "| folds drawn by (5 folds, ratio 0.1) | groups | test images with an image of their own tile "
+              "(tiles reference) in training | of the defect test images |", "|---|---|---|---|"]
+    for name, groups in (("none (single images)", list(ds.sources)), ("auto", g.groups), ("tiles reference", reft),
+                         ("auto and tiles joined", both)):
+        r = residual_leak(ds, groups, reft)
+        lines.append(f"| {name} | {len(set(groups))} | {r['leaking']} of {r['test']} "
+                     f"({100 * r['leaking'] / r['test']:.1f}%) | {r['defect_leaking']} of {r['defect_test']} "
+                     f"({100 * r['defect_leaking'] / r['defect_test']:.1f}%) |")
+    if a.linear:
+        from benchmarks.grouped_vs_ungrouped import linear_scores
+        full, _ = load_dataset(a.data, image_size=32)
+        assert list(full.sources) == list(ds.sources)
+        t1 = time.time()
+        lin = linear_scores(full, {"auto": g.groups, "tiles reference": reft, "auto and tiles joined": both}, 5, 0.1)
+        lines += ["", f"Linear model on the pixels (32 px, class-balanced logistic regression, as in "
+                  f"grouped_vs_ungrouped), folds drawn by each grouping ({time.time() - t1:.0f} s):", "",
+                  "| folds drawn by | macro F1 | " + " | ".join(f"recall {c}" for c in full.classes) + " |",
+                  "|---|---|" + "---|" * len(full.classes)]
+        for name, r in lin.items():
+            lines.append(f"| {name} | {r['f1']:.3f} | " + " | ".join(f"{r['recall'][c]:.3f}" for c in full.classes)
+                         + " |")
     body = "\n".join(lines)
     print(body)
     print(g.summary())

@@ -191,6 +191,9 @@ def leakage_text(metrics: dict) -> str:
     else:
         text += (" Each group of images of one part stays on one side of the split, and the verdict's interval "
                  "resamples whole groups of test images (a cluster bootstrap).")
+        if str(spec).startswith("auto"):
+            from ..data.groups import AUTO_LIMIT
+            text += " " + AUTO_LIMIT[0].upper() + AUTO_LIMIT[1:]
     return text
 
 

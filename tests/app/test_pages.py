@@ -140,7 +140,7 @@ def test_data_shows_groups_and_what_a_split_by_single_images_would_leak(tmp_path
     metrics = {m.label: m.value for m in at.metric}
     assert 20 <= int(metrics["Groups"]) <= 24                # 20 parts of 4 images each, found from the pixels
     assert metrics["Test images with a near-duplicate in training"] == "0%"
-    assert any("Drawn by single images" in t for t in texts(at.caption))
+    assert any("Drawn by single images" in t and "regex: or csv:" in t for t in texts(at.caption))
     assert any("largest groups" in e.label for e in at.expander)
     at.radio(key="groups_d_mode").set_value("none").run()
     assert_clean(at)
@@ -156,7 +156,8 @@ def test_data_shows_groups_and_what_a_split_by_single_images_would_leak(tmp_path
 def test_compare_and_the_report_show_the_leakage_report(done_ws):
     at = open_page("compare", ws=done_ws["ws"].id, run=done_ws["run"])
     assert_clean(at)
-    assert any(t.startswith("Leakage: 0 of") and "cluster bootstrap" in t for t in texts(at.caption))
+    assert any(t.startswith("Leakage: 0 of") and "cluster bootstrap" in t and "Auto joins images that look alike"
+               in t for t in texts(at.caption))
     from core.views.report import build_report
     assert "class='leakage'>Leakage: 0 of" in build_report(done_ws["run_dir"])
     assert "<h2>Defect or normal</h2>" in build_report(done_ws["run_dir"])
