@@ -314,3 +314,18 @@ def test_provenance_rows_sort_and_filter_by_distance_confidence_and_gate(finishe
     assert all(r["near-copy"] for r in runs.sort_and_filter(rows, show="near-copies only"))
     sure = runs.sort_and_filter(rows, min_confidence=0.5)
     assert all(r["confidence"] >= 0.5 for r in sure)
+
+
+@pytest.mark.parametrize("spec, said, not_said", [
+    ("auto", ["cluster bootstrap", "regex: or csv:"], ["drew single images"]),
+    ("regex:part(\\d+)", ["cluster bootstrap"], ["regex: or csv:", "drew single images"]),
+    ("none", ["drew single images", "run with groups auto"], ["cluster bootstrap", "regex: or csv:"]),
+])
+def test_leakage_text_says_what_each_grouping_can_and_cannot_see(spec, said, not_said):
+    leaking = 30 if spec == "none" else 0
+    metrics = {"leakage": {"test_images": 100, "leaking": leaking, "share": leaking / 100, "groups": spec},
+               "grouping": {"spec": spec, "images": 100, "groups": 40}}
+    text = runs.leakage_text(metrics)
+    assert text.startswith(f"Leakage: {leaking} of 100 test images")
+    assert all(s in text for s in said) and not any(s in text for s in not_said), text
+    assert runs.leakage_text({}) == ""
