@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._results import machine, write_section  # noqa: E402
 from core.data import load_dataset  # noqa: E402
-from core.data.groups import METHOD, find_groups, pairwise_agreement  # noqa: E402
+from core.data.groups import METHOD, _components, find_groups, pairwise_agreement  # noqa: E402
 from core.imageset import ImageSet  # noqa: E402
 
 FRAME = re.compile(r"num_(\d+)")
@@ -58,7 +58,7 @@ def tiles(sources: list[str], gap: int = 80, join: int = 200) -> list[str]:
     for i, b in enumerate(burst):
         members.setdefault(b, []).append(i)
     frame = [int(FRAME.search(s).group(1)) for s in sources]
-    light = [LIGHT.search(s.split("/")[-1]).group(1) if LIGHT.search(s.split("/")[-1]) else s for s in sources]
+    light = [(LIGHT.search(s.split("/")[-1]) or [None, s])[1] for s in sources]
     out = list(burst)
     current: dict[str, tuple[str, set]] = {}                 # 200-part -> (its tile's name, the lightings it has)
     for b in sorted(members, key=lambda b: (part[members[b][0]], min(frame[i] for i in members[b]))):
@@ -73,21 +73,12 @@ def tiles(sources: list[str], gap: int = 80, join: int = 200) -> list[str]:
 
 
 def joined(*groupings: list[str]) -> list[str]:
-    """The groups that put two images together when any of `groupings` does (union-find over all of them)."""
-    n = len(groupings[0])
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
+    """The groups that put two images together when any of `groupings` does (their union-find components)."""
+    edges = []
     for g in groupings:
         first: dict[str, int] = {}
-        for i, name in enumerate(g):
-            a, b = find(first.setdefault(name, i)), find(i)
-            parent[b] = a
-    return [f"j{find(i)}" for i in range(n)]
+        edges += [(first.setdefault(name, i), i) for i, name in enumerate(g)]
+    return [f"j{c}" for c in _components(len(groupings[0]), edges)]
 
 
 def residual_leak(ds: ImageSet, groups: list[str], reference: list[str], folds: int = 5, ratio: float = 0.1,

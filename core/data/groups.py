@@ -57,7 +57,7 @@ METHOD = (f"auto: candidates = the {NEIGHBOURS} nearest images of the class by a
 
 # What `auto` cannot see (benchmarks/RESULTS.md, grouping_calibration: folds drawn by auto on magnetic_tile, read
 # against the tiles named by its file names, 207 of 1,344 test images, 15%, kept an image of their own tile in training).
-AUTO_LIMIT = ("auto joins images that look alike; images of one part that look unlike each other (another side, or "
+AUTO_LIMIT = ("Auto joins images that look alike; images of one part that look unlike each other (another side, or "
               "a light that changes the texture) can fall in two groups, and this count does not see them: on "
               "magnetic_tile 15% of the test images still had an image of their own tile in training. Where file "
               "names or a table say which part an image shows, groups regex: or csv: split more strictly.")

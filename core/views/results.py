@@ -193,7 +193,7 @@ def leakage_text(metrics: dict) -> str:
                  "resamples whole groups of test images (a cluster bootstrap).")
         if str(spec).startswith("auto"):
             from ..data.groups import AUTO_LIMIT
-            text += " " + AUTO_LIMIT[0].upper() + AUTO_LIMIT[1:]
+            text += " " + AUTO_LIMIT
     return text
 
 
