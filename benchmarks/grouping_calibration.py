@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._results import machine, write_section  # noqa: E402
 from core.data import load_dataset  # noqa: E402
-from core.data.groups import METHOD, _components, find_groups, pairwise_agreement  # noqa: E402
+from core.data.groups import (METHOD, _blur, _components, _gray64, aligned_correlation,  # noqa: E402
+                               candidate_pairs, descriptors, find_groups, pairwise_agreement)
 from core.imageset import ImageSet  # noqa: E402
 
 FRAME = re.compile(r"num_(\d+)")
@@ -99,6 +100,82 @@ def residual_leak(ds: ImageSet, groups: list[str], reference: list[str], folds: 
     return {"test": n, "leaking": hit, "defect_test": nd, "defect_leaking": hit_d}
 
 
+def highpass(small: np.ndarray) -> np.ndarray:
+    """The verifier's images of `auto` before 2026-12-07: a Gaussian of sigma 2 minus one of sigma 8 (64 px)."""
+    return _blur(small, 2.0) - _blur(small, 8.0)
+
+
+HIGHPASS_THRESHOLD = 0.90     # the old rule: near-duplicate when the high-pass images correlate at 0.90 or more
+
+
+def highpass_groups(ds: ImageSet) -> list[str]:
+    """`auto`'s groups by its rule before 2026-12-07 (the same candidates; high-pass correlation >= 0.90)."""
+    small = _gray64(ds.images)
+    coarse, _ = descriptors(small)
+    pairs = candidate_pairs(coarse, ds.labels)
+    keep = aligned_correlation(highpass(small), pairs, centre=True) >= HIGHPASS_THRESHOLD
+    return [f"hp:{c}" for c in _components(len(ds), [tuple(p) for p in pairs[keep]])]
+
+
+def outlined(ds: ImageSet, shape: str) -> ImageSet:
+    """`ds`'s images inside one outline every image shares (distinct parts on one fixture): a disc, or a frame 7 px
+    wide, dark outside."""
+    yy, xx = np.mgrid[:64, :64]
+    inside = ((yy - 32) ** 2 + (xx - 32) ** 2 < 26 ** 2) if shape == "disc" else (
+        (yy > 6) & (yy < 58) & (xx > 6) & (xx < 58))
+    ims = np.where(inside[None, :, :, None], ds.images, 20).astype(np.uint8)
+    return ImageSet(ims, ds.labels, ds.classes, ds.sources)
+
+
+def sweep(ds: ImageSet, ref200: list[str], reft: list[str], unambiguous: list[int]) -> list[str]:
+    """`auto`'s two knobs (candidates per image, threshold) with its verifier (gradient orientation), the high-pass
+    verifier it had before, and either of the two: for each, the setting with the highest recall against the
+    200-rule among those with precision >= 0.95 there, on all images and on the `unambiguous` ones (where the tiles
+    reference is the 200-rule). Markdown rows."""
+    small = _gray64(ds.images)
+    coarse, fields = descriptors(small)
+    hpi = highpass(small)
+    n, labels = len(ds), ds.labels
+    sub = np.asarray(unambiguous)
+    rows = ["| verifier | candidates per image | all images: best threshold with precision >= 0.95 vs 200-rule, P / R "
+            "| its P / R vs tiles | parts that photograph no lighting twice: best threshold, P / R vs 200-rule (= "
+            "tiles there) |", "|---|---|---|---|---|"]
+    for k in (3, 6, 10):
+        pairs = candidate_pairs(coarse, labels, k=k)
+        hp, ori = aligned_correlation(hpi, pairs, centre=True), aligned_correlation(fields, pairs)
+        verifiers = {"gradient orientation (auto's)": lambda t: ori >= t,
+                     "high-pass correlation (auto's before)": lambda t: hp >= t,
+                     f"high-pass >= {HIGHPASS_THRESHOLD:.2f} or orientation": lambda t: (hp >= HIGHPASS_THRESHOLD)
+                     | (ori >= t)}
+        for name, keep in verifiers.items():
+            best: dict[str, tuple] = {}
+            for t in np.round(np.arange(0.50, 0.991, 0.025), 3):
+                groups = _components(n, [tuple(p) for p in pairs[keep(t)]])
+                for part, idx in (("all", np.arange(n)), ("unambiguous", sub)):
+                    g = [groups[i] for i in idx]
+                    a = pairwise_agreement(g, [ref200[i] for i in idx], labels[idx])
+                    if a["precision"] >= 0.95 and (part not in best or a["recall"] > best[part][1]["recall"]):
+                        best[part] = (t, a, pairwise_agreement(g, [reft[i] for i in idx], labels[idx]))
+            cells = []
+            for part in ("all", "unambiguous"):
+                t, a, b = best.get(part, (None, None, None))
+                cells.append("none" if t is None else f"{t:.3f}: {a['precision']:.3f} / {a['recall']:.3f}")
+                if part == "all":
+                    cells.append("-" if t is None else f"{b['precision']:.3f} / {b['recall']:.3f}")
+            rows.append(f"| {name} | {k} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def unambiguous_parts(sources: list[str], reference: list[str]) -> list[int]:
+    """The images whose reference part photographs no lighting twice (where the file names do not contradict the
+    reference: a part with two `exp1` images holds two tiles, or two series of one)."""
+    members: dict[str, list[int]] = {}
+    for i, r in enumerate(reference):
+        members.setdefault(r, []).append(i)
+    light = [(LIGHT.search(s.split("/")[-1]) or [None, s])[1] for s in sources]
+    return sorted(i for m in members.values() if len({light[j] for j in m}) == len(m) for i in m)
+
+
 def texture_tiles(n: int = 400, side: int = 96, seed: int = 0) -> ImageSet:
     """n non-overlapping crops of one synthetic texture (smoothed noise plus vertical stripes of the same power),
     two classes."""
@@ -122,6 +199,8 @@ def main() -> None:
     ap.add_argument("--bursts-csv", default=None, help="write the 200-rule reference as a file,group CSV here")
     ap.add_argument("--linear", action="store_true", help="also the linear model (32 px, 5 folds, ratio 0.1) with "
                     "folds drawn by auto, by the tiles reference and by both joined (minutes per grouping)")
+    ap.add_argument("--sweep", action="store_true", help="also sweep auto's candidates and threshold, with its "
+                    "verifier and a lighting-robust orientation verifier (minutes)")
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args()
     t0 = time.time()
@@ -137,27 +216,47 @@ def main() -> None:
     lines = ["## Grouping calibration: `auto` near-duplicate groups (`benchmarks/grouping_calibration.py`, issue 32)",
              "",
              f"Machine: {machine()}.", f"Method: {METHOD}.", "",
-             "| data | images | groups found | reference parts | pairwise precision | pairwise recall | ARI | "
-             "images merged | seconds |", "|---|---|---|---|---|---|---|---|---|"]
-    refs = (("magnetic_tile vs 200-rule parts", ref200), ("magnetic_tile vs single bursts (gap 80)", ref80),
-            ("magnetic_tile vs tiles (no lighting twice)", reft))
-    for name, ref in refs:
-        ag = pairwise_agreement(g.groups, ref, ds.labels)
-        lines.append(f"| {name} | {len(ds)} | {len(set(g.groups))} | {len(set(ref))} | {ag['precision']:.3f} | "
-                     f"{ag['recall']:.3f} | {ag['ari']:.3f} | {sum(s for s in g.sizes().values() if s > 1)} | "
-                     f"{g.seconds:.1f} (+{t_load:.1f} load at 64 px) |")
+             "| data | rule | images | groups found | reference parts | pairwise precision | pairwise recall | ARI | "
+             "images merged | seconds |", "|---|---|---|---|---|---|---|---|---|---|"]
+    t1 = time.time()
+    old = highpass_groups(ds)
+    t_old = time.time() - t1
+    u200, ut = unambiguous_parts(ds.sources, ref200), unambiguous_parts(ds.sources, reft)
+    refs = (("magnetic_tile vs 200-rule parts", ref200, None),
+            (f"magnetic_tile vs 200-rule parts that photograph no lighting twice ({len(u200)} images)", ref200, u200),
+            ("magnetic_tile vs single bursts (gap 80)", ref80, None),
+            ("magnetic_tile vs tiles (no lighting twice)", reft, None),
+            (f"magnetic_tile vs tiles, those whose 80-gap bursts photograph no lighting twice ({len(ut)} images)",
+             reft, ut))
+
+    def merged_images(groups: list[str]) -> int:
+        sizes: dict[str, int] = {}
+        for x in groups:
+            sizes[x] = sizes.get(x, 0) + 1
+        return sum(v for v in sizes.values() if v > 1)
+    for rule, groups, secs in (("auto", g.groups, f"{g.seconds:.1f} (+{t_load:.1f} load at 64 px)"),
+                               ("auto before (high-pass >= 0.90)", old, f"{t_old:.1f}")):
+        for name, ref, idx in refs:
+            idx = list(range(len(ds))) if idx is None else idx
+            ag = pairwise_agreement([groups[i] for i in idx], [ref[i] for i in idx], ds.labels[idx])
+            lines.append(f"| {name} | {rule} | {len(idx)} | {len({groups[i] for i in idx})} | "
+                         f"{len({ref[i] for i in idx})} | {ag['precision']:.3f} | {ag['recall']:.3f} | "
+                         f"{ag['ari']:.3f} | {merged_images(groups)} | {secs} |")
     from core.sample_data import generate_sample
-    sample = generate_sample()
-    for name, d in (("sample dataset (distinct images)", sample), ("400 crops of one texture", texture_tiles())):
+    sample, crops = generate_sample(), texture_tiles()
+    for name, d in (("sample dataset (distinct images)", sample), ("400 crops of one texture", crops),
+                    ("the 400 crops inside one disc (dark outside)", outlined(crops, "disc")),
+                    ("the 400 crops inside one dark frame, 7 px", outlined(crops, "frame"))):
         gg = find_groups(d, "auto")
-        merged = sum(s for s in gg.sizes().values() if s > 1)
-        lines.append(f"| {name} | {len(d)} | {len(set(gg.groups))} | {len(d)} | - | - | - | {merged} "
-                     f"({100 * merged / len(d):.1f}%) | {gg.seconds:.1f} |")
+        for rule, groups, secs in (("auto", gg.groups, f"{gg.seconds:.1f}"), ("auto before", highpass_groups(d), "")):
+            m = merged_images(groups)
+            lines.append(f"| {name} | {rule} | {len(d)} | {len(set(groups))} | {len(d)} | - | - | - | {m} "
+                         f"({100 * m / len(d):.1f}%) | {secs} |")
     both = joined(g.groups, reft)
     lines += ["", "| folds drawn by (5 folds, ratio 0.1) | groups | test images with an image of their own tile "
               "(tiles reference) in training | of the defect test images |", "|---|---|---|---|"]
-    for name, groups in (("none (single images)", list(ds.sources)), ("auto", g.groups), ("tiles reference", reft),
-                         ("auto and tiles joined", both)):
+    for name, groups in (("none (single images)", list(ds.sources)), ("auto", g.groups), ("auto before", old),
+                         ("tiles reference", reft), ("auto and tiles joined", both)):
         r = residual_leak(ds, groups, reft)
         lines.append(f"| {name} | {len(set(groups))} | {r['leaking']} of {r['test']} "
                      f"({100 * r['leaking'] / r['test']:.1f}%) | {r['defect_leaking']} of {r['defect_test']} "
@@ -167,7 +266,8 @@ def main() -> None:
         full, _ = load_dataset(a.data, image_size=32)
         assert list(full.sources) == list(ds.sources)
         t1 = time.time()
-        lin = linear_scores(full, {"auto": g.groups, "tiles reference": reft, "auto and tiles joined": both}, 5, 0.1)
+        lin = linear_scores(full, {"auto": g.groups, "auto before": old, "tiles reference": reft,
+                                   "auto and tiles joined": both}, 5, 0.1)
         lines += ["", f"Linear model on the pixels (32 px, class-balanced logistic regression, as in "
                   f"grouped_vs_ungrouped), folds drawn by each grouping ({time.time() - t1:.0f} s):", "",
                   "| folds drawn by | macro F1 | " + " | ".join(f"recall {c}" for c in full.classes) + " |",
@@ -175,6 +275,13 @@ def main() -> None:
         for name, r in lin.items():
             lines.append(f"| {name} | {r['f1']:.3f} | " + " | ".join(f"{r['recall'][c]:.3f}" for c in full.classes)
                          + " |")
+    if a.sweep:
+        t1 = time.time()
+        rows = sweep(ds, ref200, reft, u200)
+        lines += ["", f"Every setting of auto's candidates and threshold ({time.time() - t1:.0f} s; thresholds 0.50-0.99 "
+                  "by 0.025, the groups joined with union-find as in auto), on all images and on the 200-rule parts "
+                  "that photograph no lighting twice:", ""]
+        lines += rows
     body = "\n".join(lines)
     print(body)
     print(g.summary())

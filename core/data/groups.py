@@ -14,9 +14,12 @@ Modes (`spec`):
                   1. every image is read at 64 x 64 in gray;
                   2. candidates: its 3 nearest images of its class by an 8 x 8 thumbnail standardised to mean 0
                      and norm 1 (the correlation of small thumbnails: blind to brightness and contrast);
-                  3. a candidate is a near-duplicate when the high-pass images (a Gaussian of sigma 2 minus one of
-                     sigma 8: the lighting's smooth field removed, the part's texture, marks and edges kept) correlate
-                     at 0.90 or more, at the best of the shifts of up to 2 px either way;
+                  3. a candidate is a near-duplicate when the images' gradient orientations agree: each pixel's
+                     gradient (after a Gaussian of sigma 1) as its doubled angle (cos 2a, sin 2a), weighted by its
+                     magnitude over the local mean magnitude (a Gaussian of sigma 4); the cosine of two such fields
+                     is 0.675 or more at the best of the shifts of up to 2 px either way. Blind to the light's
+                     brightness, gradient and direction (shading that flips sign keeps its orientation) and, being
+                     local, to an outline or background that every image shares;
                   4. near-duplicates are joined with union-find (a chain of exposures becomes one group).
                   Calibrated on magnetic_tile (`benchmarks/grouping_calibration.py`, benchmarks/RESULTS.md).
   regex:PATTERN   the first capture group (the whole match when it has none) of PATTERN searched in each
@@ -46,20 +49,21 @@ from ..imageset import ImageSet
 GROUP_SIZE = 64          # side in pixels at which `auto` compares images
 COARSE_SIDE = 8          # the candidate thumbnail's side
 NEIGHBOURS = 3           # candidates per image (its nearest of its class by the thumbnail)
-THRESHOLD = 0.90         # high-pass correlation from which a candidate is a near-duplicate
-SHIFT = 2                # px either way the high-pass images may be shifted against each other
-SIGMA_FINE, SIGMA_COARSE = 2.0, 8.0
+THRESHOLD = 0.675        # orientation similarity from which a candidate is a near-duplicate
+SHIFT = 2                # px either way the orientation fields may be shifted against each other
+SIGMA_SMOOTH, SIGMA_LOCAL = 1.0, 4.0     # the blur before the gradient; the scale of the local mean magnitude
 MODES = ("auto", "none", "regex", "csv")
 METHOD = (f"auto: candidates = the {NEIGHBOURS} nearest images of the class by a {COARSE_SIDE}x{COARSE_SIDE} "
-          f"standardised thumbnail; near-duplicate when the high-pass images ({GROUP_SIZE} px, Gaussian sigma "
-          f"{SIGMA_FINE:g} minus sigma {SIGMA_COARSE:g}) correlate >= {THRESHOLD:.2f} at the best shift of up to "
-          f"{SHIFT} px; joined with union-find")
+          f"standardised thumbnail; near-duplicate when their gradient orientations ({GROUP_SIZE} px, doubled angle, "
+          f"magnitude over its local mean at sigma {SIGMA_LOCAL:g}) agree with a cosine >= {THRESHOLD:.3f} at the "
+          f"best shift of up to {SHIFT} px; joined with union-find")
 
 # What `auto` cannot see (benchmarks/RESULTS.md, grouping_calibration: folds drawn by auto on magnetic_tile, read
-# against the tiles named by its file names, 207 of 1,344 test images, 15%, kept an image of their own tile in training).
+# against the tiles named by its file names: 168 of 1,344 test images, 12.5%, kept an image of their own tile in
+# training).
 AUTO_LIMIT = ("Auto joins images that look alike; images of one part that look unlike each other (another side, or "
               "a light that changes the texture) can fall in two groups, and this count does not see them: on "
-              "magnetic_tile 15% of the test images still had an image of their own tile in training. Where file "
+              "magnetic_tile 12.5% of the test images still had an image of their own tile in training. Where file "
               "names or a table say which part an image shows, groups regex: or csv: split more strictly.")
 
 
@@ -337,28 +341,49 @@ def _standardise(v: np.ndarray) -> np.ndarray:
     return v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-6)
 
 
+def orientation_fields(small: np.ndarray) -> np.ndarray:
+    """[N, 2, H, W] of [N, H, W] gray: each pixel's gradient as its doubled angle (cos 2a, sin 2a), weighted by the
+    gradient's magnitude over its local mean. Blind to a change of brightness, contrast or the light's smooth
+    gradient, and to the sign of shading (a groove lit from the left or the right keeps its orientation); every
+    region counts alike, so a strong edge every image shares (an outline, a fixture) does not swamp the texture."""
+    sm = _blur(small.astype(np.float32), SIGMA_SMOOTH)
+    gy, gx = np.gradient(sm, axis=(1, 2))
+    mag = np.sqrt(gx ** 2 + gy ** 2) + 1e-6
+    local = np.sqrt(_blur(mag ** 2, SIGMA_LOCAL)) + 1e-3
+    return np.stack([(gx ** 2 - gy ** 2) / mag / local, 2 * gx * gy / mag / local], axis=1)
+
+
 def descriptors(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(coarse [N, 64] standardised 8 x 8 thumbnails, fine [N, 64, 64] high-pass images) of [N, 64, 64] gray."""
+    """(coarse [N, 64] standardised 8 x 8 thumbnails, fields [N, 2, 64, 64] gradient orientations) of [N, 64, 64]."""
     n = len(small)
     f = GROUP_SIZE // COARSE_SIDE
     coarse = _standardise(small.reshape(n, COARSE_SIDE, f, COARSE_SIDE, f).mean(axis=(2, 4)))
-    fine = _blur(small, SIGMA_FINE) - _blur(small, SIGMA_COARSE) if n else small
-    return coarse, fine
+    fields = orientation_fields(small) if n else np.zeros((0, 2) + small.shape[1:], np.float32)
+    return coarse, fields
 
 
-def aligned_correlation(fine: np.ndarray, pairs: np.ndarray, shift: int = SHIFT, chunk: int = 2048) -> np.ndarray:
-    """For each pair (i, j): the best correlation of i's high-pass image (its centre) with j's, shifted by up to
-    `shift` px either way."""
+def aligned_correlation(fields: np.ndarray, pairs: np.ndarray, shift: int = SHIFT, centre: bool = False,
+                        chunk: int = 2048) -> np.ndarray:
+    """For each pair (i, j): the best cosine of i's field ([N, C, H, W] or [N, H, W]; its centre) with j's, shifted
+    by up to `shift` px either way (`centre`: each window's mean taken off first, a correlation)."""
+    if fields.ndim == 3:
+        fields = fields[:, None]
     out = np.full(len(pairs), -1.0, np.float32)
-    h = fine.shape[1]
+    h = fields.shape[2]
     s = shift
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        x = x.reshape(len(x), -1).astype(np.float32)
+        if centre:
+            x = x - x.mean(axis=1, keepdims=True)
+        return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-6)
     for lo in range(0, len(pairs), chunk):
         p = pairs[lo:lo + chunk]
-        a = _standardise(fine[p[:, 0], s:h - s, s:h - s])
+        a = unit(fields[p[:, 0], :, s:h - s, s:h - s])
         best = np.full(len(p), -1.0, np.float32)
         for dy in range(-s, s + 1):
             for dx in range(-s, s + 1):
-                b = _standardise(fine[p[:, 1], s + dy:h - s + dy, s + dx:h - s + dx])
+                b = unit(fields[p[:, 1], :, s + dy:h - s + dy, s + dx:h - s + dx])
                 best = np.maximum(best, (a * b).sum(axis=1))
         out[lo:lo + chunk] = best
     return out
@@ -392,11 +417,11 @@ def near_duplicate_edges(small: np.ndarray, labels: np.ndarray) -> list[tuple[in
     if len(small) < 2:
         return []
     small = _gray64(small) if small.ndim == 4 or small.shape[1:] != (GROUP_SIZE, GROUP_SIZE) else small
-    coarse, fine = descriptors(small.astype(np.float32))
+    coarse, fields = descriptors(small.astype(np.float32))
     pairs = candidate_pairs(coarse, labels)
     if not len(pairs):
         return []
-    score = aligned_correlation(fine, pairs)
+    score = aligned_correlation(fields, pairs)
     return [(int(i), int(j)) for (i, j), s in zip(pairs, score) if s >= THRESHOLD]
 
 
@@ -460,7 +485,7 @@ def leakage(grouping: Grouping, train_sources: list[str], test_sources: list[str
                           for c, (a, b) in per_class.items()},
             "examples": [[grouping.sources[a], grouping.sources[b]] for a, b in list(partner.items())[:10]],
             "rule": "a test image leaks when one of its 3 nearest training images of its class (8x8 thumbnail) "
-                    f"is a near-duplicate (high-pass correlation >= {THRESHOLD:.2f})"}
+                    f"is a near-duplicate (gradient orientations agree at >= {THRESHOLD:.3f})"}
 
 
 def split_preview(ds: ImageSet, grouping: Grouping, test_per_class: int | float = 20, ratio: float | None = None,
@@ -509,8 +534,8 @@ def pairwise_agreement(found: list, reference: list, labels: list | None = None)
 
 
 __all__ = ["AUTO_LIMIT", "Grouping", "METHOD", "MODES", "THRESHOLD", "aligned_correlation", "candidate_pairs",
-           "check_on_files", "check_spec", "descriptors", "find_groups", "leakage", "near_duplicate_edges", "pairwise_agreement", "parse_spec",
-           "read_groups_csv", "split_preview"]
+           "check_on_files", "check_spec", "descriptors", "find_groups", "leakage", "near_duplicate_edges",
+           "orientation_fields", "pairwise_agreement", "parse_spec", "read_groups_csv", "split_preview"]
 
 
 def leakage_summary(folds: list[dict]) -> dict:

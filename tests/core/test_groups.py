@@ -43,6 +43,30 @@ def test_auto_merges_no_distinct_images():
     assert g.to_dict()["merged_images"] == 0
 
 
+def test_auto_merges_no_distinct_parts_that_share_an_outline():
+    # distinct parts on one fixture: every image has the same dark surround and the same round edge; that shared
+    # edge must not make them near-duplicates (the rule before 2026-12-07, a high-pass correlation, merged them)
+    ds = _distinct(120)
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 26 ** 2
+    ds = ImageSet(np.where(disc[None, :, :, None], ds.images, 20).astype(np.uint8), ds.labels, ds.classes, ds.sources)
+    g = find_groups(ds, "auto")
+    assert len(set(g.groups)) == len(ds), g.summary()
+
+
+def test_auto_joins_a_part_whose_shading_the_light_reverses():
+    # light from the other side: the part's grooves and pits shade the other way (the pixels' pattern inverted,
+    # other gain and offset); the part is the same, so it is one group, and two other parts stay apart
+    rng = np.random.default_rng(5)
+    parts = [_texture(rng) for _ in range(3)]
+    ims = [np.clip(120 + 20 * p, 0, 255) for p in parts] + [np.clip(140 - 25 * parts[0], 0, 255)]
+    ds = ImageSet(np.stack(ims).astype(np.uint8)[..., None], np.zeros(4, np.int64), ["a"],
+                  [f"a/{i}.png" for i in range(4)])
+    g = find_groups(ds, "auto")
+    assert g.groups[0] == g.groups[3]
+    assert len({g.groups[0], g.groups[1], g.groups[2]}) == 3
+
+
 def test_identical_pixels_are_one_group_in_every_mode_and_a_conflict_across_classes():
     ds = _distinct(10)
     ims = ds.images.copy()
