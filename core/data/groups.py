@@ -20,6 +20,9 @@ Modes (`spec`):
                      is 0.675 or more at the best of the shifts of up to 2 px either way. Blind to the light's
                      brightness, gradient and direction (shading that flips sign keeps its orientation) and, being
                      local, to an outline or background that every image shares;
+                  3b. turned and flipped copies (an upload with the augmentation already applied): also its 3
+                     nearest images by the thumbnail turned or flipped (the 7 turns and flips of a square), each
+                     verified as in 3 against the candidate turned the same way;
                   4. near-duplicates are joined with union-find (a chain of exposures becomes one group).
                   Calibrated on magnetic_tile (`benchmarks/grouping_calibration.py`, benchmarks/RESULTS.md).
   regex:PATTERN   the first capture group (the whole match when it has none) of PATTERN searched in each
@@ -56,7 +59,8 @@ MODES = ("auto", "none", "regex", "csv")
 METHOD = (f"auto: candidates = the {NEIGHBOURS} nearest images of the class by a {COARSE_SIDE}x{COARSE_SIDE} "
           f"standardised thumbnail; near-duplicate when their gradient orientations ({GROUP_SIZE} px, doubled angle, "
           f"magnitude over its local mean at sigma {SIGMA_LOCAL:g}) agree with a cosine >= {THRESHOLD:.3f} at the "
-          f"best shift of up to {SHIFT} px; joined with union-find")
+          f"best shift of up to {SHIFT} px; also the {NEIGHBOURS} nearest by the thumbnail turned or flipped, verified "
+          f"turned; joined with union-find")
 
 # What `auto` cannot see (benchmarks/RESULTS.md, grouping_calibration: folds drawn by auto on magnetic_tile, read
 # against the tiles named by its file names: 168 of 1,344 test images, 12.5%, kept an image of their own tile in
@@ -412,17 +416,60 @@ def candidate_pairs(coarse: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS,
     return np.unique(p, axis=0)
 
 
+def turn(a: np.ndarray, t: int) -> np.ndarray:
+    """The t-th of the 8 turns and flips of the square images `a` ([..., H, W]): t = 0 is `a` itself, 1-3 quarter
+    turns, 4-7 the transposed image and its quarter turns."""
+    if t >= 4:
+        a = np.swapaxes(a, -1, -2)
+    return np.ascontiguousarray(np.rot90(a, t % 4, axes=(-2, -1)))
+
+
+def turned_candidate_pairs(coarse: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS,
+                           rows: int = 256) -> np.ndarray:
+    """Each image with the k images of its class whose turned or flipped thumbnail (turns 1-7) is nearest to its own:
+    [M, 3] rows (i, j, t), i's thumbnail nearest to j's under turn t."""
+    labels = np.asarray(labels)
+    thumbs = coarse.reshape(len(coarse), COARSE_SIDE, COARSE_SIDE)
+    turned = np.stack([turn(thumbs, t).reshape(len(coarse), -1) for t in range(1, 8)])     # [7, N, 64]
+    found = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < 2:
+            continue
+        kk = min(k, len(idx) - 1)
+        for lo in range(0, len(idx), rows):
+            s = np.einsum("rd,tnd->rtn", coarse[idx[lo:lo + rows]], turned[:, idx])            # [rows, 7, n]
+            best_t, s = s.argmax(axis=1), s.max(axis=1)
+            s[np.arange(len(s)), lo + np.arange(len(s))] = -np.inf
+            top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+            i = np.repeat(idx[lo:lo + rows], kk)
+            t = np.take_along_axis(best_t, top, axis=1).ravel() + 1
+            found.append(np.stack([i, idx[top.ravel()], t], axis=1))
+    return np.concatenate(found) if found else np.zeros((0, 3), np.int64)
+
+
 def near_duplicate_edges(small: np.ndarray, labels: np.ndarray) -> list[tuple[int, int]]:
-    """The near-duplicate pairs of the `auto` detector (module docstring), within each class."""
+    """The near-duplicate pairs of the `auto` detector (module docstring), within each class: each image against its
+    nearest images as they are and, for copies turned or flipped (an "augmented" upload), turned."""
     if len(small) < 2:
         return []
     small = _gray64(small) if small.ndim == 4 or small.shape[1:] != (GROUP_SIZE, GROUP_SIZE) else small
-    coarse, fields = descriptors(small.astype(np.float32))
+    small = small.astype(np.float32)
+    coarse, fields = descriptors(small)
+    edges: set[tuple[int, int]] = set()
     pairs = candidate_pairs(coarse, labels)
-    if not len(pairs):
-        return []
-    score = aligned_correlation(fields, pairs)
-    return [(int(i), int(j)) for (i, j), s in zip(pairs, score) if s >= THRESHOLD]
+    if len(pairs):
+        score = aligned_correlation(fields, pairs)
+        edges.update((int(i), int(j)) for (i, j), v in zip(pairs, score) if v >= THRESHOLD)
+    turned = turned_candidate_pairs(coarse, labels)
+    for t in range(1, 8):
+        p = turned[turned[:, 2] == t]
+        for lo in range(0, len(p), 2048):
+            q = p[lo:lo + 2048]
+            both = np.concatenate([fields[q[:, 0]], orientation_fields(turn(small[q[:, 1]], t))])
+            score = aligned_correlation(both, np.stack([np.arange(len(q)), len(q) + np.arange(len(q))], axis=1))
+            edges.update((int(min(i, j)), int(max(i, j))) for (i, j, _), v in zip(q, score) if v >= THRESHOLD)
+    return sorted(edges)
 
 
 def _find(parent: list[int], i: int) -> int:
@@ -484,8 +531,9 @@ def leakage(grouping: Grouping, train_sources: list[str], test_sources: list[str
             "per_class": {c: {"leaking": a, "test": b, "share": round(a / b, 4) if b else 0.0}
                           for c, (a, b) in per_class.items()},
             "examples": [[grouping.sources[a], grouping.sources[b]] for a, b in list(partner.items())[:10]],
-            "rule": "a test image leaks when one of its 3 nearest training images of its class (8x8 thumbnail) "
-                    f"is a near-duplicate (gradient orientations agree at >= {THRESHOLD:.3f})"}
+            "rule": f"a test image leaks when one of its {NEIGHBOURS} nearest training images of its class (8x8 "
+                    f"thumbnail, as it is or turned or flipped) is a near-duplicate (gradient orientations agree at >= "
+                    f"{THRESHOLD:.3f})"}
 
 
 def split_preview(ds: ImageSet, grouping: Grouping, test_per_class: int | float = 20, ratio: float | None = None,
@@ -535,7 +583,8 @@ def pairwise_agreement(found: list, reference: list, labels: list | None = None)
 
 __all__ = ["AUTO_LIMIT", "Grouping", "METHOD", "MODES", "THRESHOLD", "aligned_correlation", "candidate_pairs",
            "check_on_files", "check_spec", "descriptors", "find_groups", "leakage", "near_duplicate_edges",
-           "orientation_fields", "pairwise_agreement", "parse_spec", "read_groups_csv", "split_preview"]
+           "orientation_fields", "pairwise_agreement", "parse_spec", "read_groups_csv", "split_preview", "turn",
+           "turned_candidate_pairs"]
 
 
 def leakage_summary(folds: list[dict]) -> dict:

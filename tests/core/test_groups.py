@@ -67,6 +67,22 @@ def test_auto_joins_a_part_whose_shading_the_light_reverses():
     assert len({g.groups[0], g.groups[1], g.groups[2]}) == 3
 
 
+def test_auto_joins_turned_and_flipped_copies_of_a_part():
+    # an "augmentation already applied" upload: each part as its 8 turns and flips, each under another light
+    from core.data.groups import turn
+    rng = np.random.default_rng(2)
+    ims, truth = [], []
+    for p in range(8):
+        base = _texture(rng)
+        for t in range(8):
+            ims.append(turn(_relit(base, rng), t))
+            truth.append(p)
+    ds = ImageSet(np.stack(ims)[..., None], np.arange(len(ims)) // 32, ["a", "b"],
+                  [f"{'ab'[i // 32]}/{i}.png" for i in range(len(ims))])
+    ag = pairwise_agreement(find_groups(ds, "auto").groups, truth, ds.labels)
+    assert ag["precision"] >= 0.95 and ag["recall"] >= 0.85, ag
+
+
 def test_identical_pixels_are_one_group_in_every_mode_and_a_conflict_across_classes():
     ds = _distinct(10)
     ims = ds.images.copy()
