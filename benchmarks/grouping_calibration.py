@@ -2,6 +2,9 @@
 
     .venv/bin/python benchmarks/grouping_calibration.py            # prints; --write puts it in RESULTS.md
     .venv/bin/python benchmarks/grouping_calibration.py --bursts-csv /tmp/bursts.csv   # also writes the check table
+    .venv/bin/python benchmarks/grouping_calibration.py --csv-only --unambiguous-csv /tmp/parts.csv   # the parts that
+                                                                                # photograph no lighting twice; then
+    .venv/bin/python -m core inspect ../shared/datasets/magnetic_tile --groups auto --check-groups csv:/tmp/parts.csv
 
 Reference (for checking only; the product never reads file names in `auto`): magnetic_tile photographs each tile in a
 burst, `exp1_num_N` ... `exp6_num_N`; within a class, files whose frame numbers N lie within 200 of the previous one
@@ -197,22 +200,29 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "magnetic_tile"))
     ap.add_argument("--bursts-csv", default=None, help="write the 200-rule reference as a file,group CSV here")
+    ap.add_argument("--unambiguous-csv", default=None, help="write the 200-rule reference of the parts that "
+                    "photograph no lighting twice here (core inspect --check-groups reads it on the images it names)")
     ap.add_argument("--linear", action="store_true", help="also the linear model (32 px, 5 folds, ratio 0.1) with "
                     "folds drawn by auto, by the tiles reference and by both joined (minutes per grouping)")
     ap.add_argument("--sweep", action="store_true", help="also sweep auto's candidates and threshold, with its "
                     "verifier and a lighting-robust orientation verifier (minutes)")
+    ap.add_argument("--csv-only", action="store_true", help="write the tables asked for and stop")
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args()
     t0 = time.time()
     ds, _ = load_dataset(a.data, image_size=64)
     t_load = time.time() - t0
-    g = find_groups(ds, "auto")
     ref200, ref80, reft = bursts(ds.sources, 200), bursts(ds.sources, 80), tiles(ds.sources)
-    if a.bursts_csv:
-        with open(a.bursts_csv, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["file", "group"])
-            w.writerows(zip(ds.sources, ref200))
+    for path, rows in ((a.bursts_csv, zip(ds.sources, ref200)),
+                       (a.unambiguous_csv, ((ds.sources[i], ref200[i]) for i in unambiguous_parts(ds.sources, ref200)))):
+        if path:
+            with open(path, "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["file", "group"])
+                w.writerows(rows)
+    if a.csv_only:
+        return
+    g = find_groups(ds, "auto")
     lines = ["## Grouping calibration: `auto` near-duplicate groups (`benchmarks/grouping_calibration.py`, issue 32)",
              "",
              f"Machine: {machine()}.", f"Method: {METHOD}.", "",

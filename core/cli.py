@@ -108,6 +108,14 @@ def cmd_inspect(args) -> int:
         print(f"Agreement with {check} ({len(set(ref.groups))} groups), pairs within a class: precision "
               f"{ag['precision']:.3f}, recall {ag['recall']:.3f}, adjusted Rand index {ag['ari']:.3f} "
               f"({ag['pairs_found']} pairs found, {ag['pairs_reference']} in the reference)")
+        if ref.unassigned:
+            # a table or pattern that names some images only: the images it leaves out have no reference part
+            named = [i for i, (g, s) in enumerate(zip(ref.groups, ds.sources)) if g != s]
+            ag = pairwise_agreement([grouping.groups[i] for i in named], [ref.groups[i] for i in named],
+                                    ds.labels[named])
+            print(f"On the {len(named)} images {check} names ({ref.unassigned} it leaves out): precision "
+                  f"{ag['precision']:.3f}, recall {ag['recall']:.3f}, adjusted Rand index {ag['ari']:.3f} "
+                  f"({ag['pairs_found']} pairs found, {ag['pairs_reference']} in the reference)")
     return 0
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -157,6 +158,26 @@ def test_the_cli_refuses_a_bad_pattern_or_table_before_writing_anything(tmp_path
     assert not out.exists()
     with pytest.raises(ParamError):
         check_on_files(r"regex:tile(\d+)", tmp_path / "data")
+
+
+def test_inspect_reads_auto_against_a_reference_table_and_on_the_images_it_names(tmp_path, capsys):
+    ds, truth = _parts({"normal": 4, "crack": 4}, shots=3)
+    _write(ds, tmp_path / "data")
+    table = tmp_path / "parts.csv"
+    named = [i for i in range(len(ds)) if truth[i] not in ("normal:0", "crack:0")]     # two parts left out
+    table.write_text("file,group\n" + "".join(f"{ds.sources[i]},{truth[i]}\n" for i in named))
+    code = cli(["inspect", str(tmp_path / "data"), "--image-size", "64", "--groups", "auto",
+                "--check-groups", f"csv:{table}"])
+    out = capsys.readouterr().out
+    assert code == 0
+    whole = re.search(r"Agreement with csv:\S+ \((\d+) groups\).*precision ([\d.]+), recall ([\d.]+)", out)
+    part = re.search(r"On the (\d+) images csv:\S+ names \((\d+) it leaves out\): precision ([\d.]+), recall "
+                     r"([\d.]+)", out)
+    assert whole and part, out
+    assert int(whole.group(1)) == 6 + 6          # 6 named parts, 6 images left to themselves
+    assert float(whole.group(2)) < 1.0           # auto pairs the left-out parts' images, the table does not
+    assert (int(part.group(1)), int(part.group(2))) == (len(named), len(ds) - len(named))
+    assert float(part.group(3)) == 1.0 and float(part.group(4)) == 1.0
 
 
 def test_record_round_trips():
