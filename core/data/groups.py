@@ -362,7 +362,9 @@ def descriptors(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = len(small)
     f = GROUP_SIZE // COARSE_SIDE
     coarse = _standardise(small.reshape(n, COARSE_SIDE, f, COARSE_SIDE, f).mean(axis=(2, 4)))
-    fields = orientation_fields(small) if n else np.zeros((0, 2) + small.shape[1:], np.float32)
+    fields = np.zeros((n, 2) + small.shape[1:], np.float32)
+    for lo in range(0, n, 2048):                     # in chunks: the gradient's temporaries stay small
+        fields[lo:lo + 2048] = orientation_fields(small[lo:lo + 2048])
     return coarse, fields
 
 
