@@ -20,9 +20,9 @@ Modes (`spec`):
                      is 0.675 or more at the best of the shifts of up to 2 px either way. Blind to the light's
                      brightness, gradient and direction (shading that flips sign keeps its orientation) and, being
                      local, to an outline or background that every image shares;
-                  3b. turned and flipped copies (an upload with the augmentation already applied): also its 3
-                     nearest images by the thumbnail turned or flipped (the 7 turns and flips of a square), each
-                     verified as in 3 against the candidate turned the same way;
+                  3b. turned and flipped copies (an upload with the augmentation already applied): its 3 nearest
+                     images by the thumbnail compared as they are and under the 7 turns and flips of a square; those
+                     nearest under a turn are verified as in 3 against the candidate turned the same way;
                   4. near-duplicates are joined with union-find (a chain of exposures becomes one group).
                   Calibrated on magnetic_tile (`benchmarks/grouping_calibration.py`, benchmarks/RESULTS.md).
   regex:PATTERN   the first capture group (the whole match when it has none) of PATTERN searched in each
@@ -59,8 +59,8 @@ MODES = ("auto", "none", "regex", "csv")
 METHOD = (f"auto: candidates = the {NEIGHBOURS} nearest images of the class by a {COARSE_SIDE}x{COARSE_SIDE} "
           f"standardised thumbnail; near-duplicate when their gradient orientations ({GROUP_SIZE} px, doubled angle, "
           f"magnitude over its local mean at sigma {SIGMA_LOCAL:g}) agree with a cosine >= {THRESHOLD:.3f} at the "
-          f"best shift of up to {SHIFT} px; also the {NEIGHBOURS} nearest by the thumbnail turned or flipped, verified "
-          f"turned; joined with union-find")
+          f"best shift of up to {SHIFT} px (a candidate nearest when turned or flipped is verified turned); joined with "
+          f"union-find")
 
 # What `auto` cannot see (benchmarks/RESULTS.md, grouping_calibration: folds drawn by auto on magnetic_tile, read
 # against the tiles named by its file names: 168 of 1,344 test images, 12.5%, kept an image of their own tile in
@@ -428,11 +428,13 @@ def turn(a: np.ndarray, t: int) -> np.ndarray:
 
 def turned_candidate_pairs(coarse: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS,
                            rows: int = 256) -> np.ndarray:
-    """Each image with the k images of its class whose turned or flipped thumbnail (turns 1-7) is nearest to its own:
-    [M, 3] rows (i, j, t), i's thumbnail nearest to j's under turn t."""
+    """Turned and flipped candidates: each image's k nearest images of its class by the thumbnail, each compared as
+    it is and under the 7 turns and flips (its best), kept where the best is a turn: [M, 3] rows (i, j, t), i's
+    thumbnail nearest to j's under turn t. Where no turned copy is nearer than the images as they are (magnetic_tile),
+    this adds (almost) nothing to verify."""
     labels = np.asarray(labels)
     thumbs = coarse.reshape(len(coarse), COARSE_SIDE, COARSE_SIDE)
-    turned = np.stack([turn(thumbs, t).reshape(len(coarse), -1) for t in range(1, 8)])     # [7, N, 64]
+    turned = np.stack([turn(thumbs, t).reshape(len(coarse), -1) for t in range(8)])       # [8, N, 64]
     found = []
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
@@ -440,13 +442,13 @@ def turned_candidate_pairs(coarse: np.ndarray, labels: np.ndarray, k: int = NEIG
             continue
         kk = min(k, len(idx) - 1)
         for lo in range(0, len(idx), rows):
-            s = np.einsum("rd,tnd->rtn", coarse[idx[lo:lo + rows]], turned[:, idx])            # [rows, 7, n]
+            s = np.einsum("rd,tnd->rtn", coarse[idx[lo:lo + rows]], turned[:, idx])            # [rows, 8, n]
             best_t, s = s.argmax(axis=1), s.max(axis=1)
             s[np.arange(len(s)), lo + np.arange(len(s))] = -np.inf
             top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
             i = np.repeat(idx[lo:lo + rows], kk)
-            t = np.take_along_axis(best_t, top, axis=1).ravel() + 1
-            found.append(np.stack([i, idx[top.ravel()], t], axis=1))
+            t = np.take_along_axis(best_t, top, axis=1).ravel()
+            found.append(np.stack([i, idx[top.ravel()], t], axis=1)[t > 0])
     return np.concatenate(found) if found else np.zeros((0, 3), np.int64)
 
 
