@@ -441,12 +441,13 @@ def turned_candidate_pairs(coarse: np.ndarray, labels: np.ndarray, k: int = NEIG
         if len(idx) < 2:
             continue
         kk = min(k, len(idx) - 1)
-        for lo in range(0, len(idx), rows):
-            s = np.einsum("rd,tnd->rtn", coarse[idx[lo:lo + rows]], turned[:, idx])            # [rows, 8, n]
+        step = max(1, min(rows, 2 ** 22 // (8 * len(idx))))          # a block of [step, 8, n] stays ~16 MB
+        for lo in range(0, len(idx), step):
+            s = np.einsum("rd,tnd->rtn", coarse[idx[lo:lo + step]], turned[:, idx])            # [step, 8, n]
             best_t, s = s.argmax(axis=1), s.max(axis=1)
             s[np.arange(len(s)), lo + np.arange(len(s))] = -np.inf
             top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
-            i = np.repeat(idx[lo:lo + rows], kk)
+            i = np.repeat(idx[lo:lo + step], kk)
             t = np.take_along_axis(best_t, top, axis=1).ravel()
             found.append(np.stack([i, idx[top.ravel()], t], axis=1)[t > 0])
     return np.concatenate(found) if found else np.zeros((0, 3), np.int64)
