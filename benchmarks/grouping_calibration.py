@@ -203,9 +203,10 @@ def main() -> None:
     ap.add_argument("--unambiguous-csv", default=None, help="write the 200-rule reference of the parts that "
                     "photograph no lighting twice here (core inspect --check-groups reads it on the images it names)")
     ap.add_argument("--linear", action="store_true", help="also the linear model (32 px, 5 folds, ratio 0.1) with "
-                    "folds drawn by auto, by the tiles reference and by both joined (minutes per grouping)")
+                    "folds drawn by auto, by auto's high-pass rule before, by the tiles reference and by auto and the tiles joined "
+                    "(minutes per grouping)")
     ap.add_argument("--sweep", action="store_true", help="also sweep auto's candidates and threshold, with its "
-                    "verifier and a lighting-robust orientation verifier (minutes)")
+                    "verifier (gradient orientation), the high-pass one it had before, and either (minutes)")
     ap.add_argument("--csv-only", action="store_true", help="write the tables asked for and stop")
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args()
