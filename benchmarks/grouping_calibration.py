@@ -21,6 +21,7 @@ import csv
 import re
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -241,10 +242,7 @@ def main() -> None:
              reft, ut))
 
     def merged_images(groups: list[str]) -> int:
-        sizes: dict[str, int] = {}
-        for x in groups:
-            sizes[x] = sizes.get(x, 0) + 1
-        return sum(v for v in sizes.values() if v > 1)
+        return sum(v for v in Counter(groups).values() if v > 1)
     for rule, groups, secs in (("auto", g.groups, f"{g.seconds:.1f} (+{t_load:.1f} load at 64 px)"),
                                ("auto before (high-pass >= 0.90)", old, f"{t_old:.1f}")):
         for name, ref, idx in refs:

@@ -395,29 +395,6 @@ def aligned_correlation(fields: np.ndarray, pairs: np.ndarray, shift: int = SHIF
     return out
 
 
-def candidate_pairs(coarse: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS, rows: int = 1024) -> np.ndarray:
-    """Each image with its k nearest images of its class by the thumbnail: [M, 2] pairs (i < j), distinct."""
-    labels = np.asarray(labels)
-    found = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        if len(idx) < 2:
-            continue
-        kk = min(k, len(idx) - 1)
-        d = coarse[idx]
-        for lo in range(0, len(idx), rows):
-            s = d[lo:lo + rows] @ d.T
-            s[np.arange(len(s)), lo + np.arange(len(s))] = -np.inf
-            top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
-            i = np.repeat(idx[lo:lo + rows], kk)
-            found.append(np.stack([i, idx[top.ravel()]], axis=1))
-    if not found:
-        return np.zeros((0, 2), np.int64)
-    p = np.concatenate(found)
-    p = np.sort(p, axis=1)
-    return np.unique(p, axis=0)
-
-
 def turn(a: np.ndarray, t: int) -> np.ndarray:
     """The t-th of the 8 turns and flips of the square images `a` ([..., H, W]): t = 0 is `a` itself, 1-3 quarter
     turns, 4-7 the transposed image and its quarter turns."""
@@ -426,31 +403,44 @@ def turn(a: np.ndarray, t: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(a, t % 4, axes=(-2, -1)))
 
 
-def turned_candidate_pairs(coarse: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS,
-                           rows: int = 256) -> np.ndarray:
-    """Turned and flipped candidates: each image's k nearest images of its class by the thumbnail, each compared as
-    it is and under the 7 turns and flips (its best), kept where the best is a turn: [M, 3] rows (i, j, t), i's
-    thumbnail nearest to j's under turn t. Where no turned copy is nearer than the images as they are (magnetic_tile),
-    this adds (almost) nothing to verify."""
+def _nearest(coarse: np.ndarray, labels: np.ndarray, k: int, turns: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Within each class, by the thumbnail: (each image with its k nearest as they are, [M, 2]; with `turns`, each
+    image with its k nearest when every other image is also compared under the 7 turns and flips and counts at its
+    best, kept where that best is a turn, [M', 3] rows (i, j, t): i's thumbnail nearest to j's under turn t)."""
     labels = np.asarray(labels)
-    thumbs = coarse.reshape(len(coarse), COARSE_SIDE, COARSE_SIDE)
-    turned = np.stack([turn(thumbs, t).reshape(len(coarse), -1) for t in range(8)])       # [8, N, 64]
-    found = []
+    turned = (np.stack([turn(coarse.reshape(len(coarse), COARSE_SIDE, COARSE_SIDE), t).reshape(len(coarse), -1)
+                        for t in range(1, 8)]) if turns else None)                          # [7, N, 64]
+    pairs, turned_pairs = [], []
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         if len(idx) < 2:
             continue
         kk = min(k, len(idx) - 1)
-        step = max(1, min(rows, 2 ** 22 // (8 * len(idx))))          # a block of [step, 8, n] stays ~16 MB
+        d = coarse[idx]
+        step = max(1, min(1024, 2 ** 22 // ((8 if turns else 1) * len(idx))))   # a block stays ~16 MB
         for lo in range(0, len(idx), step):
-            s = np.einsum("rd,tnd->rtn", coarse[idx[lo:lo + step]], turned[:, idx])            # [step, 8, n]
-            best_t, s = s.argmax(axis=1), s.max(axis=1)
-            s[np.arange(len(s)), lo + np.arange(len(s))] = -np.inf
-            top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+            rows = np.arange(len(d[lo:lo + step]))
             i = np.repeat(idx[lo:lo + step], kk)
-            t = np.take_along_axis(best_t, top, axis=1).ravel()
-            found.append(np.stack([i, idx[top.ravel()], t], axis=1)[t > 0])
-    return np.concatenate(found) if found else np.zeros((0, 3), np.int64)
+            s = d[lo:lo + step] @ d.T
+            s[rows, lo + rows] = -np.inf
+            top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+            pairs.append(np.stack([i, idx[top.ravel()]], axis=1))
+            if turns:
+                st = np.einsum("rd,tnd->rtn", d[lo:lo + step], turned[:, idx])               # [step, 7, n]
+                best_t, st = st.argmax(axis=1) + 1, st.max(axis=1)
+                st[rows, lo + rows] = -np.inf
+                both = np.maximum(s, st)                     # each image at its best, as it is or turned
+                top = np.argpartition(-both, kk - 1, axis=1)[:, :kk]
+                t = np.where(np.take_along_axis(st > s, top, axis=1), np.take_along_axis(best_t, top, axis=1), 0)
+                t = t.ravel()
+                turned_pairs.append(np.stack([i, idx[top.ravel()], t], axis=1)[t > 0])
+    pairs = np.unique(np.sort(np.concatenate(pairs), axis=1), axis=0) if pairs else np.zeros((0, 2), np.int64)
+    return pairs, (np.concatenate(turned_pairs) if turned_pairs else np.zeros((0, 3), np.int64))
+
+
+def candidate_pairs(coarse: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
+    """Each image with its k nearest images of its class by the thumbnail: [M, 2] pairs (i < j), distinct."""
+    return _nearest(coarse, labels, k, turns=False)[0]
 
 
 def near_duplicate_edges(small: np.ndarray, labels: np.ndarray) -> list[tuple[int, int]]:
@@ -462,11 +452,10 @@ def near_duplicate_edges(small: np.ndarray, labels: np.ndarray) -> list[tuple[in
     small = small.astype(np.float32)
     coarse, fields = descriptors(small)
     edges: set[tuple[int, int]] = set()
-    pairs = candidate_pairs(coarse, labels)
+    pairs, turned = _nearest(coarse, labels, NEIGHBOURS, turns=True)
     if len(pairs):
         score = aligned_correlation(fields, pairs)
         edges.update((int(i), int(j)) for (i, j), v in zip(pairs, score) if v >= THRESHOLD)
-    turned = turned_candidate_pairs(coarse, labels)
     for t in range(1, 8):
         p = turned[turned[:, 2] == t]
         for lo in range(0, len(p), 2048):
@@ -588,8 +577,7 @@ def pairwise_agreement(found: list, reference: list, labels: list | None = None)
 
 __all__ = ["AUTO_LIMIT", "Grouping", "METHOD", "MODES", "THRESHOLD", "aligned_correlation", "candidate_pairs",
            "check_on_files", "check_spec", "descriptors", "find_groups", "leakage", "near_duplicate_edges",
-           "orientation_fields", "pairwise_agreement", "parse_spec", "read_groups_csv", "split_preview", "turn",
-           "turned_candidate_pairs"]
+           "orientation_fields", "pairwise_agreement", "parse_spec", "read_groups_csv", "split_preview", "turn"]
 
 
 def leakage_summary(folds: list[dict]) -> dict:
