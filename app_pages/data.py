@@ -137,8 +137,12 @@ def show_groups(path: Path, ds, test_per_class: int, ratio: float | None, normal
     from core.data.groups import AUTO_LIMIT, split_preview
     st.subheader("Images of one part, and leakage")
     spec = common.groups_picker(path, key="groups_d")
-    with st.spinner("Finding images of one part..."):
-        grouping = common.dataset_groups(path, spec)
+    try:
+        with st.spinner("Finding images of one part..."):
+            grouping = common.dataset_groups(path, spec)
+    except DefectAugError as err:                # a pattern or numbering the files do not have: say so, page goes on
+        common.show_error(err)
+        return
     d = grouping.to_dict()
     preview = split_preview(ds, grouping, test_per_class, ratio, normal)
     with_groups, single = preview["groups"], preview["single_images"]
@@ -159,7 +163,7 @@ def show_groups(path: Path, ds, test_per_class: int, ratio: float | None, normal
                    + (f"Method: {common.md_escape(d['method'])}. {common.md_escape(AUTO_LIMIT)}"
                       if grouping.mode == "auto" else ""))
     if grouping.unassigned:
-        st.caption(f"{grouping.unassigned} images are not named by the {grouping.mode}: each is its own group.")
+        st.caption(f"{grouping.unassigned} images {grouping.unassigned_why}: each is its own group.")
     if d["largest"]:
         with st.expander(f"The largest groups ({len(d['largest'])})"):
             where = {s: i for i, s in enumerate(ds.sources)}

@@ -1,10 +1,10 @@
 """The headless command line: the same calls the app makes.
 
 python -m core methods
-python -m core inspect DATA [--image-size 64] [--groups auto] [--check-groups csv:parts.csv]
+python -m core inspect DATA [--image-size 64] [--groups auto] [--check-groups csv:parts.csv|frames:200]
 python -m core run --data DATA --methods smote,adasyn --ratio 0.1 --seeds 0,1,2 --preset quick --out runs/x \
                    [--set smote.k_neighbors=3 --set classifier.epochs=5] [--image-size 64] [--test-per-class 20]
-                   [--folds 5] [--groups auto|none|regex:PATTERN|csv:FILE]
+                   [--folds 5] [--groups auto|none|regex:PATTERN|csv:FILE|frames:GAP]
                    [--target-ratio 1.0] [--device auto] [--threads 2]
 python -m core export RUN --method smote --out balanced.zip [--seed 0] [--layout flat|split] [--real all|train]
                       [--size 128]
@@ -258,7 +258,8 @@ def cmd_worker(args) -> int:
 
 GROUPS_HELP = ("which images show one part, kept on one side of every split: auto (near-duplicates found from "
                "the pixels; the default), regex:PATTERN (its first capture group over the file's path), "
-               "csv:FILE (columns file,group) or none (every image its own group)")
+               "csv:FILE (columns file,group), frames:GAP (within a class, shots whose file names' last numbers "
+               "lie within GAP of the previous one) or none (every image its own group)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--groups", default="auto", help=GROUPS_HELP)
     p.add_argument("--check-groups", default=None, metavar="SPEC",
-                   help="compare the groups with a reference grouping (regex:PATTERN or csv:FILE): pairwise "
-                        "precision and recall, adjusted Rand index")
+                   help="compare the groups with a reference grouping (regex:PATTERN, csv:FILE or frames:GAP): "
+                        "pairwise precision and recall, adjusted Rand index")
     p = sub.add_parser("run", help="run an experiment")
     p.add_argument("--data", required=True)
     p.add_argument("--methods", default="smote")

@@ -285,12 +285,12 @@ def normal_class_picker(path: Path, counts: dict[str, int], key: str) -> str | N
 
 
 GROUP_MODES = {"auto": "auto: near-duplicates found from the pixels", "none": "none: every image on its own",
-               "regex": "regex: a pattern over the file paths"}
+               "regex": "regex: a pattern over the file paths", "frames": "frames: numbered shots in bursts"}
 
 
 def groups_picker(path: Path, key: str) -> str:
-    """Which images show one part (core.data.groups): auto, none or regex:PATTERN; kept per dataset in the
-    workspace settings (Data and Synthesize share it)."""
+    """Which images show one part (core.data.groups): auto, none, regex:PATTERN or frames:GAP; kept per dataset in
+    the workspace settings (Data and Synthesize share it)."""
     ws = workspace()
     chosen = dict(ws.settings().get("groups") or {})
     current = chosen.get(str(path), "auto")
@@ -300,13 +300,20 @@ def groups_picker(path: Path, key: str) -> str:
                     help="Images of one part (other lights, cameras, frames, or the same file twice) are kept on "
                          "one side of every split, so a test image is never a near-copy of a training image. "
                          "auto finds them from the pixels; a regex's first capture group over the file path names "
-                         "the part (e.g. part(\\d+)_cam); none splits single images (what leaks is shown below).")
+                         "the part (e.g. part(\\d+)_cam); frames joins shots of a class whose file names' last "
+                         "numbers lie within a gap of each other (a burst of one part); none splits single images "
+                         "(what leaks is shown below).")
     spec = mode
     if mode == "regex":
         pattern = st.text_input("Pattern (first capture group = the part)",
                                 current.split(":", 1)[1] if current.startswith("regex:") else r"part(\d+)",
                                 key=f"{key}_regex")
         spec = f"regex:{pattern}"
+    if mode == "frames":
+        was = current.split(":", 1)[1] if current.startswith("frames:") else ""
+        gap = st.number_input("Gap (shots whose numbers lie within it of the previous one are one part)", min_value=0,
+                              value=int(was) if was.isdigit() else 200, step=10, key=f"{key}_gap")
+        spec = f"frames:{int(gap)}"
     if spec != current:
         chosen[str(path)] = spec
         ws.update_settings(groups=chosen)

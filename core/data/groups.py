@@ -4,7 +4,7 @@ A group is a set of images that must stay together (in training, or in the test 
 other lighting, exposure, a small shift or re-encoding, or the same file uploaded twice. Every split of the
 protocol (`protocol.split`, `protocol.fold_split`, `protocol.simulate_imbalance`) takes whole groups.
 
-    grouping = find_groups(ds, "auto")                      # or "none", "regex:part(\\d+)_", "csv:groups.csv"
+    grouping = find_groups(ds, "auto")             # or "none", "regex:part(\\d+)_", "csv:groups.csv", "frames:200"
     grouping.groups                                         # one group name per image of ds
     grouping.summary()                                      # images, groups, the largest groups, conflicts
     leakage(grouping, train.sources, test.sources)          # test images with a near-duplicate in training
@@ -31,6 +31,10 @@ Modes (`spec`):
   csv:FILE        a table `file,group` (a header row with those names is optional); `file` is the path in the
                   upload (`crack/a.png`); images it does not name are their own group; a file it names that is
                   not in the dataset is an error.
+  frames:GAP      numbered shots: within each class, images whose file names' last numbers (`exp3_num_4727.jpg`:
+                  4727) lie within GAP of the previous one in order are one part (a burst of shots of one part,
+                  e.g. magnetic_tile's frame numbers with `frames:200`); images with no number in their name are
+                  their own group; a dataset with no numbered file name is an error.
   none            every image its own group (the split draws single images).
 Whatever the mode, images with identical pixels are one group; identical pixels under two classes are listed
 as label conflicts.
@@ -55,7 +59,7 @@ NEIGHBOURS = 3           # candidates per image (its nearest of its class by the
 THRESHOLD = 0.675        # orientation similarity from which a candidate is a near-duplicate
 SHIFT = 2                # px either way the orientation fields may be shifted against each other
 SIGMA_SMOOTH, SIGMA_LOCAL = 1.0, 4.0     # the blur before the gradient; the scale of the local mean magnitude
-MODES = ("auto", "none", "regex", "csv")
+MODES = ("auto", "none", "regex", "csv", "frames")
 METHOD = (f"auto: candidates = the {NEIGHBOURS} nearest images of the class by a {COARSE_SIDE}x{COARSE_SIDE} "
           f"standardised thumbnail; near-duplicate when their gradient orientations ({GROUP_SIZE} px, doubled angle, "
           f"magnitude over its local mean at sigma {SIGMA_LOCAL:g}) agree with a cosine >= {THRESHOLD:.3f} at the "
@@ -82,12 +86,18 @@ class Grouping:
     edges: list[tuple[int, int]] = field(default_factory=list)   # near-duplicate pairs the detector found
     exact: list[list[int]] = field(default_factory=list)          # sets of images with identical pixels
     conflicts: list[list[str]] = field(default_factory=list)      # identical pixels under two classes (files)
-    unassigned: int = 0          # regex / csv: images the pattern or table left to their own group
+    unassigned: int = 0          # regex / csv / frames: images the pattern, table or numbering left to themselves
     seconds: float = 0.0
 
     @property
     def mode(self) -> str:
         return parse_spec(self.spec)[0]
+
+    @property
+    def unassigned_why(self) -> str:
+        """Which images the mode left to their own group, in words ("images {this} are each their own group")."""
+        return {"regex": "that the pattern does not match", "csv": "that the table does not name",
+                "frames": "with no number in their file name"}.get(self.mode, "not named")
 
     def ids(self) -> np.ndarray:
         """The groups as integers (0..G-1, numbered in order of first image)."""
@@ -144,7 +154,7 @@ class Grouping:
             lines.append(f"  method: {METHOD}")
         lines.append("  groups per class: " + ", ".join(f"{c} {n}" for c, n in d["per_class"].items()))
         if self.unassigned:
-            lines.append(f"  {self.unassigned} images not named by the {self.mode} are each their own group")
+            lines.append(f"  {self.unassigned} images {self.unassigned_why} are each their own group")
         if d["exact_duplicates"]:
             lines.append(f"  {d['exact_duplicates']} images have identical pixels to another (always one group)")
         for g in d["largest"]:
@@ -159,7 +169,7 @@ class Grouping:
 
 
 def parse_spec(spec: str | None) -> tuple[str, str]:
-    """("auto" | "none" | "regex" | "csv", its argument); ParamError for anything else."""
+    """("auto" | "none" | "regex" | "csv" | "frames", its argument); ParamError for anything else."""
     text = "auto" if spec in (None, "") else str(spec)
     mode, sep, arg = text.partition(":")
     mode = mode.strip().lower()
@@ -167,9 +177,14 @@ def parse_spec(spec: str | None) -> tuple[str, str]:
         return mode, ""
     if mode in ("regex", "csv") and sep and arg:
         return mode, arg
-    raise ParamError(f"groups must be auto, none, regex:PATTERN or csv:FILE, got {spec!r}; e.g. "
-                     "regex:part(\\d+)_cam (the first capture group names the part) or csv:groups.csv "
-                     "(columns file,group)")
+    if mode == "frames" and sep:
+        if not arg.strip().isdigit():
+            raise ParamError(f"frames:GAP needs a whole number of frames, got {spec!r}; e.g. frames:200 (shots whose "
+                             "numbers lie within 200 of the previous one are one part)")
+        return mode, str(int(arg))
+    raise ParamError(f"groups must be auto, none, regex:PATTERN, csv:FILE or frames:GAP, got {spec!r}; e.g. "
+                     "regex:part(\\d+)_cam (the first capture group names the part), csv:groups.csv "
+                     "(columns file,group) or frames:200 (numbered shots within 200 of each other)")
 
 
 def check_spec(spec: str | None) -> str:
@@ -186,7 +201,7 @@ def check_on_files(spec: str | None, data) -> None:
     """Before anything is written: a `regex:` that matches none of the dataset's image files, or a `csv:` that
     names a file not among them, raises (ParamError / DataError). `data`: the dataset folder or zip."""
     mode, arg = parse_spec(check_spec(spec))
-    if mode not in ("regex", "csv"):
+    if mode not in ("regex", "csv", "frames"):
         return
     from .sources import DatasetFiles
     with DatasetFiles(data) as files:
@@ -195,6 +210,8 @@ def check_on_files(spec: str | None, data) -> None:
         return                                    # the loader says what is wrong with the data itself
     if mode == "regex":
         _regex_groups(sources, arg)
+    elif mode == "frames":
+        _frames_groups(sources, [""] * len(sources), int(arg))     # here only: does any file name hold a number
     else:
         _csv_groups(sources, arg)
 
@@ -227,6 +244,8 @@ def find_groups(ds: ImageSet, spec: str | None = "auto", images64: np.ndarray | 
         names = list(ds.sources)
     elif mode == "regex":
         names, unassigned = _regex_groups(ds.sources, arg)
+    elif mode == "frames":
+        names, unassigned = _frames_groups(ds.sources, [ds.classes[y] for y in ds.labels], int(arg))
     else:
         names, unassigned = _csv_groups(ds.sources, arg)
     exact, conflicts = _exact_duplicates(ds, small)
@@ -261,6 +280,31 @@ def _regex_groups(sources: list[str], pattern: str) -> tuple[list[str], int]:
         raise ParamError(f"the groups pattern {pattern!r} matches none of the {len(sources)} image paths (e.g. "
                          f"{sources[0]!r}); the first capture group of the pattern should name the part")
     return names, missed
+
+
+_NUMBER = re.compile(r"(\d+)\D*$")
+
+
+def _frames_groups(sources: list[str], classes: list[str], gap: int) -> tuple[list[str], int]:
+    """Within each class, the images in order of their file name's last number; one whose number is within `gap`
+    of the previous image's joins its part."""
+    numbers = [_NUMBER.search(Path(s).stem) for s in sources]
+    if not any(numbers):
+        raise ParamError(f"frames:{gap} needs numbered file names (e.g. shot_0412.png), and none of the "
+                         f"{len(sources)} image files has a number in its name (e.g. {sources[0]!r})")
+    names = list(sources)
+    by_class: dict[str, list[tuple[int, int]]] = {}
+    for i, (m, c) in enumerate(zip(numbers, classes)):
+        if m is not None:
+            by_class.setdefault(c, []).append((int(m.group(1)), i))
+    for c, items in by_class.items():
+        part, last = 0, None
+        for n, i in sorted(items):
+            if last is not None and n - last > gap:
+                part += 1
+            last = n
+            names[i] = f"frames:{c}:{part}"
+    return names, sum(m is None for m in numbers)
 
 
 def read_groups_csv(path: str | Path) -> dict[str, str]:

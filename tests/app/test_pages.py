@@ -145,6 +145,18 @@ def test_data_shows_groups_and_what_a_split_by_single_images_would_leak(tmp_path
     at.radio(key="groups_d_mode").set_value("none").run()
     assert_clean(at)
     assert {m.label: m.value for m in at.metric}["Groups"] == "80"
+    at.radio(key="groups_d_mode").set_value("frames").run()      # the zip numbers its files 0..79 per class
+    assert_clean(at)
+    assert {m.label: m.value for m in at.metric}["Groups"] == "2"     # within 200 of each other: one burst a class
+    at.number_input(key="groups_d_gap").set_value(0).run()
+    assert {m.label: m.value for m in at.metric}["Groups"] == "80"
+    assert ws_of(at).settings()["groups"] == {ws_of(at).settings()["dataset"]: "frames:0"}
+    at.radio(key="groups_d_mode").set_value("regex").run()
+    at.text_input(key="groups_d_regex").set_value(r"part(\d+)_cam").run()      # matches none of the files
+    assert_clean(at)
+    assert any("matches none of the 80 image paths" in t for t in texts(at.error))
+    assert "Images per class" in texts(at.subheader)                  # the rest of the page goes on
+    at.radio(key="groups_d_mode").set_value("none").run()
     warning = next(t for t in texts(at.warning) if "Without groups" in t)
     assert int(re.search(r"(\d+)% of the planned test images", warning).group(1)) > 50
     assert ws_of(at).settings()["groups"] == {ws_of(at).settings()["dataset"]: "none"}

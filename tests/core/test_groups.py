@@ -120,8 +120,36 @@ def test_a_pattern_that_matches_nothing_or_does_not_compile_is_a_clear_error():
         find_groups(ds, r"regex:tile(\d+)")
     with pytest.raises(ParamError, match="not a valid regular expression"):
         find_groups(ds, "regex:part(")
-    with pytest.raises(ParamError, match="groups must be auto, none, regex:PATTERN or csv:FILE"):
+    with pytest.raises(ParamError, match="groups must be auto, none, regex:PATTERN, csv:FILE or frames:GAP"):
         parse_spec("bursts")
+
+
+def test_frames_joins_numbered_shots_within_the_gap_in_each_class():
+    ds = _distinct(9)
+    ds.labels[:] = [0, 0, 0, 0, 0, 0, 1, 1, 1]
+    ds.sources[:] = ["a/exp1_num_100.png", "a/exp2_num_180.png", "a/exp3_num_390.png",   # 100-180-390: gaps 80, 210
+                     "a/exp1_num_395.jpg", "a/shot.png", "a/x9_last_12.png",
+                     "b/exp1_num_150.png", "b/exp2_num_160.png", "b/exp3_num_900.png"]
+    g = find_groups(ds, "frames:200")
+    assert g.groups[0] == g.groups[1] != g.groups[2] == g.groups[3]
+    assert g.groups[5] == g.groups[0]                      # its last number, 12, is within 200 of 100
+    assert g.groups[4] == "a/shot.png" and g.unassigned == 1          # no number: its own group
+    assert g.groups[6] == g.groups[7] != g.groups[8]
+    assert g.groups[6] != g.groups[0]                      # 150 in class b is not class a's part
+    assert "1 images with no number in their file name are each their own group" in g.summary()
+    assert len(set(find_groups(ds, "frames:0").groups)) == 9
+    assert len(set(find_groups(ds, "frames:1000").groups)) == 3
+
+
+def test_frames_with_no_number_or_gap_is_a_clear_error():
+    ds = _distinct(4)
+    with pytest.raises(ParamError, match="needs a whole number of frames"):
+        parse_spec("frames:wide")
+    with pytest.raises(ParamError, match="groups must be"):
+        parse_spec("frames")
+    unnumbered = ImageSet(ds.images, ds.labels, ds.classes, ["a/p.png", "b/q.png", "a/r.png", "b/s.png"])
+    with pytest.raises(ParamError, match="none of the 4 image files has a number in its name"):
+        find_groups(unnumbered, "frames:200")
 
 
 def test_csv_groups_and_a_table_naming_missing_files(tmp_path):
@@ -178,6 +206,21 @@ def test_inspect_reads_auto_against_a_reference_table_and_on_the_images_it_names
     assert float(whole.group(2)) < 1.0           # auto pairs the left-out parts' images, the table does not
     assert (int(part.group(1)), int(part.group(2))) == (len(named), len(ds) - len(named))
     assert float(part.group(3)) == 1.0 and float(part.group(4)) == 1.0
+
+
+def test_inspect_reads_auto_against_numbered_shots(tmp_path, capsys):
+    ds, truth = _parts({"normal": 4, "crack": 3}, shots=3)
+    ds.sources[:] = [f"{s.split('/')[0]}/exp{k % 3 + 1}_num_{1000 * int(t.split(':')[1]) + 10 * (k % 3)}.png"
+                     for k, (s, t) in enumerate(zip(ds.sources, truth))]     # a burst of 3 shots per part
+    _write(ds, tmp_path / "data")
+    code = cli(["inspect", str(tmp_path / "data"), "--groups", "auto", "--check-groups", "frames:200"])
+    out = capsys.readouterr().out
+    found = re.search(r"Agreement with frames:200 \((\d+) groups\).*precision ([\d.]+), recall ([\d.]+)", out)
+    assert code == 0 and found, out
+    assert (int(found.group(1)), float(found.group(2)), float(found.group(3))) == (7, 1.0, 1.0)
+    code = cli(["inspect", str(tmp_path / "data"), "--groups", "auto", "--check-groups", "frames:5"])
+    found = re.search(r"Agreement with frames:5 \((\d+) groups\).*precision ([\d.]+)", capsys.readouterr().out)
+    assert int(found.group(1)) == 21 and float(found.group(2)) == 0.0   # shots 10 apart: each its own part
 
 
 def test_record_round_trips():
