@@ -198,8 +198,9 @@ def check_spec(spec: str | None) -> str:
 
 
 def check_on_files(spec: str | None, data) -> None:
-    """Before anything is written: a `regex:` that matches none of the dataset's image files, or a `csv:` that
-    names a file not among them, raises (ParamError / DataError). `data`: the dataset folder or zip."""
+    """Before anything is written: a `regex:` that matches none of the dataset's image files, a `csv:` that names a
+    file not among them, or `frames:` where no file name holds a number, raises (ParamError / DataError). `data`: the
+    dataset folder or zip."""
     mode, arg = parse_spec(check_spec(spec))
     if mode not in ("regex", "csv", "frames"):
         return

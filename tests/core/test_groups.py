@@ -188,6 +188,17 @@ def test_the_cli_refuses_a_bad_pattern_or_table_before_writing_anything(tmp_path
         check_on_files(r"regex:tile(\d+)", tmp_path / "data")
 
 
+def test_the_cli_refuses_frames_on_unnumbered_files_before_writing_anything(tmp_path, capsys):
+    ds, _ = _parts({"normal": 3, "crack": 3}, shots=2)
+    ds.sources[:] = [f"{s.split('/')[0]}/shot_{'abcdefghijkl'[k]}.png" for k, s in enumerate(ds.sources)]
+    _write(ds, tmp_path / "data")
+    out = tmp_path / "run"
+    code = cli(["run", "--data", str(tmp_path / "data"), "--out", str(out), "--groups", "frames:200",
+                "--image-size", "16", "--set", "classifier.epochs=1"])
+    assert code == 2 and "none of the 12 image files has a number in its name" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_inspect_reads_auto_against_a_reference_table_and_on_the_images_it_names(tmp_path, capsys):
     ds, truth = _parts({"normal": 4, "crack": 4}, shots=3)
     _write(ds, tmp_path / "data")
