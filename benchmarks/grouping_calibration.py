@@ -5,6 +5,8 @@
     .venv/bin/python benchmarks/grouping_calibration.py --csv-only --unambiguous-csv /tmp/parts.csv   # the parts that
                                                                                 # photograph no lighting twice; then
     .venv/bin/python -m core inspect ../shared/datasets/magnetic_tile --groups auto --check-groups csv:/tmp/parts.csv
+    .venv/bin/python -m core inspect ../shared/datasets/magnetic_tile --groups auto --check-groups frames:200
+                                                                                # all 222 parts (the 200-rule)
 
 Reference (for checking only; the product never reads file names in `auto`): magnetic_tile photographs each tile in a
 burst, `exp1_num_N` ... `exp6_num_N`; within a class, files whose frame numbers N lie within 200 of the previous one
