@@ -90,7 +90,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=35)
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "grouped_vs_ungrouped"))
-    ap.add_argument("--only", default="auto,none", help="which groupings to run (both by default)")
+    ap.add_argument("--only", default="auto,none", help="which groupings to run (both by default; any --groups "
+                    "spec, e.g. frames:200, runs too)")
     ap.add_argument("--reaggregate", action="store_true", help="re-read finished runs in --out (no training)")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
@@ -125,7 +126,7 @@ def main() -> None:
 
 
 def table(metrics: dict, lin: dict, a, minutes: dict) -> str:
-    specs = [s for s in ("none", "auto") if s in metrics]
+    specs = [s for s in ("none", "auto") if s in metrics] + [s for s in metrics if s not in ("none", "auto")]
     first = metrics[specs[0]]
     classes = first["classes"]
     lines = [f"Machine: {machine()}.",
@@ -149,12 +150,13 @@ def table(metrics: dict, lin: dict, a, minutes: dict) -> str:
     lines += ["", "| groups | test images with a near-duplicate in training | groups | linear model macro F1 | "
                   + " | ".join(f"linear recall {c}" for c in classes) + " |",
               "|---|---|---|---|" + "---|" * len(classes)]
-    for s in ("none", "auto"):
+    for s in dict.fromkeys(("none", "auto", *specs)):
         lk = metrics[s].get("leakage", {}) if s in metrics else {}
         grouping = metrics[s].get("grouping", {}) if s in metrics else {}
         share = f"{100 * lk['share']:.1f}% ({lk['leaking']} of {lk['test_images']})" if lk else "-"
-        lines.append(f"| {s} | {share} | {grouping.get('groups', '-')} | {lin[s]['f1']:.3f} | "
-                     + " | ".join(f"{lin[s]['recall'][c]:.3f}" for c in classes) + " |")
+        linear = (f"{lin[s]['f1']:.3f} | " + " | ".join(f"{lin[s]['recall'][c]:.3f}" for c in classes) if s in lin
+                  else "- | " + " | ".join("-" for _ in classes))
+        lines.append(f"| {s} | {share} | {grouping.get('groups', '-')} | {linear} |")
     return "\n".join(lines)
 
 
