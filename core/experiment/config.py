@@ -82,7 +82,7 @@ class ExperimentConfig:
     split_seed: int = 0                 # fixes the test split and the imbalance subset
     folds: int = 1                      # 1: one split (test_per_class); K: stratified K-fold, every image tested once
     normal_class: str | None = None     # the defect-free class (None: detected from the names, else the largest)
-    groups: str = "auto"                # images of one part: auto | none | regex:PATTERN | csv:FILE | frames:GAP (core.data.groups)
+    groups: str = "auto"                # one part's images: auto | none | regex:P | csv:F | frames:GAP (data.groups)
     preset: str = "quick"               # quick (CPU) | paper (GPU)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"smote": {...}, "classifier": {...}}
     device: str = "auto"
