@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._results import machine, write_section  # noqa: E402
 from core.data import load_dataset  # noqa: E402
-from core.data.groups import (METHOD, _blur, _components, _gray64, aligned_correlation,  # noqa: E402
-                               candidate_pairs, descriptors, find_groups, pairwise_agreement)
+from core.data.groups import (METHOD, _blur, _components, _frames_groups, _gray64,  # noqa: E402
+                               aligned_correlation, candidate_pairs, descriptors, find_groups, pairwise_agreement)
 from core.imageset import ImageSet  # noqa: E402
 
 FRAME = re.compile(r"num_(\d+)")
@@ -42,19 +42,9 @@ LIGHT = re.compile(r"exp(\d+)_")
 
 
 def bursts(sources: list[str], gap: int = 200) -> list[str]:
-    """The check-only reference: within a class, sorted frame numbers closer than `gap` to the previous are one part."""
-    out = [""] * len(sources)
-    by_class: dict[str, list[tuple[int, int]]] = {}
-    for i, s in enumerate(sources):
-        by_class.setdefault(s.split("/")[0], []).append((int(FRAME.search(s).group(1)), i))
-    for c, items in by_class.items():
-        part, last = -1, None
-        for n, i in sorted(items):
-            if last is None or n - last > gap:
-                part += 1
-            last = n
-            out[i] = f"{c}:{part}"
-    return out
+    """The check-only reference: within a class, sorted frame numbers closer than `gap` to the previous are one part
+    (the product's `frames:GAP` groups, core.data.groups)."""
+    return _frames_groups(sources, [s.split("/")[0] for s in sources], gap)[0]
 
 
 def tiles(sources: list[str], gap: int = 80, join: int = 200) -> list[str]:
